@@ -38,7 +38,7 @@ def _add_verb(
     return parser
 
 
-# --- synth -----------------------------------------------------------------------------------
+# --- synth ---
 
 
 def _run_synth(args: argparse.Namespace) -> int:
@@ -69,7 +69,7 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
-# --- import ----------------------------------------------------------------------------------
+# --- import ---
 
 
 def _run_import(args: argparse.Namespace) -> int:
@@ -104,7 +104,7 @@ def _add_import(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default="object", help="class name for `masks` (one class)")
 
 
-# --- split -----------------------------------------------------------------------------------
+# --- split ---
 
 
 def _run_split(args: argparse.Namespace) -> int:
@@ -133,7 +133,7 @@ def _add_split(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="output folder (default: next to GT)")
 
 
-# --- train -----------------------------------------------------------------------------------
+# --- train ---
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -163,7 +163,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     add_train_arguments(p)
 
 
-# --- entry point -----------------------------------------------------------------------------
+# --- entry point ---
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,7 +71,8 @@ class TrainConfig:
         unknown = sorted(set(values) - names)
         if unknown:
             raise ConfigError(
-                f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}"
+                f"{source}: unknown key(s) {', '.join(unknown)}; "
+                f"valid keys: {', '.join(sorted(names))}"
             )
         config = cls(**values)
         config._coerce_paths()
@@ -83,6 +84,9 @@ class TrainConfig:
         """Defaults, then `--config` YAML, then the flags actually given."""
         values: dict[str, Any] = {}
         config_path: Path | None = getattr(args, "config", None)
+        resume: Path | None = getattr(args, "resume", None)
+        if config_path is None and resume is not None and "data" not in vars(args):
+            config_path = Path(resume).parent / "config.yaml"  # the run's own resolved config
         if config_path is not None:
             values.update(load_yaml(config_path))
         for name in (f.name for f in dataclasses.fields(cls)):

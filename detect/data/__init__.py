@@ -1,0 +1,1 @@
+"""Dataset generation, import and splitting."""

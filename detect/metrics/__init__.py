@@ -1,0 +1,1 @@
+"""Metrics (torch-free): COCO AP/AR through pycocotools."""

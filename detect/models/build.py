@@ -1,0 +1,153 @@
+"""`build_model`: torchvision Faster/Mask R-CNN with a chosen backbone, RoI op and weights.
+
+Boxes in and out of the model are xyxy float pixels of the input image; label 0 is background,
+so `num_classes` = K foreground classes + 1.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+from torchvision.models import mobilenet_v3_large, resnet18, resnet50
+from torchvision.models.detection import FasterRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import (
+    _mobilenet_extractor,
+    _resnet_fpn_extractor,
+)
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign, misc
+
+from detect.errors import CheckpointError, ConfigError
+from detect.models.roi_pool import MultiScaleRoIPool
+from detect.models.weights import load_backbone_state, load_detector_state, load_matching
+
+log = logging.getLogger(__name__)
+
+ARCHS = ("faster_rcnn", "mask_rcnn")
+BACKBONES = ("resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn")
+ROIS = ("align", "pool")
+# torchvision's COCO anchors, one size per FPN level (ResNet) or all sizes on each of the
+# 3 MobileNet levels; `anchor_scale` multiplies them for small images.
+RESNET_ANCHORS = ((32,), (64,), (128,), (256,), (512,))
+MOBILENET_ANCHORS = ((32, 64, 128, 256, 512),) * 3
+# Keys of **sizes consumed here; the rest go to the FasterRCNN/MaskRCNN constructor.
+OWN_SIZES = ("trainable_layers", "representation_size", "anchor_scale")
+
+
+def _backbone(
+    name: str, pretrained: bool, trainable_layers: int | None
+) -> tuple[nn.Module, Callable[[nn.Module], nn.Module]]:
+    """The ImageNet classifier net and the function that turns it into an FPN body.
+
+    Pretrained nets use frozen BatchNorm and train 3 stages by default, as torchvision does;
+    from scratch everything trains with ordinary BatchNorm.
+    """
+    norm = misc.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
+    if name == "mobilenet_v3_fpn":
+        net = mobilenet_v3_large(weights=None, norm_layer=norm)
+        layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 6)
+        return net, lambda n: _mobilenet_extractor(n, True, layers)
+    net = (resnet50 if name == "resnet50_fpn" else resnet18)(weights=None, norm_layer=norm)
+    layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 5)
+    return net, lambda n: _resnet_fpn_extractor(n, layers)
+
+
+def _roi_poolers(roi: str) -> tuple[nn.Module, nn.Module]:
+    """Box (7x7) and mask (14x14) poolers over FPN levels '0'..'3'."""
+    names = ["0", "1", "2", "3"]
+    if roi == "align":
+        return (
+            MultiScaleRoIAlign(names, output_size=7, sampling_ratio=2),
+            MultiScaleRoIAlign(names, output_size=14, sampling_ratio=2),
+        )
+    return (
+        MultiScaleRoIPool(names, output_size=7, sampling_ratio=0),
+        MultiScaleRoIPool(names, output_size=14, sampling_ratio=0),
+    )
+
+
+def build_model(
+    arch: str,
+    backbone: str,
+    num_classes: int,
+    roi: str = "align",
+    weights: str | None = None,
+    backbone_weights: str | None = None,
+    **sizes: Any,
+) -> nn.Module:
+    """Build a detector.
+
+    Args:
+        arch: "faster_rcnn" or "mask_rcnn".
+        backbone: "resnet50_fpn", "resnet18_fpn" or "mobilenet_v3_fpn".
+        num_classes: foreground classes + 1 (background).
+        roi: "align" (MultiScaleRoIAlign) or "pool" (MultiScaleRoIPool).
+        weights: whole-detector weights: torchvision enum name or .pth path. Tensors whose
+            shape depends on the class count are re-initialised when it differs.
+        backbone_weights: ImageNet enum name or .pth path for the backbone alone.
+        sizes: `trainable_layers` (backbone stages to train), `representation_size` (box
+            head MLP width, default 1024), `anchor_scale` (multiplies the default anchor
+            sizes, e.g. 0.5 for 400-px images), plus any FasterRCNN/MaskRCNN keyword
+            (min_size, max_size, box_detections_per_img, rpn_*, box_*).
+    """
+    if arch not in ARCHS or backbone not in BACKBONES or roi not in ROIS:
+        raise ConfigError(
+            f"unsupported model {arch}/{backbone}/{roi}: arch one of {ARCHS}, "
+            f"backbone one of {BACKBONES}, roi one of {ROIS}"
+        )
+    if num_classes < 2:
+        raise ConfigError(f"num_classes={num_classes}: need at least one foreground class + 1")
+    own = {k: sizes.pop(k) for k in OWN_SIZES if k in sizes}
+    pretrained = weights is not None or backbone_weights is not None
+
+    net, extract = _backbone(backbone, pretrained, own.get("trainable_layers"))
+    if backbone_weights is not None and weights is None:
+        state = load_backbone_state(backbone, backbone_weights)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise CheckpointError(
+                f"backbone weights {backbone_weights} do not fit {backbone}: {first}"
+            ) from None
+    body = extract(net)
+
+    base = MOBILENET_ANCHORS if backbone == "mobilenet_v3_fpn" else RESNET_ANCHORS
+    scale = float(own.get("anchor_scale", 1.0))
+    anchor_sizes = tuple(tuple(max(4, round(s * scale)) for s in level) for level in base)
+    anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
+
+    box_pool, mask_pool = _roi_poolers(roi)
+    resolution = box_pool.output_size[0]
+    width = int(own.get("representation_size", 1024))
+    heads: dict[str, Any] = {
+        "rpn_anchor_generator": anchors,
+        "box_roi_pool": box_pool,
+        "box_head": TwoMLPHead(body.out_channels * resolution**2, width),
+        "box_predictor": FastRCNNPredictor(width, num_classes),
+    }
+    if arch == "mask_rcnn":
+        heads["mask_roi_pool"] = mask_pool
+        heads["mask_predictor"] = MaskRCNNPredictor(256, 256, num_classes)
+    detector_cls = MaskRCNN if arch == "mask_rcnn" else FasterRCNN
+    accepted = set(inspect.signature(detector_cls.__init__).parameters) - set(heads)
+    accepted -= {"self", "backbone", "num_classes", "kwargs"}
+    unknown = sorted(set(sizes) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"bad model size option(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(accepted | set(OWN_SIZES)))}"
+        )
+    model = detector_cls(body, num_classes=None, **heads, **sizes)
+
+    if weights is not None:
+        skipped = load_matching(model, load_detector_state(arch, backbone, weights), weights)
+        if skipped:
+            log.info("re-initialised for %d classes: %s", num_classes, ", ".join(skipped))
+    return model

@@ -1,0 +1,598 @@
+"""`detect train`: train Faster/Mask R-CNN on COCO-format data.
+
+Writes into `config.out` (runs/NAME): `config.yaml` (resolved), `metrics.csv`, `loss.png`,
+`val_ap.png`, `last.pt` (resumable: model, optimizer, scheduler, AMP scaler, epoch, RNG states,
+best score), `best.pt` and `ckpt_e{E}_ap{AP}.pt` (model weights + everything export needs).
+The validation score ("val AP") is COCO mask AP for mask_rcnn and box AP for faster_rcnn.
+
+Under `torchrun --nproc_per_node N` the same command trains with DistributedDataParallel:
+each process reads its DistributedSampler shard, losses are averaged over processes, and rank 0
+alone validates and writes files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from detect import __version__
+from detect.data.augment import AugmentConfig, build_transform
+from detect.data.coco import CocoData, load_coco
+from detect.data.dataset import DetectionDataset, collate
+from detect.errors import CheckpointError, ConfigError, DataError, DetectError
+from detect.metrics.coco import coco_stats, load_gt
+from detect.metrics.curves import plot_training_curves
+from detect.models import build_model
+from detect.models.infer import predict_records
+from detect.train_config import TrainConfig
+
+CHECKPOINT_FORMAT = "detect-checkpoint/1"
+LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+
+
+@dataclass
+class TrainResult:
+    """What a run achieved; `summary()` is what the CLI prints."""
+
+    out: Path
+    epochs_done: int
+    best_ap: float
+    best_epoch: int
+    val: dict[str, dict[str, float]] = field(default_factory=dict)
+    test: dict[str, dict[str, float]] = field(default_factory=dict)
+    stopped_early: bool = False
+
+    def summary(self) -> str:
+        lines = [
+            f"trained {self.epochs_done} epochs" + (" (early stop)" if self.stopped_early else "")
+        ]
+        if self.best_epoch:
+            lines.append(f"best val AP {self.best_ap:.4f} at epoch {self.best_epoch}")
+        for split, stats in (("val", self.val), ("test", self.test)):
+            for iou_type, s in stats.items():
+                lines.append(
+                    f"{split} {iou_type}: AP {s['AP']:.4f}  AP50 {s['AP50']:.4f}  "
+                    f"AP75 {s['AP75']:.4f}"
+                )
+        return "\n".join(lines)
+
+
+# --- process group and devices ---
+
+
+@dataclass
+class _Dist:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def _setup_process(device: str) -> _Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1 and pick this process's device."""
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is visible; use --device cpu")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return _Dist(device=torch.device("cuda" if use_cuda else "cpu"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return _Dist(
+        rank=dist.get_rank(),
+        world=world,
+        device=torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"),
+    )
+
+
+def _say(ctx: _Dist, message: str) -> None:
+    if ctx.main:
+        tqdm.write(message, file=sys.stderr)
+
+
+# --- data ---
+
+
+def _load_data(config: TrainConfig, ctx: _Dist) -> tuple[CocoData, CocoData | None]:
+    need_masks = config.arch == "mask_rcnn"
+    train_data = load_coco(config.data, config.images, need_masks, config.skip_invalid)
+    for reason, count in train_data.dropped.items():
+        _say(ctx, f"skipped {count} item(s) of {config.data}: {reason}")
+    val_data = None
+    if config.val is not None:
+        val_data = load_coco(config.val, config.images, need_masks, config.skip_invalid)
+        for reason, count in val_data.dropped.items():
+            _say(ctx, f"skipped {count} item(s) of {config.val}: {reason}")
+        _check_same_classes(train_data, val_data)
+    return train_data, val_data
+
+
+def _check_same_classes(train: CocoData, other: CocoData) -> None:
+    if train.label_names != other.label_names or train.category_ids != other.category_ids:
+        raise DataError(
+            f"{other.json_path} has categories {other.label_names}, but the training set has "
+            f"{train.label_names}; splits must share one category list (see `detect split`)"
+        )
+
+
+def _resolved_sizes(config: TrainConfig, data: CocoData) -> dict[str, Any]:
+    """min/max image size (from the data when not given) and anchor scale for build_model."""
+    min_size = config.min_size
+    if min_size is None:
+        short = np.median([min(r.width, r.height) for r in data.records])
+        min_size = int(min(1333, max(128, round(short / 32) * 32)))
+    max_size = config.max_size or math.ceil(min_size * 1333 / 800)
+    sizes: dict[str, Any] = {"min_size": min_size, "max_size": max_size}
+    # torchvision's anchors (32..512 px) are tuned for 800-px inputs: scale them with the input.
+    sizes["anchor_scale"] = round(min(1.0, min_size / 800), 4)
+    sizes.update(config.sizes)
+    return sizes
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed numpy, random and the augmentation pipeline from the loader's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None and info.dataset.transform is not None:
+        info.dataset.transform.set_random_seed(seed)
+
+
+def _make_loader(
+    dataset: DetectionDataset, config: TrainConfig, ctx: _Dist
+) -> tuple[DataLoader, DistributedSampler]:
+    # One sampler type for 1..N processes: the order depends on (seed, epoch) only, so a
+    # resumed run sees the same batches as an uninterrupted one.
+    sampler = DistributedSampler(
+        dataset, num_replicas=ctx.world, rank=ctx.rank, shuffle=config.shuffle, seed=config.seed
+    )
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch,
+        sampler=sampler,
+        num_workers=config.workers,
+        collate_fn=collate,
+        worker_init_fn=_seed_worker,
+        pin_memory=ctx.device.type == "cuda",
+        drop_last=False,
+    )
+    return loader, sampler
+
+
+# --- optimisation ---
+
+
+def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
+    """Backbone at lr * backbone_lr; no weight decay on norms and biases."""
+    lr, wd = config.resolved_lr(), config.resolved_weight_decay()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        key = (name.startswith("backbone.body."), param.ndim <= 1)
+        groups.setdefault(key, []).append(param)
+    return [
+        {
+            "params": params,
+            "lr": lr * (config.backbone_lr if in_backbone else 1.0),
+            "weight_decay": 0.0 if no_decay else wd,
+        }
+        for (in_backbone, no_decay), params in sorted(groups.items())
+    ]
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(model, config)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.resolved_lr(), momentum=config.momentum)
+    return torch.optim.AdamW(groups, lr=config.resolved_lr(), betas=(config.momentum, 0.999))
+
+
+def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the base LR at optimizer step `step` of `total`."""
+    if step < warmup:
+        return 0.001 + (1 - 0.001) * step / warmup
+    if schedule == "step":  # x0.1 at 2/3 and 8/9 of training, as Detectron2's 1x/3x schedules
+        return 0.1 ** sum(step >= total * f for f in (2 / 3, 8 / 9))
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# --- checkpoints ---
+
+
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a `detect train` checkpoint (weights_only); CheckpointError when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; check the path")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, pickle, truncated file ...
+        raise CheckpointError(f"cannot read checkpoint {path} ({exc.__class__.__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a `detect train` checkpoint")
+    return ckpt
+
+
+def _check_resume_spec(ckpt: dict[str, Any], spec: dict[str, Any], path: Path) -> None:
+    keys = ("arch", "backbone", "roi", "num_classes")
+    theirs = {k: ckpt["model_spec"][k] for k in keys}
+    ours = {k: spec[k] for k in keys}
+    if theirs != ours:
+        raise CheckpointError(
+            f"cannot resume from {path}: it was trained as {theirs}, this run is {ours}; "
+            "resume with the same --arch/--backbone/--roi and data, or start a new --out"
+        )
+
+
+# --- validation ---
+
+
+def evaluate_records(
+    model: nn.Module, data: CocoData, device: torch.device, desc: str, show: bool
+) -> dict[str, dict[str, float]]:
+    """COCO stats per IoU type ("bbox", and "segm" for mask models) on `data`."""
+    gt = load_gt(data.json_path)
+    with tqdm(total=len(data.records), desc=desc, leave=False, disable=not show) as bar:
+        results = predict_records(
+            model, data.records, data.category_ids, device, progress=bar.update
+        )
+    keep_ids = {r.image_id for r in data.records}
+    gt.dataset["images"] = [i for i in gt.dataset["images"] if i["id"] in keep_ids]
+    gt.createIndex()
+    iou_types = ["bbox", "segm"] if any("segmentation" in r for r in results) else ["bbox"]
+    return {t: coco_stats(gt, results, t) for t in iou_types}
+
+
+def _primary_ap(stats: dict[str, dict[str, float]], arch: str) -> float:
+    return stats["segm"]["AP"] if arch == "mask_rcnn" and "segm" in stats else stats["bbox"]["AP"]
+
+
+# --- the loop ---
+
+
+def _prepare_out(config: TrainConfig) -> None:
+    out = config.out
+    if config.resume is None and (out / "last.pt").exists():
+        raise ConfigError(
+            f"{out} already holds a run; continue it with --resume {out / 'last.pt'} "
+            "or choose another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _append_metrics(path: Path, row: dict[str, Any]) -> None:
+    columns = [
+        "epoch",
+        "loss",
+        *LOSS_KEYS,
+        "lr",
+        "val_bbox_AP",
+        "val_bbox_AP50",
+        "val_segm_AP",
+        "val_segm_AP50",
+        "time_s",
+    ]
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in columns})
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """On resume, forget rows of epochs after the checkpoint so the curve continues cleanly."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r["epoch"]) <= epochs_done)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run training as configured; see the module docstring for the outputs."""
+    ctx = _setup_process(config.device)
+    try:
+        return _train(config, ctx)
+    finally:
+        if ctx.active:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, ctx: _Dist) -> TrainResult:
+    torch.manual_seed(config.seed + ctx.rank)
+    np.random.seed(config.seed + ctx.rank)
+    random.seed(config.seed + ctx.rank)
+    if ctx.main:
+        _prepare_out(config)
+    resume = load_checkpoint(config.resume) if config.resume is not None else None
+
+    train_data, val_data = _load_data(config, ctx)
+    sizes = _resolved_sizes(config, train_data)
+    spec = {
+        "arch": config.arch,
+        "backbone": config.backbone,
+        "roi": config.roi,
+        "num_classes": train_data.num_classes,
+        "sizes": sizes,
+    }
+    if resume is not None:
+        _check_resume_spec(resume, spec, config.resume)
+    model = build_model(
+        config.arch,
+        config.backbone,
+        train_data.num_classes,
+        config.roi,
+        weights=None if resume is not None else config.weights,
+        backbone_weights=None if resume is not None else config.backbone_weights,
+        **sizes,
+    ).to(ctx.device)
+
+    augment = AugmentConfig.from_value(config.augment)
+    transform = build_transform(augment) if augment is not None else None
+    dataset = DetectionDataset(train_data.records, config.arch == "mask_rcnn", transform)
+    loader, sampler = _make_loader(dataset, config, ctx)
+    optimizer = _make_optimizer(model, config)
+    steps_per_epoch = math.ceil(len(loader) / config.accumulate)
+    total_steps = config.epochs * steps_per_epoch
+    warmup = min(config.warmup, max(1, total_steps // 3))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: _lr_factor(s, total_steps, warmup, config.schedule)
+    )
+    amp = config.amp if config.amp is not None else ctx.device.type == "cuda"
+    amp_dtype = torch.float16 if ctx.device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=amp and amp_dtype == torch.float16)
+
+    start_epoch, best_ap, best_epoch, bad_validations = 0, -1.0, 0, 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scaler.load_state_dict(resume["scaler"])
+        _set_rng_state(resume["rng"])
+        start_epoch = resume["epoch"]
+        best_ap, best_epoch = resume["best_ap"], resume["best_epoch"]
+        bad_validations = resume["bad_validations"]
+        _say(ctx, f"resumed {config.resume} at epoch {start_epoch}")
+
+    resolved = config.to_yaml_dict() | {
+        "min_size": sizes["min_size"],
+        "max_size": sizes["max_size"],
+        "lr": config.resolved_lr(),
+        "weight_decay": config.resolved_weight_decay(),
+        "amp": amp,
+    }
+    if ctx.main:
+        (config.out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        if resume is not None:
+            _truncate_metrics(config.out / "metrics.csv", start_epoch)
+    net: nn.Module = model
+    if ctx.active:
+        net = DistributedDataParallel(
+            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
+
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "version": __version__,
+        "model_spec": spec,
+        "labels": train_data.label_names,
+        "category_ids": train_data.category_ids,
+        "config": resolved,
+    }
+    result = TrainResult(
+        out=config.out, epochs_done=start_epoch, best_ap=best_ap, best_epoch=best_epoch
+    )
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        sampler.set_epoch(epoch)
+        if transform is not None and config.workers == 0:
+            transform.set_random_seed(config.seed * 100_003 + epoch)
+        losses = _train_one_epoch(
+            net, loader, optimizer, scheduler, scaler, config, ctx, epoch, amp, amp_dtype
+        )
+        row: dict[str, Any] = {"epoch": epoch + 1, **losses, "lr": optimizer.param_groups[-1]["lr"]}
+        validate = val_data is not None and (
+            (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
+        )
+        stop = False
+        if ctx.main:
+            state = {**meta, "model": model.state_dict(), "epoch": epoch + 1}
+            if validate:
+                stats = evaluate_records(model, val_data, ctx.device, "val", ctx.main)
+                result.val = stats
+                for iou_type, s in stats.items():
+                    row[f"val_{iou_type}_AP"], row[f"val_{iou_type}_AP50"] = s["AP"], s["AP50"]
+                ap = _primary_ap(stats, config.arch)
+                state["metrics"] = stats
+                _atomic_save(state, config.out / f"ckpt_e{epoch + 1}_ap{ap:.3f}.pt")
+                if ap > best_ap:
+                    best_ap, best_epoch, bad_validations = ap, epoch + 1, 0
+                    _atomic_save(state, config.out / "best.pt")
+                else:
+                    bad_validations += 1
+                stop = config.patience > 0 and bad_validations >= config.patience
+            elif val_data is None:
+                _atomic_save(state, config.out / "best.pt")  # no validation: latest is best
+            row["time_s"] = round(time.perf_counter() - started, 2)
+            _atomic_save(
+                {
+                    **state,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": _rng_state(),
+                    "best_ap": best_ap,
+                    "best_epoch": best_epoch,
+                    "bad_validations": bad_validations,
+                },
+                config.out / "last.pt",
+            )
+            _append_metrics(config.out / "metrics.csv", row)
+            plot_training_curves(config.out / "metrics.csv", config.out)
+            _say(ctx, _epoch_line(row, config.epochs))
+        result.epochs_done = epoch + 1
+        if ctx.active:
+            flag = torch.tensor([int(stop)], device=ctx.device)
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        if stop:
+            _say(ctx, f"early stop: no better val AP in {config.patience} validations")
+            result.stopped_early = True
+            break
+
+    result.best_ap, result.best_epoch = best_ap, best_epoch
+    if config.test is not None and ctx.main:
+        result.test = _evaluate_test(model, config, train_data, ctx)
+    return result
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    line = f"epoch {row['epoch']}/{epochs}  loss {row['loss']:.4f}  lr {row['lr']:.2e}"
+    for key in ("val_bbox_AP", "val_segm_AP"):
+        if key in row:
+            line += f"  {key} {row[key]:.4f}"
+    return line
+
+
+def _evaluate_test(
+    model: nn.Module, config: TrainConfig, train_data: CocoData, ctx: _Dist
+) -> dict[str, dict[str, float]]:
+    """Score best.pt on the held-out split; also written to test_metrics.json."""
+    test_data = load_coco(
+        config.test, config.images, config.arch == "mask_rcnn", config.skip_invalid
+    )
+    _check_same_classes(train_data, test_data)
+    model.load_state_dict(load_checkpoint(config.out / "best.pt")["model"])
+    stats = evaluate_records(model, test_data, ctx.device, "test", ctx.main)
+    (config.out / "test_metrics.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def _train_one_epoch(
+    net: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    config: TrainConfig,
+    ctx: _Dist,
+    epoch: int,
+    amp: bool,
+    amp_dtype: torch.dtype,
+) -> dict[str, float]:
+    """One pass over the loader; returns mean losses (averaged over processes)."""
+    net.train()
+    sums = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64)  # losses, total, batches
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        leave=False,
+        disable=not ctx.main,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    optimizer.zero_grad(set_to_none=True)
+    for i, (images, targets, bad) in enumerate(bar):
+        if bad and (not config.skip_invalid or ctx.active):
+            raise DataError(
+                f"image {bad[0].path} {bad[0].reason}; fix or remove it "
+                "(or pass --skip-invalid, single process only)"
+            )
+        if not images:
+            continue
+        images = [im.to(ctx.device, non_blocking=True) for im in images]
+        targets = [{k: v.to(ctx.device, non_blocking=True) for k, v in t.items()} for t in targets]
+        with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp):
+            loss_dict = net(images, targets)
+        loss = sum(loss_dict.values())
+        if not torch.isfinite(loss):
+            raise DetectError(
+                f"loss became {loss.item()} at epoch {epoch + 1}, batch {i + 1}; "
+                "lower --lr, raise --warmup or keep --clip-grad on"
+            )
+        scaler.scale(loss / config.accumulate).backward()
+        if (i + 1) % config.accumulate == 0 or i + 1 == len(loader):
+            if config.clip_grad > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(net.parameters(), config.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+        for k, key in enumerate(LOSS_KEYS):
+            if key in loss_dict:
+                sums[k] += loss_dict[key].item()
+        sums[-2] += loss.item()
+        sums[-1] += 1
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}")
+    bar.close()
+    if ctx.active:
+        sums = sums.to(ctx.device)
+        dist.all_reduce(sums)
+        sums = sums.cpu()
+    count = max(1.0, sums[-1].item())
+    means = {key: sums[k].item() / count for k, key in enumerate(LOSS_KEYS) if sums[k] != 0}
+    means["loss"] = sums[-2].item() / count
+    return means
