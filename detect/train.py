@@ -287,15 +287,12 @@ def evaluate_records(
     model: nn.Module, data: CocoData, device: torch.device, desc: str, show: bool
 ) -> dict[str, dict[str, float]]:
     """COCO stats per IoU type ("bbox", and "segm" for mask models) on `data`."""
-    gt = load_gt(data.json_path)
+    gt = load_gt(data.json_path, {r.image_id for r in data.records})
     with tqdm(total=len(data.records), desc=desc, leave=False, disable=not show) as bar:
         results = predict_records(
             model, data.records, data.category_ids, device, progress=bar.update
         )
-    keep_ids = {r.image_id for r in data.records}
-    gt.dataset["images"] = [i for i in gt.dataset["images"] if i["id"] in keep_ids]
-    gt.createIndex()
-    iou_types = ["bbox", "segm"] if any("segmentation" in r for r in results) else ["bbox"]
+    iou_types = ["bbox", "segm"] if model.roi_heads.has_mask() else ["bbox"]
     return {t: coco_stats(gt, results, t) for t in iou_types}
 
 

@@ -34,9 +34,15 @@ STAT_NAMES = (
 )
 
 
-def load_gt(json_path: Path) -> COCO:
-    """A pycocotools COCO object for a ground-truth file, with `area`/`iscrowd` defaulted."""
+def load_gt(json_path: Path, image_ids: set[int] | None = None) -> COCO:
+    """A pycocotools COCO object for a ground-truth file, with `area`/`iscrowd` defaulted.
+
+    `image_ids` restricts it to those images (e.g. the ones that passed validation).
+    """
     data = read_json(Path(json_path))
+    if image_ids is not None:
+        data["images"] = [i for i in data["images"] if i["id"] in image_ids]
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] in image_ids]
     for ann in data["annotations"]:
         ann.setdefault("iscrowd", 0)
         if "area" not in ann:
