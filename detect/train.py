@@ -146,7 +146,7 @@ def _resolved_sizes(config: TrainConfig, data: CocoData) -> dict[str, Any]:
     min_size = config.min_size
     if min_size is None:
         short = np.median([min(r.width, r.height) for r in data.records])
-        min_size = int(min(1333, max(128, round(short / 32) * 32)))
+        min_size = int(min(1333, max(64, round(short / 32) * 32)))
     max_size = config.max_size or math.ceil(min_size * 1333 / 800)
     sizes: dict[str, Any] = {"min_size": min_size, "max_size": max_size}
     # torchvision's anchors (32..512 px) are tuned for 800-px inputs: scale them with the input.

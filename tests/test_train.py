@@ -1,0 +1,203 @@
+"""`detect train` end to end in real processes: outputs, overfitting, resume, DDP, errors."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from helpers import TINY_SIZES, run_detect, write_config
+
+from detect.data.synth import write_dataset
+from detect.models import build_model
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_overfits_eight_images(tmp_path: Path) -> None:
+    """The classic sanity check: loss falls >= 80 % and AP50 on the training images >= 0.9."""
+    gt = write_dataset(tmp_path / "data", images=8, seed=3, size=128)
+    config = write_config(
+        tmp_path / "overfit.yaml", data=gt, val=gt, epochs=40, val_every=20, lr=0.002
+    )
+    result = run_detect("train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = _rows(tmp_path / "run")
+    first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
+    assert last <= 0.2 * first, (first, last)
+    assert float(rows[-1]["val_bbox_AP50"]) >= 0.9
+    assert float(rows[-1]["val_segm_AP50"]) >= 0.9
+
+
+def test_run_folder_outputs_and_config_roundtrip(shapes_small: Path, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", data=shapes_small / "train.json", val=shapes_small / "val.json"
+    )
+    run = tmp_path / "run"
+    result = run_detect("train", "--config", str(config), "--out", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "metrics.csv", "loss.png", "val_ap.png", "last.pt", "best.pt"} <= names
+    snapshots = sorted(n for n in names if n.startswith("ckpt_e"))
+    assert len(snapshots) == 2 and snapshots[0].startswith("ckpt_e1_ap")
+    assert f"outputs in {run}" in result.stdout
+    rows = _rows(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(r["val_bbox_AP"] != "" and r["val_segm_AP"] != "" for r in rows)
+
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["min_size"] == 96 and resolved["lr"] == 0.001 and resolved["amp"] is False
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["model_spec"]["arch"] == "mask_rcnn" and best["model_spec"]["num_classes"] == 6
+    assert best["labels"] == ["circle", "rectangle", "triangle", "star", "ring"]
+    # The resolved config trains again as it is (new --out).
+    again = run_detect(
+        "train", "--config", str(run / "config.yaml"), "--epochs", "1", "--out", str(tmp_path / "b")
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+def test_resume_continues_the_same_curve(shapes_small: Path, tmp_path: Path) -> None:
+    """Kill a run after its first epoch; --resume gives the uninterrupted run's curve."""
+    config = write_config(
+        tmp_path / "c.yaml", data=shapes_small / "train.json", epochs=3, augment=True
+    )
+    straight = tmp_path / "straight"
+    assert run_detect("train", "--config", str(config), "--out", str(straight)).returncode == 0
+
+    crashed = tmp_path / "crashed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "detect", "train", "--config", str(config), "--out", str(crashed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not ((crashed / "metrics.csv").exists() and _rows(crashed)):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    done = len(_rows(crashed))
+    assert done < 3, "the run finished before it could be interrupted"
+
+    cont = run_detect("train", "--resume", str(crashed / "last.pt"))
+    assert cont.returncode == 0, cont.stderr[-2000:]
+    assert f"at epoch {done}" in cont.stderr
+
+    a, b = _rows(straight), _rows(crashed)
+    assert [r["epoch"] for r in b] == ["1", "2", "3"]
+    for ra, rb in zip(a, b, strict=True):
+        assert float(ra["loss"]) == pytest.approx(float(rb["loss"]), rel=1e-4)
+        assert float(ra["lr"]) == pytest.approx(float(rb["lr"]), rel=1e-9)
+
+
+def test_bad_inputs_end_in_one_clear_line(shapes_small: Path, tmp_path: Path) -> None:
+    missing = run_detect("train", "--data", str(tmp_path / "nope.json"), "--out", str(tmp_path))
+    assert missing.returncode == 1
+    assert "nope.json not found" in missing.stderr and "Traceback" not in missing.stderr
+
+    bad_flag = run_detect("train", "--data", "x.json", "--optimizer", "rmsprop")
+    assert bad_flag.returncode == 2 and "invalid choice" in bad_flag.stderr
+
+    config = write_config(tmp_path / "c.yaml", data=shapes_small / "train.json", epochs=1)
+    faster = tmp_path / "faster"
+    ok = run_detect("train", "--config", str(config), "--arch", "faster_rcnn", "--out", str(faster))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+    again = run_detect("train", "--config", str(config), "--out", str(faster))
+    assert again.returncode == 1 and "already holds a run" in again.stderr
+
+    other = run_detect(
+        "train",
+        "--config",
+        str(config),
+        "--resume",
+        str(faster / "last.pt"),
+        "--epochs",
+        "2",
+        "--out",
+        str(faster),
+    )
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert "cannot resume" in other.stderr and "faster_rcnn" in other.stderr
+
+    unknown_key = tmp_path / "typo.yaml"
+    unknown_key.write_text("data: x.json\nepochz: 3\n")
+    typo = run_detect("train", "--config", str(unknown_key))
+    assert typo.returncode == 1 and "unknown key(s) epochz" in typo.stderr
+
+
+def test_corrupt_image_is_named_or_skipped(tmp_path: Path) -> None:
+    gt = write_dataset(tmp_path / "data", images=6, seed=1, size=96)
+    (tmp_path / "data" / "images" / "000002.jpg").write_bytes(b"garbage")
+    config = write_config(tmp_path / "c.yaml", data=gt, epochs=1)
+    failed = run_detect("train", "--config", str(config), "--out", str(tmp_path / "a"))
+    assert failed.returncode == 1
+    assert "000002.jpg is unreadable" in failed.stderr and "--skip-invalid" in failed.stderr
+    skipped = run_detect(
+        "train", "--config", str(config), "--skip-invalid", "--out", str(tmp_path / "b")
+    )
+    assert skipped.returncode == 0, skipped.stderr[-2000:]
+    assert "skipped 1 item(s)" in skipped.stderr
+
+
+def test_early_stopping_and_local_weights(shapes_small: Path, tmp_path: Path) -> None:
+    """Fine-tune from a local .pth (frozen BatchNorm) at LR 0: val AP never improves."""
+    weights = tmp_path / "start.pth"
+    torch.save(build_model("mask_rcnn", "resnet18_fpn", 6, **TINY_SIZES).state_dict(), weights)
+    config = write_config(
+        tmp_path / "c.yaml",
+        data=shapes_small / "train.json",
+        val=shapes_small / "val.json",
+        weights=weights,
+        epochs=6,
+        lr=0.0,
+        patience=2,
+    )
+    result = run_detect("train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "early stop" in result.stdout
+    assert len(_rows(tmp_path / "run")) == 3
+
+
+def test_torchrun_two_processes_gloo(shapes_small: Path, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "c.yaml",
+        data=shapes_small / "train.json",
+        val=shapes_small / "val.json",
+        batch=2,
+    )
+    run = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "detect",
+            "train",
+            "--config",
+            str(config),
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _rows(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]  # rank 0 alone writes
+    assert (run / "best.pt").exists() and rows[-1]["val_bbox_AP"] != ""
+    # 8 training images, 2 processes x batch 2: 2 steps per epoch per process.
+    assert torch.load(run / "last.pt", weights_only=True)["scheduler"]["last_epoch"] == 4
