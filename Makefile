@@ -1,4 +1,5 @@
 # `make demo` and `make test` work on a fresh clone: the first target run builds .venv.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -33,7 +34,8 @@ demo: install
 # The default Mask R-CNN recipe from scratch on synthetic shapes, scored on a held-out split.
 # Meant for the GPU machine (DEVICE=cuda); IMAGES/EPOCHS shrink it for a CPU smoke run.
 IMAGES ?= 3000
-EPOCHS ?= 16
+EPOCHS ?= 24
+BATCH ?= 16
 DEVICE ?= auto
 bench-train: install
 	rm -rf runs/bench
@@ -41,7 +43,8 @@ bench-train: install
 	$(DETECT) split runs/bench/data/annotations.json --seed 0
 	time $(DETECT) train --data runs/bench/data/train.json --val runs/bench/data/val.json \
 		--test runs/bench/data/test.json --arch mask_rcnn --backbone resnet50_fpn \
-		--epochs $(EPOCHS) --device $(DEVICE) --out runs/bench/train
+		--epochs $(EPOCHS) --batch $(BATCH) --val-every 4 --workers 6 --device $(DEVICE) \
+		--out runs/bench/train
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
