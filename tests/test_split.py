@@ -133,21 +133,24 @@ def test_counts_every_split_non_empty() -> None:
 
 
 def test_bad_input_files(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"missing\.json: file not found"):
+    with pytest.raises(DataError, match=r"missing\.json not found"):
         split_coco(tmp_path / "missing.json", [0.5, 0.5])
     bad = tmp_path / "bad.json"
     bad.write_text('{\n  "images": [\n    {"id": 1,}\n  ]\n}\n')
-    with pytest.raises(DataError, match=r"bad\.json: invalid JSON at line 3, column 14"):
+    with pytest.raises(DataError, match=r"bad\.json is not valid JSON \(line 3, column 14"):
         split_coco(bad, [0.5, 0.5])
     bad.write_text('{"annotations": []}')
-    with pytest.raises(DataError, match=r"bad\.json: has no `images` key"):
+    with pytest.raises(DataError, match=r"bad\.json: missing the 'images' list"):
         split_coco(bad, [0.5, 0.5])
-    bad.write_text('{"images": [{"id": 1, "file_name": "a"}, {"id": 1, "file_name": "b"}]}')
+    cats = '"categories": [{"id": 1, "name": "a"}]'
+    bad.write_text(
+        '{"images": [{"id": 1, "file_name": "a"}, {"id": 1, "file_name": "b"}], ' + cats + "}"
+    )
     with pytest.raises(DataError, match="appears twice"):
         split_coco(bad, [0.5, 0.5])
     bad.write_text(
         '{"images": [{"id": 1, "file_name": "a"}, {"id": 2, "file_name": "b"}],'
-        ' "annotations": [{"id": 5, "image_id": 3}]}'
+        ' "annotations": [{"id": 5, "image_id": 3}], ' + cats + "}"
     )
     with pytest.raises(DataError, match="image_id 3"):
         split_coco(bad, [0.5, 0.5])

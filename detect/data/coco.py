@@ -73,6 +73,8 @@ def decode_segmentation(seg: Any, height: int, width: int) -> np.ndarray:
 
 def read_json(path: Path) -> dict[str, Any]:
     """Parse a COCO JSON file; DataError names the file and where parsing failed."""
+    if Path(path).is_dir():
+        raise DataError(f"{path} is a folder; give the path of a COCO JSON file")
     try:
         text = Path(path).read_text()
     except FileNotFoundError:

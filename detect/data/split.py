@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from detect.data.coco import read_json
 from detect.errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -25,31 +26,8 @@ SPLIT_NAMES = ("train", "val", "test")
 
 def _load_coco(gt: Path) -> dict[str, Any]:
     """Read and sanity-check a COCO JSON; every problem is a `DataError` naming ``gt``."""
-    if not gt.exists():
-        raise DataError(f"{gt}: file not found; give the path of a COCO JSON")
-    if gt.is_dir():
-        raise DataError(f"{gt} is a folder; give the path of a COCO JSON file")
-    try:
-        text = gt.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{gt}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{gt}: not UTF-8 text; is this a COCO JSON?") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{gt}: invalid JSON at line {exc.lineno}, column {exc.colno} ({exc.msg}); fix the file"
-        ) from None
-    if not isinstance(data, dict):
-        raise DataError(f"{gt}: top level is a JSON {type(data).__name__}, expected a COCO object")
-    images = data.get("images")
-    if not isinstance(images, list):
-        what = "has no `images` key" if images is None else "`images` is not a list"
-        raise DataError(f"{gt}: {what}; a COCO JSON needs an `images` list")
-    annotations = data.get("annotations", [])
-    if not isinstance(annotations, list):
-        raise DataError(f"{gt}: `annotations` is not a list")
+    data = read_json(gt)
+    images, annotations = data["images"], data["annotations"]
     seen: set[Any] = set()
     for index, image in enumerate(images):
         if not isinstance(image, dict) or "id" not in image:
