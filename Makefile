@@ -34,15 +34,17 @@ demo: install
 # The default Mask R-CNN recipe from scratch on synthetic shapes, scored on a held-out split.
 # Meant for the GPU machine (DEVICE=cuda); IMAGES/EPOCHS shrink it for a CPU smoke run.
 IMAGES ?= 3000
+SIZE ?= 256
+BACKBONE ?= resnet50_fpn
 EPOCHS ?= 24
 BATCH ?= 16
 DEVICE ?= auto
 bench-train: install
 	rm -rf runs/bench
-	$(DETECT) synth --out runs/bench/data --images $(IMAGES) --size 256 --seed 0
+	$(DETECT) synth --out runs/bench/data --images $(IMAGES) --size $(SIZE) --seed 0
 	$(DETECT) split runs/bench/data/annotations.json --seed 0
 	time $(DETECT) train --data runs/bench/data/train.json --val runs/bench/data/val.json \
-		--test runs/bench/data/test.json --arch mask_rcnn --backbone resnet50_fpn \
+		--test runs/bench/data/test.json --arch mask_rcnn --backbone $(BACKBONE) \
 		--epochs $(EPOCHS) --batch $(BATCH) --val-every 4 --workers 6 --device $(DEVICE) \
 		--out runs/bench/train
 

@@ -65,7 +65,7 @@ class TrainResult:
         ]
         if self.best_epoch:
             lines.append(f"best val AP {self.best_ap:.4f} at epoch {self.best_epoch}")
-        for split, stats in (("val", self.val), ("test", self.test)):
+        for split, stats in (("last val", self.val), ("test (best.pt)", self.test)):
             for iou_type, s in stats.items():
                 lines.append(
                     f"{split} {iou_type}: AP {s['AP']:.4f}  AP50 {s['AP50']:.4f}  "
@@ -190,7 +190,10 @@ def _make_loader(
 
 
 def _param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]]:
-    """Backbone at lr * backbone_lr; no weight decay on norms and biases."""
+    """Backbone at lr * backbone_lr; no weight decay on norms and biases.
+
+    Group 0 is always the heads' decayed weights, at the base LR (the LR that gets logged).
+    """
     lr, wd = config.resolved_lr(), config.resolved_weight_decay()
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
@@ -449,7 +452,7 @@ def _train(config: TrainConfig, ctx: _Dist) -> TrainResult:
         losses = _train_one_epoch(
             net, loader, optimizer, scheduler, scaler, config, ctx, epoch, amp, amp_dtype
         )
-        row: dict[str, Any] = {"epoch": epoch + 1, **losses, "lr": optimizer.param_groups[-1]["lr"]}
+        row: dict[str, Any] = {"epoch": epoch + 1, **losses, "lr": optimizer.param_groups[0]["lr"]}
         validate = val_data is not None and (
             (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
         )
@@ -583,7 +586,7 @@ def _train_one_epoch(
                 sums[k] += loss_dict[key].item()
         sums[-2] += loss.item()
         sums[-1] += 1
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[-1]['lr']:.2e}")
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
     bar.close()
     if ctx.active:
         sums = sums.to(ctx.device)

@@ -204,3 +204,33 @@ def test_torchrun_two_processes_gloo(shapes_small: Path, tmp_path: Path) -> None
     assert (run / "best.pt").exists() and rows[-1]["val_bbox_AP"] != ""
     # 8 training images, 2 processes x batch 2: 2 steps per epoch per process.
     assert torch.load(run / "last.pt", weights_only=True)["scheduler"]["last_epoch"] == 4
+
+
+def test_backbone_lr_multiplier_and_no_decay_on_norms() -> None:
+    from detect.train import _param_groups
+    from detect.train_config import TrainConfig
+
+    model = build_model("faster_rcnn", "resnet18_fpn", 3, **TINY_SIZES)
+    config = TrainConfig(data=Path("x.json"), lr=0.01, weight_decay=0.05, backbone_lr=0.1)
+    groups = _param_groups(model, config)
+    assert groups[0]["lr"] == 0.01 and groups[0]["weight_decay"] == 0.05
+    backbone = {id(p) for p in model.backbone.body.parameters()}
+    for group in groups:
+        in_backbone = id(group["params"][0]) in backbone
+        assert group["lr"] == pytest.approx(0.001 if in_backbone else 0.01)
+        if group["params"][0].ndim == 1:
+            assert group["weight_decay"] == 0.0
+    assert sum(len(g["params"]) for g in groups) == sum(
+        1 for p in model.parameters() if p.requires_grad
+    )
+
+
+def test_lr_schedules() -> None:
+    from detect.train import _lr_factor
+
+    assert _lr_factor(0, 100, 10, "cosine") == pytest.approx(0.001)
+    assert _lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert _lr_factor(100, 100, 10, "cosine") == pytest.approx(0.01)
+    assert _lr_factor(50, 90, 0, "step") == 1.0
+    assert _lr_factor(60, 90, 0, "step") == pytest.approx(0.1)
+    assert _lr_factor(80, 90, 0, "step") == pytest.approx(0.01)
