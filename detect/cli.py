@@ -17,7 +17,13 @@ from detect.errors import DetectError
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults and keep the hand-wrapped examples in epilogs."""
+    """Show defaults (except None and those the help text states) and keep the examples."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_text = action.help or ""
+        if action.default is None or "(default" in help_text:
+            return help_text
+        return super()._get_help_string(action)
 
 
 def _add_verb(

@@ -185,12 +185,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
     def flag(name: str, help_text: str, **kwargs: Any) -> None:
         default = getattr(defaults, name)
+        if default is not None and "(default" not in help_text:
+            help_text = f"{help_text} (default: {default})"
         parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            dest=name,
-            default=suppress,
-            help=f"{help_text} (default: {default})",
-            **kwargs,
+            f"--{name.replace('_', '-')}", dest=name, default=suppress, help=help_text, **kwargs
         )
 
     parser.add_argument("--config", type=Path, help="YAML file with any of these keys")
@@ -210,9 +208,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     flag("batch", "images per step (per process under torchrun)", type=int)
     flag("accumulate", "gradient accumulation steps", type=int)
     flag("optimizer", "solver", choices=OPTIMIZERS)
-    flag("lr", "base learning rate (default scales with batch)", type=float)
+    flag(
+        "lr",
+        "base learning rate (default: adamw 4e-4, sgd 0.02, x batch*accumulate/16)",
+        type=float,
+    )
     flag("momentum", "SGD momentum / AdamW beta1", type=float)
-    flag("weight_decay", "weight decay", type=float)
+    flag("weight_decay", "weight decay (default: adamw 0.05, sgd 1e-4)", type=float)
     flag("schedule", "LR schedule after warm-up", choices=SCHEDULES)
     flag("warmup", "linear warm-up iterations", type=int)
     flag("clip_grad", "max gradient norm (0: off)", type=float)
