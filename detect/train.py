@@ -36,14 +36,20 @@ from detect import __version__
 from detect.data.augment import AugmentConfig, build_transform
 from detect.data.coco import CocoData, load_coco
 from detect.data.dataset import DetectionDataset, collate
-from detect.errors import CheckpointError, ConfigError, DataError, DetectError
-from detect.metrics.coco import coco_stats, load_gt
+from detect.errors import ConfigError, DataError, DetectError
 from detect.metrics.curves import plot_training_curves
 from detect.models import build_model
-from detect.models.infer import predict_records
+from detect.models.checkpoint import (
+    CHECKPOINT_FORMAT,
+    check_resume_spec,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from detect.models.infer import evaluate_records
 from detect.train_config import TrainConfig
 
-CHECKPOINT_FORMAT = "detect-checkpoint/1"
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
 
@@ -228,75 +234,7 @@ def _lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-# --- checkpoints ---
-
-
-def _atomic_save(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a `detect train` checkpoint (weights_only); CheckpointError when it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; check the path")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt zip, pickle, truncated file ...
-        raise CheckpointError(f"cannot read checkpoint {path} ({exc.__class__.__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a `detect train` checkpoint")
-    return ckpt
-
-
-def _check_resume_spec(ckpt: dict[str, Any], spec: dict[str, Any], path: Path) -> None:
-    keys = ("arch", "backbone", "roi", "num_classes")
-    theirs = {k: ckpt["model_spec"][k] for k in keys}
-    ours = {k: spec[k] for k in keys}
-    if theirs != ours:
-        raise CheckpointError(
-            f"cannot resume from {path}: it was trained as {theirs}, this run is {ours}; "
-            "resume with the same --arch/--backbone/--roi and data, or start a new --out"
-        )
-
-
 # --- validation ---
-
-
-def evaluate_records(
-    model: nn.Module, data: CocoData, device: torch.device, desc: str, show: bool
-) -> dict[str, dict[str, float]]:
-    """COCO stats per IoU type ("bbox", and "segm" for mask models) on `data`."""
-    gt = load_gt(data.json_path, {r.image_id for r in data.records})
-    with tqdm(total=len(data.records), desc=desc, leave=False, disable=not show) as bar:
-        results = predict_records(
-            model, data.records, data.category_ids, device, progress=bar.update
-        )
-    iou_types = ["bbox", "segm"] if model.roi_heads.has_mask() else ["bbox"]
-    return {t: coco_stats(gt, results, t) for t in iou_types}
 
 
 def _primary_ap(stats: dict[str, dict[str, float]], arch: str) -> float:
@@ -378,7 +316,7 @@ def _train(config: TrainConfig, ctx: _Dist) -> TrainResult:
         "sizes": sizes,
     }
     if resume is not None:
-        _check_resume_spec(resume, spec, config.resume)
+        check_resume_spec(resume, spec, config.resume)
     model = build_model(
         config.arch,
         config.backbone,
@@ -410,7 +348,7 @@ def _train(config: TrainConfig, ctx: _Dist) -> TrainResult:
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         scaler.load_state_dict(resume["scaler"])
-        _set_rng_state(resume["rng"])
+        set_rng_state(resume["rng"])
         start_epoch = resume["epoch"]
         best_ap, best_epoch = resume["best_ap"], resume["best_epoch"]
         bad_validations = resume["bad_validations"]
@@ -466,23 +404,23 @@ def _train(config: TrainConfig, ctx: _Dist) -> TrainResult:
                     row[f"val_{iou_type}_AP"], row[f"val_{iou_type}_AP50"] = s["AP"], s["AP50"]
                 ap = _primary_ap(stats, config.arch)
                 state["metrics"] = stats
-                _atomic_save(state, config.out / f"ckpt_e{epoch + 1}_ap{ap:.3f}.pt")
+                save_checkpoint(state, config.out / f"ckpt_e{epoch + 1}_ap{ap:.3f}.pt")
                 if ap > best_ap:
                     best_ap, best_epoch, bad_validations = ap, epoch + 1, 0
-                    _atomic_save(state, config.out / "best.pt")
+                    save_checkpoint(state, config.out / "best.pt")
                 else:
                     bad_validations += 1
                 stop = config.patience > 0 and bad_validations >= config.patience
             elif val_data is None:
-                _atomic_save(state, config.out / "best.pt")  # no validation: latest is best
+                save_checkpoint(state, config.out / "best.pt")  # no validation: latest is best
             row["time_s"] = round(time.perf_counter() - started, 2)
-            _atomic_save(
+            save_checkpoint(
                 {
                     **state,
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
-                    "rng": _rng_state(),
+                    "rng": rng_state(),
                     "best_ap": best_ap,
                     "best_epoch": best_epoch,
                     "bad_validations": bad_validations,

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 from torch import nn
+from tqdm import tqdm
 
-from detect.data.coco import ImageRecord
+from detect.data.coco import CocoData, ImageRecord
 from detect.data.dataset import read_rgb
 from detect.errors import DataError
+from detect.metrics.coco import coco_stats, load_gt
 
 
 def _to_results(
@@ -70,3 +72,16 @@ def predict_records(
         if progress is not None:
             progress(len(chunk))
     return results
+
+
+def evaluate_records(
+    model: nn.Module, data: CocoData, device: torch.device, desc: str, show: bool
+) -> dict[str, dict[str, float]]:
+    """COCO stats per IoU type ("bbox", and "segm" for mask models) on `data`."""
+    gt = load_gt(data.json_path, {r.image_id for r in data.records})
+    with tqdm(total=len(data.records), desc=desc, leave=False, disable=not show) as bar:
+        results = predict_records(
+            model, data.records, data.category_ids, device, progress=bar.update
+        )
+    iou_types = ["bbox", "segm"] if model.roi_heads.has_mask() else ["bbox"]
+    return {t: coco_stats(gt, results, t) for t in iou_types}
