@@ -129,6 +129,9 @@ class TrainConfig:
             raise ConfigError(f"{source}: workers, warmup and patience must be >= 0")
         if not isinstance(self.sizes, dict):
             raise ConfigError(f"{source}: sizes must be a mapping of build_model keyword arguments")
+        from detect.data.augment import AugmentConfig  # albumentations: slow to import
+
+        AugmentConfig.from_value(self.augment)  # fail before any data is read
 
     def resolved_lr(self) -> float:
         """Base LR, linearly scaled with the effective batch (reference batch 16)."""

@@ -156,3 +156,14 @@ def test_malformed_json(tmp_path: Path, content: str, message: str) -> None:
         load_coco(path)
     with pytest.raises(DataError, match="not found"):
         load_coco(tmp_path / "missing.json")
+
+
+def test_images_root_overrides_the_json_folder(tmp_path: Path) -> None:
+    path = _write_dataset(tmp_path / "a", [_ann(1)])
+    moved = tmp_path / "b" / "gt.json"
+    moved.parent.mkdir()
+    path.rename(moved)
+    with pytest.raises(DataError, match="is missing"):
+        load_coco(moved)
+    data = load_coco(moved, images=tmp_path / "a")
+    assert data.records[0].path == tmp_path / "a" / "img" / "1.png"
