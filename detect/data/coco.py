@@ -71,6 +71,30 @@ def decode_segmentation(seg: Any, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle)
 
 
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Compressed COCO RLE of an (H, W) binary mask, `counts` as str (JSON-ready)."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def mask_annotation(mask: np.ndarray) -> dict[str, Any]:
+    """COCO fields of a non-empty (H, W) binary mask: tight xywh `bbox` (x = first column,
+    w = last - first + 1), `area` (pixel count), `iscrowd` 0 and RLE `segmentation`."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return {
+        "bbox": [
+            float(cols[0]),
+            float(rows[0]),
+            float(cols[-1] - cols[0] + 1),
+            float(rows[-1] - rows[0] + 1),
+        ],
+        "area": float(np.count_nonzero(mask)),
+        "iscrowd": 0,
+        "segmentation": mask_to_rle(mask),
+    }
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """Parse a COCO JSON file; DataError names the file and where parsing failed."""
     if Path(path).is_dir():

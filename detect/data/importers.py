@@ -608,7 +608,7 @@ def import_masks(src: Path, out: Path, label: str = "object") -> str:
         layouts = " or ".join(f"{a}/ + {b}/" for a, b in _MASK_LAYOUTS)
         raise DataError(f"{src}: expected an image folder and a mask folder ({layouts})")
     try:
-        from pycocotools import mask as mask_utils
+        from detect.data.coco import mask_annotation
     except ImportError:
         raise ConfigError(
             "`detect import masks` needs pycocotools for RLE; install it with "
@@ -657,27 +657,7 @@ def import_masks(src: Path, out: Path, label: str = "object") -> str:
         for value in np.unique(label_map):
             if value == 0:
                 continue
-            instance = label_map == value
-            rows = np.flatnonzero(instance.any(axis=1))
-            cols = np.flatnonzero(instance.any(axis=0))
-            rle = mask_utils.encode(np.asfortranarray(instance.astype(np.uint8)))
-            anns.append(
-                {
-                    "category_id": 1,
-                    "bbox": [
-                        float(cols[0]),
-                        float(rows[0]),
-                        float(cols[-1] - cols[0] + 1),
-                        float(rows[-1] - rows[0] + 1),
-                    ],
-                    "area": float(instance.sum()),
-                    "iscrowd": 0,
-                    "segmentation": {
-                        "size": [int(height), int(width)],
-                        "counts": rle["counts"].decode("ascii"),
-                    },
-                }
-            )
+            anns.append({"category_id": 1, **mask_annotation(label_map == value)})
         image = {
             "file_name": _relative_file_name(image_path, out.parent),
             "width": width,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import colorsys
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -465,36 +464,6 @@ def generate_image(
     return image, shapes, masks
 
 
-def _annotation(
-    ann_id: int,
-    image_id: int,
-    category_id: int,
-    mask: np.ndarray,
-    encode: Callable[[np.ndarray], dict[str, Any]],
-) -> dict[str, Any]:
-    """COCO annotation of a non-empty ``HxW bool`` mask: tight xywh box, area and RLE."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    rle = encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {
-        "id": ann_id,
-        "image_id": image_id,
-        "category_id": category_id,
-        "bbox": [
-            float(cols[0]),
-            float(rows[0]),
-            float(cols[-1] - cols[0] + 1),
-            float(rows[-1] - rows[0] + 1),
-        ],
-        "area": float(np.count_nonzero(mask)),
-        "iscrowd": 0,
-        "segmentation": {
-            "size": [int(n) for n in rle["size"]],
-            "counts": rle["counts"].decode("ascii"),
-        },
-    }
-
-
 def _check_arguments(images: int, seed: int, size: int) -> None:
     if images < 1:
         raise ConfigError(f"--images must be at least 1 (got {images}); pass --images 1 or more")
@@ -519,7 +488,7 @@ def write_dataset(
     """
     _check_arguments(images, seed, size)
     try:
-        from pycocotools import mask as mask_utils
+        from detect.data.coco import mask_annotation
     except ImportError:
         raise ConfigError(
             "`detect synth` needs pycocotools for RLE; install it with pip install 'detect[train]'"
@@ -540,13 +509,12 @@ def write_dataset(
             for shape, mask in zip(shapes, masks, strict=True):
                 if mask.any():
                     annotations.append(
-                        _annotation(
-                            len(annotations) + 1,
-                            index + 1,
-                            shape.category_id,
-                            mask,
-                            mask_utils.encode,
-                        )
+                        {
+                            "id": len(annotations) + 1,
+                            "image_id": index + 1,
+                            "category_id": shape.category_id,
+                            **mask_annotation(mask),
+                        }
                     )
         coco = {
             "info": {

@@ -11,11 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from torch import nn
 from tqdm import tqdm
 
-from detect.data.coco import CocoData, ImageRecord
+from detect.data.coco import CocoData, ImageRecord, mask_to_rle
 from detect.data.dataset import read_rgb
 from detect.errors import DataError
 from detect.metrics.coco import coco_stats, load_gt
@@ -39,9 +38,7 @@ def _to_results(
             "score": float(scores[i]),
         }
         if masks is not None:
-            rle = mask_utils.encode(np.asfortranarray(masks[i]))
-            rle["counts"] = rle["counts"].decode("ascii")
-            result["segmentation"] = rle
+            result["segmentation"] = mask_to_rle(masks[i])
         results.append(result)
     return results
 
