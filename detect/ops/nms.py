@@ -1,0 +1,218 @@
+"""Non-maximum suppression in NumPy: ``nms`` and ``batched_nms`` as torchvision, and Soft-NMS.
+
+All boxes are ``(N, 4)`` arrays in ``[x1, y1, x2, y2]`` pixel coordinates; scores are ``(N,)``.
+
+Ties. Boxes with equal scores are visited in increasing index order (a stable sort by decreasing
+score; NaN scores sort first, as in torch). torchvision's CPU kernel uses torch's *unstable*
+sort, whose order among equal scores depends on the build and the CPU (x86-simd-sort on AVX2 /
+AVX-512 machines), so on exact ties torchvision itself is not reproducible across machines.
+Without ties the results are identical to torchvision's, index for index (``batched_nms``:
+for boxes in torchvision's documented domain, coordinates >= 0; see its docstring).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from detect.ops.boxes import box_iou
+
+__all__ = ["batched_nms", "nms", "soft_nms"]
+
+FloatArray = NDArray[np.floating]
+IndexArray = NDArray[np.int64]
+
+# torchvision.ops.batched_nms on CPU offsets boxes per class (one NMS call) up to this many
+# box coordinates (boxes.numel()), and runs one NMS per class above it.
+_COORDINATE_TRICK_MAX_NUMEL = 4000
+
+
+def _as_nms_inputs(boxes: ArrayLike, scores: ArrayLike) -> tuple[FloatArray, FloatArray]:
+    """Validate and return ``(boxes (N, 4) float32/float64, scores (N,) float)``."""
+    b = np.asarray(boxes)
+    if not np.issubdtype(b.dtype, np.floating):
+        b = b.astype(np.float64)
+    elif b.dtype == np.float16:
+        b = b.astype(np.float32)
+    if b.ndim == 1 and b.size == 0:  # np.array([]) for no boxes
+        b = b.reshape(0, 4)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4), got {b.shape}")
+    s = np.asarray(scores)
+    if not np.issubdtype(s.dtype, np.floating):
+        s = s.astype(np.float64)
+    if s.ndim != 1 or s.shape[0] != b.shape[0]:
+        raise ValueError(f"scores must have shape ({b.shape[0]},), got {s.shape}")
+    return b, s
+
+
+def _descending_order(scores: FloatArray) -> IndexArray:
+    """Indices sorting ``scores`` in decreasing order; ties by increasing index, NaN first."""
+    nan = np.isnan(scores)
+    if not nan.any():
+        return np.argsort(-scores, kind="stable").astype(np.int64, copy=False)
+    finite = np.flatnonzero(~nan)
+    order = finite[np.argsort(-scores[finite], kind="stable")]
+    return np.concatenate((np.flatnonzero(nan), order)).astype(np.int64, copy=False)
+
+
+def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float) -> IndexArray:
+    """Greedy non-maximum suppression, identical to ``torchvision.ops.nms`` (CPU).
+
+    Visits boxes by decreasing score; keeps a box unless a kept box overlaps it with
+    ``IoU > iou_threshold``. The IoU is computed in the boxes' dtype with exactly the operations
+    of torchvision's CPU kernel (float32 stays float32), and compared to ``iou_threshold`` in
+    float64, so even an IoU equal to the threshold is decided the same way. A pair whose union
+    is 0 has IoU ``nan`` there, which never suppresses.
+
+    Args:
+        boxes: ``(N, 4)`` boxes, columns ``[x1, y1, x2, y2]``; integer boxes are taken as
+            float64 and float16 as float32 (torchvision rejects both).
+        scores: ``(N,)`` scores; any real dtype.
+        iou_threshold: suppress boxes with IoU strictly greater than this.
+
+    Returns:
+        ``(K,)`` int64 indices of the kept boxes, by decreasing score (equal scores by
+        increasing index, see the module docstring). ``N = 0`` gives an empty array.
+    """
+    b, s = _as_nms_inputs(boxes, scores)
+    if b.shape[0] == 0:
+        return np.empty((0,), dtype=np.int64)
+    x1 = np.ascontiguousarray(b[:, 0])
+    y1 = np.ascontiguousarray(b[:, 1])
+    x2 = np.ascontiguousarray(b[:, 2])
+    y2 = np.ascontiguousarray(b[:, 3])
+    areas = (x2 - x1) * (y2 - y1)
+    zero = b.dtype.type(0)
+    threshold = float(iou_threshold)
+
+    order = _descending_order(s)
+    keep: list[int] = []
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        while order.size:
+            i = int(order[0])
+            keep.append(i)
+            rest = order[1:]
+            if rest.size == 0:
+                break
+            # std::max(a, b) is (a < b) ? b : a and std::min(a, b) is (b < a) ? b : a: written
+            # with np.where so that NaN coordinates behave as in the C++ kernel.
+            rx1, ry1, rx2, ry2 = x1[rest], y1[rest], x2[rest], y2[rest]
+            xx1 = np.where(x1[i] < rx1, rx1, x1[i])
+            yy1 = np.where(y1[i] < ry1, ry1, y1[i])
+            xx2 = np.where(rx2 < x2[i], rx2, x2[i])
+            yy2 = np.where(ry2 < y2[i], ry2, y2[i])
+            dw = xx2 - xx1
+            dh = yy2 - yy1
+            w = np.where(zero < dw, dw, zero)
+            h = np.where(zero < dh, dh, zero)
+            inter = w * h
+            ovr = inter / (areas[i] + areas[rest] - inter)
+            order = rest[~(ovr.astype(np.float64) > threshold)]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(
+    boxes: ArrayLike, scores: ArrayLike, class_ids: ArrayLike, iou_threshold: float
+) -> IndexArray:
+    """Class-aware NMS, identical to ``torchvision.ops.batched_nms`` (CPU).
+
+    Boxes of different classes never suppress each other. Like torchvision on CPU, up to 1000
+    boxes (4000 coordinates) it shifts every box by ``class_id * (boxes.max() + 1)`` in the
+    boxes' dtype and runs a single ``nms`` (the "coordinate trick", whose rounding is
+    reproduced exactly); above that it runs ``nms`` once per class and merges.
+
+    One deliberate difference: the trick assumes coordinates >= 0 (torchvision's documented
+    domain); with a negative (or NaN) coordinate, shifted boxes of different classes can
+    overlap and torchvision then suppresses across classes. Here such inputs take the
+    per-class path instead, so classes always stay separate.
+
+    Args:
+        boxes: ``(N, 4)`` boxes, columns ``[x1, y1, x2, y2]``.
+        scores: ``(N,)`` scores.
+        class_ids: ``(N,)`` integer class (or any category) of each box.
+        iou_threshold: suppress boxes with IoU strictly greater than this, within a class.
+
+    Returns:
+        ``(K,)`` int64 indices of the kept boxes, by decreasing score (ties by increasing
+        index). ``N = 0`` gives an empty array.
+    """
+    b, s = _as_nms_inputs(boxes, scores)
+    ids = np.asarray(class_ids)
+    if ids.shape != (b.shape[0],):
+        raise ValueError(f"class_ids must have shape ({b.shape[0]},), got {ids.shape}")
+    if b.shape[0] == 0:
+        return np.empty((0,), dtype=np.int64)
+    if b.size <= _COORDINATE_TRICK_MAX_NUMEL and b.min() >= 0:
+        one = b.dtype.type(1)
+        offsets = ids.astype(b.dtype) * (b.max() + one)
+        return nms(b + offsets[:, None], s, iou_threshold)
+    keep_mask = np.zeros(b.shape[0], dtype=bool)
+    for class_id in np.unique(ids):
+        members = np.flatnonzero(ids == class_id)
+        keep_mask[members[nms(b[members], s[members], iou_threshold)]] = True
+    kept = np.flatnonzero(keep_mask)
+    return kept[_descending_order(s[kept])].astype(np.int64, copy=False)
+
+
+def soft_nms(
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    iou_threshold: float = 0.3,
+    sigma: float = 0.5,
+    score_threshold: float = 0.001,
+    method: Literal["linear", "gaussian"] = "linear",
+) -> tuple[IndexArray, FloatArray]:
+    """Soft-NMS (Bodla et al., ICCV 2017): decay the scores of overlapping boxes instead of
+    removing them.
+
+    Repeatedly selects the box with the highest current score (equal scores: lowest index),
+    then multiplies the score of every remaining box by a weight of its IoU with it:
+
+    - ``"linear"``:   ``1 - iou`` if ``iou > iou_threshold``, else 1;
+    - ``"gaussian"``: ``exp(-iou**2 / sigma)`` for every box (``iou_threshold`` is unused).
+
+    Boxes whose score is (or decays) below ``score_threshold`` are dropped. IoU is
+    :func:`detect.ops.box_iou` (continuous coordinates, no ``+1``; zero union gives 0); the
+    scores are updated in float64.
+
+    Args:
+        boxes: ``(N, 4)`` boxes, columns ``[x1, y1, x2, y2]``.
+        scores: ``(N,)`` initial scores. NaN scores are dropped.
+        iou_threshold: linear method only: overlaps above it are decayed.
+        sigma: gaussian method only: the Gaussian's spread, > 0.
+        score_threshold: boxes scoring below it (initially or after a decay) are dropped.
+        method: ``"linear"`` or ``"gaussian"``.
+
+    Returns:
+        ``(indices, new_scores)``: ``(K,)`` int64 indices in the order selected, and ``(K,)``
+        their scores at selection (decayed), which are non-increasing. ``new_scores`` has the
+        scores' floating dtype (float64 for integer scores).
+    """
+    if method not in ("linear", "gaussian"):
+        raise ValueError(f"method must be 'linear' or 'gaussian', got {method!r}")
+    if method == "gaussian" and not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    b, s = _as_nms_inputs(boxes, scores)
+    current = s.astype(np.float64)  # a copy: decayed in place
+    alive = np.flatnonzero(current >= score_threshold)  # increasing index: argmax ties -> lowest
+    keep: list[int] = []
+    kept_scores: list[float] = []
+    while alive.size:
+        k = int(np.argmax(current[alive]))
+        i = int(alive[k])
+        keep.append(i)
+        kept_scores.append(float(current[i]))
+        rest = np.delete(alive, k)
+        if rest.size == 0:
+            break
+        iou = box_iou(b[i : i + 1], b[rest])[0].astype(np.float64)
+        if method == "linear":
+            weight = np.where(iou > iou_threshold, 1.0 - iou, 1.0)
+        else:
+            weight = np.exp(-(iou * iou) / sigma)
+        current[rest] *= weight
+        alive = rest[current[rest] >= score_threshold]
+    return np.asarray(keep, dtype=np.int64), np.asarray(kept_scores, dtype=s.dtype)
