@@ -1,0 +1,1 @@
+"""Torch-free inference runtime (ONNX Runtime, NumPy, OpenCV, shapely)."""

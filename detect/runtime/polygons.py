@@ -1,0 +1,212 @@
+"""Binary mask <-> polygons, without torch (NumPy, OpenCV, shapely).
+
+Coordinates are continuous pixel coordinates ``(x, y)`` = (column, row) of the original image:
+mask pixel ``(row r, col c)`` is the unit square ``[c, c + 1) x [r, r + 1)``, with its centre at
+``(c + 0.5, r + 0.5)``; a box of columns ``c0..c1`` spans ``x`` from ``c0`` to ``c1 + 1`` (the
+project's COCO convention, see `detect.data.importers`). A polygon covers the pixels whose centre
+it contains; `polygons_to_mask` rasterises by exactly that rule.
+
+An object is a list of `Polygon`, one per connected part, largest first; a polygon is an exterior
+ring and its holes. A ring is a ``(K, 2) float32`` array of ``(x, y)`` points, not closed (the
+first point is not repeated). Exteriors run counter-clockwise and holes clockwise in the ``x, y``
+axes (exteriors have a positive shoelace area; with ``y`` pointing down, that is clockwise on
+screen).
+
+Tracing (`mask_to_polygons`): ``cv2.findContours`` follows the centres of the boundary pixels
+(parts are 8-connected, holes 4-connected), so its outlines, shifted by ``+0.5``, run half a pixel
+inside the pixel edges. Each part's outline is grown, and its holes' outlines are shrunk, by half
+a pixel with mitred buffers: axis-aligned edges land exactly on the pixel edges, 45-degree
+staircases between their inner and outer corners, and no pixel centre changes side, since every
+centre off an outline is at least ``1/sqrt(2)`` pixel from it. With ``tolerance=0`` the polygons
+therefore rasterise back to the mask exactly. Where an outline collapses (a single pixel, a
+1-pixel-wide line or spur), its points and lines are grown with square caps into the squares of
+their pixels.
+
+Douglas-Peucker simplification runs in between, on outlines grown by only `_PRE_GROWTH` (0.1
+pixel). On synthetic shapes that rasterises back 0.5-1% (IoU) closer to the mask than
+simplifying the final outlines; the 0.1 pixel keeps 2-pixel-wide parts, whose centre outlines
+are 1 pixel wide, from being flattened into wedges at the default tolerance (parts narrower than
+about ``tolerance + 0.8`` pixels can be).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import shapely
+
+_MITRE = {"cap_style": "square", "join_style": "mitre"}
+_PRE_GROWTH = 0.1
+"""Pixels of the half-pixel growth done before simplification (see the module docstring)."""
+
+
+def _shoelace(ring: np.ndarray) -> float:
+    """Signed area of a ``(K, 2)`` ring (positive when counter-clockwise in the x, y axes)."""
+    x, y = ring.astype(np.float64).T
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+@dataclass(frozen=True, eq=False)
+class Polygon:
+    """One connected part of an object, in image pixel coordinates (see the module docstring).
+
+    ``exterior`` is a ``(K, 2) float32`` ring of ``(x, y)`` points and each of ``holes`` a
+    ``(K_i, 2) float32`` ring; rings are not closed. Compared by identity (arrays have no ``==``).
+    """
+
+    exterior: np.ndarray
+    holes: tuple[np.ndarray, ...] = ()
+
+    def rings(self) -> list[np.ndarray]:
+        """The exterior ring first, then the holes."""
+        return [self.exterior, *self.holes]
+
+    @property
+    def area(self) -> float:
+        """Area in square pixels: the exterior's minus the holes'."""
+        return abs(_shoelace(self.exterior)) - sum(abs(_shoelace(h)) for h in self.holes)
+
+
+def _centre_outline(points: np.ndarray, grow: float) -> shapely.GeometryCollection:
+    """Valid geometry of a ``(K, 2)`` contour through pixel centres (continuous coordinates).
+
+    Its members are single polygons, grown by ``grow`` pixels (negative: shrunk), lines where
+    the contour runs along a 1-pixel-wide stretch and back (merged, so that they simplify), and
+    points for a contour of 1 or 2 pixels.
+    """
+    if len(points) < 3:
+        return shapely.GeometryCollection(list(shapely.points(points)))
+    parts = shapely.get_parts(shapely.get_parts(shapely.make_valid(shapely.Polygon(points))))
+    lines = shapely.get_dimensions(parts) == 1  # make_valid gives collapsed stretches 1 by 1
+    merged = shapely.get_parts(shapely.line_merge(shapely.MultiLineString(list(parts[lines]))))
+    grown = shapely.buffer(shapely.MultiPolygon(list(parts[~lines])), grow, **_MITRE)
+    return shapely.GeometryCollection([*shapely.get_parts(grown), *merged])
+
+
+def _part_region(outline: shapely.GeometryCollection) -> shapely.Geometry:
+    """Region of a part's pixels from its `_centre_outline`: the members grown the rest of the
+    way to the pixel edges (polygons by ``0.5 - _PRE_GROWTH``, points and lines by 0.5)."""
+    parts = shapely.get_parts(outline)
+    distance = np.where(shapely.get_dimensions(parts) == 2, 0.5 - _PRE_GROWTH, 0.5)
+    return shapely.union_all(shapely.buffer(parts, distance, **_MITRE))
+
+
+def _hole_region(outline: shapely.GeometryCollection) -> shapely.Geometry:
+    """Region of a hole's pixels from its `_centre_outline` (which runs through the centres of
+    the foreground pixels around it): the polygons shrunk the rest of the way to the pixel edges,
+    minus the 1-pixel-wide foreground spurs (lines) that stick into them, grown by half a pixel.
+    """
+    parts = shapely.get_parts(outline)
+    polygons = shapely.get_dimensions(parts) == 2
+    return shapely.difference(
+        shapely.union_all(shapely.buffer(parts[polygons], _PRE_GROWTH - 0.5, **_MITRE)),
+        shapely.union_all(shapely.buffer(parts[~polygons], 0.5, **_MITRE)),
+    )
+
+
+def _ring_array(ring: shapely.LinearRing, offset: tuple[float, float]) -> np.ndarray:
+    """``(K, 2) float32`` points of a closed shapely ring, without the repeated last point."""
+    return (shapely.get_coordinates(ring)[:-1] + offset).astype(np.float32)
+
+
+def mask_to_polygons(
+    mask: np.ndarray,
+    tolerance: float = 1.0,
+    min_area: float = 4.0,
+    offset: tuple[float, float] = (0.0, 0.0),
+) -> list[Polygon]:
+    """Polygons of the object in ``mask``, largest first (``[]`` for an empty mask).
+
+    ``mask`` is ``(H, W)``: bool, uint8 (0/1 or 0/255) or float probabilities; foreground is
+    ``> 0.5``. The traced outlines (see the module docstring) are simplified together with
+    Douglas-Peucker at ``tolerance`` pixels, keeping their topology (no ring crosses another;
+    ``0`` keeps them, dropping only collinear points). Parts and holes smaller than ``min_area``
+    square pixels are dropped (a dropped hole is filled). ``offset`` ``(x, y)`` is added to every
+    point, e.g. the top-left corner in the image of the crop that ``mask`` covers.
+    """
+    binary = np.asarray(mask)
+    if binary.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {binary.shape}")
+    contours, hierarchy = cv2.findContours(
+        (binary > 0.5).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE
+    )
+    if not contours:
+        return []
+    # hierarchy rows: next, previous, first child, parent. RETR_CCOMP gives two levels: the outer
+    # contours of the parts (no parent), and the holes of each part as its children
+    links = hierarchy[0]
+    outlines = [
+        _centre_outline(c[:, 0] + 0.5, _PRE_GROWTH if parent < 0 else -_PRE_GROWTH)
+        for c, (_, _, _, parent) in zip(contours, links, strict=True)
+    ]
+    # simplified as one collection, so that no ring crosses another; no outline is empty (each
+    # holds pixel centres), so GEOS keeps them all, in order
+    outlines = shapely.simplify(
+        shapely.GeometryCollection(outlines), tolerance, preserve_topology=True
+    ).geoms
+    polygons = []
+    for index, (_, _, child, parent) in enumerate(links):
+        if parent >= 0:
+            continue
+        region = _part_region(outlines[index])
+        while child >= 0:  # one by one: two holes may share an edge, which a union would erase
+            region = shapely.difference(region, _hole_region(outlines[child]))
+            child = links[child, 0]
+        for part in shapely.get_parts(shapely.orient_polygons(region)):
+            if part.area < min_area:
+                continue
+            holes = [h for h in part.interiors if shapely.Polygon(h).area >= min_area]
+            exterior = _ring_array(part.exterior, offset)
+            polygons.append(Polygon(exterior, tuple(_ring_array(h, offset) for h in holes)))
+    return sorted(polygons, key=lambda p: p.area, reverse=True)
+
+
+def _row_spans(rings: list[np.ndarray], height: int) -> tuple[np.ndarray, ...]:
+    """``(row, x_in, x_out)`` of the stretches of the rows' centre lines ``y = row + 0.5``,
+    ``0 <= row < height``, that lie inside ``rings`` (even-odd rule: holes are outside)."""
+    start = np.concatenate(rings).astype(np.float64)
+    end = np.concatenate([np.roll(ring, -1, axis=0) for ring in rings]).astype(np.float64)
+    (x0, y0), (x1, y1) = start.T, end.T
+    # an edge crosses the centre lines of rows first <= row < last (half-open, so a vertex on a
+    # centre line counts once)
+    first = np.clip(np.ceil(np.minimum(y0, y1) - 0.5), 0, height).astype(np.int64)
+    last = np.clip(np.ceil(np.maximum(y0, y1) - 0.5), 0, height).astype(np.int64)
+    counts = last - first
+    edge = np.repeat(np.arange(len(start)), counts)
+    row = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts - first, counts)
+    x = x0[edge] + (row + 0.5 - y0[edge]) * (x1 - x0)[edge] / (y1 - y0)[edge]
+    order = np.lexsort((x, row))  # along a row, crossings pair up: inside, outside
+    row, x = row[order], x[order]
+    return row[0::2], x[0::2], x[1::2]
+
+
+def polygons_to_mask(polygons: list[Polygon], height: int, width: int) -> np.ndarray:
+    """``(H, W) bool`` mask of the pixels whose centre lies inside any of ``polygons``.
+
+    An exact scanline fill. Not ``cv2.fillPoly``: that rounds each edge crossing to the nearest
+    pixel and fills inclusively, which grows a region by about half a pixel on every side.
+    """
+    if not polygons:
+        return np.zeros((height, width), bool)
+    spans = zip(*(_row_spans(polygon.rings(), height) for polygon in polygons), strict=True)
+    rows, x_in, x_out = (np.concatenate(s) for s in spans)
+    # pixel c is inside [x_in, x_out) when its centre c + 0.5 is: columns ceil(x_in - 0.5) up to
+    # ceil(x_out - 0.5), exclusive; marked +1 / -1, then summed along each row
+    edges = np.zeros(height * (width + 1))
+    for x, sign in ((x_in, 1.0), (x_out, -1.0)):
+        column = np.clip(np.ceil(x - 0.5), 0, width).astype(np.int64)
+        edges += sign * np.bincount(rows * (width + 1) + column, minlength=edges.size)
+    return np.cumsum(edges.reshape(height, width + 1), axis=1)[:, :width] > 0
+
+
+def polygons_to_coco(polygons: list[Polygon]) -> list[list[float]]:
+    """COCO ``segmentation`` polygons: one flat ``[x1, y1, x2, y2, ...]`` list per polygon.
+
+    pycocotools rasterises them by the same pixel convention (a traced outline decodes to exactly
+    its mask). COCO polygons cannot express holes (pycocotools unions the lists of an object), so
+    only the exteriors are written: holes come out filled. Use an RLE of `polygons_to_mask` where
+    holes matter. Coordinates are rounded to 1/1000 pixel.
+    """
+    return [np.round(p.exterior.astype(np.float64), 3).ravel().tolist() for p in polygons]
