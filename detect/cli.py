@@ -8,6 +8,7 @@ serving install (no torch) can run the verbs that do not need it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -169,6 +170,124 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     add_train_arguments(p)
 
 
+# --- export ---
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from detect.export import ExportConfig, export
+
+    result = export(
+        ExportConfig(
+            checkpoint=args.checkpoint,
+            out=args.out,
+            opset=args.opset,
+            fp16=args.fp16,
+            verify=args.verify,
+        )
+    )
+    print(f"wrote {result.model} ({result.size_mb:.1f} MB) and {result.card}")
+    if not result.passed:
+        print("error: parity check FAILED (see the table above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    p = _add_verb(
+        subparsers,
+        "export",
+        "Export a `detect train` checkpoint to ONNX plus its model card (NAME.json).",
+        "  detect export --checkpoint runs/shapes/best.pt --out models/shapes.onnx\n"
+        "  detect export --checkpoint runs/shapes/best.pt --out models/shapes-fp16.onnx --fp16 \\\n"
+        "      --verify datasets/shapes/images\n",
+        _run_export,
+    )
+    p.add_argument("--checkpoint", type=Path, required=True, help="best.pt, last.pt or ckpt_e*.pt")
+    p.add_argument("--out", type=Path, required=True, help="output NAME.onnx (card: NAME.json)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.add_argument("--fp16", action="store_true", help="float16 weights and activations")
+    p.add_argument(
+        "--verify",
+        type=Path,
+        metavar="IMAGES_DIR",
+        help="run the parity check on these images; exit 1 if it fails",
+    )
+
+
+# --- parity ---
+
+
+def _run_parity(args: argparse.Namespace) -> int:
+    from detect.parity import parity
+
+    report = parity(args.checkpoint, args.model, args.images, args.device)
+    print(report.table())
+    return 0 if report.passed else 1
+
+
+def _add_parity(subparsers: argparse._SubParsersAction) -> None:
+    p = _add_verb(
+        subparsers,
+        "parity",
+        "Compare a checkpoint (PyTorch) with its ONNX export on the same images (exit 1: fail).",
+        "  detect parity --checkpoint runs/shapes/best.pt --model models/shapes.onnx "
+        "datasets/shapes/images\n",
+        _run_parity,
+    )
+    p.add_argument("images", type=Path, nargs="+", help="image files or folders")
+    p.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint exported")
+    p.add_argument("--model", type=Path, required=True, help="the exported NAME.onnx")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"], help="ORT device")
+
+
+# --- predict ---
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from detect.predict import PredictConfig, predict
+
+    result = predict(
+        PredictConfig(
+            inputs=args.images,
+            model=args.model,
+            out=args.out,
+            score=args.score,
+            device=args.device,
+            max_detections=args.max_detections,
+            classes=args.classes,
+            polygon_tolerance=args.polygon_tolerance,
+            max_pixels=round(args.max_mp * 1_000_000),
+        )
+    )
+    print(result.summary(), file=sys.stderr)
+    print(f"outputs in {args.out}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    p = _add_verb(
+        subparsers,
+        "predict",
+        "Detect objects in images with an exported model: predictions.json, annotated images, "
+        "and one `image,top,left,width,height,label,score` line per detection on stdout.",
+        "  detect predict photos/ --model models/shapes.onnx --out runs/predict\n"
+        "  detect predict a.jpg b.png --model models/shapes.onnx --out out --score 0.3 "
+        "--classes circle ring\n",
+        _run_predict,
+    )
+    p.add_argument("images", type=Path, nargs="+", help="image files or folders (recursive)")
+    p.add_argument("--model", type=Path, required=True, help="exported NAME.onnx")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--score", type=float, help="score threshold (default: the model card's, 0.5)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="ORT device")
+    p.add_argument("--max-detections", type=int, default=100, help="per image, best first")
+    p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
+    p.add_argument(
+        "--polygon-tolerance", type=float, default=1.0, help="polygon simplification, pixels"
+    )
+    p.add_argument("--max-mp", type=float, default=50.0, help="refuse images over this many MP")
+
+
 # --- entry point ---
 
 
@@ -184,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import(subparsers)
     _add_split(subparsers)
     _add_train(subparsers)
+    _add_export(subparsers)
+    _add_parity(subparsers)
+    _add_predict(subparsers)
     return parser
 
 
@@ -197,3 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (`detect predict ... | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -15,3 +15,7 @@ class ConfigError(DetectError):
 
 class CheckpointError(DetectError):
     """A checkpoint or weights file that is missing, corrupt or of another model."""
+
+
+class ModelError(DetectError):
+    """An exported model (.onnx) or its model card that is missing, corrupt or mismatched."""

@@ -77,3 +77,15 @@ def check_resume_spec(ckpt: dict[str, Any], spec: dict[str, Any], path: Path) ->
             f"cannot resume from {path}: it was trained as {theirs}, this run is {ours}; "
             "resume with the same --arch/--backbone/--roi and data, or start a new --out"
         )
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """The checkpoint's model, weights loaded, in eval mode on the CPU."""
+    from detect.models.build import build_model
+
+    spec = ckpt["model_spec"]
+    model = build_model(
+        spec["arch"], spec["backbone"], spec["num_classes"], spec["roi"], **spec["sizes"]
+    )
+    model.load_state_dict(ckpt["model"])
+    return model.eval()

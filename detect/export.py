@@ -1,0 +1,256 @@
+"""`detect export`: a `detect train` checkpoint -> `NAME.onnx` + `NAME.json` model card.
+
+The graph (see `detect.runtime.model_card` for its contract) takes one ``(H, W, 3) uint8`` RGB
+image of any size and does everything torchvision's ``GeneralizedRCNN.forward`` does in eval mode
+except pasting masks: mask models return each detection's low-resolution ``(M, M)`` mask
+probabilities, and the runtime pastes only the detections that survive its thresholds
+(`detect.runtime.masks`). `full_masks=True` keeps torchvision's in-graph paste (``(N, H, W)``
+probabilities); it exists for the benchmark that compares the two.
+
+Exported with the TorchScript tracer (``dynamo=False``), opset 17 by default. ``--fp16`` converts
+the weights and activations to float16 with ONNX Runtime's converter; the input and outputs stay
+uint8/float32/int64, and ops without float16 kernels (NonMaxSuppression, RoiAlign, Resize, TopK,
+…) stay float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection.transform import resize_boxes
+from torchvision.ops import boxes as box_ops
+
+from detect import __version__
+from detect.errors import ConfigError, ModelError
+from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
+from detect.runtime.model_card import ModelCard, card_path, sha256_file
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCORE = 0.5
+"""Score threshold written to the card as the runtime's default."""
+
+
+class DetectorGraph(nn.Module):
+    """What the ONNX file computes, around a torchvision Faster/Mask R-CNN in eval mode.
+
+    forward(image): ``image`` ``(H, W, 3) uint8`` RGB -> ``boxes (N, 4) float32`` xyxy pixels of
+    ``image``, ``labels (N,) int64``, ``scores (N,) float32`` and, for mask models,
+    ``mask_probs (N, M, M) float32`` (or ``(N, H, W)`` with ``full_masks``).
+    """
+
+    def __init__(self, model: nn.Module, full_masks: bool = False) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.full_masks = full_masks
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = image.permute(2, 0, 1).to(torch.float32).div(255.0)
+        original = (x.shape[-2], x.shape[-1])
+        images, _ = self.model.transform([x])
+        features = self.model.backbone(images.tensors)
+        proposals, _ = self.model.rpn(images, features)
+        detections, _ = self.model.roi_heads(features, proposals, images.image_sizes)
+        if self.full_masks:
+            det = self.model.transform.postprocess(detections, images.image_sizes, [original])[0]
+        else:
+            det = detections[0]
+            det["boxes"] = resize_boxes(det["boxes"], images.image_sizes[0], original)
+        outputs = (det["boxes"], det["labels"], det["scores"])
+        if "masks" in det:
+            outputs += (det["masks"][:, 0],)
+        return outputs
+
+
+def _batched_nms_without_branch(
+    boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """torchvision's coordinate-trick ``batched_nms`` without its empty-input ``If`` branch.
+
+    The same result for boxes with non-negative coordinates (detections are clipped to the
+    image); the zero appended to the maximum makes an empty input safe. A graph without ``If``
+    subgraphs converts to float16 cleanly and is simpler for ONNX Runtime to place.
+    """
+    max_coordinate = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max()
+    offsets = idxs.to(boxes) * (max_coordinate + 1)
+    return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+@contextlib.contextmanager
+def _plain_batched_nms() -> Iterator[None]:
+    """Make torchvision's RPN and RoI heads use `_batched_nms_without_branch` while tracing."""
+    original = box_ops.batched_nms
+    box_ops.batched_nms = _batched_nms_without_branch
+    try:
+        yield
+    finally:
+        box_ops.batched_nms = original
+
+
+def output_names(has_masks: bool) -> list[str]:
+    return ["boxes", "labels", "scores"] + (["mask_probs"] if has_masks else [])
+
+
+def export_graph(model: nn.Module, path: Path, opset: int = 17, full_masks: bool = False) -> None:
+    """Trace `model` (eval mode) into an ONNX file at `path` with dynamic height and width."""
+    has_masks = model.roi_heads.has_mask()
+    names = output_names(has_masks)
+    side = int(model.transform.min_size[0])
+    # a textured sample so that every branch (proposals, detections, masks) is traced with data
+    sample = torch.from_numpy(
+        np.random.default_rng(0).integers(0, 256, (side, side * 4 // 3, 3), dtype=np.uint8)
+    )
+    dynamic = {"image": {0: "height", 1: "width"}} | {name: {0: "detections"} for name in names}
+    if full_masks and has_masks:
+        dynamic["mask_probs"] = {0: "detections", 1: "height", 2: "width"}
+    with warnings.catch_warnings(), _plain_batched_nms():
+        warnings.simplefilter("ignore")  # tracer warnings about Python scalars in torchvision
+        torch.onnx.export(
+            DetectorGraph(model, full_masks),
+            (sample,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=names,
+            dynamic_axes=dynamic,
+        )
+
+
+def convert_fp16(path: Path) -> None:
+    """Rewrite the ONNX file at `path` in float16, keeping float32 inputs/outputs."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "the model's float values were truncated" notices
+        model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    graph = OnnxModel(model)
+    graph.topological_sort()  # the converter appends its Cast nodes at the end
+    onnx.save(graph.model, str(path))
+
+
+def _card(
+    name: str,
+    ckpt: dict[str, Any],
+    model: nn.Module,
+    path: Path,
+    opset: int,
+    fp16: bool,
+    checkpoint: Path,
+) -> ModelCard:
+    spec = ckpt["model_spec"]
+    transform = model.transform
+    roi_heads = model.roi_heads
+    outputs = {
+        "boxes": "(N, 4) float32, xyxy pixels of the input image",
+        "labels": "(N,) int64, model labels 1..K; the name is labels[k - 1]",
+        "scores": "(N,) float32, 0..1",
+    }
+    if roi_heads.has_mask():
+        side = 2 * roi_heads.mask_roi_pool.output_size[0]  # the head upsamples the RoI 2x
+        outputs["mask_probs"] = (
+            f"(N, {side}, {side}) float32, mask probabilities of the detection's class over "
+            "its box; paste with detect.runtime.masks"
+        )
+    return ModelCard(
+        name=name,
+        arch=spec["arch"],
+        backbone=spec["backbone"],
+        roi=spec["roi"],
+        labels=list(ckpt["labels"]),
+        category_ids=[int(c) for c in ckpt["category_ids"]],
+        input={
+            "name": "image",
+            "dtype": "uint8",
+            "shape": ["height", "width", 3],
+            "color": "RGB",
+            "in_graph": "float, /255, (x - mean) / std, resize short side to min_size "
+            "(long side <= max_size), bilinear",
+            "mean": [float(v) for v in transform.image_mean],
+            "std": [float(v) for v in transform.image_std],
+            "min_size": int(transform.min_size[0]),
+            "max_size": int(transform.max_size),
+        },
+        outputs=outputs,
+        precision="fp16" if fp16 else "fp32",
+        thresholds={
+            "score": DEFAULT_SCORE,
+            "mask": 0.5,
+            "graph_score": float(roi_heads.score_thresh),
+            "nms_iou": float(roi_heads.nms_thresh),
+            "max_detections": int(roi_heads.detections_per_img),
+        },
+        sha256=sha256_file(path),
+        opset=opset,
+        detect_version=__version__,
+        exported_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        source={"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")},
+        recipe=dict(ckpt.get("config", {})),
+        metrics=dict(ckpt.get("metrics", {})),
+    )
+
+
+@dataclass
+class ExportConfig:
+    """`detect export` options."""
+
+    checkpoint: Path
+    out: Path
+    opset: int = 17
+    fp16: bool = False
+    verify: Path | None = None
+
+
+@dataclass
+class ExportResult:
+    model: Path
+    card: Path
+    size_mb: float
+    passed: bool = True
+
+
+def export(config: ExportConfig) -> ExportResult:
+    """Export, write the card, and with `verify` run the parity check into the card."""
+    out = Path(config.out)
+    if out.suffix != ".onnx":
+        raise ConfigError(f"--out {out} must end in .onnx (the model card goes next to it)")
+    if not 11 <= config.opset <= 21:
+        raise ConfigError(f"--opset {config.opset}: use 17 (tested) or another of 11..21")
+    ckpt = load_checkpoint(config.checkpoint)
+    model = model_from_checkpoint(ckpt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        export_graph(model, tmp, config.opset)
+        if config.fp16:
+            convert_fp16(tmp)
+        onnx.checker.check_model(str(tmp))
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ModelError(f"export of {config.checkpoint} failed: {exc}") from exc
+    tmp.replace(out)
+    card = _card(out.stem, ckpt, model, out, config.opset, config.fp16, config.checkpoint)
+    card.write(card_path(out))
+    result = ExportResult(out, card_path(out), out.stat().st_size / 2**20)
+    if config.verify is not None:
+        from detect.parity import parity_for_files
+
+        report = parity_for_files(model, out, [config.verify])
+        card.parity = report.summary()
+        card.write(card_path(out))
+        print(report.table())
+        result.passed = report.passed
+    return result

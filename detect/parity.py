@@ -1,0 +1,255 @@
+"""`detect parity`: the PyTorch checkpoint and its ONNX export on the same images, compared.
+
+Both sides get the same decoded ``(H, W, 3) uint8`` RGB pixels. Per image, detections are paired
+greedily (PyTorch detections by descending score, each to the unpaired ONNX detection of the
+same label with the highest box IoU). A pair *matches* when its box IoU and score difference are
+within the precision's tolerances; the run passes when matches are at least `min_matched` of the
+detections (the larger of the two counts, summed over images). Masks are compared as binary
+masks at 0.5: PyTorch's in-model paste against the runtime's paste of the low-resolution output.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from detect.errors import DataError
+from detect.ops import box_iou
+from detect.runtime.detector import Detector, RawDetections
+from detect.runtime.image import ImageError, decode_image
+from detect.runtime.masks import paste_masks
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass criteria: pairs with IoU >= `iou` and |Δscore| <= `score` match; the run passes
+    when matches >= `matched` of the detections. With `operating_point`, only detections
+    scoring at least the model card's default threshold on either side count (the ones the
+    runtime returns by default); otherwise every detection the graph returns."""
+
+    iou: float
+    score: float
+    matched: float
+    operating_point: bool = False
+
+
+TOLERANCES = {
+    "fp32": Tolerance(iou=0.99, score=1e-3, matched=0.99),
+    # float16 moves the low-score tail (near-duplicates around NMS) by up to ~0.1: judged on the
+    # detections that are returned by default
+    "fp16": Tolerance(iou=0.95, score=1e-2, matched=0.99, operating_point=True),
+}
+
+
+@dataclass
+class ParityReport:
+    """Pairs and timings over all images of a run."""
+
+    precision: str
+    tolerance: Tolerance
+    min_score: float = 0.0  # detections below it (on both sides) are not compared
+    images: int = 0
+    torch_detections: int = 0
+    onnx_detections: int = 0
+    expected: int = 0  # sum over images of max(torch, onnx) detections
+    matched: int = 0
+    box_ious: list[float] = field(default_factory=list)
+    score_deltas: list[float] = field(default_factory=list)
+    box_deltas: list[float] = field(default_factory=list)
+    mask_ious: list[float] = field(default_factory=list)
+    torch_ms: list[float] = field(default_factory=list)
+    onnx_ms: list[float] = field(default_factory=list)
+
+    @property
+    def matched_fraction(self) -> float:
+        return self.matched / self.expected if self.expected else 1.0
+
+    @property
+    def passed(self) -> bool:
+        return self.matched_fraction >= self.tolerance.matched
+
+    def summary(self) -> dict:
+        """The figures as a JSON-ready dict (also stored in the model card by `export --verify`)."""
+
+        def stat(values: list[float], fn) -> float | None:
+            return round(float(fn(values)), 6) if values else None
+
+        return {
+            "precision": self.precision,
+            "passed": self.passed,
+            "images": self.images,
+            "torch_detections": self.torch_detections,
+            "onnx_detections": self.onnx_detections,
+            "matched_percent": round(100 * self.matched_fraction, 2),
+            "box_iou_mean": stat(self.box_ious, np.mean),
+            "box_iou_min": stat(self.box_ious, np.min),
+            "box_max_abs_diff_px": stat(self.box_deltas, np.max),
+            "score_max_abs_diff": stat(self.score_deltas, np.max),
+            "mask_iou_mean": stat(self.mask_ious, np.mean),
+            "mask_iou_min": stat(self.mask_ious, np.min),
+            "torch_ms_median": stat(self.torch_ms, np.median),
+            "onnx_ms_median": stat(self.onnx_ms, np.median),
+            "criteria": {
+                "compared_score_at_least": self.min_score,
+                "box_iou_at_least": self.tolerance.iou,
+                "score_diff_at_most": self.tolerance.score,
+                "matched_at_least_percent": 100 * self.tolerance.matched,
+            },
+        }
+
+    def table(self) -> str:
+        """A human-readable table of `summary`."""
+        s = self.summary()
+
+        def fmt(value: float | None, digits: int) -> str:
+            return "n/a" if value is None else f"{value:.{digits}f}"
+
+        verdict = "PASS" if s["passed"] else "FAIL"
+        c = s["criteria"]
+        floor = c["compared_score_at_least"]
+        compared = f"detections scoring >= {floor:g}" if floor else "all detections"
+        rows = [
+            ("precision", s["precision"]),
+            ("images", str(s["images"])),
+            ("detections torch / onnx", f"{s['torch_detections']} / {s['onnx_detections']}"),
+            ("compared", compared),
+            ("matched", f"{s['matched_percent']:.2f} %"),
+            ("box IoU mean / min", f"{fmt(s['box_iou_mean'], 6)} / {fmt(s['box_iou_min'], 6)}"),
+            ("max |Δbox| px", fmt(s["box_max_abs_diff_px"], 6)),
+            ("max |Δscore|", fmt(s["score_max_abs_diff"], 7)),
+            (
+                "mask IoU mean / min",
+                f"{fmt(s['mask_iou_mean'], 6)} / {fmt(s['mask_iou_min'], 6)}",
+            ),
+            (
+                "median ms torch / onnx",
+                f"{fmt(s['torch_ms_median'], 1)} / {fmt(s['onnx_ms_median'], 1)}",
+            ),
+            (
+                "result",
+                f"{verdict} (needs >= {c['matched_at_least_percent']:g} % matched at "
+                f"IoU >= {c['box_iou_at_least']} and |Δscore| <= {c['score_diff_at_most']})",
+            ),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def _pairs(ours: RawDetections, theirs: RawDetections) -> list[tuple[int, int, float]]:
+    """Greedy same-label pairs ``(torch index, onnx index, box IoU)``, torch by score."""
+    if not len(ours) or not len(theirs):
+        return []
+    iou = box_iou(ours.boxes, theirs.boxes)
+    iou[ours.labels[:, None] != theirs.labels[None, :]] = -1.0
+    pairs = []
+    free = np.ones(len(theirs), bool)
+    for i in np.argsort(-ours.scores, kind="stable"):
+        candidates = np.where(free, iou[i], -1.0)
+        j = int(np.argmax(candidates))
+        if candidates[j] > 0:
+            free[j] = False
+            pairs.append((int(i), j, float(candidates[j])))
+    return pairs
+
+
+@torch.no_grad()
+def _torch_detections(
+    model: nn.Module, rgb: np.ndarray
+) -> tuple[RawDetections, np.ndarray | None, float]:
+    """PyTorch eager detections, its ``(N, H, W) bool`` masks, and the forward time in ms."""
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
+    started = time.perf_counter()
+    out = model([tensor])[0]
+    ms = 1000 * (time.perf_counter() - started)
+    raw = RawDetections(
+        out["boxes"].numpy(), out["scores"].numpy(), out["labels"].numpy().astype(np.int64)
+    )
+    masks = (out["masks"][:, 0] > 0.5).numpy() if "masks" in out else None
+    return raw, masks, ms
+
+
+def _decode(path: Path, max_pixels: int) -> np.ndarray:
+    try:
+        return decode_image(path.read_bytes(), max_pixels)
+    except (OSError, ImageError) as exc:
+        raise DataError(f"parity image {path}: {exc}") from None
+
+
+def compare(model: nn.Module, detector: Detector, images: list[Path]) -> ParityReport:
+    """Run both sides on every image file and collect pairs and timings.
+
+    All PyTorch runs come first, then all ONNX Runtime runs, each after one untimed warm-up, so
+    that neither side's threads compete with the other's.
+    """
+    model.eval()
+    precision = detector.card.precision
+    tolerance = TOLERANCES[precision]
+    min_score = detector.card.thresholds["score"] if tolerance.operating_point else 0.0
+    report = ParityReport(precision, tolerance, min_score)
+    _torch_detections(model, _decode(images[0], detector.max_pixels))
+    torch_side = []
+    for path in images:
+        ours, our_masks, ms = _torch_detections(model, _decode(path, detector.max_pixels))
+        torch_side.append((ours, our_masks))
+        report.torch_ms.append(ms)
+    mask_threshold = detector.card.thresholds["mask"]
+    for path, (ours, our_masks) in zip(images, torch_side, strict=True):
+        rgb = _decode(path, detector.max_pixels)
+        started = time.perf_counter()
+        theirs = detector.infer(rgb)
+        report.onnx_ms.append(1000 * (time.perf_counter() - started))
+        report.images += 1
+        report.torch_detections += len(ours)
+        report.onnx_detections += len(theirs)
+        report.expected += max(
+            int((ours.scores >= min_score).sum()), int((theirs.scores >= min_score).sum())
+        )
+        their_masks = None
+        if theirs.mask_probs is not None:
+            their_masks = paste_masks(
+                theirs.mask_probs, theirs.boxes, rgb.shape[0], rgb.shape[1], mask_threshold
+            )
+        for i, j, iou in _pairs(ours, theirs):
+            if max(ours.scores[i], theirs.scores[j]) < min_score:
+                continue
+            score_delta = abs(float(ours.scores[i]) - float(theirs.scores[j]))
+            report.box_ious.append(iou)
+            report.score_deltas.append(score_delta)
+            report.box_deltas.append(float(np.abs(ours.boxes[i] - theirs.boxes[j]).max()))
+            if our_masks is not None and their_masks is not None:
+                report.mask_ious.append(_mask_iou(our_masks[i], their_masks[j]))
+            if iou >= report.tolerance.iou and score_delta <= report.tolerance.score:
+                report.matched += 1
+    return report
+
+
+def parity_for_files(
+    model: nn.Module, model_path: Path, inputs: list[Path], device: str = "cpu"
+) -> ParityReport:
+    """`compare` on the images found in `inputs` (files or folders)."""
+    from detect.predict import list_images
+
+    images = list_images(inputs)
+    if not images:
+        raise DataError(f"no images found in {', '.join(map(str, inputs))}")
+    return compare(model, Detector(model_path, device), images)
+
+
+def parity(
+    checkpoint: Path, model_path: Path, inputs: list[Path], device: str = "cpu"
+) -> ParityReport:
+    """`detect parity`: load the checkpoint, compare it with the exported model."""
+    from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(checkpoint))
+    return parity_for_files(model, model_path, inputs, device)

@@ -1,0 +1,76 @@
+"""Annotated copies of images: boxes, labels, scores and polygon outlines (OpenCV, no torch)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from detect.runtime.detector import Detection
+
+# Tableau-10 colours (RGB), picked by class id so a class keeps its colour across images.
+_PALETTE = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
+_SHIFT = 4  # OpenCV fixed-point bits: sub-pixel outlines
+
+
+def class_color(class_id: int) -> tuple[int, int, int]:
+    """RGB colour of a class."""
+    return _PALETTE[class_id % len(_PALETTE)]
+
+
+def _points(ring: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(ring) * (1 << _SHIFT)).astype(np.int32)
+
+
+def draw_detections(rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
+    """A copy of ``rgb`` ``(H, W, 3) uint8`` with the detections drawn on it (RGB).
+
+    Masks are filled at 35 % opacity and outlined (exteriors and holes); boxes are outlined and
+    captioned ``label score`` above their top-left corner (inside the box when it touches the top).
+    """
+    canvas = rgb.copy()
+    overlay = rgb.copy()
+    for det in detections:
+        color = class_color(det.class_id)
+        for polygon in det.polygons:
+            rings = [_points(r) for r in polygon.rings()]
+            cv2.fillPoly(overlay, rings, color, cv2.LINE_AA, _SHIFT)
+    if any(det.polygons for det in detections):
+        canvas = cv2.addWeighted(overlay, 0.35, canvas, 0.65, 0)
+    thickness = max(1, round(min(rgb.shape[:2]) / 300))
+    for det in detections:
+        color = class_color(det.class_id)
+        for polygon in det.polygons:
+            rings = [_points(r) for r in polygon.rings()]
+            cv2.polylines(canvas, rings, True, color, thickness, cv2.LINE_AA, _SHIFT)
+        x1, y1 = det.left, det.top
+        x2, y2 = det.left + det.width, det.top + det.height
+        corners = _points(np.array([[x1, y1], [x2, y2]]))
+        cv2.rectangle(canvas, corners[0], corners[1], color, thickness, cv2.LINE_AA, _SHIFT)
+        caption = f"{det.label} {det.score:.2f}"
+        scale = 0.4 * thickness
+        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        left = int(x1)
+        top = int(y1) - th - base if y1 >= th + base else int(y1)
+        cv2.rectangle(canvas, (left, top), (left + tw, top + th + base), color, cv2.FILLED)
+        cv2.putText(
+            canvas,
+            caption,
+            (left, top + th),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
+    return canvas

@@ -1,0 +1,112 @@
+"""The sidecar JSON (model card) that travels with every exported ONNX file.
+
+`models/NAME.onnx` + `models/NAME.json` is the whole hand-off from training to serving. The card
+says what the graph is (arch, backbone, RoI op, precision), what goes in and comes out, the
+labels, the default thresholds, how it was trained and scored, and the sha256 of the ONNX file,
+which the runtime checks before loading it.
+
+Graph contract (``format`` = "detect-model/1"):
+
+- input ``image``: ``(H, W, 3) uint8`` RGB, any size; the graph converts to float, divides by
+  255, normalises with ``input.mean``/``input.std`` and resizes so the short side is
+  ``input.min_size`` (long side at most ``input.max_size``), as torchvision's transform does.
+- outputs ``boxes`` ``(N, 4) float32`` xyxy pixels of the input image, ``labels`` ``(N,) int64``
+  model labels ``1..K`` (``labels[k - 1]`` is the name), ``scores`` ``(N,) float32`` sorted
+  descending per class; mask models add ``mask_probs`` ``(N, M, M) float32``, the mask
+  probabilities of each detection's class over its box, pasted by `detect.runtime.masks`.
+  ``N <= thresholds.max_detections``, all with ``score >= thresholds.graph_score``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import MISSING, asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detect.errors import ModelError
+
+MODEL_FORMAT = "detect-model/1"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def card_path(model_path: Path) -> Path:
+    """`models/NAME.json` for `models/NAME.onnx`."""
+    return Path(model_path).with_suffix(".json")
+
+
+@dataclass
+class ModelCard:
+    """Everything serving needs to know about an exported model (see the module docstring)."""
+
+    name: str
+    arch: str
+    backbone: str
+    roi: str
+    labels: list[str]
+    category_ids: list[int]
+    input: dict[str, Any]
+    outputs: dict[str, str]
+    precision: str
+    thresholds: dict[str, float]
+    sha256: str
+    opset: int
+    detect_version: str
+    exported_at: str
+    source: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+    format: str = MODEL_FORMAT
+
+    @property
+    def has_masks(self) -> bool:
+        return self.arch == "mask_rcnn"
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> ModelCard:
+        """Load and validate a card; ModelError naming the file and the fix otherwise."""
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(
+                f"model card {path} not found; it is written next to the .onnx by `detect export`"
+            )
+        try:
+            data = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"model card {path} is not valid JSON ({exc}); re-export") from None
+        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+            raise ModelError(f"{path} is not a `detect export` model card ({MODEL_FORMAT})")
+        fields = cls.__dataclass_fields__
+        required = [
+            k
+            for k, f in fields.items()
+            if f.default is MISSING and f.default_factory is MISSING and k not in data
+        ]
+        if required:
+            raise ModelError(f"model card {path} lacks {', '.join(required)}; re-export")
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+    def check_file(self, model_path: Path) -> None:
+        """ModelError unless `model_path` is the file this card was written for."""
+        actual = sha256_file(model_path)
+        if actual != self.sha256:
+            raise ModelError(
+                f"{model_path} does not match its model card {card_path(model_path)} "
+                f"(sha256 {actual[:12]}… vs {self.sha256[:12]}…); put back the .onnx and .json "
+                "that `detect export` wrote together, or re-export"
+            )
