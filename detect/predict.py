@@ -145,9 +145,9 @@ def _predict_one(
         detector.infer(rgb),
         rgb.shape[0],
         rgb.shape[1],
-        config.score,
-        config.max_detections,
-        config.classes,
+        score_threshold=config.score,
+        max_detections=config.max_detections,
+        classes=config.classes,
         polygon_tolerance=config.polygon_tolerance,
     )
     result.images += 1

@@ -119,10 +119,9 @@ class Detector:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # no warnings about nodes placed on the CPU
+        providers = _providers(device)
         try:
-            self.session = ort.InferenceSession(
-                str(self.model_path), options, providers=_providers(device)
-            )
+            self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
         except Exception as exc:  # ORT raises its own types for bad files
             first = str(exc).splitlines()[0][:300]
             raise ModelError(f"ONNX Runtime cannot load {self.model_path}: {first}") from None
@@ -179,6 +178,7 @@ class Detector:
         raw: RawDetections,
         height: int,
         width: int,
+        *,
         score_threshold: float | None = None,
         max_detections: int | None = None,
         classes: Iterable[str | int] | None = None,
@@ -234,6 +234,7 @@ class Detector:
         self,
         image: bytes | np.ndarray,
         color: str | None = None,
+        *,
         score_threshold: float | None = None,
         max_detections: int | None = None,
         classes: Iterable[str | int] | None = None,
@@ -248,10 +249,10 @@ class Detector:
             raw,
             rgb.shape[0],
             rgb.shape[1],
-            score_threshold,
-            max_detections,
-            classes,
-            polygons,
-            polygon_tolerance,
-            min_polygon_area,
+            score_threshold=score_threshold,
+            max_detections=max_detections,
+            classes=classes,
+            polygons=polygons,
+            polygon_tolerance=polygon_tolerance,
+            min_polygon_area=min_polygon_area,
         )

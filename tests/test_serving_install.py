@@ -1,0 +1,174 @@
+"""A serving install has no torch: the runtime imports and `detect predict` runs without it, and
+`pip install 'detect[serve]'` into a fresh virtual environment pulls in no torch, torchvision,
+triton or NVIDIA CUDA wheels."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+BLOCKED = ("torch", "torchvision")
+
+# Runs in a subprocess: torch and torchvision (and their submodules) cannot be imported, as on a
+# machine where they are not installed; then the serving modules and `detect predict`.
+NO_TORCH_SCRIPT = """
+import sys
+from importlib.abc import MetaPathFinder
+
+BLOCKED = {blocked!r}
+
+
+def blocked(name):
+    return name.partition(".")[0] in BLOCKED
+
+
+class NoTorch(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if blocked(name):
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoTorch())
+assert not [m for m in sys.modules if blocked(m)], "torch imported before the test started"
+try:
+    import torch  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise AssertionError("the blocker let torch through")
+
+import detect.ops
+import detect.predict
+import detect.runtime.detector
+import detect.runtime.draw
+import detect.runtime.image
+import detect.runtime.masks
+import detect.runtime.model_card
+import detect.runtime.polygons
+from detect.cli import main
+
+image, model, out = sys.argv[1:]
+code = main(["predict", image, "--model", model, "--out", out, "--score", "0"])
+assert code == 0, f"detect predict returned {{code}}"
+loaded = sorted(m for m in sys.modules if blocked(m))
+assert not loaded, f"torch modules imported: {{loaded}}"
+print("OK without torch")
+"""
+
+
+def _image(shapes: Path) -> Path:
+    return sorted((shapes / "images").glob("*.jpg"))[0]
+
+
+def test_runtime_imports_without_torch(
+    shapes_small: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    script = NO_TORCH_SCRIPT.format(blocked=BLOCKED)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(_image(shapes_small)), str(mask_model), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK without torch" in result.stdout
+    assert isinstance(json.loads((out / "predictions.json").read_text()), list)
+
+
+# What the build needs from the checkout; everything else (.venv, runs/, datasets/, .git, caches,
+# a stale build/ or *.egg-info) stays behind.
+_NOT_BUILT = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "runs",
+    "datasets",
+    "build",
+    "dist",
+    "tests",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    "*.pyc",
+)
+
+
+def _source_copy(dst: Path) -> Path:
+    """A clean copy of the checkout to build from.
+
+    pip builds a local directory in place: setuptools writes build/ and detect.egg-info into it,
+    and whatever already lies in build/lib goes into the wheel, stale modules included. Building
+    from a copy keeps the checkout untouched and the wheel made of the current sources only.
+    """
+    shutil.copytree(REPO, dst, ignore=_NOT_BUILT)
+    size = sum(p.stat().st_size for p in dst.rglob("*") if p.is_file())
+    assert size < 20_000_000, f"the source copy is {size / 1e6:.0f} MB: a big folder got in"
+    return dst
+
+
+def _run(cmd: list[str | Path], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run in `cwd` (not the checkout, whose detect/ would shadow the installed one) without
+    PYTHONPATH or an active virtual environment leaking in."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_serve_extra_installs_without_torch(
+    shapes_small: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    venv = tmp_path / "venv"
+    created = _run([sys.executable, "-m", "venv", venv], tmp_path)
+    assert created.returncode == 0, created.stderr[-3000:]
+    python = venv / "bin" / "python"
+    source = _source_copy(tmp_path / "src")
+
+    start = time.perf_counter()
+    install = _run(
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", f"{source}[serve]"],
+        tmp_path,
+    )
+    seconds = time.perf_counter() - start
+    print(f"pip install '.[serve]' took {seconds:.1f} s")
+    assert install.returncode == 0, f"pip install failed:\n{install.stderr[-3000:]}"
+
+    listed = _run([python, "-m", "pip", "list", "--format", "json"], tmp_path)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    names = {p["name"].lower().replace("_", "-") for p in json.loads(listed.stdout)}
+    assert {"detect", "onnxruntime", "shapely", "numpy"} <= names, names
+    unwanted = {n for n in names if n in {"torch", "torchvision", "triton"}}
+    unwanted |= {n for n in names if n.startswith("nvidia-")}
+    assert not unwanted, f"the serve extra pulls in {sorted(unwanted)}"
+
+    imported = _run(
+        [
+            python,
+            "-c",
+            "import importlib.util, detect.runtime.detector as d; "
+            "assert importlib.util.find_spec('torch') is None; print(d.__file__)",
+        ],
+        tmp_path,
+    )
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    assert imported.stdout.strip().startswith(str(venv)), imported.stdout  # not the checkout's
+
+    out = tmp_path / "out"
+    image = _image(shapes_small)
+    predicted = _run(
+        [venv / "bin" / "detect", "predict", image, "--model", mask_model, "--out", out],
+        tmp_path,
+    )
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "Traceback" not in predicted.stderr
+    assert isinstance(json.loads((out / "predictions.json").read_text()), list)
+    assert (out / "annotated" / image.name).is_file()
