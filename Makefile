@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DETECT := $(BIN)/detect
 
-.PHONY: install test lint demo bench-train clean
+.PHONY: install test lint demo bench-train bench-predict clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,13 @@ bench-train: install
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
+
+# Runtime latency on this machine (ONNX Runtime vs torchvision eager, same weights, fp32/fp16,
+# with parity tables) for R50-FPN and MobileNetV3-FPN Mask R-CNN, and the cost of the two mask
+# output layouts. Random weights unless CKPT is given.
+bench-predict: install
+	rm -rf runs/bench-predict
+	$(DETECT) synth --out runs/bench-predict/data --images 20 --size 480 --seed 3
+	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/data/images --backbone resnet50_fpn
+	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/data/images --backbone mobilenet_v3_fpn
+	$(BIN)/python benchmarks/mask_output.py runs/bench-predict/data/images --size 640x480

@@ -102,6 +102,12 @@ def predict(config: PredictConfig) -> PredictResult:
         raise ConfigError(f"--score {config.score}: use a value in [0, 1]")
     if config.max_detections < 1:
         raise ConfigError(f"--max-detections {config.max_detections}: use 1 or more")
+    if config.polygon_tolerance < 0:
+        raise ConfigError(f"--polygon-tolerance {config.polygon_tolerance}: use 0 or more")
+    if config.max_pixels < 1:
+        raise ConfigError("--max-mp must be above 0 (megapixels; default 50)")
+    if config.out.exists() and not config.out.is_dir():
+        raise ConfigError(f"--out {config.out} is a file; give a folder")
     images = list_images(config.inputs)
     if not images:
         raise DataError(f"no images found in {', '.join(map(str, config.inputs))}")

@@ -369,6 +369,22 @@ def _corrupt_onnx_matching_card(model: Path, dst: Path) -> Path:
     return dst / "m.onnx"
 
 
+def _card_without_sizes(model: Path, dst: Path) -> Path:
+    shutil.copy(model, dst / "m.onnx")
+    card = _card(model)
+    card["input"] = {}
+    (dst / "m.json").write_text(json.dumps(card))
+    return dst / "m.onnx"
+
+
+def _card_with_fewer_ids_than_labels(model: Path, dst: Path) -> Path:
+    shutil.copy(model, dst / "m.onnx")
+    card = _card(model)
+    card["category_ids"] = card["category_ids"][:1]
+    (dst / "m.json").write_text(json.dumps(card))
+    return dst / "m.onnx"
+
+
 @pytest.mark.parametrize(
     ("make", "says"),
     [
@@ -377,8 +393,18 @@ def _corrupt_onnx_matching_card(model: Path, dst: Path) -> Path:
         (_card_not_json, "not valid JSON"),
         (_sha256_mismatch, "does not match its model card"),
         (_corrupt_onnx_matching_card, "ONNX Runtime cannot load"),
+        (_card_without_sizes, "input.min_size must be an integer"),
+        (_card_with_fewer_ids_than_labels, "category_ids must list one id per label"),
     ],
-    ids=["missing-onnx", "missing-card", "card-not-json", "sha256-mismatch", "corrupt-onnx"],
+    ids=[
+        "missing-onnx",
+        "missing-card",
+        "card-not-json",
+        "sha256-mismatch",
+        "corrupt-onnx",
+        "card-without-sizes",
+        "card-ids-short",
+    ],
 )
 def test_model_problem_fails_with_one_error_line_before_any_work(
     make, says: str, shapes_small: Path, mask_model: Path, tmp_path: Path
@@ -418,3 +444,37 @@ def test_closed_stdout_ends_quietly_without_a_traceback(
     predictions = _predictions(out)  # an interrupted run keeps what it has done
     if lines:
         assert lines[0].image == predictions[0]["file_name"]
+
+
+# --------------------------------------------------------------------------- bad flags
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--max-mp", "0"], "--max-mp must be above 0"),
+        (["--polygon-tolerance", "-1"], "--polygon-tolerance -1.0: use 0 or more"),
+        (["--score", "1.5"], "--score 1.5: use a value in [0, 1]"),
+        (["--max-detections", "0"], "--max-detections 0: use 1 or more"),
+    ],
+)
+def test_bad_flag_values_fail_before_any_work(
+    flags: list[str], says: str, shapes_small: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    result = _predict(shapes_small / "images", "--model", mask_model, "--out", out, *flags)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {says}" or says in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_out_that_is_a_file_is_refused(
+    shapes_small: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "afile"
+    out.write_text("keep me")
+    result = _predict(shapes_small / "images", "--model", mask_model, "--out", out)
+    assert result.returncode == 1
+    assert "is a file; give a folder" in result.stderr and "Traceback" not in result.stderr
+    assert out.read_text() == "keep me"

@@ -192,6 +192,8 @@ class Detector:
         keeps the highest-scoring ones; ``classes`` (names or category ids) keeps those classes.
         Masks are pasted (at ``thresholds.mask``) and traced only for the detections kept.
         """
+        if polygon_tolerance < 0:
+            raise ConfigError(f"polygon tolerance {polygon_tolerance}: use 0 or more pixels")
         threshold = self.card.thresholds["score"] if score_threshold is None else score_threshold
         keep = raw.scores >= threshold
         if classes is not None:
@@ -201,6 +203,11 @@ class Detector:
         if max_detections is not None:
             index = index[:max_detections]
         kept = raw.select(index)
+        if len(kept) and kept.labels.max() > len(self.card.labels):
+            raise ModelError(
+                f"{self.model_path} predicted label {kept.labels.max()} but its model card names "
+                f"only {len(self.card.labels)} classes; restore the card that came with it"
+            )
         mask_threshold = self.card.thresholds["mask"]
         detections = []
         for i in range(len(kept)):

@@ -256,7 +256,7 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
     if pixels > max_pixels:
         raise ImageError(
             f"image is {width}x{height} = {_megapixels(pixels)} MP, over the "
-            f"{max_pixels / 1e6:g} MP limit; downscale it or raise max_pixels"
+            f"{max_pixels / 1e6:g} MP limit; downscale it or raise the pixel limit"
         )
 
 

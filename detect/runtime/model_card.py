@@ -99,7 +99,26 @@ class ModelCard:
         ]
         if required:
             raise ModelError(f"model card {path} lacks {', '.join(required)}; re-export")
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        card = cls(**{k: v for k, v in data.items() if k in fields})
+        problem = card._problem()
+        if problem:
+            raise ModelError(f"model card {path}: {problem}; re-export or restore it")
+        return card
+
+    def _problem(self) -> str | None:
+        """What is inconsistent in the card's contents, or None."""
+        if not isinstance(self.labels, list) or not self.labels:
+            return "labels must be a non-empty list of class names"
+        if not isinstance(self.category_ids, list) or len(self.category_ids) != len(self.labels):
+            return "category_ids must list one id per label"
+        for key in ("min_size", "max_size"):
+            if not isinstance(self.input, dict) or not isinstance(self.input.get(key), int):
+                return f"input.{key} must be an integer"
+        for key in ("score", "mask"):
+            value = self.thresholds.get(key) if isinstance(self.thresholds, dict) else None
+            if not isinstance(value, int | float) or not 0 <= value <= 1:
+                return f"thresholds.{key} must be a number in [0, 1]"
+        return None
 
     def check_file(self, model_path: Path) -> None:
         """ModelError unless `model_path` is the file this card was written for."""
