@@ -196,15 +196,15 @@ def compare(model: nn.Module, detector: Detector, images: list[Path]) -> ParityR
     tolerance = TOLERANCES[precision]
     min_score = detector.card.thresholds["score"] if tolerance.operating_point else 0.0
     report = ParityReport(precision, tolerance, min_score)
-    _torch_detections(model, _decode(images[0], detector.max_pixels))
+    pixels = [_decode(path, detector.max_pixels) for path in images]
+    _torch_detections(model, pixels[0])
     torch_side = []
-    for path in images:
-        ours, our_masks, ms = _torch_detections(model, _decode(path, detector.max_pixels))
+    for rgb in pixels:
+        ours, our_masks, ms = _torch_detections(model, rgb)
         torch_side.append((ours, our_masks))
         report.torch_ms.append(ms)
     mask_threshold = detector.card.thresholds["mask"]
-    for path, (ours, our_masks) in zip(images, torch_side, strict=True):
-        rgb = _decode(path, detector.max_pixels)
+    for rgb, (ours, our_masks) in zip(pixels, torch_side, strict=True):
         started = time.perf_counter()
         theirs = detector.infer(rgb)
         report.onnx_ms.append(1000 * (time.perf_counter() - started))

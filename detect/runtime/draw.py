@@ -40,18 +40,17 @@ def draw_detections(rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
     """
     canvas = rgb.copy()
     overlay = rgb.copy()
-    for det in detections:
-        color = class_color(det.class_id)
-        for polygon in det.polygons:
-            rings = [_points(r) for r in polygon.rings()]
-            cv2.fillPoly(overlay, rings, color, cv2.LINE_AA, _SHIFT)
+    # every ring of a detection (exteriors and holes of its disjoint parts): one even-odd fill
+    outlines = [[_points(r) for p in det.polygons for r in p.rings()] for det in detections]
+    for det, rings in zip(detections, outlines, strict=True):
+        if rings:
+            cv2.fillPoly(overlay, rings, class_color(det.class_id), cv2.LINE_AA, _SHIFT)
     if any(det.polygons for det in detections):
         canvas = cv2.addWeighted(overlay, 0.35, canvas, 0.65, 0)
     thickness = max(1, round(min(rgb.shape[:2]) / 300))
-    for det in detections:
+    for det, rings in zip(detections, outlines, strict=True):
         color = class_color(det.class_id)
-        for polygon in det.polygons:
-            rings = [_points(r) for r in polygon.rings()]
+        if rings:
             cv2.polylines(canvas, rings, True, color, thickness, cv2.LINE_AA, _SHIFT)
         x1, y1 = det.left, det.top
         x2, y2 = det.left + det.width, det.top + det.height
