@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DETECT := $(BIN)/detect
 
-.PHONY: install test lint demo bench-train bench-predict clean
+.PHONY: install test lint proto demo bench-train bench-predict clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# Python stubs of the gRPC API, committed; tests/test_proto.py fails when they are stale.
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
+		proto/detect/v1/detector.proto
 
 # Until `detect demo` exists (issue 6): a small synthetic dataset and a short training run.
 demo: install

@@ -76,6 +76,7 @@ def main() -> None:
             args.backbone,
             min(width, height),
             max(width, height),
+            list_images(args.images),
         )
         model = model_from_checkpoint(load_checkpoint(checkpoint))
     images = [

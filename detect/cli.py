@@ -288,6 +288,153 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-mp", type=float, default=50.0, help="refuse images over this many MP")
 
 
+# --- serve ---
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from server.app import serve
+    from server.config import ServeConfig
+
+    return serve(
+        ServeConfig(
+            model=args.model,
+            host=args.host,
+            port=args.port,
+            device=args.device,
+            max_batch=args.max_batch,
+            batch_timeout_ms=args.batch_timeout_ms,
+            max_queue=args.max_queue,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            auth_token_file=args.auth_token_file,
+            max_message_mb=args.max_message_mb,
+            max_pixels=args.max_pixels,
+            metrics_port=args.metrics_port,
+            grace_s=args.grace,
+            warmup_runs=args.warmup_runs,
+        )
+    )
+
+
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:
+    p = _add_verb(
+        subparsers,
+        "serve",
+        "Serve an exported model over gRPC (detect.v1.Detector) with dynamic batching, "
+        "health, reflection and Prometheus metrics. Stops cleanly on SIGTERM/SIGINT.",
+        "  detect serve --model models/shapes.onnx --port 50051\n"
+        "  detect serve --model /models/shapes.onnx --host 0.0.0.0 --device cuda --max-batch 16\n"
+        "  detect serve --model m.onnx --tls-cert server.pem --tls-key server.key "
+        "--auth-token-file tokens.txt\n",
+        _run_serve,
+    )
+    p.add_argument("--model", type=Path, required=True, help="exported NAME.onnx (card beside it)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="ORT device")
+    p.add_argument("--max-batch", type=int, default=8, help="most images per model call")
+    p.add_argument(
+        "--batch-timeout-ms", type=float, default=5.0, help="longest wait for a batch to fill"
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=256, help="waiting requests before RESOURCE_EXHAUSTED"
+    )
+    p.add_argument("--tls-cert", type=Path, help="server certificate chain (PEM); needs --tls-key")
+    p.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    p.add_argument("--tls-client-ca", type=Path, help="require client certificates from this CA")
+    p.add_argument(
+        "--auth-token-file", type=Path, help="require 'authorization: Bearer T', T a line of this"
+    )
+    p.add_argument("--max-message-mb", type=float, default=16.0, help="largest request, MiB")
+    p.add_argument(
+        "--max-pixels", type=int, default=50_000_000, help="refuse larger images (width * height)"
+    )
+    p.add_argument(
+        "--metrics-port", type=int, default=9100, help="Prometheus /metrics port (0: any free)"
+    )
+    p.add_argument("--grace", type=float, default=10.0, help="seconds to drain calls on SIGTERM")
+    p.add_argument(
+        "--warmup-runs", type=int, default=1, help="model runs before health reports SERVING"
+    )
+
+
+# --- client ---
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    from detect.client import DetectorClient, ServerError
+
+    if not args.images and not args.info:
+        raise DetectError("give image files to send, or --info for the served model")
+    token = None
+    if args.token_file is not None:
+        from server.auth import read_tokens
+
+        token = read_tokens(args.token_file)[0]
+    failed = 0
+    with DetectorClient(
+        args.server,
+        tls=args.tls,
+        ca=args.ca,
+        cert=args.cert,
+        key=args.key,
+        token=token,
+        timeout=args.timeout,
+    ) as client:
+        if args.info:
+            print(client.model_info(), end="")
+        for path in args.images:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                print(f"error: {path}: cannot read it ({exc.strerror})", file=sys.stderr)
+                failed += 1
+                continue
+            try:
+                result = client.detect(
+                    data,
+                    score_threshold=args.score,
+                    max_detections=args.max_detections,
+                    classes=args.classes,
+                    polygons=False,
+                )
+            except ServerError as exc:
+                if exc.code.name in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"):
+                    print(f"error: {path}: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+                raise
+            for detection in result.detections:
+                print(f"{path},{detection.line()}")
+    return 1 if failed else 0
+
+
+def _add_client(subparsers: argparse._SubParsersAction) -> None:
+    p = _add_verb(
+        subparsers,
+        "client",
+        "Send images to a `detect serve` server; one `image,top,left,width,height,label,score` "
+        "line per detection on stdout.",
+        "  detect client street.jpg --server 127.0.0.1:50051\n"
+        "  detect client a.jpg b.png --server det.example.com:443 --tls --token-file token.txt\n"
+        "  detect client --server 127.0.0.1:50051 --info\n",
+        _run_client,
+    )
+    p.add_argument("images", type=Path, nargs="*", help="image files")
+    p.add_argument("--server", required=True, help="HOST:PORT of the server")
+    p.add_argument("--info", action="store_true", help="print the served model's information")
+    p.add_argument("--score", type=float, help="score threshold (default: the server's model's)")
+    p.add_argument("--max-detections", type=int, help="per image, best first (default: all)")
+    p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots)")
+    p.add_argument("--ca", type=Path, help="CA certificate (PEM) to verify the server; implies TLS")
+    p.add_argument("--cert", type=Path, help="client certificate (PEM) for mutual TLS")
+    p.add_argument("--key", type=Path, help="client private key (PEM) for mutual TLS")
+    p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+
+
 # --- entry point ---
 
 
@@ -306,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(subparsers)
     _add_parity(subparsers)
     _add_predict(subparsers)
+    _add_serve(subparsers)
+    _add_client(subparsers)
     return parser
 
 

@@ -101,6 +101,8 @@ class Detector:
         device: "auto" (CUDA when ONNX Runtime has it, else CPU), "cpu" or "cuda".
         max_pixels: images with more pixels are refused before decoding.
         threads: intra-op threads for the CPU provider (0: ONNX Runtime's default).
+        warmup_runs: graph runs on a gray ``min_size`` square before the first real image
+            (CUDA picks its kernels and ONNX Runtime sizes its memory arena on the first ones).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class Detector:
         device: str = "auto",
         max_pixels: int = DEFAULT_MAX_PIXELS,
         threads: int = 0,
+        warmup_runs: int = 1,
     ) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
@@ -127,15 +130,27 @@ class Detector:
             raise ModelError(f"ONNX Runtime cannot load {self.model_path}: {first}") from None
         self.provider = self.session.get_providers()[0]
         self._outputs = [o.name for o in self.session.get_outputs()]
-        self._warm_up()
+        self._warm_up(warmup_runs)
 
     @property
     def labels(self) -> list[str]:
         return self.card.labels
 
-    def _warm_up(self) -> None:
+    @property
+    def name(self) -> str:
+        """The model's name: its file name without ``.onnx``."""
+        return self.model_path.stem
+
+    @property
+    def version(self) -> str:
+        """The model's version: the first 12 hex digits of the ONNX file's sha256."""
+        return self.card.sha256[:12]
+
+    def _warm_up(self, runs: int) -> None:
         side = int(self.card.input["min_size"])
-        self.infer(np.full((side, side, 3), 114, np.uint8))
+        gray = np.full((side, side, 3), 114, np.uint8)
+        for _ in range(runs):
+            self.infer(gray)
 
     def prepare(self, image: bytes | np.ndarray, color: str | None = None) -> np.ndarray:
         """``(H, W, 3) uint8`` RGB from encoded bytes, or from an array with ``color`` "RGB"/"BGR".
@@ -157,6 +172,14 @@ class Detector:
             values["labels"].astype(np.int64, copy=False),
             values.get("mask_probs"),
         )
+
+    def infer_batch(self, images: list[np.ndarray]) -> list[RawDetections]:
+        """`infer` for several ``(H, W, 3) uint8`` RGB images, results in the same order.
+
+        The exported graph takes one image (see `detect.export`), so the images run one after
+        another in this call; ONNX Runtime's intra-op threads already use every core for each.
+        """
+        return [self.infer(rgb) for rgb in images]
 
     def class_labels(self, classes: Iterable[str | int]) -> set[int]:
         """Model labels (1..K) for class names or category ids (ints or digit strings)."""

@@ -1,0 +1,187 @@
+"""`serve`: the gRPC server's life, from checks to drained exit.
+
+1. Check the settings, the model file, its card and sha256, the TLS files and tokens: any problem
+   ends `detect serve` with one line and exit code 1 before anything listens.
+2. Listen (grpc.aio) with the health service at NOT_SERVING, server reflection, and the
+   Detector service answering UNAVAILABLE; start the Prometheus endpoint.
+3. Load the ONNX Runtime session and warm it up on a worker thread; start batching; health
+   SERVING. The line ``ready: ...`` on stdout says so.
+4. On SIGTERM or SIGINT: health NOT_SERVING, stop accepting calls, answer those in flight within
+   ``grace_s`` seconds, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from detect.errors import ConfigError, ModelError
+from detect.runtime.detector import Detector
+from detect.runtime.model_card import ModelCard, card_path
+from detect.v1 import detector_pb2 as pb
+from detect.v1 import detector_pb2_grpc as pb_grpc
+from server.auth import TokenAuth, read_tokens
+from server.batcher import Batcher
+from server.config import ServeConfig
+from server.metrics import ServerMetrics
+from server.service import DetectorService
+
+log = logging.getLogger("detect.serve")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Detector"].full_name
+
+
+def serve(config: ServeConfig) -> int:
+    """Run the server until SIGTERM/SIGINT; 0 after a clean drain. Raises `DetectError`."""
+    config.validate()
+    check_model(config)
+    credentials = _server_credentials(config)
+    tokens = read_tokens(config.auth_token_file) if config.auth_token_file else None
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return asyncio.run(_run(config, credentials, tokens))
+
+
+def check_model(config: ServeConfig) -> None:
+    """The cheap model checks (file, card, sha256), so a bad model stops us before listening."""
+    if not config.model.is_file():
+        raise ModelError(f"model {config.model} not found; export one with `detect export`")
+    ModelCard.read(card_path(config.model)).check_file(config.model)
+
+
+def _server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    ca = config.tls_client_ca.read_bytes() if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+async def _run(
+    config: ServeConfig, credentials: grpc.ServerCredentials | None, tokens: list[str] | None
+) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    metrics = ServerMetrics()
+    interceptors = []
+    if tokens:
+        denied = metrics.requests
+        interceptors.append(
+            TokenAuth(tokens, lambda method: denied.labels(_short(method), "UNAUTHENTICATED").inc())
+        )
+    limit = config.max_message_bytes
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    workers = ThreadPoolExecutor(max(2, os.cpu_count() or 2), thread_name_prefix="worker")
+    service = DetectorService(config, metrics, workers)
+    pb_grpc.add_DetectorServicer_to_server(service, server)
+    health_service = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_service, server)
+    for name in ("", SERVICE_NAME):
+        await health_service.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+
+    address = f"{config.host}:{config.port}"
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"cannot listen on {address} ({exc}); is another server using it? pick another --port"
+        ) from None
+    await server.start()
+    scheme = "TLS" if credentials else "plaintext"
+    auth = ", token auth" if tokens else ""
+    _say(f"listening on {_host(config.host)}:{port} ({scheme}{auth})")
+    try:
+        metrics_port = metrics.serve(config.host, config.metrics_port)
+    except OSError as exc:
+        await server.stop(0)
+        raise ConfigError(
+            f"cannot serve metrics on {config.host}:{config.metrics_port} ({exc.strerror}); "
+            "pick another --metrics-port"
+        ) from None
+    _say(f"metrics on http://{_host(config.host)}:{metrics_port}/metrics")
+
+    loading = loop.run_in_executor(
+        workers,
+        lambda: Detector(
+            config.model, config.device, config.max_pixels, warmup_runs=config.warmup_runs
+        ),
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    batcher = None
+    if loading.done():
+        try:
+            detector = loading.result()
+        except Exception:
+            await server.stop(0)
+            workers.shutdown(wait=False)
+            raise
+        batcher = Batcher(
+            detector.infer_batch,
+            config.max_batch,
+            config.batch_timeout_ms,
+            config.max_queue,
+            on_batch=lambda size, _: metrics.batch_size.observe(size),
+            on_queue=metrics.queue_depth.set,
+        )
+        batcher.start()
+        service.ready(detector, batcher)
+        metrics.model.labels(
+            detector.name, detector.version, detector.provider, detector.card.precision
+        ).set(1)
+        for name in ("", SERVICE_NAME):
+            await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
+        _say(
+            f"ready: serving {detector.name} (version {detector.version}, "
+            f"{detector.card.arch} {detector.card.backbone}) on {detector.provider}"
+        )
+        await stopping
+
+    _say(f"draining: answering calls in flight (up to {config.grace_s:g} s)")
+    await health_service.enter_graceful_shutdown()
+    await server.stop(config.grace_s)
+    if batcher is not None:
+        await batcher.stop()
+    workers.shutdown(wait=True, cancel_futures=True)
+    _say("stopped")
+    return 0
+
+
+def _short(method: str) -> str:
+    """``/detect.v1.Detector/Detect`` -> ``Detect``."""
+    return method.rsplit("/", 1)[-1]
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

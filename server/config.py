@@ -1,0 +1,81 @@
+"""`ServeConfig`: every setting of `detect serve`, checked before the server starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from detect.errors import ConfigError
+from detect.runtime.detector import DEVICES
+from detect.runtime.image import DEFAULT_MAX_PIXELS
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class ServeConfig:
+    """Settings of the gRPC detection server (flags of `detect serve`).
+
+    ``port`` and ``metrics_port`` 0 pick free ports (the chosen ones are printed). TLS needs both
+    ``tls_cert`` and ``tls_key`` (PEM); ``tls_client_ca`` additionally requires client
+    certificates signed by that CA (mutual TLS). ``grace_s`` is how long SIGTERM/SIGINT wait for
+    requests in flight before cancelling them. ``warmup_runs`` model runs happen before health
+    turns SERVING.
+    """
+
+    model: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    device: str = "auto"
+    max_batch: int = 8
+    batch_timeout_ms: float = 5.0
+    max_queue: int = 256
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_token_file: Path | None = None
+    max_message_mb: float = 16.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    metrics_port: int = 9100
+    grace_s: float = 10.0
+    warmup_runs: int = 1
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.max_message_mb * MIB)
+
+    def validate(self) -> None:
+        """Raise `ConfigError` naming the first flag that is out of range or inconsistent."""
+        if self.device not in DEVICES:
+            raise ConfigError(f"--device {self.device}: use one of {', '.join(DEVICES)}")
+        for flag, value in (("--port", self.port), ("--metrics-port", self.metrics_port)):
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"{flag} {value}: use 0 (any free port) to 65535")
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ConfigError(f"--metrics-port {self.metrics_port} is also --port; pick another")
+        if self.max_batch < 1:
+            raise ConfigError(f"--max-batch {self.max_batch}: use 1 or more")
+        if not self.batch_timeout_ms >= 0:
+            raise ConfigError(f"--batch-timeout-ms {self.batch_timeout_ms}: use 0 or more")
+        if self.max_queue < 1:
+            raise ConfigError(f"--max-queue {self.max_queue}: use 1 or more")
+        if not 0 < self.max_message_mb <= 2047:
+            raise ConfigError(f"--max-message-mb {self.max_message_mb}: use more than 0, ≤ 2047")
+        if self.max_pixels < 1:
+            raise ConfigError(f"--max-pixels {self.max_pixels}: use 1 or more")
+        if not self.grace_s >= 0:
+            raise ConfigError(f"--grace {self.grace_s}: use 0 or more seconds")
+        if self.warmup_runs < 0:
+            raise ConfigError(f"--warmup-runs {self.warmup_runs}: use 0 or more")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together: give both PEM files")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS)")
+        for flag, path in (
+            ("--tls-cert", self.tls_cert),
+            ("--tls-key", self.tls_key),
+            ("--tls-client-ca", self.tls_client_ca),
+            ("--auth-token-file", self.auth_token_file),
+        ):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{flag} {path}: no such file")

@@ -1,0 +1,223 @@
+"""The detect.v1.Detector service: decode, batch, postprocess, answer.
+
+Per image: the request is checked and decoded on a worker thread (``decode``), waits for a batch
+(``queue``), runs in the batch (``inference``), and its detections are thresholded, pasted and
+traced to polygons on a worker thread (``postprocess``); the event loop only moves messages.
+Client mistakes end the RPC with INVALID_ARGUMENT and a message naming the field; a full queue
+with RESOURCE_EXHAUSTED; anything unexpected with INTERNAL (logged with its traceback) while the
+server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from detect.runtime.detector import Detector
+from detect.v1 import detector_pb2 as pb
+from detect.v1 import detector_pb2_grpc as pb_grpc
+from server.batcher import Batcher, BatchResult, DeadlineExpiredError, QueueFullError
+from server.config import ServeConfig
+from server.messages import (
+    RequestError,
+    detection_message,
+    model_info,
+    request_image,
+    request_options,
+)
+from server.metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+STREAM_WINDOW = 32
+"""Images of one stream in flight at once (decoding, queued or running)."""
+
+
+class DetectorService(pb_grpc.DetectorServicer):
+    """Serves a `Detector` through a `Batcher`; answers UNAVAILABLE until `ready` is called."""
+
+    def __init__(self, config: ServeConfig, metrics: ServerMetrics, workers: ThreadPoolExecutor):
+        self.config = config
+        self.metrics = metrics
+        self.workers = workers
+        self.detector: Detector | None = None
+        self.batcher: Batcher | None = None
+
+    def ready(self, detector: Detector, batcher: Batcher) -> None:
+        self.detector = detector
+        self.batcher = batcher
+
+    # --- RPCs ---
+
+    async def Detect(  # noqa: N802 (gRPC method name)
+        self, request: pb.DetectRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DetectResponse:
+        code = grpc.StatusCode.OK
+        try:
+            return await self._detect(request, context, "Detect")
+        except RequestError as exc:
+            code = exc.code
+            await context.abort(exc.code, exc.message)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("Detect failed")
+            await context.abort(code, "internal error while detecting; see the server log")
+        finally:
+            self.metrics.requests.labels("Detect", code.name).inc()
+        raise AssertionError("unreachable")  # context.abort raises
+
+    async def DetectStream(  # noqa: N802
+        self,
+        request_iterator: AsyncIterator[pb.DetectRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[pb.DetectResponse]:
+        code = grpc.StatusCode.OK
+        in_flight: asyncio.Queue[asyncio.Task[pb.DetectResponse] | BaseException | None]
+        in_flight = asyncio.Queue(maxsize=STREAM_WINDOW)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    task = asyncio.create_task(
+                        self._detect(request, context, "DetectStream"),
+                        name=repr(request.frame_id),
+                    )
+                    await in_flight.put(task)
+                await in_flight.put(None)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # the client went away mid-stream
+                await in_flight.put(exc)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (item := await in_flight.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                try:
+                    response = await item
+                except RequestError as exc:
+                    frame = item.get_name()
+                    raise RequestError(exc.code, f"frame {frame}: {exc.message}") from None
+                yield response
+        except RequestError as exc:
+            code = exc.code
+            await context.abort(exc.code, exc.message)
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.INTERNAL
+            log.exception("DetectStream failed")
+            await context.abort(code, "internal error while detecting; see the server log")
+        finally:
+            reader.cancel()
+            while not in_flight.empty():
+                item = in_flight.get_nowait()
+                if isinstance(item, asyncio.Task):
+                    item.cancel()
+            self.metrics.requests.labels("DetectStream", code.name).inc()
+
+    async def GetModelInfo(  # noqa: N802
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInfo:
+        code = grpc.StatusCode.OK
+        try:
+            detector = self._detector()
+            return model_info(
+                detector,
+                max_batch=self.config.max_batch,
+                batch_timeout_ms=self.config.batch_timeout_ms,
+                max_queue=self.config.max_queue,
+                max_message_bytes=self.config.max_message_bytes,
+            )
+        except RequestError as exc:
+            code = exc.code
+            await context.abort(exc.code, exc.message)
+        finally:
+            self.metrics.requests.labels("GetModelInfo", code.name).inc()
+        raise AssertionError("unreachable")
+
+    # --- one image ---
+
+    def _detector(self) -> Detector:
+        if self.detector is None:
+            raise RequestError(
+                grpc.StatusCode.UNAVAILABLE,
+                "the model is still loading; retry when grpc.health.v1 reports SERVING",
+            )
+        return self.detector
+
+    async def _detect(
+        self, request: pb.DetectRequest, context: grpc.aio.ServicerContext, method: str
+    ) -> pb.DetectResponse:
+        received = time.perf_counter()
+        detector = self._detector()
+        assert self.batcher is not None
+        loop = asyncio.get_running_loop()
+        options = request_options(request.options, detector)
+        image = await loop.run_in_executor(self.workers, request_image, request, detector)
+        decoded = time.perf_counter()
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        try:
+            batch = await self.batcher.submit(image, deadline)
+        except QueueFullError as exc:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server busy: {exc} (--max-queue {self.config.max_queue}); retry with backoff",
+            ) from None
+        except DeadlineExpiredError:
+            raise RequestError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the model ran"
+            ) from None
+        batched = time.perf_counter()
+        response = await loop.run_in_executor(
+            self.workers, self._response, request, image.shape, batch, options
+        )
+        done = time.perf_counter()
+        timings = response.timings
+        timings.decode_ms = 1000 * (decoded - received)
+        timings.postprocess_ms = 1000 * (done - batched)
+        timings.total_ms = 1000 * (done - received)
+        stages = self.metrics.stage
+        stages.labels("decode").observe(decoded - received)
+        stages.labels("queue").observe(batch.queue_ms / 1000)
+        stages.labels("inference").observe(batch.inference_ms / 1000)
+        stages.labels("postprocess").observe(done - batched)
+        self.metrics.latency.labels(method).observe(done - received)
+        return response
+
+    def _response(
+        self,
+        request: pb.DetectRequest,
+        shape: tuple[int, ...],
+        batch: BatchResult,
+        options: dict,
+    ) -> pb.DetectResponse:
+        """Postprocess one image's raw detections into its response (runs on a worker)."""
+        detector = self._detector()
+        height, width = shape[:2]
+        detections = detector.postprocess(batch.raw, height, width, **options)
+        return pb.DetectResponse(
+            frame_id=request.frame_id,
+            timestamp_ms=request.timestamp_ms,
+            image_width=width,
+            image_height=height,
+            detections=[detection_message(d) for d in detections],
+            model_name=detector.name,
+            model_version=detector.version,
+            timings=pb.Timings(
+                queue_ms=batch.queue_ms,
+                inference_ms=batch.inference_ms,
+                batch_size=batch.batch_size,
+            ),
+        )
