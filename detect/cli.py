@@ -365,8 +365,8 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
 def _run_client(args: argparse.Namespace) -> int:
     from detect.client import DetectorClient, ServerError
 
-    if not args.images and not args.info:
-        raise DetectError("give image files to send, or --info for the served model")
+    if not args.images and not args.info and not args.health:
+        raise DetectError("give image files to send, or --info or --health")
     token = None
     if args.token_file is not None:
         from server.auth import read_tokens
@@ -382,6 +382,11 @@ def _run_client(args: argparse.Namespace) -> int:
         token=token,
         timeout=args.timeout,
     ) as client:
+        if args.health:
+            status = client.health()
+            print(status)
+            if status != "SERVING":
+                return 1
         if args.info:
             print(client.model_info(), end="")
         for path in args.images:
@@ -418,12 +423,16 @@ def _add_client(subparsers: argparse._SubParsersAction) -> None:
         "line per detection on stdout.",
         "  detect client street.jpg --server 127.0.0.1:50051\n"
         "  detect client a.jpg b.png --server det.example.com:443 --tls --token-file token.txt\n"
-        "  detect client --server 127.0.0.1:50051 --info\n",
+        "  detect client --server 127.0.0.1:50051 --info\n"
+        "  detect client --server 127.0.0.1:50051 --health   # exit 0 when SERVING\n",
         _run_client,
     )
     p.add_argument("images", type=Path, nargs="*", help="image files")
     p.add_argument("--server", required=True, help="HOST:PORT of the server")
     p.add_argument("--info", action="store_true", help="print the served model's information")
+    p.add_argument(
+        "--health", action="store_true", help="print the health status; exit 1 unless SERVING"
+    )
     p.add_argument("--score", type=float, help="score threshold (default: the server's model's)")
     p.add_argument("--max-detections", type=int, help="per image, best first (default: all)")
     p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")

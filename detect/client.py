@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from detect.errors import ConfigError, DetectError
 from detect.runtime.detector import Detection
@@ -138,6 +139,22 @@ class DetectorClient:
                 "is `detect serve` running there?",
                 grpc.StatusCode.UNAVAILABLE,
             ) from None
+
+    def health(self, service: str = "detect.v1.Detector") -> str:
+        """grpc.health.v1 status of ``service`` ("" for the whole server): "SERVING",
+        "NOT_SERVING", "SERVICE_UNKNOWN" or "UNKNOWN"."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            response = stub.Check(
+                health_pb2.HealthCheckRequest(service=service),
+                timeout=self.timeout,
+                metadata=self._metadata,
+            )
+        except grpc.RpcError as exc:
+            if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.NOT_FOUND:
+                return "SERVICE_UNKNOWN"
+            raise self._error(exc) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
     def model_info(self) -> pb.ModelInfo:
         """The served model's name, version, classes, input spec, provider and batching."""

@@ -61,11 +61,23 @@ class ServerProcess:
         return self.process.wait(timeout=timeout)
 
 
-def start_server(model: Path, *args: str, wait_ready: bool = True) -> ServerProcess:
-    """Start ``detect serve --model MODEL --port 0 --metrics-port 0 ARGS`` and read its ports."""
+def start_server(
+    model: Path,
+    *args: str,
+    wait_ready: bool = True,
+    python: Path | str = sys.executable,
+    cwd: Path | None = None,
+) -> ServerProcess:
+    """Start ``detect serve --model MODEL --port 0 --metrics-port 0 ARGS`` and read its ports.
+
+    ``python`` and ``cwd`` run another installation (a fresh venv) from outside the checkout.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if cwd is not None:
+        env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     process = subprocess.Popen(
         [
-            sys.executable,
+            str(python),
             "-m",
             "detect",
             "serve",
@@ -80,7 +92,8 @@ def start_server(model: Path, *args: str, wait_ready: bool = True) -> ServerProc
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env=env,
+        cwd=cwd,
     )
     server = ServerProcess(process)
 

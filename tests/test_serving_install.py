@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from serving import start_server
+
 REPO = Path(__file__).resolve().parent.parent
 
 BLOCKED = ("torch", "torchvision")
@@ -53,6 +55,14 @@ import detect.runtime.image
 import detect.runtime.masks
 import detect.runtime.model_card
 import detect.runtime.polygons
+import detect.client
+import detect.v1.detector_pb2_grpc
+import server.app
+import server.auth
+import server.batcher
+import server.messages
+import server.metrics
+import server.service
 from detect.cli import main
 
 image, model, out = sys.argv[1:]
@@ -172,3 +182,14 @@ def test_serve_extra_installs_without_torch(
     assert "Traceback" not in predicted.stderr
     assert isinstance(json.loads((out / "predictions.json").read_text()), list)
     assert (out / "annotated" / image.name).is_file()
+
+    served = start_server(mask_model, python=python, cwd=tmp_path)
+    try:
+        sent = _run(
+            [venv / "bin" / "detect", "client", image, "--server", served.address, "--score", "0"],
+            tmp_path,
+        )
+        assert sent.returncode == 0, sent.stderr[-3000:]
+        assert sent.stdout.startswith(f"{image},")
+    finally:
+        assert served.stop() == 0

@@ -1,0 +1,110 @@
+"""The Dockerfile and the Kubernetes manifests, checked by reading them (no Docker engine or
+cluster here): what they copy exists, what they run exists, and their ports and probes agree."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import yaml
+from helpers import run_detect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            rows.append((word.upper(), rest.strip()))
+    return rows
+
+
+def _one(instruction: str) -> str:
+    found = [rest for word, rest in _instructions() if word == instruction]
+    assert len(found) == 1, f"{instruction}: {found}"
+    return found[0]
+
+
+def test_dockerfile_copies_only_paths_that_exist_and_dockerignore_lets_them_in() -> None:
+    copies = [rest for word, rest in _instructions() if word == "COPY"]
+    assert copies
+    sources = [s for rest in copies for s in shlex.split(rest)[:-1]]
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: no such path"
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert set(sources) <= allowed, f"{set(sources) - allowed} are excluded by .dockerignore"
+
+
+def test_dockerfile_installs_the_gpu_extra_without_torch_as_a_non_root_user() -> None:
+    base = _one("FROM")
+    assert base.startswith("nvidia/cuda:") and "cudnn" in base and "runtime" in base
+    runs = " ".join(rest for word, rest in _instructions() if word == "RUN")
+    assert 'pip install ".[gpu]"' in runs
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    gpu = extras["optional-dependencies"]["gpu"]
+    assert any(d.startswith("onnxruntime-gpu") for d in gpu)
+    assert not any(re.match(r"(torch|torchvision|onnxruntime)\b(?!-)", d) for d in gpu), gpu
+    serve = {re.split(r"[=<>]", d)[0] for d in extras["optional-dependencies"]["serve"]}
+    assert serve - {"onnxruntime"} <= {re.split(r"[=<>]", d)[0] for d in gpu}
+    user = _one("USER")
+    assert user not in ("root", "0")
+
+
+def test_dockerfile_entrypoint_healthcheck_volume_and_ports() -> None:
+    assert json.loads(_one("ENTRYPOINT")) == ["detect", "serve"]
+    cmd = json.loads(_one("CMD"))
+    assert "--model" in cmd and cmd[cmd.index("--model") + 1].startswith("/models/")
+    assert json.loads(_one("VOLUME")) == ["/models"]
+    assert set(_one("EXPOSE").split()) == {"50051", "9100"}
+    assert cmd[cmd.index("--port") + 1] == "50051"
+    assert cmd[cmd.index("--metrics-port") + 1] == "9100"
+    health = _one("HEALTHCHECK")
+    command = json.loads(health.split("CMD", 1)[1])
+    assert command[:2] == ["detect", "client"] and "--health" in command
+    assert command[command.index("--server") + 1].endswith(":50051")
+    # the health check's flags and the served flags exist in this CLI
+    assert run_detect(*command[1:2], "--help").stdout.count("--health") >= 1
+    help_text = run_detect("serve", "--help").stdout
+    for flag in [c for c in cmd if c.startswith("--")]:
+        assert flag in help_text, flag
+
+
+def test_kubernetes_deployment_probes_ports_and_volume_agree() -> None:
+    deployment = yaml.safe_load((ROOT / "deploy/deployment.yaml").read_text())
+    assert deployment["kind"] == "Deployment"
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    args = dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+    assert int(args["port"]) == ports["grpc"] and int(args["metrics-port"]) == ports["metrics"]
+    assert args["host"] == "0.0.0.0" and args["model"].startswith("/models/")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == ports["grpc"], probe
+    assert container["readinessProbe"]["grpc"]["service"] == "detect.v1.Detector"
+    assert pod["terminationGracePeriodSeconds"] > float(args["grace"])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["models"] == "/models"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    help_text = run_detect("serve", "--help").stdout
+    for flag in args:
+        assert f"--{flag}" in help_text, flag
+
+    services = list(yaml.safe_load_all((ROOT / "deploy/service.yaml").read_text()))
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    for service in services:
+        assert service["kind"] == "Service"
+        assert service["spec"]["selector"].items() <= labels.items()
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in ports
