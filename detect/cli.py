@@ -444,6 +444,74 @@ def _add_client(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
 
 
+# --- bench ---
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use comma-separated integers, e.g. 1,8,32"
+        ) from None
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from detect.bench import BenchConfig, bench
+
+    token = None
+    if args.token_file is not None:
+        from server.auth import read_tokens
+
+        token = read_tokens(args.token_file)[0]
+    levels = bench(
+        BenchConfig(
+            server=args.server,
+            concurrency=args.concurrency,
+            duration_s=args.duration,
+            images=args.images or [],
+            synthetic=args.synthetic,
+            size=args.size,
+            score=args.score,
+            polygons=not args.no_polygons,
+            compare_eager=args.compare_eager,
+            tls=args.tls,
+            ca=args.ca,
+            token=token,
+        )
+    )
+    return 1 if any(level.requests == 0 for level in levels) else 0
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    p = _add_verb(
+        subparsers,
+        "bench",
+        "Measure a running server: p50/p90/p99 latency and images/s per concurrency level, "
+        "optionally against torchvision eager on the same weights.",
+        "  detect bench --server 127.0.0.1:50051 --concurrency 1,8,32 --duration 20\n"
+        "  detect bench --server 127.0.0.1:50051 --images photos/ "
+        "--compare-eager runs/shapes/best.pt\n",
+        _run_bench,
+    )
+    p.add_argument("--server", required=True, help="HOST:PORT of a running `detect serve`")
+    p.add_argument(
+        "--concurrency", type=_levels, default=[1, 8, 32], help="levels (default: 1,8,32)"
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per level")
+    p.add_argument("--images", type=Path, nargs="+", help="images to send (default: synthetic)")
+    p.add_argument("--synthetic", type=int, default=16, help="synthetic images when no --images")
+    p.add_argument("--size", type=int, default=480, help="side of the synthetic images, pixels")
+    p.add_argument("--score", type=float, help="score threshold (default: the model card's)")
+    p.add_argument("--no-polygons", action="store_true", help="ask for boxes only")
+    p.add_argument(
+        "--compare-eager", type=Path, help="checkpoint to run in torchvision eager (train extra)"
+    )
+    p.add_argument("--tls", action="store_true", help="connect with TLS")
+    p.add_argument("--ca", type=Path, help="CA certificate (PEM) to verify the server")
+    p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
+
+
 # --- entry point ---
 
 
@@ -464,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(subparsers)
     _add_serve(subparsers)
     _add_client(subparsers)
+    _add_bench(subparsers)
     return parser
 
 

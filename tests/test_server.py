@@ -665,3 +665,43 @@ def test_server_answers_from_several_client_threads_and_a_stream_at_once(
             t.join()
     assert ids == [str(i) for i in range(2 * len(images))]
     assert not errors
+
+
+# --------------------------------------------------------------------------- detect bench
+
+
+def test_bench_prints_latency_percentiles_per_level_and_the_eager_ratio(
+    server: ServerProcess, tiny_runs: dict
+) -> None:
+    result = run_detect(
+        "bench",
+        "--server",
+        server.address,
+        "--concurrency",
+        "1,3",
+        "--duration",
+        "1.5",
+        "--synthetic",
+        "3",
+        "--size",
+        "96",
+        "--compare-eager",
+        str(tiny_runs["mask_rcnn", "align"]),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {}
+    for line in result.stdout.splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("server", "eager") and parts[1].isdigit():
+            rows[parts[0], int(parts[1])] = [float(v) for v in parts[2:8]]
+    assert set(rows) == {("server", 1), ("server", 3), ("eager", 1)}, result.stdout
+    for requests, errors, per_s, p50, p90, p99 in rows.values():
+        assert requests > 0 and errors == 0 and per_s > 0 and 0 < p50 <= p90 <= p99
+    assert "p50 latency, server at concurrency 1 / eager:" in result.stdout
+    assert "throughput, server best" in result.stdout
+
+
+def test_bench_without_a_server_is_one_clear_line() -> None:
+    result = run_detect("bench", "--server", "127.0.0.1:1", "--duration", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "cannot reach the detection server" in result.stderr

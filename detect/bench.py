@@ -1,0 +1,235 @@
+"""`detect bench`: latency and throughput of a running server, per concurrency level.
+
+For each concurrency C, C client threads send `Detect` calls back to back (each waits for its
+answer before sending the next) for ``duration_s`` seconds after a short warm-up; the report
+gives requests, errors, images per second, p50/p90/p99 latency seen by the client, and the mean
+batch size the server formed. With ``compare_eager`` the checkpoint runs in this process in
+torchvision eager mode (one stream, same images, same seconds), and the report prints the
+server's p50 at concurrency 1 and its best throughput as ratios to eager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detect.client import DetectorClient, ServerError
+from detect.errors import ConfigError, DataError
+from detect.runtime.image import decode_image
+
+
+@dataclass
+class BenchConfig:
+    """Settings of `detect bench` (see the module docstring).
+
+    ``images``: files or folders to send (default: ``synthetic`` generated scenes of ``size``
+    pixels, JPEG-encoded). ``score`` and ``polygons`` are the requests' options.
+    """
+
+    server: str
+    concurrency: list[int] = field(default_factory=lambda: [1, 8, 32])
+    duration_s: float = 10.0
+    images: list[Path] = field(default_factory=list)
+    synthetic: int = 16
+    size: int = 480
+    score: float | None = None
+    polygons: bool = True
+    compare_eager: Path | None = None
+    tls: bool = False
+    ca: Path | None = None
+    token: str | None = None
+
+    def validate(self) -> None:
+        if not self.concurrency or min(self.concurrency) < 1:
+            raise ConfigError(f"--concurrency {self.concurrency}: use levels of 1 or more")
+        if not self.duration_s > 0:
+            raise ConfigError(f"--duration {self.duration_s}: use more than 0 seconds")
+        if self.synthetic < 1 or self.size < 32:
+            raise ConfigError("--synthetic needs 1 or more images of --size 32 or more")
+        if self.compare_eager is not None and not self.compare_eager.is_file():
+            raise ConfigError(f"--compare-eager {self.compare_eager}: no such checkpoint")
+
+
+@dataclass(frozen=True)
+class Level:
+    """Figures of one concurrency level (or of eager, with ``concurrency`` 1)."""
+
+    name: str
+    concurrency: int
+    requests: int
+    errors: Counter
+    seconds: float
+    latencies_ms: list[float]
+    batch_sizes: list[int]
+
+    @property
+    def images_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    def row(self) -> str:
+        batch = f"{statistics.mean(self.batch_sizes):.1f}" if self.batch_sizes else "-"
+        errors = sum(self.errors.values())
+        return (
+            f"{self.name:<12}{self.concurrency:>6}{self.requests:>10}{errors:>8}"
+            f"{self.images_per_s:>9.2f}{self.percentile(50):>10.1f}{self.percentile(90):>10.1f}"
+            f"{self.percentile(99):>10.1f}{batch:>8}"
+        )
+
+
+HEADER = (
+    f"{'path':<12}{'conc.':>6}{'requests':>10}{'errors':>8}{'img/s':>9}"
+    f"{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}{'batch':>8}"
+)
+
+
+def bench_images(config: BenchConfig) -> list[bytes]:
+    """Encoded images to send: the given files, or synthetic JPEG scenes."""
+    if config.images:
+        from detect.predict import list_images
+
+        paths = list_images(config.images)
+        if not paths:
+            raise DataError(f"no images found in {', '.join(map(str, config.images))}")
+        blobs = []
+        for path in paths:
+            try:
+                blobs.append(path.read_bytes())
+            except OSError as exc:
+                raise DataError(f"image {path}: cannot read it ({exc.strerror})") from None
+        return blobs
+    from detect.data.synth import generate_image
+
+    blobs = []
+    for index in range(config.synthetic):
+        rgb, _, _ = generate_image(seed=0, index=index, size=config.size)
+        ok, jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        blobs.append(jpeg.tobytes())
+    return blobs
+
+
+def run_level(
+    client: DetectorClient, images: list[bytes], concurrency: int, seconds: float, options: dict
+) -> Level:
+    """C threads calling `Detect` back to back for ``seconds`` (after one call each to warm up)."""
+    latencies: list[float] = []
+    batches: list[int] = []
+    errors: Counter = Counter()
+    lock = threading.Lock()
+    start_barrier = threading.Barrier(concurrency + 1)
+    stop_at = [float("inf")]  # set once every thread has warmed up
+
+    def worker(offset: int) -> None:
+        with contextlib.suppress(ServerError):  # counted in the measured part if it persists
+            client.detect(images[offset % len(images)], **options)
+        start_barrier.wait()
+        i = offset
+        while time.perf_counter() < stop_at[0]:
+            started = time.perf_counter()
+            try:
+                result = client.detect(images[i % len(images)], **options)
+            except ServerError as exc:
+                with lock:
+                    errors[exc.code.name] += 1
+            else:
+                with lock:
+                    latencies.append(1000 * (time.perf_counter() - started))
+                    batches.append(int(result.timings["batch_size"]))
+            i += concurrency
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    start_barrier.wait()
+    began = time.perf_counter()
+    stop_at[0] = began + seconds
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    return Level("server", concurrency, len(latencies), errors, elapsed, latencies, batches)
+
+
+def run_eager(checkpoint: Path, images: list[bytes], seconds: float) -> Level:
+    """torchvision eager on the CPU, one image at a time: decode, to tensor, forward."""
+    try:
+        import torch
+
+        from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
+    except ImportError:
+        raise ConfigError(
+            "--compare-eager needs torch: install the `train` extra (pip install '.[train]')"
+        ) from None
+    model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
+
+    def once(blob: bytes) -> None:
+        rgb = decode_image(blob)
+        tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
+        model([tensor])
+
+    latencies: list[float] = []
+    with torch.inference_mode():
+        once(images[0])
+        began = time.perf_counter()
+        i = 0
+        while time.perf_counter() - began < seconds:
+            started = time.perf_counter()
+            once(images[i % len(images)])
+            latencies.append(1000 * (time.perf_counter() - started))
+            i += 1
+        elapsed = time.perf_counter() - began
+    return Level("eager", 1, len(latencies), Counter(), elapsed, latencies, [])
+
+
+def bench(config: BenchConfig) -> list[Level]:
+    """Run every level (and eager when asked), printing each row as it finishes."""
+    config.validate()
+    images = bench_images(config)
+    options = {"score_threshold": config.score, "polygons": config.polygons}
+    with DetectorClient(
+        config.server, tls=config.tls, ca=config.ca, token=config.token, timeout=120
+    ) as client:
+        info = client.model_info()
+        shapes = {decode_image(b).shape[:2] for b in images[:50]}
+        sizes = ", ".join(sorted(f"{w}x{h}" for h, w in shapes))
+        print(
+            f"server {config.server}: {info.name} (version {info.version}, {info.arch} "
+            f"{info.backbone}, {info.precision}) on {info.provider}, max batch "
+            f"{info.batching.max_batch}, batch timeout {info.batching.batch_timeout_ms:g} ms\n"
+            f"{len(images)} images ({sizes}), {config.duration_s:g} s per level, "
+            f"polygons {'on' if config.polygons else 'off'}",
+            flush=True,
+        )
+        print(HEADER, flush=True)
+        levels = []
+        for concurrency in config.concurrency:
+            level = run_level(client, images, concurrency, config.duration_s, options)
+            levels.append(level)
+            print(level.row(), flush=True)
+            if level.errors:
+                print(f"  errors: {dict(level.errors)}", flush=True)
+    if config.compare_eager is not None:
+        eager = run_eager(config.compare_eager, images, config.duration_s)
+        levels.append(eager)
+        print(eager.row(), flush=True)
+        served = [lv for lv in levels if lv.name == "server"]
+        single = next((lv for lv in served if lv.concurrency == 1), served[0])
+        best = max(served, key=lambda lv: lv.images_per_s)
+        print(
+            f"p50 latency, server at concurrency {single.concurrency} / eager: "
+            f"{single.percentile(50) / eager.percentile(50):.2f}x\n"
+            f"throughput, server best (concurrency {best.concurrency}) / eager: "
+            f"{best.images_per_s / eager.images_per_s:.2f}x",
+            flush=True,
+        )
+    return levels
