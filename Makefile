@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DETECT := $(BIN)/detect
 
-.PHONY: install test lint proto demo bench-train bench-predict clean
+.PHONY: install test lint proto demo bench-train bench-predict bench-serve clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -65,3 +65,14 @@ bench-predict: install
 	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/data/images --backbone resnet50_fpn
 	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/data/images --backbone mobilenet_v3_fpn
 	$(BIN)/python benchmarks/mask_output.py runs/bench-predict/data/images --size 640x480
+
+# `detect serve` + `detect bench --compare-eager` for R50-FPN and MobileNetV3-FPN Mask R-CNN on
+# this machine (random weights made to behave like trained ones; DEVICE=cuda on a GPU).
+DURATION ?= 20
+bench-serve: install
+	rm -rf runs/bench-serve
+	$(DETECT) synth --out runs/bench-serve/data --images 20 --size 480 --seed 3
+	$(BIN)/python benchmarks/serve_latency.py runs/bench-serve/data/images --backbone resnet50_fpn \
+		--device $(DEVICE) --duration $(DURATION)
+	$(BIN)/python benchmarks/serve_latency.py runs/bench-serve/data/images \
+		--backbone mobilenet_v3_fpn --device $(DEVICE) --duration $(DURATION)

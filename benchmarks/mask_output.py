@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnxruntime as ort
-from predict_latency import random_checkpoint
+from random_weights import random_checkpoint
 
 from detect.export import export_graph
 from detect.models.checkpoint import load_checkpoint, model_from_checkpoint

@@ -242,7 +242,9 @@ def test_health_not_serving_while_loading_serving_when_ready_not_serving_while_d
     process = start_server(mask_model, "--warmup-runs", "100", "--grace", "5", wait_ready=False)
     try:
         health = health_pb2_grpc.HealthStub(grpc.insecure_channel(process.address))
-        watch = health.Watch(health_pb2.HealthCheckRequest(service="detect.v1.Detector"))
+        watch = health.Watch(
+            health_pb2.HealthCheckRequest(service="detect.v1.Detector"), timeout=180
+        )
         statuses = [next(watch).status]
         assert statuses == [health_pb2.HealthCheckResponse.NOT_SERVING]
         code, message = _code(_stub(process).Detect, pb.DetectRequest(encoded_image=images[0]))
@@ -458,14 +460,22 @@ def test_unexpected_failure_is_internal_and_the_server_keeps_serving(
 # --------------------------------------------------------------------------- TLS and auth
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+def _certificate(
+    folder: Path, name: str, issuer: tuple[Path, Path] | None = None
+) -> tuple[Path, Path]:
+    """``name.pem`` and ``name.key`` for CN=localhost / 127.0.0.1, self-signed (a CA) or signed
+    by ``issuer`` (its PEM certificate and key)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"localhost {name}")])
+    issuer_name, signing_key = subject, key
+    if issuer is not None:
+        issuer_name = x509.load_pem_x509_certificate(issuer[0].read_bytes()).subject
+        signing_key = serialization.load_pem_private_key(issuer[1].read_bytes(), None)
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
+        .subject_name(subject)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -476,10 +486,10 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
             ),
             critical=False,
         )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+        .sign(signing_key, hashes.SHA256())
     )
-    cert_path, key_path = tmp_path / "server.pem", tmp_path / "server.key"
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
         key.private_bytes(
@@ -494,7 +504,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
 def test_tls_with_a_self_signed_certificate_and_token_auth(
     mask_model: Path, tmp_path: Path, images: list[bytes]
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = _certificate(tmp_path, "server")
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("# one per line\nold-token\nnew-token\n")
     process = start_server(
@@ -532,6 +542,36 @@ def test_tls_with_a_self_signed_certificate_and_token_auth(
             metric_value(metrics, "detect_requests_total", method="Detect", code="UNAUTHENTICATED")
             == 2
         )
+    finally:
+        assert process.stop() == 0
+
+
+def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(
+    mask_model: Path, tmp_path: Path, images: list[bytes]
+) -> None:
+    server_cert, server_key = _certificate(tmp_path, "server")
+    client_ca = _certificate(tmp_path, "client-ca")
+    client_cert, client_key = _certificate(tmp_path, "client", issuer=client_ca)
+    stranger_cert, stranger_key = _certificate(tmp_path, "stranger")  # not from the client CA
+    process = start_server(
+        mask_model,
+        "--tls-cert",
+        str(server_cert),
+        "--tls-key",
+        str(server_key),
+        "--tls-client-ca",
+        str(client_ca[0]),
+    )
+    try:
+        with DetectorClient(process.address, ca=server_cert, cert=client_cert, key=client_key) as c:
+            assert c.detect(images[0], score_threshold=LOW).detections
+        for cert, key in ((None, None), (stranger_cert, stranger_key)):
+            with (
+                DetectorClient(process.address, ca=server_cert, cert=cert, key=key, timeout=5) as c,
+                pytest.raises(ServerError) as info,
+            ):
+                c.detect(images[0])
+            assert info.value.code == grpc.StatusCode.UNAVAILABLE
     finally:
         assert process.stop() == 0
 

@@ -1,0 +1,84 @@
+"""`detect bench` on an R50-FPN / MobileNetV3-FPN Mask R-CNN served on this machine.
+
+    python benchmarks/serve_latency.py IMAGES... --backbone resnet50_fpn [--device auto]
+        [--concurrency 1,8,32] [--duration 20] [--max-batch 8]
+    python benchmarks/serve_latency.py IMAGES... --checkpoint runs/X/best.pt
+
+Exports the checkpoint (with --backbone alone: random weights made to behave like a trained
+model's, see `random_weights.py`), starts `detect serve` on a free loopback port, runs
+`detect bench --compare-eager` against it with IMAGES, and stops the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from random_weights import random_checkpoint
+
+from detect.bench import BenchConfig, bench
+from detect.export import ExportConfig, export
+from detect.predict import list_images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", type=Path, nargs="+")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--backbone", default="resnet50_fpn")
+    parser.add_argument("--min-size", type=int, default=480)
+    parser.add_argument("--max-size", type=int, default=640)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--max-batch", type=int, default=8)
+    args = parser.parse_args()
+    images = list_images(args.images)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or random_checkpoint(
+            Path(tmp) / "random.pt",
+            "mask_rcnn",
+            args.backbone,
+            args.min_size,
+            args.max_size,
+            images,
+        )
+        model = Path(tmp) / f"{args.backbone}.onnx"
+        export(ExportConfig(checkpoint=checkpoint, out=model))
+        server = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "detect", "serve", "--model", str(model)),
+                *("--port", "0", "--metrics-port", "0", "--device", args.device),
+                *("--max-batch", str(args.max_batch)),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            address = None
+            for line in server.stdout:
+                if line.startswith("listening on "):
+                    address = line.split()[2]
+                if line.startswith("ready: "):
+                    break
+            if address is None or server.poll() is not None:
+                sys.exit("the server did not start")
+            bench(
+                BenchConfig(
+                    server=address,
+                    concurrency=[int(c) for c in args.concurrency.split(",")],
+                    duration_s=args.duration,
+                    images=images,
+                    compare_eager=checkpoint,
+                )
+            )
+        finally:
+            server.terminate()
+            server.wait(timeout=120)
+
+
+if __name__ == "__main__":
+    main()
