@@ -446,6 +446,9 @@ def test_unexpected_failure_is_internal_and_the_server_keeps_serving(
             pb.DetectRequest(encoded_image=images[0], options=pb.DetectOptions(score_threshold=0)),
         )
         assert code == grpc.StatusCode.INTERNAL and "server log" in message
+        nothing_kept = pb.DetectOptions(score_threshold=1.0)  # no label to look up: succeeds
+        answer = stub.Detect(pb.DetectRequest(encoded_image=images[0], options=nothing_kept))
+        assert answer.image_width > 0 and not answer.detections
         info = stub.GetModelInfo(pb.GetModelInfoRequest())
         assert info.name == "short_card"
         health = health_pb2_grpc.HealthStub(grpc.insecure_channel(process.address))
