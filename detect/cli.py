@@ -512,6 +512,76 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
 
 
+# --- eval ---
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from detect.evaluate import EvalConfig, evaluate, stdout_table
+
+    token = None
+    if args.token_file is not None:
+        from server.auth import read_tokens
+
+        token = read_tokens(args.token_file)[0]
+    result = evaluate(
+        EvalConfig(
+            gt=args.gt,
+            out=args.out,
+            predictions=args.predictions,
+            model=args.model,
+            checkpoint=args.checkpoint,
+            server=args.server,
+            images=args.images,
+            iou_type=args.iou_type,
+            score=args.score,
+            device=args.device,
+            tls=args.tls,
+            ca=args.ca,
+            token=token,
+        )
+    )
+    print(stdout_table(result.metrics))
+    print(f"report in {args.out} (metrics.json, report.md, pr_curves.png, confusion_matrix.png)")
+    if result.failed:
+        print(f"{len(result.failed)} images could not be predicted; see above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_eval(subparsers: argparse._SubParsersAction) -> None:
+    p = _add_verb(
+        subparsers,
+        "eval",
+        "Evaluate predictions against COCO ground truth: COCO AP/AR (pycocotools), per-class "
+        "P/R/F1 at an operating threshold, confusion matrix, PR curves, proposal recall.",
+        "  detect eval --gt data/test.json --model models/shapes.onnx --out runs/eval\n"
+        "  detect eval --gt data/test.json --predictions runs/eval/predictions.json --out re\n"
+        "  detect eval --gt data/test.json --server 127.0.0.1:50051 --out runs/eval-server\n"
+        "  detect eval --gt data/test.json --checkpoint runs/shapes/best.pt --out runs/eval-pt\n",
+        _run_eval,
+    )
+    p.add_argument("--gt", type=Path, required=True, help="COCO ground-truth JSON")
+    p.add_argument("--images", type=Path, help="image folder (default: the GT file's folder)")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", type=Path, help="COCO results JSON")
+    source.add_argument("--model", type=Path, help="exported NAME.onnx (local ONNX Runtime)")
+    source.add_argument("--checkpoint", type=Path, help="training checkpoint (PyTorch)")
+    source.add_argument("--server", help="HOST:PORT of a running `detect serve`")
+    p.add_argument(
+        "--iou-type",
+        choices=["bbox", "segm", "both"],
+        help="default: both when the predictions have masks, else bbox",
+    )
+    p.add_argument(
+        "--score", type=float, help="operating threshold for P/R/F1 (default: the card's, 0.5)"
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for --model")
+    p.add_argument("--tls", action="store_true", help="--server with TLS")
+    p.add_argument("--ca", type=Path, help="CA certificate (PEM) for --server")
+    p.add_argument("--token-file", type=Path, help="bearer token for --server")
+
+
 # --- entry point ---
 
 
@@ -533,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(subparsers)
     _add_client(subparsers)
     _add_bench(subparsers)
+    _add_eval(subparsers)
     return parser
 
 

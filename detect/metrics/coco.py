@@ -54,17 +54,58 @@ def load_gt(json_path: Path, image_ids: set[int] | None = None) -> COCO:
     return gt
 
 
-def coco_stats(gt: COCO, results: list[dict[str, Any]], iou_type: str) -> dict[str, float]:
-    """The 12 COCOeval summary numbers for `iou_type` ("bbox" or "segm"), on a 0-1 scale.
+def run_cocoeval(gt: COCO, results: list[dict[str, Any]], iou_type: str) -> COCOeval:
+    """COCOeval of ``results`` against ``gt`` for ``iou_type`` ("bbox" or "segm"), evaluated,
+    accumulated and summarized (its own printing swallowed).
 
-    No results at all scores 0 everywhere (pycocotools cannot load an empty result list).
+    An empty result list is evaluated as no detections at all (pycocotools' ``loadRes`` cannot
+    load one): 0 where there is ground truth, -1 where COCOeval has none, as it would give.
     """
-    if not results:
-        return dict.fromkeys(STAT_NAMES, 0.0)
     with contextlib.redirect_stdout(io.StringIO()):
-        dt = gt.loadRes(copy.deepcopy(results))
+        if results:
+            dt = gt.loadRes(copy.deepcopy(results))
+        else:
+            dt = COCO()
+            dt.dataset = {
+                "images": gt.dataset["images"],
+                "categories": copy.deepcopy(gt.dataset.get("categories", [])),
+                "annotations": [],
+            }
+            dt.createIndex()
         evaluator = COCOeval(gt, dt, iou_type)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    return evaluator
+
+
+def summary(evaluator: COCOeval) -> dict[str, float]:
+    """The 12 summary numbers of an evaluated COCOeval, by name, on a 0-1 scale (-1: no GT)."""
     return {name: float(v) for name, v in zip(STAT_NAMES, np.asarray(evaluator.stats), strict=True)}
+
+
+def coco_stats(gt: COCO, results: list[dict[str, Any]], iou_type: str) -> dict[str, float]:
+    """The 12 COCOeval summary numbers for `iou_type` ("bbox" or "segm"), on a 0-1 scale."""
+    return summary(run_cocoeval(gt, results, iou_type))
+
+
+def per_class_ap(evaluator: COCOeval) -> dict[int, dict[str, float]]:
+    """``{category_id: {"AP", "AP50"}}`` from COCOeval's precision array (all areas, 100
+    detections), averaged as its summary does; -1 for a category without ground truth."""
+    precision = evaluator.eval["precision"]  # (T iou, R recall, K category, A area, M maxDets)
+    out = {}
+    for k, category in enumerate(evaluator.params.catIds):
+        values = {}
+        for name, block in (("AP", precision[:, :, k, 0, -1]), ("AP50", precision[0, :, k, 0, -1])):
+            valid = block[block > -1]
+            values[name] = float(valid.mean()) if valid.size else -1.0
+        out[int(category)] = values
+    return out
+
+
+def pr_curve(evaluator: COCOeval, category_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(recall (101,), precision (101,))`` of a category at IoU 0.5, all areas, 100
+    detections, as COCOeval interpolates it (precision -1 where no ground truth, set to 0)."""
+    k = list(evaluator.params.catIds).index(category_id)
+    precision = evaluator.eval["precision"][0, :, k, 0, -1]
+    return np.asarray(evaluator.params.recThrs), np.clip(precision, 0.0, None)

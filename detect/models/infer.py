@@ -20,9 +20,10 @@ from detect.errors import DataError
 from detect.metrics.coco import coco_stats, load_gt
 
 
-def _to_results(
+def to_coco_results(
     output: dict[str, torch.Tensor], image_id: int, category_ids: list[int]
 ) -> list[dict]:
+    """COCO results of one image's model output (xyxy -> [x, y, w, h], masks > 0.5 -> RLE)."""
     boxes = output["boxes"].float().cpu().numpy()
     scores = output["scores"].float().cpu().numpy()
     labels = output["labels"].cpu().numpy()
@@ -65,7 +66,7 @@ def predict_records(
             images.append(torch.from_numpy(image).permute(2, 0, 1).float().div(255).to(device))
         outputs = model(images)
         for record, output in zip(chunk, outputs, strict=True):
-            results.extend(_to_results(output, record.image_id, category_ids))
+            results.extend(to_coco_results(output, record.image_id, category_ids))
         if progress is not None:
             progress(len(chunk))
     return results
