@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
@@ -153,7 +154,8 @@ def _check_categories(model_ids: list[int], names: list[str], gt: COCO, what: st
 def read_predictions(path: Path, gt: COCO) -> list[dict[str, Any]]:
     """A COCO results file, checked against ``gt``: each item needs a known ``image_id`` and
     ``category_id``, a finite ``score`` and a ``bbox`` ``[x, y, w, h]`` with w, h >= 0 and/or a
-    ``segmentation`` (polygons or RLE)."""
+    ``segmentation`` (polygons or RLE; polygons are converted to RLE, which is all pycocotools'
+    ``loadRes`` takes, rasterised as pycocotools rasterises them)."""
     try:
         data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as exc:
@@ -195,6 +197,22 @@ def read_predictions(path: Path, gt: COCO) -> list[dict[str, Any]]:
                 raise DataError(f"{where}: 'bbox' must be 4 numbers [x, y, w, h] (got {bbox!r})")
             if bbox[2] < 0 or bbox[3] < 0:
                 raise DataError(f"{where}: bbox {bbox} has a negative width or height")
+        segmentation = item.get("segmentation")
+        if isinstance(segmentation, list):  # polygons: pycocotools' loadRes only takes RLE
+            image = gt.imgs[item["image_id"]]
+            try:
+                rles = mask_utils.frPyObjects(segmentation, image["height"], image["width"])
+            except Exception:
+                raise DataError(
+                    f"{where}: 'segmentation' must be polygons [[x1, y1, x2, y2, ...], ...] "
+                    "or an RLE {size, counts}"
+                ) from None
+            rle = mask_utils.merge(rles)
+            item["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
+        elif segmentation is not None and not (
+            isinstance(segmentation, dict) and {"size", "counts"} <= segmentation.keys()
+        ):
+            raise DataError(f"{where}: 'segmentation' must be polygons or an RLE {{size, counts}}")
     return data
 
 
