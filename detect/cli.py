@@ -607,12 +607,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Optional dependencies -> the extra that brings them (for a clear message when one is missing).
+_EXTRA_OF = {
+    "torch": "train",
+    "torchvision": "train",
+    "albumentations": "train",
+    "onnx": "train",
+    "pycocotools": "eval",
+    "matplotlib": "eval",
+    "onnxruntime": "serve",
+    "shapely": "serve",
+    "grpc": "serve",
+    "grpc_health": "serve",
+    "grpc_reflection": "serve",
+    "google": "serve",
+    "prometheus_client": "serve",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except DetectError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        if root not in _EXTRA_OF:
+            raise
+        extra = _EXTRA_OF[root]
+        print(
+            f"error: detect {args.verb} needs {root}, which this installation lacks; "
+            f"install the `{extra}` extra: pip install 'detect[{extra}]'",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -183,6 +183,15 @@ def test_serve_extra_installs_without_torch(
     assert isinstance(json.loads((out / "predictions.json").read_text()), list)
     assert (out / "annotated" / image.name).is_file()
 
+    # verbs that need another extra say which, in one line
+    gt, predictions = tmp_path / "gt.json", out / "predictions.json"
+    evaluated = _run(
+        [venv / "bin" / "detect", "eval", "--gt", gt, "--predictions", predictions, "--out", out],
+        tmp_path,
+    )
+    assert evaluated.returncode == 1 and "Traceback" not in evaluated.stderr
+    assert "install the `eval` extra" in evaluated.stderr, evaluated.stderr
+
     served = start_server(mask_model, python=python, cwd=tmp_path)
     try:
         sent = _run(
