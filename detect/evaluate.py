@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -40,8 +40,9 @@ from detect.metrics.operating_point import (
     mean_matched_iou,
 )
 from detect.metrics.proposals import proposal_recall
-from detect.runtime.detector import Detection
-from detect.runtime.polygons import polygons_to_mask
+
+if TYPE_CHECKING:  # the runtime (ONNX Runtime, shapely) loads only for the sources that use it
+    from detect.runtime.detector import Detection
 
 IOU_TYPES = ("bbox", "segm", "both")
 DEFAULT_SCORE = 0.5
@@ -125,7 +126,7 @@ def _read_gt(config: EvalConfig) -> tuple[dict[str, Any], COCO]:
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or not {"image_id", "category_id", "bbox"} <= ann.keys():
             raise DataError(f"{config.gt}: every annotation needs image_id, category_id and bbox")
-    return data, load_gt(config.gt)
+    return data, load_gt(config.gt, data=data)
 
 
 def _image_paths(config: EvalConfig, data: dict[str, Any]) -> dict[int, Path]:
@@ -240,6 +241,8 @@ def detection_result(
         "score": _f32(detection.score),
     }
     if masks:
+        from detect.runtime.polygons import polygons_to_mask
+
         result["segmentation"] = mask_to_rle(polygons_to_mask(detection.polygons, height, width))
     return result
 
@@ -562,7 +565,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
         kept = set(gt.getImgIds()) - set(predicted.failed)
         if not kept:
             raise DataError("no image could be predicted; see the errors above")
-        gt = load_gt(config.gt, kept)
+        gt = load_gt(config.gt, kept, data)
     started = time.perf_counter()
     metrics, extras = score(gt, predicted.results, iou_types, threshold)
     if predicted.proposals is not None:

@@ -34,12 +34,15 @@ STAT_NAMES = (
 )
 
 
-def load_gt(json_path: Path, image_ids: set[int] | None = None) -> COCO:
+def load_gt(
+    json_path: Path, image_ids: set[int] | None = None, data: dict[str, Any] | None = None
+) -> COCO:
     """A pycocotools COCO object for a ground-truth file, with `area`/`iscrowd` defaulted.
 
-    `image_ids` restricts it to those images (e.g. the ones that passed validation).
+    `image_ids` restricts it to those images (e.g. the ones that passed validation); `data` is
+    the file's content when already read (its annotations get the defaults too).
     """
-    data = read_json(Path(json_path))
+    data = dict(data) if data is not None else read_json(Path(json_path))
     if image_ids is not None:
         data["images"] = [i for i in data["images"] if i["id"] in image_ids]
         data["annotations"] = [a for a in data["annotations"] if a["image_id"] in image_ids]
@@ -63,7 +66,7 @@ def run_cocoeval(gt: COCO, results: list[dict[str, Any]], iou_type: str) -> COCO
     """
     with contextlib.redirect_stdout(io.StringIO()):
         if results:
-            dt = gt.loadRes(copy.deepcopy(results))
+            dt = gt.loadRes([dict(r) for r in results])  # loadRes sets keys of each result
         else:
             dt = COCO()
             dt.dataset = {
