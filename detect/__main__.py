@@ -2,4 +2,5 @@
 
 from detect.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a spawned helper process imports this module
+    raise SystemExit(main())

@@ -39,6 +39,7 @@ from detect.metrics.operating_point import (
     matches_from_cocoeval,
     mean_matched_iou,
 )
+from detect.metrics.plots import Plotter, plot_confusion, plot_pr_curves, pr_curves
 from detect.metrics.proposals import proposal_recall
 
 if TYPE_CHECKING:  # the runtime (ONNX Runtime, shapely) loads only for the sources that use it
@@ -413,17 +414,16 @@ def score(
     results: list[dict[str, Any]],
     iou_types: list[str],
     threshold: float,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(metrics, extras)``: the metrics.json numbers, and the evaluators and confusion matrix
-    the plots need. The per-class and operating-point figures use the first IoU type."""
+    plotter: Plotter | None = None,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """The metrics.json numbers. The per-class, operating-point and confusion figures use the
+    first IoU type; with ``plotter`` and ``out`` its plots are queued as soon as they are known
+    (drawn while the other IoU type is evaluated)."""
     names = {c["id"]: c["name"] for c in gt.loadCats(gt.getCatIds())}
-    metrics: dict[str, Any] = {}
-    evaluators = {}
-    for iou_type in iou_types:
-        evaluators[iou_type] = run_cocoeval(gt, results, iou_type)
-        metrics[iou_type] = summary(evaluators[iou_type])
     primary = iou_types[0]
-    evaluator = evaluators[primary]
+    evaluator = run_cocoeval(gt, results, primary)
+    metrics: dict[str, Any] = {primary: summary(evaluator)}
     matches = matches_from_cocoeval(evaluator)
     aps = per_class_ap(evaluator)
     per_class = {}
@@ -445,11 +445,19 @@ def score(
     }
     metrics["mean_iou_matched"] = mean_matched_iou(matches, threshold)
     matrix, categories = confusion_matrix(gt, results, primary, threshold)
+    labels = [names[c] for c in categories]
     metrics["confusion_matrix"] = {
-        "labels": [names[c] for c in categories] + ["background"],
+        "labels": [*labels, "background"],
         "rows_true_columns_predicted": matrix.tolist(),
     }
-    return metrics, {"evaluators": evaluators, "matrix": matrix, "names": names}
+    if plotter is not None and out is not None:
+        title = f"PR curves ({primary}, IoU 0.5)"
+        plotter.draw(plot_pr_curves, pr_curves(evaluator, names), out / "pr_curves.png", title)
+        title = f"Confusion at score >= {threshold:g} ({primary}, IoU 0.5)"
+        plotter.draw(plot_confusion, matrix, labels, out / "confusion_matrix.png", title)
+    for iou_type in iou_types[1:]:
+        metrics[iou_type] = summary(run_cocoeval(gt, results, iou_type))
+    return metrics
 
 
 def _fmt(value: Any) -> str:
@@ -540,6 +548,16 @@ def evaluate(config: EvalConfig) -> EvalResult:
     """Predict (unless given predictions), score, and write the report into ``config.out``."""
     source = config.validate()
     data, gt = _read_gt(config)
+    plotter = Plotter()  # imports matplotlib in a helper process meanwhile
+    try:
+        return _evaluate(config, source, data, gt, plotter)
+    finally:
+        plotter.close()
+
+
+def _evaluate(
+    config: EvalConfig, source: str, data: dict[str, Any], gt: COCO, plotter: Plotter
+) -> EvalResult:
     if source == "predictions":
         started = time.perf_counter()
         results = read_predictions(config.predictions, gt)
@@ -567,7 +585,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
             raise DataError("no image could be predicted; see the errors above")
         gt = load_gt(config.gt, kept, data)
     started = time.perf_counter()
-    metrics, extras = score(gt, predicted.results, iou_types, threshold)
+    metrics = score(gt, predicted.results, iou_types, threshold, plotter, config.out)
     if predicted.proposals is not None:
         metrics["proposal_recall"] = proposal_recall(gt, predicted.proposals)
     eval_seconds = time.perf_counter() - started
@@ -584,25 +602,14 @@ def evaluate(config: EvalConfig) -> EvalResult:
         "evaluated": len(gt.getImgIds()),
         "failed": sorted(predicted.failed),
     }
-    _write_report(config, metrics, extras)
+    _write_report(config, metrics)
+    plotter.finish()
     return EvalResult(metrics, config.out, predicted.failed)
 
 
-def _write_report(config: EvalConfig, metrics: dict[str, Any], extras: dict[str, Any]) -> None:
-    from detect.metrics.plots import plot_confusion, plot_pr_curves
-
+def _write_report(config: EvalConfig, metrics: dict[str, Any]) -> None:
     out = config.out
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     source = config.predictions or config.model or config.checkpoint or config.server
     title = f"Evaluation of {source} against {config.gt}"
     (out / "report.md").write_text(report_markdown(metrics, title))
-    primary = metrics["operating_point"]["iou_type"]
-    names = extras["names"]
-    evaluator = extras["evaluators"][primary]
-    plot_pr_curves(evaluator, names, out / "pr_curves.png", f"PR curves ({primary}, IoU 0.5)")
-    plot_confusion(
-        extras["matrix"],
-        [names[c] for c in sorted(names)],
-        out / "confusion_matrix.png",
-        f"Confusion at score >= {metrics['operating_point']['score_threshold']:g}",
-    )
