@@ -288,6 +288,23 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-mp", type=float, default=50.0, help="refuse images over this many MP")
 
 
+# --- flags shared by the verbs that talk to a server ---
+
+
+def _add_connection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots)")
+    p.add_argument("--ca", type=Path, help="CA certificate (PEM) to verify the server; implies TLS")
+    p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token_file is None:
+        return None
+    from server.auth import read_tokens
+
+    return read_tokens(args.token_file)[0]
+
+
 # --- serve ---
 
 
@@ -367,11 +384,7 @@ def _run_client(args: argparse.Namespace) -> int:
 
     if not args.images and not args.info and not args.health:
         raise DetectError("give image files to send, or --info or --health")
-    token = None
-    if args.token_file is not None:
-        from server.auth import read_tokens
-
-        token = read_tokens(args.token_file)[0]
+    token = _token(args)
     failed = 0
     with DetectorClient(
         args.server,
@@ -436,11 +449,9 @@ def _add_client(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--score", type=float, help="score threshold (default: the server's model's)")
     p.add_argument("--max-detections", type=int, help="per image, best first (default: all)")
     p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
-    p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots)")
-    p.add_argument("--ca", type=Path, help="CA certificate (PEM) to verify the server; implies TLS")
+    _add_connection_flags(p)
     p.add_argument("--cert", type=Path, help="client certificate (PEM) for mutual TLS")
     p.add_argument("--key", type=Path, help="client private key (PEM) for mutual TLS")
-    p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
 
 
@@ -459,11 +470,7 @@ def _levels(text: str) -> list[int]:
 def _run_bench(args: argparse.Namespace) -> int:
     from detect.bench import BenchConfig, bench
 
-    token = None
-    if args.token_file is not None:
-        from server.auth import read_tokens
-
-        token = read_tokens(args.token_file)[0]
+    token = _token(args)
     levels = bench(
         BenchConfig(
             server=args.server,
@@ -507,9 +514,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare-eager", type=Path, help="checkpoint to run in torchvision eager (train extra)"
     )
-    p.add_argument("--tls", action="store_true", help="connect with TLS")
-    p.add_argument("--ca", type=Path, help="CA certificate (PEM) to verify the server")
-    p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
+    _add_connection_flags(p)
 
 
 # --- eval ---
@@ -518,11 +523,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     from detect.evaluate import EvalConfig, evaluate, stdout_table
 
-    token = None
-    if args.token_file is not None:
-        from server.auth import read_tokens
-
-        token = read_tokens(args.token_file)[0]
+    token = _token(args)
     result = evaluate(
         EvalConfig(
             gt=args.gt,
@@ -577,9 +578,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         "--score", type=float, help="operating threshold for P/R/F1 (default: the card's, 0.5)"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for --model")
-    p.add_argument("--tls", action="store_true", help="--server with TLS")
-    p.add_argument("--ca", type=Path, help="CA certificate (PEM) for --server")
-    p.add_argument("--token-file", type=Path, help="bearer token for --server")
+    _add_connection_flags(p)
 
 
 # --- entry point ---

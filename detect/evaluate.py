@@ -211,10 +211,17 @@ def read_predictions(path: Path, gt: COCO) -> list[dict[str, Any]]:
                 ) from None
             rle = mask_utils.merge(rles)
             item["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
-        elif segmentation is not None and not (
-            isinstance(segmentation, dict) and {"size", "counts"} <= segmentation.keys()
-        ):
-            raise DataError(f"{where}: 'segmentation' must be polygons or an RLE {{size, counts}}")
+        elif segmentation is not None:
+            if not (isinstance(segmentation, dict) and {"size", "counts"} <= segmentation.keys()):
+                raise DataError(
+                    f"{where}: 'segmentation' must be polygons or an RLE {{size, counts}}"
+                )
+            image = gt.imgs[item["image_id"]]
+            if list(segmentation["size"]) != [image["height"], image["width"]]:
+                raise DataError(
+                    f"{where}: RLE size {segmentation['size']} is not the image's "
+                    f"[height, width] [{image['height']}, {image['width']}]"
+                )
     return data
 
 
@@ -400,11 +407,17 @@ class EvalResult:
     failed: dict[int, str]
 
 
-def _iou_types(config: EvalConfig, has_masks: bool) -> list[str]:
-    wanted = config.iou_type or ("both" if has_masks else "bbox")
+def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
+    gt_masks = all(a.get("segmentation") for a in gt.dataset["annotations"])
+    wanted = config.iou_type or ("both" if has_masks and gt_masks else "bbox")
     if wanted != "bbox" and not has_masks:
         raise ConfigError(
             f"--iou-type {wanted}: these predictions have no masks (segmentation); use bbox"
+        )
+    if wanted != "bbox" and not gt_masks:
+        raise ConfigError(
+            f"--iou-type {wanted}: some ground-truth annotations of {config.gt} have no "
+            "segmentation; use bbox"
         )
     return ["bbox", "segm"] if wanted == "both" else [wanted]
 
@@ -548,16 +561,6 @@ def evaluate(config: EvalConfig) -> EvalResult:
     """Predict (unless given predictions), score, and write the report into ``config.out``."""
     source = config.validate()
     data, gt = _read_gt(config)
-    plotter = Plotter()  # imports matplotlib in a helper process meanwhile
-    try:
-        return _evaluate(config, source, data, gt, plotter)
-    finally:
-        plotter.close()
-
-
-def _evaluate(
-    config: EvalConfig, source: str, data: dict[str, Any], gt: COCO, plotter: Plotter
-) -> EvalResult:
     if source == "predictions":
         started = time.perf_counter()
         results = read_predictions(config.predictions, gt)
@@ -572,7 +575,7 @@ def _evaluate(
             "checkpoint": predict_with_checkpoint,
         }[source]
         predicted = predict(config, paths, gt)
-    iou_types = _iou_types(config, predicted.has_masks)
+    iou_types = _iou_types(config, predicted.has_masks, gt)
     threshold = config.score if config.score is not None else predicted.default_score
     config.out.mkdir(parents=True, exist_ok=True)
     if source != "predictions":
@@ -585,10 +588,28 @@ def _evaluate(
             raise DataError("no image could be predicted; see the errors above")
         gt = load_gt(config.gt, kept, data)
     started = time.perf_counter()
-    metrics = score(gt, predicted.results, iou_types, threshold, plotter, config.out)
-    if predicted.proposals is not None:
-        metrics["proposal_recall"] = proposal_recall(gt, predicted.proposals)
-    eval_seconds = time.perf_counter() - started
+    plotter = Plotter()  # imports matplotlib in a helper process while COCOeval runs
+    try:
+        metrics = score(gt, predicted.results, iou_types, threshold, plotter, config.out)
+        if predicted.proposals is not None:
+            metrics["proposal_recall"] = proposal_recall(gt, predicted.proposals)
+        eval_seconds = time.perf_counter() - started
+        _finish_report(config, metrics, predicted, source, eval_seconds, len(gt.getImgIds()))
+        plotter.finish()
+    finally:
+        plotter.close()
+    return EvalResult(metrics, config.out, predicted.failed)
+
+
+def _finish_report(
+    config: EvalConfig,
+    metrics: dict[str, Any],
+    predicted: Predicted,
+    source: str,
+    eval_seconds: float,
+    evaluated: int,
+) -> None:
+    """Add the speed and image counts to ``metrics``; write metrics.json and report.md."""
     images = predicted.images
     metrics["speed"] = {
         "source": source,
@@ -598,13 +619,8 @@ def _evaluate(
         "ms_per_image": 1000 * predicted.seconds / images if images else None,
         "eval_seconds": eval_seconds,
     }
-    metrics["images"] = {
-        "evaluated": len(gt.getImgIds()),
-        "failed": sorted(predicted.failed),
-    }
+    metrics["images"] = {"evaluated": evaluated, "failed": sorted(predicted.failed)}
     _write_report(config, metrics)
-    plotter.finish()
-    return EvalResult(metrics, config.out, predicted.failed)
 
 
 def _write_report(config: EvalConfig, metrics: dict[str, Any]) -> None:

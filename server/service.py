@@ -11,6 +11,7 @@ server keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -57,29 +58,15 @@ class DetectorService(pb_grpc.DetectorServicer):
     async def Detect(  # noqa: N802 (gRPC method name)
         self, request: pb.DetectRequest, context: grpc.aio.ServicerContext
     ) -> pb.DetectResponse:
-        code = grpc.StatusCode.OK
-        try:
+        async with self._status("Detect", context):
             return await self._detect(request, context, "Detect")
-        except RequestError as exc:
-            code = exc.code
-            await context.abort(exc.code, exc.message)
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("Detect failed")
-            await context.abort(code, "internal error while detecting; see the server log")
-        finally:
-            self.metrics.requests.labels("Detect", code.name).inc()
-        raise AssertionError("unreachable")  # context.abort raises
+        raise AssertionError("unreachable")  # _status aborts the call on any failure
 
     async def DetectStream(  # noqa: N802
         self,
         request_iterator: AsyncIterator[pb.DetectRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[pb.DetectResponse]:
-        code = grpc.StatusCode.OK
         in_flight: asyncio.Queue[asyncio.Task[pb.DetectResponse] | BaseException | None]
         in_flight = asyncio.Queue(maxsize=STREAM_WINDOW)
 
@@ -99,15 +86,43 @@ class DetectorService(pb_grpc.DetectorServicer):
 
         reader = asyncio.create_task(read())
         try:
-            while (item := await in_flight.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                try:
-                    response = await item
-                except RequestError as exc:
-                    frame = item.get_name()
-                    raise RequestError(exc.code, f"frame {frame}: {exc.message}") from None
-                yield response
+            async with self._status("DetectStream", context):
+                while (item := await in_flight.get()) is not None:
+                    if isinstance(item, BaseException):
+                        raise item
+                    try:
+                        response = await item
+                    except RequestError as exc:
+                        frame = item.get_name()
+                        raise RequestError(exc.code, f"frame {frame}: {exc.message}") from None
+                    yield response
+        finally:
+            reader.cancel()
+            while not in_flight.empty():
+                item = in_flight.get_nowait()
+                if isinstance(item, asyncio.Task):
+                    item.cancel()
+
+    async def GetModelInfo(  # noqa: N802
+        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInfo:
+        async with self._status("GetModelInfo", context):
+            return model_info(
+                self._detector(),
+                max_batch=self.config.max_batch,
+                batch_timeout_ms=self.config.batch_timeout_ms,
+                max_queue=self.config.max_queue,
+                max_message_bytes=self.config.max_message_bytes,
+            )
+        raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def _status(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        """End the RPC with the right status on failure and count it by method and code:
+        `RequestError` -> its code and message; anything unexpected -> INTERNAL (logged)."""
+        code = grpc.StatusCode.OK
+        try:
+            yield
         except RequestError as exc:
             code = exc.code
             await context.abort(exc.code, exc.message)
@@ -116,35 +131,10 @@ class DetectorService(pb_grpc.DetectorServicer):
             raise
         except Exception:
             code = grpc.StatusCode.INTERNAL
-            log.exception("DetectStream failed")
+            log.exception("%s failed", method)
             await context.abort(code, "internal error while detecting; see the server log")
         finally:
-            reader.cancel()
-            while not in_flight.empty():
-                item = in_flight.get_nowait()
-                if isinstance(item, asyncio.Task):
-                    item.cancel()
-            self.metrics.requests.labels("DetectStream", code.name).inc()
-
-    async def GetModelInfo(  # noqa: N802
-        self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
-    ) -> pb.ModelInfo:
-        code = grpc.StatusCode.OK
-        try:
-            detector = self._detector()
-            return model_info(
-                detector,
-                max_batch=self.config.max_batch,
-                batch_timeout_ms=self.config.batch_timeout_ms,
-                max_queue=self.config.max_queue,
-                max_message_bytes=self.config.max_message_bytes,
-            )
-        except RequestError as exc:
-            code = exc.code
-            await context.abort(exc.code, exc.message)
-        finally:
-            self.metrics.requests.labels("GetModelInfo", code.name).inc()
-        raise AssertionError("unreachable")
+            self.metrics.requests.labels(method, code.name).inc()
 
     # --- one image ---
 

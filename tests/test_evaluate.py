@@ -434,6 +434,15 @@ def test_bad_ground_truth_and_flags(tmp_path: Path, mask_model: Path) -> None:
     gt, predictions = synthetic_set(0, crowd=False, many=False)
     preds = str(_write(tmp_path / "preds.json", predictions))
     boxes_only = [{k: v for k, v in p.items() if k != "segmentation"} for p in predictions]
+    boxes_gt = {
+        **gt,
+        "annotations": [
+            {k: v for k, v in a.items() if k != "segmentation"} for a in gt["annotations"]
+        ],
+    }
+    box_gt = str(_write(tmp_path / "boxgt.json", boxes_gt))
+    wrong_rle = [{**predictions[0], "segmentation": {"size": [1, 1], "counts": "01"}}]
+    wrong_size = str(_write(tmp_path / "size.json", wrong_rle))
     empty_gt = _write(tmp_path / "empty.json", {**gt, "annotations": []})
     cases = [
         (["--gt", str(empty_gt), "--predictions", preds], 1, "no annotations"),
@@ -462,6 +471,8 @@ def test_bad_ground_truth_and_flags(tmp_path: Path, mask_model: Path) -> None:
             "no masks",
         ),
         (["--gt", str(tmp_path / "gt.json"), "--predictions", preds, "--score", "2"], 1, "--score"),
+        (["--gt", box_gt, "--predictions", preds, "--iou-type", "segm"], 1, "no segmentation"),
+        (["--gt", str(tmp_path / "gt.json"), "--predictions", wrong_size], 1, "RLE size"),
     ]
     for args, code, fragment in cases:
         result = run_detect("eval", *args, "--out", str(tmp_path / "out"))
