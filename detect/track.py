@@ -1,0 +1,131 @@
+"""Multi-object tracking by IoU association, in the manner of ByteTrack (Zhang et al., 2022).
+
+Each frame: every track's box is moved by its velocity (constant-velocity prediction); the
+detections scoring >= ``high`` are matched to the tracks by IoU (Hungarian assignment on IoU,
+same class only, pairs under ``iou_threshold`` refused); then the detections scoring between
+``low`` and ``high`` are matched to the tracks still unmatched (a blurred or half-occluded object
+keeps its track, but such detections never start one); unmatched high-score detections start new
+tracks; a track unmatched for more than ``max_age`` frames ends. A track gets its id shown once
+it has been matched ``min_hits`` times, so one-frame false alarms do not take ids.
+
+Boxes are ``xyxy`` float pixels. Torch-free (NumPy and SciPy's assignment).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from detect.errors import ConfigError
+from detect.ops.boxes import box_iou
+
+
+@dataclass
+class Track:
+    """One tracked object: its last box (xyxy), velocity (xyxy per frame), class and history."""
+
+    track_id: int
+    box: np.ndarray
+    label: int
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
+    hits: int = 1
+    missed: int = 0  # frames since the last match
+
+    def predicted(self) -> np.ndarray:
+        """Where the box should be in the next frame."""
+        return self.box + self.velocity * (self.missed + 1)
+
+    def update(self, box: np.ndarray) -> None:
+        step = (box - self.box) / (self.missed + 1)
+        self.velocity = step if self.hits == 1 else 0.5 * self.velocity + 0.5 * step
+        self.box = box
+        self.hits += 1
+        self.missed = 0
+
+
+@dataclass
+class TrackerConfig:
+    """Association settings (see the module docstring)."""
+
+    high: float = 0.5
+    low: float = 0.1
+    iou_threshold: float = 0.3
+    max_age: int = 30
+    min_hits: int = 2
+
+    def validate(self) -> None:
+        if not 0 <= self.low <= self.high <= 1:
+            raise ConfigError(
+                f"tracker scores: need 0 <= low ({self.low}) <= high ({self.high}) <= 1"
+            )
+        if not 0 < self.iou_threshold <= 1:
+            raise ConfigError(
+                f"tracker IoU threshold {self.iou_threshold}: use more than 0, at most 1"
+            )
+        if self.max_age < 0 or self.min_hits < 1:
+            raise ConfigError("tracker: max_age must be 0 or more and min_hits 1 or more")
+
+
+class Tracker:
+    """Frame-by-frame tracker; `update` returns each detection's track id (-1: none)."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self.config.validate()
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def update(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Advance one frame with its detections: ``boxes (N, 4)`` xyxy, ``scores (N,)``,
+        ``labels (N,)``. Returns ``(N,)`` int track ids, -1 for detections without a shown track
+        (below ``low``, unmatched low-score ones, and tracks not yet confirmed)."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        labels = np.asarray(labels).reshape(-1)
+        ids = np.full(len(boxes), -1, np.int64)
+        owner: dict[int, Track] = {}
+        unmatched = list(range(len(self.tracks)))
+        for stage in ("high", "low"):
+            if stage == "high":
+                chosen = np.flatnonzero(scores >= self.config.high)
+            else:
+                chosen = np.flatnonzero((scores >= self.config.low) & (scores < self.config.high))
+            pairs = self._associate(boxes, labels, chosen, unmatched)
+            for det, t in pairs:
+                self.tracks[t].update(boxes[det])
+                owner[det] = self.tracks[t]
+            taken = {t for _, t in pairs}
+            unmatched = [t for t in unmatched if t not in taken]
+        for t in unmatched:
+            self.tracks[t].missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.config.max_age]
+        for det in np.flatnonzero(scores >= self.config.high):
+            if det not in owner:
+                track = Track(self._next_id, boxes[det].copy(), int(labels[det]))
+                self._next_id += 1
+                self.tracks.append(track)
+                owner[det] = track
+        for det, track in owner.items():
+            if track.hits >= self.config.min_hits:
+                ids[det] = track.track_id
+        return ids
+
+    def _associate(
+        self, boxes: np.ndarray, labels: np.ndarray, chosen: np.ndarray, tracks: list[int]
+    ) -> list[tuple[int, int]]:
+        """Hungarian assignment of detections ``chosen`` to track indices ``tracks`` by IoU with
+        the tracks' predicted boxes (other classes and IoU under the threshold excluded)."""
+        if not len(chosen) or not tracks:
+            return []
+        predicted = np.stack([self.tracks[t].predicted() for t in tracks])
+        iou = box_iou(boxes[chosen], predicted)
+        same = labels[chosen][:, None] == np.array([self.tracks[t].label for t in tracks])[None]
+        iou = np.where(same, iou, 0.0)
+        rows, cols = linear_sum_assignment(-iou)
+        return [
+            (int(chosen[r]), tracks[c])
+            for r, c in zip(rows, cols, strict=True)
+            if iou[r, c] >= self.config.iou_threshold
+        ]
