@@ -49,6 +49,22 @@ def _add_verb(
 
 
 def _run_synth(args: argparse.Namespace) -> int:
+    if args.video is not None:
+        from detect.data.synth_video import write_clip
+
+        width, height = _size(args.video_size)
+        path = write_clip(
+            args.video,
+            frames=args.frames,
+            seed=args.seed,
+            width=width,
+            height=height,
+            fps=args.fps,
+            objects=args.objects,
+            degrade=args.degrade,
+        )
+        print(f"wrote {args.frames} frames to {args.video} and the ground truth to {path}")
+        return 0
     from detect.data.synth import write_dataset
 
     path = write_dataset(
@@ -58,22 +74,38 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DetectError(f"--video-size {text!r}: use WIDTHxHEIGHT, e.g. 320x240") from None
+    return width, height
+
+
 def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     p = _add_verb(
         subparsers,
         "synth",
-        "Generate a synthetic instance-segmentation dataset (COCO JSON + JPEG images).",
+        "Generate a synthetic instance-segmentation dataset (COCO JSON + JPEG images), or a "
+        "synthetic surveillance clip with per-frame ground truth and identities.",
         "  detect synth --out datasets/shapes --images 200 --seed 0\n"
-        "  detect synth --out datasets/cctv --images 200 --seed 1 --size 256 --degrade\n",
+        "  detect synth --out datasets/cctv --images 200 --seed 1 --size 256 --degrade\n"
+        "  detect synth --video clips/street.mp4 --frames 300 --seed 2 --degrade\n",
         _run_synth,
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="output folder of an image dataset")
+    target.add_argument("--video", type=Path, help="output .mp4 (ground truth: same name .json)")
     p.add_argument("--images", type=int, default=100, help="number of images")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same annotations)")
     p.add_argument("--size", type=int, default=320, help="image side in pixels")
     p.add_argument(
         "--degrade", action="store_true", help="surveillance-like blur, noise, JPEG, low light"
     )
+    p.add_argument("--frames", type=int, default=100, help="--video: number of frames")
+    p.add_argument("--fps", type=float, default=10.0, help="--video: frames per second")
+    p.add_argument("--objects", type=int, default=6, help="--video: moving objects")
+    p.add_argument("--video-size", default="320x240", help="--video: WIDTHxHEIGHT")
 
 
 # --- import ---

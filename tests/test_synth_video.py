@@ -1,0 +1,90 @@
+"""`detect synth --video`: a playable clip with per-frame ground truth and identities, and the
+tracker following its objects from (noisy, gappy) ground-truth detections."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+from helpers import run_detect
+
+from detect.metrics.tracking import score_tracking
+from detect.track import Tracker
+
+
+def _clip(tmp_path: Path, *args: str) -> tuple[Path, dict]:
+    video = tmp_path / "clip.mp4"
+    result = run_detect("synth", "--video", str(video), *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return video, json.loads(video.with_suffix(".json").read_text())
+
+
+def test_clip_has_every_frame_and_ground_truth_with_stable_identities(tmp_path: Path) -> None:
+    video, gt = _clip(tmp_path, "--frames", "40", "--seed", "3", "--objects", "5", "--fps", "8")
+    capture = cv2.VideoCapture(str(video))
+    frames = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames += 1
+        assert frame.shape == (240, 320, 3)
+    assert frames == 40 == len(gt["images"])
+    assert capture.get(cv2.CAP_PROP_FPS) == 8
+    assert [i["timestamp_ms"] for i in gt["images"][:3]] == [0, 125, 250]
+    by_track = defaultdict(list)
+    for ann in gt["annotations"]:
+        by_track[ann["track_id"]].append(ann)
+    assert set(by_track) <= {1, 2, 3, 4, 5} and len(by_track) >= 4
+    for anns in by_track.values():
+        assert len({a["category_id"] for a in anns}) == 1  # an object keeps its class
+        assert len({a["image_id"] for a in anns}) == len(anns)  # once per frame
+        x = [a["bbox"][0] for a in anns]
+        assert max(abs(np.diff(x))) < 20  # moves smoothly
+    assert any(a["occlusion"] > 0.05 for a in gt["annotations"])  # objects hide one another
+    again = tmp_path / "again"
+    again.mkdir()
+    _, same = _clip(again, "--frames", "40", "--seed", "3", "--objects", "5", "--fps", "8")
+    assert same["annotations"] == gt["annotations"]
+
+
+def test_tracker_follows_the_clips_objects_through_noise_and_missed_frames(tmp_path: Path) -> None:
+    _, gt = _clip(tmp_path, "--frames", "80", "--seed", "5", "--objects", "6")
+    rng = np.random.default_rng(0)
+    per_frame = defaultdict(list)
+    for ann in gt["annotations"]:
+        per_frame[ann["image_id"]].append(ann)
+    tracker = Tracker()
+    frames = []
+    for image in gt["images"]:
+        anns = [a for a in per_frame[image["id"]] if a["occlusion"] < 0.7]
+        gt_ids = np.array([a["track_id"] for a in anns], int)
+        gt_boxes = np.array(
+            [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)], float
+        ).reshape(-1, 4)
+        seen = rng.random(len(anns)) > 0.1  # the detector misses 10 %
+        boxes = gt_boxes[seen] + rng.normal(0, 1.0, (int(seen.sum()), 4))
+        scores = rng.uniform(0.3, 1.0, len(boxes))
+        labels = np.array([a["category_id"] for a in anns], int)[seen]
+        ids = tracker.update(boxes, scores, labels)
+        frames.append((gt_ids, gt_boxes, ids, boxes))
+    score = score_tracking(frames)
+    objects = len({a["track_id"] for a in gt["annotations"]})
+    assert score.matches > 0.7 * sum(len(f[0]) for f in frames)
+    assert score.id_switches <= objects  # at most about one switch per object in 80 frames
+    assert score.ids_per_object <= 2.0
+
+
+def test_bad_video_arguments_are_one_line(tmp_path: Path) -> None:
+    for args, fragment in (
+        (["--video", str(tmp_path / "x.avi")], ".mp4"),
+        (["--video", str(tmp_path / "x.mp4"), "--frames", "0"], "frames"),
+        (["--video", str(tmp_path / "x.mp4"), "--video-size", "big"], "WIDTHxHEIGHT"),
+        (["--video", str(tmp_path / "x.mp4"), "--out", str(tmp_path)], "not allowed"),
+    ):
+        result = run_detect("synth", *args)
+        assert result.returncode in (1, 2) and fragment in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
