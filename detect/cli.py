@@ -613,6 +613,78 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     _add_connection_flags(p)
 
 
+# --- video ---
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from detect.video import VideoConfig, run_video
+
+    summary = run_video(
+        VideoConfig(
+            source=args.source,
+            model=args.model,
+            server=args.server,
+            every=args.every,
+            target_fps=args.target_fps,
+            realtime=args.realtime,
+            track=args.track,
+            zones=args.zones,
+            line=args.line,
+            out_video=args.out_video,
+            jsonl=args.jsonl,
+            score=args.score,
+            classes=args.classes,
+            polygons=not args.no_polygons,
+            device=args.device,
+            reconnect=args.reconnect,
+            in_flight=args.in_flight,
+            max_frames=args.max_frames,
+            tls=args.tls,
+            ca=args.ca,
+            token=_token(args),
+        )
+    )
+    for line in summary.lines():
+        print(line)
+    outputs = [str(p) for p in (args.out_video, args.jsonl) if p is not None]
+    if outputs:
+        print("outputs: " + ", ".join(outputs))
+    return 0
+
+
+def _add_video(subparsers: argparse._SubParsersAction) -> None:
+    p = _add_verb(
+        subparsers,
+        "video",
+        "Detect (and track, and count) objects in a video file, stream or webcam, locally or "
+        "through a server; annotated MP4, JSONL per frame, summary.",
+        "  detect video clip.mp4 --model models/shapes.onnx --track --out-video out.mp4\n"
+        "  detect video rtsp://cam/1 --server 127.0.0.1:50051 --realtime --jsonl cam1.jsonl\n"
+        "  detect video clip.mp4 --model m.onnx --zones zones.json --line 0,200,640,200\n",
+        _run_video,
+    )
+    p.add_argument("source", help="video file, rtsp:// or http:// URL, or webcam index")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model", type=Path, help="exported NAME.onnx (local ONNX Runtime)")
+    where.add_argument("--server", help="HOST:PORT of a running `detect serve`")
+    p.add_argument("--every", type=int, default=1, help="process every Nth frame")
+    p.add_argument("--target-fps", type=float, help="process this many frames per video second")
+    p.add_argument("--realtime", action="store_true", help="drop frames instead of lagging")
+    p.add_argument("--track", action="store_true", help="give objects stable track ids")
+    p.add_argument("--zones", type=Path, help="zones.json: named polygons to count in")
+    p.add_argument("--line", help="x1,y1,x2,y2: count crossings of this line by direction")
+    p.add_argument("--out-video", type=Path, help="annotated .mp4")
+    p.add_argument("--jsonl", type=Path, help="one JSON line per processed frame")
+    p.add_argument("--score", type=float, help="score threshold (default: the model card's)")
+    p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
+    p.add_argument("--no-polygons", action="store_true", help="boxes only")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="--model")
+    p.add_argument("--reconnect", type=int, default=5, help="reopen attempts for a lost stream")
+    p.add_argument("--in-flight", type=int, default=4, help="--server: frames on their way")
+    p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
+    _add_connection_flags(p)
+
+
 # --- entry point ---
 
 
@@ -635,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client(subparsers)
     _add_bench(subparsers)
     _add_eval(subparsers)
+    _add_video(subparsers)
     return parser
 
 

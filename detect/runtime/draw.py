@@ -32,11 +32,14 @@ def _points(ring: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(ring) * (1 << _SHIFT)).astype(np.int32)
 
 
-def draw_detections(rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
+def draw_detections(
+    rgb: np.ndarray, detections: list[Detection], captions: list[str] | None = None
+) -> np.ndarray:
     """A copy of ``rgb`` ``(H, W, 3) uint8`` with the detections drawn on it (RGB).
 
     Masks are filled at 35 % opacity and outlined (exteriors and holes); boxes are outlined and
-    captioned ``label score`` above their top-left corner (inside the box when it touches the top).
+    captioned (default ``label score``) above their top-left corner (inside the box when it
+    touches the top).
     """
     canvas = rgb.copy()
     overlay = rgb.copy()
@@ -48,7 +51,9 @@ def draw_detections(rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
     if any(det.polygons for det in detections):
         canvas = cv2.addWeighted(overlay, 0.35, canvas, 0.65, 0)
     thickness = max(1, round(min(rgb.shape[:2]) / 300))
-    for det, rings in zip(detections, outlines, strict=True):
+    if captions is None:
+        captions = [f"{det.label} {det.score:.2f}" for det in detections]
+    for det, rings, caption in zip(detections, outlines, captions, strict=True):
         color = class_color(det.class_id)
         if rings:
             cv2.polylines(canvas, rings, True, color, thickness, cv2.LINE_AA, _SHIFT)
@@ -56,7 +61,6 @@ def draw_detections(rgb: np.ndarray, detections: list[Detection]) -> np.ndarray:
         x2, y2 = det.left + det.width, det.top + det.height
         corners = _points(np.array([[x1, y1], [x2, y2]]))
         cv2.rectangle(canvas, corners[0], corners[1], color, thickness, cv2.LINE_AA, _SHIFT)
-        caption = f"{det.label} {det.score:.2f}"
         scale = 0.4 * thickness
         (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         left = int(x1)

@@ -1,0 +1,199 @@
+"""`detect video` end to end: a synthetic clip through the local runtime and through a real
+server, sampling, real-time dropping, outputs (JSONL, MP4), and failures (corrupt file, missing
+file, server down, SIGTERM mid-run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from helpers import run_detect
+from serving import start_server
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 frames at 10 fps, 160 x 120."""
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    result = run_detect(
+        "synth", "--video", str(path), "--frames", "30", "--seed", "4", "--video-size", "160x120"
+    )
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def _frames(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    return count
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _video(*args: str | Path) -> subprocess.CompletedProcess:
+    result = run_detect("video", *map(str, args))
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    return result
+
+
+def test_local_run_writes_a_line_and_a_video_frame_per_processed_frame(
+    clip: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    result = _video(
+        clip,
+        "--model",
+        mask_model,
+        "--score",
+        "0.01",
+        "--track",
+        "--out-video",
+        out,
+        "--jsonl",
+        jsonl,
+        "--line",
+        "0,60,160,60",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = _lines(jsonl)
+    assert [r["frame"] for r in lines] == list(range(30))
+    assert [r["timestamp_ms"] for r in lines[:3]] == [0, 100, 200]
+    assert all("line_events" in r for r in lines)
+    for record in lines:
+        for d in record["detections"]:
+            assert {
+                "top",
+                "left",
+                "width",
+                "height",
+                "label",
+                "score",
+                "track_id",
+                "polygons",
+            } <= d.keys()
+    assert _frames(out) == 30
+    assert "30 read, 30 processed, 0 dropped" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--every", "3"], list(range(0, 30, 3))),
+        (["--target-fps", "5"], list(range(0, 30, 2))),
+        (["--max-frames", "7"], list(range(7))),
+    ],
+)
+def test_sampling(clip: Path, mask_model: Path, tmp_path: Path, args: list[str], expected) -> None:
+    jsonl = tmp_path / "s.jsonl"
+    result = _video(clip, "--model", mask_model, "--jsonl", jsonl, *args)
+    assert result.returncode == 0, result.stderr
+    assert [r["frame"] for r in _lines(jsonl)] == expected
+
+
+def test_server_run_matches_the_local_run_frame_for_frame(
+    clip: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    local, remote = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
+    assert _video(clip, "--model", mask_model, "--score", "0.01", "--jsonl", local).returncode == 0
+    server = start_server(mask_model)
+    try:
+        result = _video(
+            clip,
+            "--server",
+            server.address,
+            "--score",
+            "0.01",
+            "--in-flight",
+            "3",
+            "--jsonl",
+            remote,
+        )
+    finally:
+        assert server.stop() == 0
+    assert result.returncode == 0, result.stderr
+    assert _lines(remote) == _lines(local)  # same frames, same order, same detections
+
+
+def test_realtime_drops_frames_it_cannot_keep_up_with(mask_model: Path, tmp_path: Path) -> None:
+    fast = tmp_path / "fast.mp4"
+    made = run_detect(
+        "synth", "--video", str(fast), "--frames", "120", "--fps", "200", "--video-size", "160x120"
+    )
+    assert made.returncode == 0, made.stderr
+    jsonl = tmp_path / "rt.jsonl"
+    result = _video(fast, "--model", mask_model, "--realtime", "--jsonl", jsonl)
+    assert result.returncode == 0, result.stderr
+    processed = len(_lines(jsonl))
+    summary = result.stdout.splitlines()[0]
+    dropped = int(summary.split(" processed, ")[1].split(" dropped")[0])
+    assert dropped > 0 and processed + dropped <= 120 and processed >= 1
+    frames = [r["frame"] for r in _lines(jsonl)]
+    assert frames == sorted(frames)
+
+
+def test_sigterm_mid_run_leaves_a_playable_video_and_complete_jsonl(
+    mask_model: Path, tmp_path: Path
+) -> None:
+    long = tmp_path / "long.mp4"
+    made = run_detect("synth", "--video", str(long), "--frames", "200", "--video-size", "160x120")
+    assert made.returncode == 0, made.stderr
+    out, jsonl = tmp_path / "cut.mp4", tmp_path / "cut.jsonl"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "detect",
+            "video",
+            str(long),
+            "--model",
+            str(mask_model),
+            "--realtime",
+            "--out-video",
+            str(out),
+            "--jsonl",
+            str(jsonl),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text()) < 200):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert "SIGTERM received" in stdout
+    lines = _lines(jsonl)  # every line parses
+    assert 0 < len(lines) < 200
+    assert _frames(out) == len(lines)
+
+
+def test_failures_are_one_clear_line(clip: Path, mask_model: Path, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\0\0\0\x18ftypmp42" + b"garbage" * 100)
+    cases = [
+        ([corrupt, "--model", mask_model], "corrupt.mp4"),
+        ([tmp_path / "none.mp4", "--model", mask_model], "not found"),
+        ([clip, "--server", "127.0.0.1:1"], "cannot reach the detection server"),
+        ([clip, "--model", mask_model, "--zones", tmp_path / "none.json"], "--zones"),
+        ([clip, "--model", mask_model, "--line", "1,2"], "--line"),
+        ([clip, "--model", mask_model, "--every", "0"], "--every"),
+    ]
+    for args, fragment in cases:
+        result = _video(*args)
+        assert result.returncode == 1, (args, result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and fragment in errors[0], (args, result.stderr)
