@@ -56,7 +56,10 @@ import detect.runtime.masks
 import detect.runtime.model_card
 import detect.runtime.polygons
 import detect.client
+import detect.track
 import detect.v1.detector_pb2_grpc
+import detect.video
+import detect.zones
 import server.app
 import server.auth
 import server.batcher
