@@ -180,6 +180,11 @@ class FrameSource:
         self.total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.live else 0
         self.stopped = threading.Event()
         self._index = 0
+        # OpenCV's FFmpeg decoder must not be used from two threads at once (it aborts the
+        # process): reads may come from gRPC's request thread or the real-time reader while
+        # the main thread closes the source.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def stop(self, reason: str) -> None:
         self.summary.stopped = reason
@@ -188,7 +193,10 @@ class FrameSource:
     def _read(self) -> tuple[int, float, np.ndarray] | None:
         """The next frame of the source (reconnecting live sources), or None at its end."""
         while not self.stopped.is_set():
-            ok, frame = self.capture.read()
+            with self._lock:
+                if self._closed:
+                    return None
+                ok, frame = self.capture.read()
             if ok and frame is not None:
                 index = self._index
                 self._index += 1
@@ -216,10 +224,14 @@ class FrameSource:
             )
             if self.stopped.wait(pause):
                 return False
-            self.capture.release()
-            self.capture = cv2.VideoCapture(self.config.source)
+            with self._lock:
+                if self._closed:
+                    return False
+                self.capture.release()
+                self.capture = cv2.VideoCapture(self.config.source)
+                opened = self.capture.isOpened()
             self.summary.reconnects += 1
-            if self.capture.isOpened():
+            if opened:
                 return True
         self.summary.stopped = f"stream lost after {self.config.reconnect} reconnect attempts"
         return False
@@ -292,7 +304,11 @@ class FrameSource:
             raise error[0]
 
     def close(self) -> None:
-        self.capture.release()
+        """Release the source once no other thread is reading it."""
+        self.stopped.set()
+        with self._lock:
+            self._closed = True
+            self.capture.release()
 
 
 # --------------------------------------------------------------------------- detecting
