@@ -29,7 +29,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from detect.data.coco import mask_to_rle, read_json
+from detect.data.coco import load_json, mask_to_rle, read_json
 from detect.errors import ConfigError, DataError, DetectError
 from detect.metrics.coco import STAT_NAMES, load_gt, per_class_ap, run_cocoeval, summary
 from detect.metrics.confusion import confusion_matrix
@@ -158,14 +158,7 @@ def read_predictions(path: Path, gt: COCO) -> list[dict[str, Any]]:
     ``category_id``, a finite ``score`` and a ``bbox`` ``[x, y, w, h]`` with w, h >= 0 and/or a
     ``segmentation`` (polygons or RLE; polygons are converted to RLE, which is all pycocotools'
     ``loadRes`` takes, rasterised as pycocotools rasterises them)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
+    data = load_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of COCO results ({{image_id, ...}})")
     images, categories = set(gt.getImgIds()), set(gt.getCatIds())

@@ -95,10 +95,10 @@ def mask_annotation(mask: np.ndarray) -> dict[str, Any]:
     }
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Parse a COCO JSON file; DataError names the file and where parsing failed."""
+def load_json(path: Path) -> Any:
+    """Parse a JSON file; DataError names the file and where parsing failed."""
     if Path(path).is_dir():
-        raise DataError(f"{path} is a folder; give the path of a COCO JSON file")
+        raise DataError(f"{path} is a folder; give the path of a JSON file")
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
@@ -106,11 +106,16 @@ def read_json(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Parse a COCO JSON file; DataError names the file and where parsing failed."""
+    data = load_json(path)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a COCO object with images/annotations/categories")
     for key in ("images", "categories"):

@@ -104,11 +104,3 @@ def per_class_ap(evaluator: COCOeval) -> dict[int, dict[str, float]]:
             values[name] = float(valid.mean()) if valid.size else -1.0
         out[int(category)] = values
     return out
-
-
-def pr_curve(evaluator: COCOeval, category_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(recall (101,), precision (101,))`` of a category at IoU 0.5, all areas, 100
-    detections, as COCOeval interpolates it (precision -1 where no ground truth, set to 0)."""
-    k = list(evaluator.params.catIds).index(category_id)
-    precision = evaluator.eval["precision"][0, :, k, 0, -1]
-    return np.asarray(evaluator.params.recThrs), np.clip(precision, 0.0, None)

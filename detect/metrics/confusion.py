@@ -21,9 +21,9 @@ IOU = 0.5
 
 
 def _geometry(item: dict[str, Any], iou_type: str, gt: COCO) -> Any:
-    if iou_type == "bbox":
-        return item["bbox"]
-    return gt.annToRLE(item) if "counts" not in item["segmentation"] else item["segmentation"]
+    """A box ``[x, y, w, h]`` or the RLE of a ground-truth or result segmentation (polygons,
+    uncompressed or compressed RLE: pycocotools' own conversion, sized by its image)."""
+    return item["bbox"] if iou_type == "bbox" else gt.annToRLE(item)
 
 
 def confusion_matrix(
@@ -45,18 +45,7 @@ def confusion_matrix(
         dets = sorted(by_image.get(image_id, []), key=lambda r: -r["score"])
         taken = np.zeros(len(objects), bool)
         if dets and objects:
-            image = gt.imgs[image_id]
-            if iou_type == "segm":
-                h, w = image["height"], image["width"]
-                dt_geo = [
-                    mask_utils.frPyObjects(d["segmentation"], h, w)
-                    if isinstance(d["segmentation"], list)
-                    else d["segmentation"]
-                    for d in dets
-                ]
-                dt_geo = [mask_utils.merge(g) if isinstance(g, list) else g for g in dt_geo]
-            else:
-                dt_geo = [d["bbox"] for d in dets]
+            dt_geo = [_geometry(d, iou_type, gt) for d in dets]
             gt_geo = [_geometry(o, iou_type, gt) for o in objects]
             ious = np.asarray(mask_utils.iou(dt_geo, gt_geo, crowd.astype(np.uint8).tolist()))
         for d, det in enumerate(dets):
