@@ -637,6 +637,7 @@ def _run_video(args: argparse.Namespace) -> int:
             polygons=not args.no_polygons,
             device=args.device,
             reconnect=args.reconnect,
+            retry=args.retry,
             in_flight=args.in_flight,
             max_frames=args.max_frames,
             tls=args.tls,
@@ -680,9 +681,38 @@ def _add_video(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-polygons", action="store_true", help="boxes only")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="--model")
     p.add_argument("--reconnect", type=int, default=5, help="reopen attempts for a lost stream")
+    p.add_argument(
+        "--retry", type=int, default=0, help="--server: reopen after UNAVAILABLE this many times"
+    )
     p.add_argument("--in-flight", type=int, default=4, help="--server: frames on their way")
     p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
     _add_connection_flags(p)
+
+
+# --- demo ---
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from detect.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=args.out, model=args.model, images=args.images, frames=args.frames))
+    return 0
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    p = _add_verb(
+        subparsers,
+        "demo",
+        "The serving path end to end in a few minutes: serve the committed demo model, send "
+        "images and a synthetic surveillance clip through the gRPC API (tracks, zones, line "
+        "counts), evaluate on a synthetic test split, print where the outputs are.",
+        "  detect demo\n  detect demo --out /tmp/demo --images 8 --frames 30\n",
+        _run_demo,
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    p.add_argument("--model", type=Path, help="model to serve (default: models/demo.onnx)")
+    p.add_argument("--images", type=int, default=24, help="synthetic test images")
+    p.add_argument("--frames", type=int, default=80, help="frames of the synthetic clip")
 
 
 # --- entry point ---
@@ -708,6 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(subparsers)
     _add_eval(subparsers)
     _add_video(subparsers)
+    _add_demo(subparsers)
     return parser
 
 

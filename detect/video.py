@@ -9,7 +9,9 @@ pixels). Sampling: every ``every``-th frame, or ``target_fps`` frames per second
 (a file is read at its own frame rate), so a slow detector drops frames instead of lagging.
 
 A stream that fails is reopened up to ``reconnect`` times with growing pauses (0.5 s, 1 s, 2 s,
-... up to 8 s), then the run ends with its summary. SIGTERM/SIGINT end the run after the frame
+... up to 8 s), then the run ends with its summary. An unavailable server (down at the start or
+gone mid-run) is a clear error, or, with ``retry``, the stream is reopened after the same growing
+pauses up to ``retry`` times in a row. SIGTERM/SIGINT end the run after the frame
 in hand: the MP4 is finalised (playable) and every JSONL line is complete (each is flushed when
 written).
 """
@@ -59,6 +61,7 @@ class VideoConfig:
     polygons: bool = True
     device: str = "auto"
     reconnect: int = 5
+    retry: int = 0
     in_flight: int = 4
     max_frames: int | None = None
     tls: bool = False
@@ -72,8 +75,8 @@ class VideoConfig:
             raise ConfigError(f"--every {self.every}: use 1 or more")
         if self.target_fps is not None and (self.target_fps <= 0 or self.every != 1):
             raise ConfigError("--target-fps needs a positive rate and cannot go with --every")
-        if self.reconnect < 0 or self.in_flight < 1:
-            raise ConfigError("--reconnect must be 0 or more and --in-flight 1 or more")
+        if self.reconnect < 0 or self.retry < 0 or self.in_flight < 1:
+            raise ConfigError("--reconnect and --retry must be 0 or more, --in-flight 1 or more")
         if self.score is not None and not 0 <= self.score <= 1:
             raise ConfigError(f"--score {self.score}: use 0 to 1")
         if self.max_frames is not None and self.max_frames < 1:
@@ -331,32 +334,71 @@ def _local(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
 
 
 def _remote(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
-    from detect.client import DetectorClient, Frame
+    """Results of one ``DetectStream`` call (reopened after UNAVAILABLE up to ``retry`` times).
 
-    pending: dict[str, tuple[int, float, np.ndarray]] = {}
-    slots = threading.Semaphore(config.in_flight)
+    The request generator runs on gRPC's thread; it pulls frames from one shared iterator, so a
+    reopened stream goes on where the failed one stopped, after sending again, in order, the
+    frames that were in flight when the server went away.
+    """
+    import grpc
 
-    def requests() -> Iterator[Frame]:
-        for index, timestamp, frame in frames:
+    from detect.client import DetectorClient, Frame, ServerError
+
+    source = iter(frames)
+    pull = threading.Lock()  # one generator at a time: the old call's may still be running
+    pending: dict[str, tuple[int, float, np.ndarray]] = {}  # sent, not answered
+    backlog: list[tuple[int, float, np.ndarray]] = []  # in flight when a call failed
+    current = [0]  # the live call's number; older generators stop at their next pull
+    attempt = 0
+
+    def requests(mine: int, slots: threading.Semaphore) -> Iterator[Frame]:
+        while True:
             while not slots.acquire(timeout=0.5):
-                if frames.stopped.is_set():
+                if frames.stopped.is_set() or current[0] != mine:
                     return
-            pending[str(index)] = (index, timestamp, frame)
+            with pull:
+                if current[0] != mine:
+                    return
+                item = backlog.pop(0) if backlog else next(source, None)
+                if item is None:
+                    return
+                index, timestamp, frame = item
+                pending[str(index)] = item
             yield Frame(frame, str(index), round(timestamp), "BGR")
 
     with DetectorClient(
         config.server, tls=config.tls, ca=config.ca, token=config.token, timeout=None
     ) as client:
-        results = client.detect_stream(
-            requests(),
-            score_threshold=config.score,
-            classes=config.classes,
-            polygons=config.polygons,
-        )
-        for result in results:
-            index, timestamp, frame = pending.pop(result.frame_id)
-            slots.release()
-            yield index, timestamp, frame, result.detections
+        while True:
+            slots = threading.Semaphore(config.in_flight)
+            results = client.detect_stream(
+                requests(current[0], slots),
+                score_threshold=config.score,
+                classes=config.classes,
+                polygons=config.polygons,
+            )
+            try:
+                for result in results:
+                    attempt = 0
+                    index, timestamp, frame = pending.pop(result.frame_id)
+                    slots.release()
+                    yield index, timestamp, frame, result.detections
+                return
+            except ServerError as exc:
+                with pull:
+                    current[0] += 1
+                    backlog[:0] = sorted(pending.values(), key=lambda item: item[0])
+                    pending.clear()
+                if exc.code != grpc.StatusCode.UNAVAILABLE or attempt >= config.retry:
+                    raise
+                pause = min(0.5 * 2**attempt, 8.0)
+                attempt += 1
+                print(
+                    f"warning: {exc}; retrying in {pause:g} s ({attempt}/{config.retry})",
+                    file=sys.stderr,
+                )
+                if frames.stopped.wait(pause):
+                    return
 
 
 # --------------------------------------------------------------------------- output

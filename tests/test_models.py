@@ -52,6 +52,25 @@ def test_resnet50_fpn_builds_with_default_head() -> None:
     assert model.backbone.body.conv1.weight.requires_grad  # from scratch: everything trains
 
 
+@pytest.mark.parametrize("backbone", ["resnet18_fpn", "mobilenet_v3_fpn"])
+def test_fpn_channels_narrow_the_fpn_rpn_and_mask_head(backbone: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("mask_rcnn", backbone, num_classes=3, fpn_channels=32, **TINY)
+    assert model.backbone.out_channels == 32
+    assert {
+        m.out_channels
+        for m in model.backbone.fpn.layer_blocks.modules()
+        if hasattr(m, "out_channels")
+    } == {32}
+    assert model.rpn.head.conv[0][0].in_channels == 32
+    assert model.roi_heads.mask_head[0][0].in_channels == 32
+    images, targets = _batch()
+    model.train()
+    sum(model(images, targets).values()).backward()
+    wide = build_model("mask_rcnn", backbone, num_classes=3, **TINY)
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in wide.parameters())
+
+
 def test_unknown_names_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="backbone one of"):
         build_model("mask_rcnn", "vgg16", num_classes=3)

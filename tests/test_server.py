@@ -27,9 +27,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from helpers import run_detect
 from PIL import Image
-from serving import ServerProcess, metric_value, start_server
+from serving import metric_value, start_server
 
 from detect.client import DetectorClient, Frame, ServerError
+from detect.local_server import LocalServer
 from detect.runtime.detector import Detector
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
@@ -54,7 +55,7 @@ def images(shapes_small: Path) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def server(mask_model: Path) -> ServerProcess:
+def server(mask_model: Path) -> LocalServer:
     """A server with default settings (batching on), shared by the tests that leave it as is."""
     process = start_server(mask_model, "--batch-timeout-ms", "20")
     yield process
@@ -62,12 +63,12 @@ def server(mask_model: Path) -> ServerProcess:
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> DetectorClient:
+def client(server: LocalServer) -> DetectorClient:
     with DetectorClient(server.address) as c:
         yield c
 
 
-def _stub(server: ServerProcess) -> pb_grpc.DetectorStub:
+def _stub(server: LocalServer) -> pb_grpc.DetectorStub:
     return pb_grpc.DetectorStub(grpc.insecure_channel(server.address))
 
 
@@ -80,7 +81,7 @@ def _code(call, *args, **kwargs) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.OK, ""
 
 
-def _still_serving(server: ServerProcess, image: bytes) -> None:
+def _still_serving(server: LocalServer, image: bytes) -> None:
     with DetectorClient(server.address) as c:
         assert c.detect(image, score_threshold=LOW).model_name
         health = health_pb2_grpc.HealthStub(grpc.insecure_channel(server.address))
@@ -172,7 +173,7 @@ def test_stream_answers_every_frame_in_order_with_its_frame_id(
 
 
 def test_stream_with_a_bad_frame_ends_invalid_argument_naming_it_after_the_good_ones(
-    server: ServerProcess, images: list[bytes]
+    server: LocalServer, images: list[bytes]
 ) -> None:
     frames = [Frame(images[0], "ok-0"), Frame(images[1], "ok-1"), Frame(b"garbage", "bad-2")]
     got = []
@@ -206,7 +207,7 @@ def test_model_info_names_the_model_classes_input_provider_and_batching(
 
 
 def test_32_concurrent_calls_form_batches_visible_in_the_metrics(
-    server: ServerProcess, images: list[bytes]
+    server: LocalServer, images: list[bytes]
 ) -> None:
     before = server.metrics()
     with DetectorClient(server.address) as c, ThreadPoolExecutor(32) as pool:
@@ -262,7 +263,7 @@ def test_health_not_serving_while_loading_serving_when_ready_not_serving_while_d
 
 
 def test_reflection_lists_the_detector_health_and_reflection_services(
-    server: ServerProcess,
+    server: LocalServer,
 ) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(server.address))
     responses = stub.ServerReflectionInfo(
@@ -339,7 +340,7 @@ def test_reflection_lists_the_detector_health_and_reflection_services(
     ],
 )
 def test_bad_requests_are_invalid_argument_and_the_server_keeps_serving(
-    server: ServerProcess, images: list[bytes], request_: pb.DetectRequest, fragment: str
+    server: LocalServer, images: list[bytes], request_: pb.DetectRequest, fragment: str
 ) -> None:
     code, message = _code(_stub(server).Detect, request_)
     assert code == grpc.StatusCode.INVALID_ARGUMENT, message
@@ -347,7 +348,7 @@ def test_bad_requests_are_invalid_argument_and_the_server_keeps_serving(
     _still_serving(server, images[0])
 
 
-def test_empty_encoded_image_is_invalid_argument(server: ServerProcess, images: list) -> None:
+def test_empty_encoded_image_is_invalid_argument(server: LocalServer, images: list) -> None:
     request = pb.DetectRequest(encoded_image=b"")
     request.ClearField("encoded_image")
     request.encoded_image = b""  # set but empty: the oneof says encoded_image
@@ -641,7 +642,7 @@ def test_bad_flags_stop_serve_with_one_line(mask_model: Path, tmp_path: Path) ->
         assert "Traceback" not in result.stderr
 
 
-def test_port_in_use_is_one_clear_line(server: ServerProcess, mask_model: Path) -> None:
+def test_port_in_use_is_one_clear_line(server: LocalServer, mask_model: Path) -> None:
     result = run_detect(
         "serve", "--model", str(mask_model), "--port", str(server.port), "--metrics-port", "0"
     )
@@ -653,7 +654,7 @@ def test_port_in_use_is_one_clear_line(server: ServerProcess, mask_model: Path) 
 
 
 def test_client_cli_prints_tlwh_lines_and_reports_bad_files(
-    server: ServerProcess, shapes_small: Path, tmp_path: Path
+    server: LocalServer, shapes_small: Path, tmp_path: Path
 ) -> None:
     good = sorted((shapes_small / "images").glob("*.jpg"))[:2]
     bad = tmp_path / "bad.jpg"
@@ -683,7 +684,7 @@ def test_client_cli_unreachable_server_is_one_clear_line(shapes_small: Path) -> 
 
 
 def test_server_answers_from_several_client_threads_and_a_stream_at_once(
-    server: ServerProcess, images: list[bytes]
+    server: LocalServer, images: list[bytes]
 ) -> None:
     stop = threading.Event()
     errors: list[Exception] = []
@@ -714,7 +715,7 @@ def test_server_answers_from_several_client_threads_and_a_stream_at_once(
 
 
 def test_bench_prints_latency_percentiles_per_level_and_the_eager_ratio(
-    server: ServerProcess, tiny_runs: dict
+    server: LocalServer, tiny_runs: dict
 ) -> None:
     result = run_detect(
         "bench",

@@ -1,5 +1,6 @@
 """`detect synth --video`: a playable clip with per-frame ground truth and identities, and the
-tracker following its objects from (noisy, gappy) ground-truth detections."""
+tracker following its objects from (noisy, gappy) ground-truth detections, and the scoring of a
+`detect video` JSONL against the clip's ground truth."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from helpers import run_detect
 
+from detect.errors import DataError
 from detect.metrics.tracking import score_tracking
+from detect.metrics.video import score_video
 from detect.track import Tracker
 
 
@@ -88,3 +92,49 @@ def test_bad_video_arguments_are_one_line(tmp_path: Path) -> None:
         result = run_detect("synth", *args)
         assert result.returncode in (1, 2) and fragment in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def _records(data: dict, swap_from: int | None = None) -> list[dict]:
+    """`detect video` JSONL records that repeat the ground truth; from frame ``swap_from`` on,
+    the first two objects' track ids are exchanged."""
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    records = []
+    for image in data["images"]:
+        detections = []
+        for ann in (a for a in data["annotations"] if a["image_id"] == image["id"]):
+            track = ann["track_id"]
+            if swap_from is not None and image["frame_index"] >= swap_from and track in (1, 2):
+                track = 3 - track
+            x, y, w, h = ann["bbox"]
+            detections.append(
+                {"top": y, "left": x, "width": w, "height": h, "score": 0.9, "track_id": track}
+                | {"label": names[ann["category_id"]]}
+            )
+        records.append({"frame": image["frame_index"], "detections": detections})
+    return records
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def test_score_video_of_the_truth_is_perfect_and_counts_exchanged_ids(tmp_path: Path) -> None:
+    video, data = _clip(tmp_path, "--frames", "20", "--objects", "4", "--video-size", "160x120")
+    gt = video.with_suffix(".json")
+    perfect = score_video(gt, _write(tmp_path / "p.jsonl", _records(data)))
+    assert perfect["frames"] == 20 and perfect["objects"] == 4
+    assert perfect["AP50"] == pytest.approx(1.0) and perfect["AP"] == pytest.approx(1.0)
+    assert (perfect["id_switches"], perfect["misses"], perfect["ids_per_object"]) == (0, 0, 1.0)
+    swapped = score_video(gt, _write(tmp_path / "s.jsonl", _records(data, swap_from=10)))
+    assert swapped["id_switches"] == 2 and swapped["ids_per_object"] == 1.5
+    assert swapped["AP50"] == pytest.approx(1.0)
+    half = score_video(gt, _write(tmp_path / "h.jsonl", _records(data)[::2]))
+    assert half["frames"] == 10  # only the processed frames are scored
+    bad = _write(tmp_path / "b.jsonl", [*_records(data)[:3]])
+    bad.write_text(bad.read_text() + "{not json\n")
+    with pytest.raises(DataError, match="line 4"):
+        score_video(gt, bad)
+    other = _write(tmp_path / "o.jsonl", [{"frame": 500, "detections": []}])
+    with pytest.raises(DataError, match="frame 500"):
+        score_video(gt, other)

@@ -1,18 +1,23 @@
 """`detect video` end to end: a synthetic clip through the local runtime and through a real
 server, sampling, real-time dropping, outputs (JSONL, MP4), and failures (corrupt file, missing
-file, server down, SIGTERM mid-run)."""
+file, server down, SIGTERM mid-run), a server that comes up late and restarts (``--retry``), and a
+camera stream that drops (``--reconnect``)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from helpers import run_detect
 from serving import start_server
@@ -198,3 +203,85 @@ def test_failures_are_one_clear_line(clip: Path, mask_model: Path, tmp_path: Pat
         assert result.returncode == 1, (args, result.stderr)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and fragment in errors[0], (args, result.stderr)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_retry_waits_for_a_server_and_survives_its_restart_without_losing_a_frame(
+    mask_model: Path, tmp_path: Path
+) -> None:
+    long = tmp_path / "long.mp4"
+    made = run_detect("synth", "--video", str(long), "--frames", "90", "--video-size", "160x120")
+    assert made.returncode == 0, made.stderr
+    port, jsonl = _free_port(), tmp_path / "retry.jsonl"
+    video = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "detect", "video", str(long)),
+            *("--server", f"127.0.0.1:{port}", "--retry", "8"),
+            *("--score", "0.01", "--jsonl", str(jsonl)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # the server is not up yet: the first attempts fail
+    first = start_server(mask_model, "--port", str(port), "--grace", "0")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not jsonl.exists() or len(_lines(jsonl)) < 20):
+        time.sleep(0.1)
+    assert first.stop() == 0  # gone mid-run
+    second = start_server(mask_model, "--port", str(port))
+    try:
+        stdout, stderr = video.communicate(timeout=300)
+    finally:
+        second.stop()
+    assert video.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "cannot reach the detection server" in stderr and "retrying in" in stderr
+    assert "90 read, 90 processed, 0 dropped" in stdout
+    assert [r["frame"] for r in _lines(jsonl)] == list(range(90))
+
+
+class _Camera(http.server.BaseHTTPRequestHandler):
+    """An MJPEG camera over HTTP whose connection drops after 15 frames, twice; then it is
+    gone (503)."""
+
+    served = 0
+
+    def do_GET(self) -> None:
+        type(self).served += 1
+        if type(self).served > 2:
+            self.send_error(503)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        for i in range(15):
+            jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 8 * i, np.uint8))[1].tobytes()
+            head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+            self.wfile.write(head % len(jpeg) + jpeg + b"\r\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_dropping_stream_is_reopened_with_backoff_then_ends_with_a_summary(
+    mask_model: Path, tmp_path: Path
+) -> None:
+    camera = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Camera)
+    threading.Thread(target=camera.serve_forever, daemon=True).start()
+    jsonl = tmp_path / "cam.jsonl"
+    try:
+        url = f"http://127.0.0.1:{camera.server_address[1]}/cam"
+        result = _video(url, "--model", mask_model, "--reconnect", "2", "--jsonl", jsonl)
+    finally:
+        camera.shutdown()
+    assert result.returncode == 0, result.stderr
+    assert "30 read, 30 processed" in result.stdout
+    assert "stopped: stream lost after 2 reconnect attempts" in result.stdout
+    assert "reconnecting in 0.5 s (1/2)" in result.stderr
+    assert [r["frame"] for r in _lines(jsonl)] == list(range(30))

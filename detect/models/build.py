@@ -16,12 +16,14 @@ from torchvision.models import mobilenet_v3_large, resnet18, resnet50
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import (
+    BackboneWithFPN,
     _mobilenet_extractor,
     _resnet_fpn_extractor,
 )
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign, misc
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, misc
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from detect.errors import CheckpointError, ConfigError
 from detect.models.roi_pool import MultiScaleRoIPool
@@ -37,11 +39,11 @@ ROIS = ("align", "pool")
 RESNET_ANCHORS = ((32,), (64,), (128,), (256,), (512,))
 MOBILENET_ANCHORS = ((32, 64, 128, 256, 512),) * 3
 # Keys of **sizes consumed here; the rest go to the FasterRCNN/MaskRCNN constructor.
-OWN_SIZES = ("trainable_layers", "representation_size", "anchor_scale")
+OWN_SIZES = ("trainable_layers", "representation_size", "anchor_scale", "fpn_channels")
 
 
 def _backbone(
-    name: str, pretrained: bool, trainable_layers: int | None
+    name: str, pretrained: bool, trainable_layers: int | None, channels: int
 ) -> tuple[nn.Module, Callable[[nn.Module], nn.Module]]:
     """The ImageNet classifier net and the function that turns it into an FPN body.
 
@@ -52,10 +54,19 @@ def _backbone(
     if name == "mobilenet_v3_fpn":
         net = mobilenet_v3_large(weights=None, norm_layer=norm)
         layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 6)
-        return net, lambda n: _mobilenet_extractor(n, True, layers)
+        return net, lambda n: _fpn_width(_mobilenet_extractor(n, True, layers), channels)
     net = (resnet50 if name == "resnet50_fpn" else resnet18)(weights=None, norm_layer=norm)
     layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 5)
-    return net, lambda n: _resnet_fpn_extractor(n, layers)
+    return net, lambda n: _fpn_width(_resnet_fpn_extractor(n, layers), channels)
+
+
+def _fpn_width(body: BackboneWithFPN, channels: int) -> BackboneWithFPN:
+    """Rebuild the body's FPN with `channels` outputs (torchvision's extractors fix 256)."""
+    if channels != body.out_channels:
+        in_channels = [block[0].in_channels for block in body.fpn.inner_blocks]
+        body.fpn = FeaturePyramidNetwork(in_channels, channels, extra_blocks=LastLevelMaxPool())
+        body.out_channels = channels
+    return body
 
 
 def _roi_poolers(roi: str) -> tuple[nn.Module, nn.Module]:
@@ -93,7 +104,9 @@ def build_model(
         backbone_weights: ImageNet enum name or .pth path for the backbone alone.
         sizes: `trainable_layers` (backbone stages to train), `representation_size` (box
             head MLP width, default 1024), `anchor_scale` (multiplies the default anchor
-            sizes, e.g. 0.5 for 400-px images), plus any FasterRCNN/MaskRCNN keyword
+            sizes, e.g. 0.5 for 400-px images), `fpn_channels` (FPN, RPN and mask head width,
+            default 256; smaller for compact models trained from scratch), plus any
+            FasterRCNN/MaskRCNN keyword
             (min_size, max_size, box_detections_per_img, rpn_*, box_*).
     """
     if arch not in ARCHS or backbone not in BACKBONES or roi not in ROIS:
@@ -106,7 +119,8 @@ def build_model(
     own = {k: sizes.pop(k) for k in OWN_SIZES if k in sizes}
     pretrained = weights is not None or backbone_weights is not None
 
-    net, extract = _backbone(backbone, pretrained, own.get("trainable_layers"))
+    channels = int(own.get("fpn_channels", 256))
+    net, extract = _backbone(backbone, pretrained, own.get("trainable_layers"), channels)
     if backbone_weights is not None and weights is None:
         state = load_backbone_state(backbone, backbone_weights)
         try:
@@ -134,7 +148,8 @@ def build_model(
     }
     if arch == "mask_rcnn":
         heads["mask_roi_pool"] = mask_pool
-        heads["mask_predictor"] = MaskRCNNPredictor(256, 256, num_classes)
+        heads["mask_head"] = MaskRCNNHeads(channels, (channels,) * 4, 1)
+        heads["mask_predictor"] = MaskRCNNPredictor(channels, channels, num_classes)
     detector_cls = MaskRCNN if arch == "mask_rcnn" else FasterRCNN
     accepted = set(inspect.signature(detector_cls.__init__).parameters) - set(heads)
     accepted -= {"self", "backbone", "num_classes", "kwargs"}

@@ -1,0 +1,111 @@
+"""How well `detect video` did on a clip with ground-truth identities (`detect synth --video`).
+
+Detection: COCO AP and AP50 of the boxes over the processed frames, each frame one COCOeval
+image (pycocotools). The JSONL holds only the detections the run kept (its score threshold), so
+AP here is that of the run's output, a lower bound of the model's AP on the clip.
+Tracking: ID switches, matches, misses and ids per object (`detect.metrics.tracking`).
+
+Ground truth: the clip's COCO JSON, images with ``frame_index``, annotations with ``track_id``
+and TLWH ``bbox``. The JSONL lines: ``frame`` and ``detections`` with ``top``, ``left``,
+``width``, ``height``, ``label`` (a category name), ``score`` and ``track_id`` (-1: untracked).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detect.data.coco import load_json
+from detect.errors import DataError
+from detect.metrics.coco import load_gt, run_cocoeval, summary
+from detect.metrics.tracking import score_tracking
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a `detect video` JSONL file; DataError names a bad line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or "frame" not in record or "detections" not in record:
+            raise DataError(
+                f"{path} line {number}: not a `detect video` record (frame, detections)"
+            )
+        records.append(record)
+    return records
+
+
+def _xyxy(tlwh: list[list[float]]) -> np.ndarray:
+    """(N, 4) TLWH-as-COCO ``[x, y, w, h]`` rows → (N, 4) xyxy."""
+    boxes = np.asarray(tlwh, np.float64).reshape(-1, 4)
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+
+
+def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
+    """AP, AP50 and the tracking figures of a run's JSONL against the clip's ground truth.
+
+    Returns ``frames`` (scored), ``objects`` (distinct ground-truth tracks in them), ``AP``,
+    ``AP50``, ``id_switches``, ``matches``, ``misses`` and ``ids_per_object``.
+    """
+    data = load_json(gt_path)
+    image_of = {int(img["frame_index"]): int(img["id"]) for img in data["images"]}
+    category_of = {c["name"]: int(c["id"]) for c in data["categories"]}
+    records = read_jsonl(jsonl_path)
+    unknown = sorted({r["frame"] for r in records} - image_of.keys())
+    if unknown:
+        raise DataError(
+            f"{jsonl_path}: frame {unknown[0]} is not in {gt_path}; score a run of this clip"
+        )
+    results = []
+    for record in records:
+        for d in record["detections"]:
+            if d["label"] not in category_of:
+                raise DataError(f"{jsonl_path}: label {d['label']!r} is not a class of {gt_path}")
+            results.append(
+                {
+                    "image_id": image_of[record["frame"]],
+                    "category_id": category_of[d["label"]],
+                    "bbox": [d["left"], d["top"], d["width"], d["height"]],
+                    "score": d["score"],
+                }
+            )
+    frames = {image_of[r["frame"]] for r in records}
+    figures = summary(run_cocoeval(load_gt(gt_path, frames, data), results, "bbox"))
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for ann in data["annotations"]:
+        by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    tracked = []
+    for record in records:
+        truth = by_image.get(image_of[record["frame"]], [])
+        found = record["detections"]
+        tracked.append(
+            (
+                np.array([a["track_id"] for a in truth], int),
+                _xyxy([a["bbox"] for a in truth]),
+                np.array([d.get("track_id", -1) for d in found], int),
+                _xyxy([[d["left"], d["top"], d["width"], d["height"]] for d in found]),
+            )
+        )
+    tracking = score_tracking(tracked)
+    objects = {a["track_id"] for i in frames for a in by_image.get(i, [])}
+    return {
+        "frames": len(frames),
+        "objects": len(objects),
+        "AP": figures["AP"],
+        "AP50": figures["AP50"],
+        "id_switches": tracking.id_switches,
+        "matches": tracking.matches,
+        "misses": tracking.misses,
+        "ids_per_object": tracking.ids_per_object,
+    }
