@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DETECT := $(BIN)/detect
 
-.PHONY: install test lint proto demo bench-train bench-predict bench-serve clean
+.PHONY: install test lint proto demo demo-model bench-train bench-predict bench-serve clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,15 +26,21 @@ proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. \
 		proto/detect/v1/detector.proto
 
-# Until `detect demo` exists (issue 6): a small synthetic dataset and a short training run.
+# The serving path end to end with the committed demo model (see README, Quick start).
 demo: install
-	rm -rf runs/demo
-	$(DETECT) synth --out runs/demo/data --images 48 --size 160 --seed 0
-	$(DETECT) split runs/demo/data/annotations.json --ratios 0.75 0.25 --seed 0
-	$(DETECT) train --data runs/demo/data/train.json --val runs/demo/data/val.json \
-		--arch mask_rcnn --backbone mobilenet_v3_fpn --epochs 6 --batch 4 \
-		--out runs/demo/train
-	@echo "demo outputs: runs/demo/train (metrics.csv, loss.png, val_ap.png, best.pt)"
+	$(DETECT) demo --out runs/demo
+
+# Rebuild models/demo.onnx + models/demo.json from scratch on this machine's CPU (about an hour
+# on 2 cores): synthetic data, the recipe in models/demo.yaml, export with a parity check.
+demo-model: install
+	rm -rf runs/demo-model && mkdir -p runs/demo-model/verify
+	cd runs/demo-model && ../../$(DETECT) synth --out data --images 1400 --size 256 --seed 0
+	cd runs/demo-model && ../../$(DETECT) split data/annotations.json --ratios 0.86 0.07 0.07 --seed 0
+	cd runs/demo-model && ../../$(DETECT) train --config ../../models/demo.yaml \
+		--data data/train.json --val data/val.json --test data/test.json --out train
+	cp runs/demo-model/data/images/00000[0-7].jpg runs/demo-model/verify/
+	$(DETECT) export --checkpoint runs/demo-model/train/best.pt --out models/demo.onnx \
+		--verify runs/demo-model/verify
 
 # The default Mask R-CNN recipe from scratch on synthetic shapes, scored on a held-out split.
 # Meant for the GPU machine (DEVICE=cuda); IMAGES/EPOCHS shrink it for a CPU smoke run.
