@@ -56,6 +56,9 @@ import detect.runtime.masks
 import detect.runtime.model_card
 import detect.runtime.polygons
 import detect.client
+import detect.demo
+import detect.local_server
+import detect.metrics.video
 import detect.track
 import detect.v1.detector_pb2_grpc
 import detect.video
