@@ -215,6 +215,7 @@ def _run_export(args: argparse.Namespace) -> int:
             opset=args.opset,
             fp16=args.fp16,
             verify=args.verify,
+            score=args.score,
         )
     )
     print(f"wrote {result.model} ({result.size_mb:.1f} MB) and {result.card}")
@@ -238,6 +239,12 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output NAME.onnx (card: NAME.json)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.add_argument("--fp16", action="store_true", help="float16 weights and activations")
+    p.add_argument(
+        "--score",
+        type=float,
+        default=0.5,
+        help="default score threshold written to the card (clients may ask for another)",
+    )
     p.add_argument(
         "--verify",
         type=Path,

@@ -150,6 +150,7 @@ def _card(
     opset: int,
     fp16: bool,
     checkpoint: Path,
+    score: float,
 ) -> ModelCard:
     spec = ckpt["model_spec"]
     transform = model.transform
@@ -187,7 +188,7 @@ def _card(
         outputs=outputs,
         precision="fp16" if fp16 else "fp32",
         thresholds={
-            "score": DEFAULT_SCORE,
+            "score": score,
             "mask": 0.5,
             "graph_score": float(roi_heads.score_thresh),
             "nms_iou": float(roi_heads.nms_thresh),
@@ -212,6 +213,7 @@ class ExportConfig:
     opset: int = 17
     fp16: bool = False
     verify: Path | None = None
+    score: float = DEFAULT_SCORE  # the card's default score threshold (runtime, server, video)
 
 
 @dataclass
@@ -227,6 +229,8 @@ def export(config: ExportConfig) -> ExportResult:
     out = Path(config.out)
     if out.suffix != ".onnx":
         raise ConfigError(f"--out {out} must end in .onnx (the model card goes next to it)")
+    if not 0.0 <= config.score <= 1.0:
+        raise ConfigError(f"--score {config.score}: use a threshold from 0 to 1")
     if not 11 <= config.opset <= 21:
         raise ConfigError(f"--opset {config.opset}: use 17 (tested) or another of 11..21")
     ckpt = load_checkpoint(config.checkpoint)
@@ -242,7 +246,9 @@ def export(config: ExportConfig) -> ExportResult:
         tmp.unlink(missing_ok=True)
         raise ModelError(f"export of {config.checkpoint} failed: {exc}") from exc
     tmp.replace(out)
-    card = _card(out.stem, ckpt, model, out, config.opset, config.fp16, config.checkpoint)
+    card = _card(
+        out.stem, ckpt, model, out, config.opset, config.fp16, config.checkpoint, config.score
+    )
     card.write(card_path(out))
     result = ExportResult(out, card_path(out), out.stat().st_size / 2**20)
     if config.verify is not None:

@@ -187,3 +187,13 @@ def test_model_card_is_plain_json(mask_model: Path) -> None:
     assert card["format"] == "detect-model/1"
     assert set(card["thresholds"]) == {"score", "mask", "graph_score", "nms_iou", "max_detections"}
     assert np.isclose(card["thresholds"]["graph_score"], 0.01)
+
+
+def test_score_flag_sets_the_cards_default_threshold(tiny_runs: dict, tmp_path: Path) -> None:
+    out = tmp_path / "scored.onnx"
+    checkpoint = str(tiny_runs["faster_rcnn", "align"])
+    result = run_detect("export", "--checkpoint", checkpoint, "--out", str(out), "--score", "0.3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(out.with_suffix(".json").read_text())["thresholds"]["score"] == 0.3
+    bad = run_detect("export", "--checkpoint", checkpoint, "--out", str(out), "--score", "2")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: --score 2")
