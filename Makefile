@@ -31,7 +31,8 @@ demo: install
 	$(DETECT) demo --out runs/demo
 
 # Rebuild models/demo.onnx + models/demo.json from scratch on this machine's CPU (about an hour
-# on 2 cores): synthetic data, the recipe in models/demo.yaml, export with a parity check.
+# on 2 cores): synthetic data, the recipe in models/demo.yaml, export with a parity check and
+# the default score threshold chosen on the validation split (models/README.md).
 demo-model: install
 	rm -rf runs/demo-model && mkdir -p runs/demo-model/verify
 	cd runs/demo-model && ../../$(DETECT) synth --out data --images 1400 --size 256 --seed 0
@@ -40,7 +41,7 @@ demo-model: install
 		--data data/train.json --val data/val.json --test data/test.json --out train
 	cp runs/demo-model/data/images/00000[0-7].jpg runs/demo-model/verify/
 	$(DETECT) export --checkpoint runs/demo-model/train/best.pt --out models/demo.onnx \
-		--verify runs/demo-model/verify
+		--score 0.3 --verify runs/demo-model/verify
 
 # The default Mask R-CNN recipe from scratch on synthetic shapes, scored on a held-out split.
 # Meant for the GPU machine (DEVICE=cuda); IMAGES/EPOCHS shrink it for a CPU smoke run.
