@@ -101,7 +101,7 @@ def test_runtime_imports_without_torch(
 
 
 # What the build needs from the checkout; everything else (.venv, runs/, datasets/, .git, caches,
-# a stale build/ or *.egg-info) stays behind.
+# a stale build/ or *.egg-info, and the top-level models/ with the demo model) stays behind.
 _NOT_BUILT = shutil.ignore_patterns(
     ".git",
     ".venv",
@@ -125,7 +125,11 @@ def _source_copy(dst: Path) -> Path:
     and whatever already lies in build/lib goes into the wheel, stale modules included. Building
     from a copy keeps the checkout untouched and the wheel made of the current sources only.
     """
-    shutil.copytree(REPO, dst, ignore=_NOT_BUILT)
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        top = {"models"} if Path(folder) == REPO else set()  # not detect/models
+        return set(_NOT_BUILT(folder, names)) | top
+
+    shutil.copytree(REPO, dst, ignore=ignore)
     size = sum(p.stat().st_size for p in dst.rglob("*") if p.is_file())
     assert size < 20_000_000, f"the source copy is {size / 1e6:.0f} MB: a big folder got in"
     return dst

@@ -148,7 +148,8 @@ def build_model(
     }
     if arch == "mask_rcnn":
         heads["mask_roi_pool"] = mask_pool
-        heads["mask_head"] = MaskRCNNHeads(channels, (channels,) * 4, 1)
+        if channels != 256:  # else torchvision's own (same shape, same init order as before)
+            heads["mask_head"] = MaskRCNNHeads(channels, (channels,) * 4, 1)
         heads["mask_predictor"] = MaskRCNNPredictor(channels, channels, num_classes)
     detector_cls = MaskRCNN if arch == "mask_rcnn" else FasterRCNN
     accepted = set(inspect.signature(detector_cls.__init__).parameters) - set(heads)
