@@ -125,6 +125,7 @@ def _source_copy(dst: Path) -> Path:
     and whatever already lies in build/lib goes into the wheel, stale modules included. Building
     from a copy keeps the checkout untouched and the wheel made of the current sources only.
     """
+
     def ignore(folder: str, names: list[str]) -> set[str]:
         top = {"models"} if Path(folder) == REPO else set()  # not detect/models
         return set(_NOT_BUILT(folder, names)) | top
