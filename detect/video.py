@@ -163,6 +163,11 @@ def _open(source: str) -> cv2.VideoCapture:
     return capture
 
 
+def _backoff(attempt: int) -> float:
+    """Seconds to wait before reopening attempt ``attempt`` (0-based): 0.5, 1, 2, 4, 8, 8, ..."""
+    return min(0.5 * 2**attempt, 8.0)
+
+
 class FrameSource:
     """Frames of the source with their index and timestamp (ms), sampled, reconnecting.
 
@@ -219,7 +224,7 @@ class FrameSource:
 
     def _reconnect(self) -> bool:
         for attempt in range(self.config.reconnect):
-            pause = min(0.5 * 2**attempt, 8.0)
+            pause = _backoff(attempt)
             print(
                 f"warning: {self.config.source} dropped; reconnecting in {pause:g} s "
                 f"({attempt + 1}/{self.config.reconnect})",
@@ -391,7 +396,7 @@ def _remote(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
                     pending.clear()
                 if exc.code != grpc.StatusCode.UNAVAILABLE or attempt >= config.retry:
                     raise
-                pause = min(0.5 * 2**attempt, 8.0)
+                pause = _backoff(attempt)
                 attempt += 1
                 print(
                     f"warning: {exc}; retrying in {pause:g} s ({attempt}/{config.retry})",

@@ -26,11 +26,15 @@ from serving import start_server
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 frames at 10 fps, 160 x 120."""
-    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
-    result = run_detect(
-        "synth", "--video", str(path), "--frames", "30", "--seed", "4", "--video-size", "160x120"
+    return _synth(tmp_path_factory.mktemp("clip") / "clip.mp4", 30, "--seed", "4")
+
+
+def _synth(path: Path, frames: int, *args: str) -> Path:
+    """``detect synth --video PATH`` of ``frames`` frames of 160 x 120 (plus ``args``)."""
+    made = run_detect(
+        "synth", "--video", str(path), "--frames", str(frames), "--video-size", "160x120", *args
     )
-    assert result.returncode == 0, result.stderr
+    assert made.returncode == 0, made.stderr
     return path
 
 
@@ -132,10 +136,7 @@ def test_server_run_matches_the_local_run_frame_for_frame(
 
 def test_realtime_drops_frames_it_cannot_keep_up_with(mask_model: Path, tmp_path: Path) -> None:
     fast = tmp_path / "fast.mp4"
-    made = run_detect(
-        "synth", "--video", str(fast), "--frames", "120", "--fps", "200", "--video-size", "160x120"
-    )
-    assert made.returncode == 0, made.stderr
+    _synth(fast, 120, "--fps", "200")
     jsonl = tmp_path / "rt.jsonl"
     result = _video(fast, "--model", mask_model, "--realtime", "--jsonl", jsonl)
     assert result.returncode == 0, result.stderr
@@ -151,8 +152,7 @@ def test_sigterm_mid_run_leaves_a_playable_video_and_complete_jsonl(
     mask_model: Path, tmp_path: Path
 ) -> None:
     long = tmp_path / "long.mp4"
-    made = run_detect("synth", "--video", str(long), "--frames", "200", "--video-size", "160x120")
-    assert made.returncode == 0, made.stderr
+    _synth(long, 200)
     out, jsonl = tmp_path / "cut.mp4", tmp_path / "cut.jsonl"
     process = subprocess.Popen(
         [
@@ -215,8 +215,7 @@ def test_retry_waits_for_a_server_and_survives_its_restart_without_losing_a_fram
     mask_model: Path, tmp_path: Path
 ) -> None:
     long = tmp_path / "long.mp4"
-    made = run_detect("synth", "--video", str(long), "--frames", "90", "--video-size", "160x120")
-    assert made.returncode == 0, made.stderr
+    _synth(long, 90)
     port, jsonl = _free_port(), tmp_path / "retry.jsonl"
     video = subprocess.Popen(
         [

@@ -22,6 +22,7 @@ from detect.data.coco import load_json
 from detect.errors import DataError
 from detect.metrics.coco import load_gt, run_cocoeval, summary
 from detect.metrics.tracking import score_tracking
+from detect.ops.boxes import xywh_to_xyxy
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -46,10 +47,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _xyxy(tlwh: list[list[float]]) -> np.ndarray:
-    """(N, 4) TLWH-as-COCO ``[x, y, w, h]`` rows → (N, 4) xyxy."""
-    boxes = np.asarray(tlwh, np.float64).reshape(-1, 4)
-    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+def _xyxy(xywh: list[list[float]]) -> np.ndarray:
+    """(N, 4) COCO ``[x, y, w, h]`` rows (N may be 0) → (N, 4) xyxy."""
+    return xywh_to_xyxy(np.asarray(xywh, np.float64).reshape(-1, 4))
 
 
 def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
