@@ -5,21 +5,37 @@ VENV := .venv
 BIN := $(VENV)/bin
 DETECT := $(BIN)/detect
 
-.PHONY: install test lint proto demo demo-model bench-train bench-predict bench-serve clean
+.PHONY: install lock test lint proto demo demo-model bench-train bench-predict bench-serve clean
 
-$(VENV)/.installed: pyproject.toml
+# .venv holds exactly what requirements.lock lists (every package of the train, serve and dev
+# extras, exact versions and hashes), then this checkout itself, editable and with no deps.
+$(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[train,serve,dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		-r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $@
 
 install: $(VENV)/.installed
+
+# Re-resolve requirements.lock from pyproject.toml's ranges for CPython 3.11 on Linux x86-64
+# (glibc 2.28+), keeping every pin that still fits; UPGRADE=1 moves each to its newest version.
+UV_VERSION := 0.13.9
+LOCK_TOOLS := runs/lock-tools
+lock:
+	test -x $(LOCK_TOOLS)/bin/uv || ($(PYTHON) -m venv $(LOCK_TOOLS) \
+		&& $(LOCK_TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION))
+	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra train --extra serve --extra dev \
+		--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--custom-compile-command "make lock" --quiet $(if $(UPGRADE),--upgrade) -o requirements.lock
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=20
 
 # Python stubs of the gRPC API, committed; tests/test_proto.py fails when they are stale.
 proto: install

@@ -2,10 +2,14 @@
 
 Both sides get the same decoded ``(H, W, 3) uint8`` RGB pixels. Per image, detections are paired
 greedily (PyTorch detections by descending score, each to the unpaired ONNX detection of the
-same label with the highest box IoU). A pair *matches* when its box IoU and score difference are
-within the precision's tolerances; the run passes when matches are at least `min_matched` of the
-detections (the larger of the two counts, summed over images). Masks are compared as binary
-masks at 0.5: PyTorch's in-model paste against the runtime's paste of the low-resolution output.
+same label with the highest box IoU). Only detections scoring at least a stated floor on either
+side are compared (`Tolerance.floor`, or the model card's default threshold for fp16): below it a
+1e-7 difference decides whether a box survives the graph's own score cut, top-k or NMS, so those
+are counted and reported apart, never judged. A compared pair *matches* when its box IoU and score
+difference are within the precision's tolerances; the run passes when something was compared and
+matches are at least `matched` of the compared detections (per image the larger of the two
+counts, summed). Masks are compared as binary masks at 0.5: PyTorch's in-model paste against the
+runtime's paste of the low-resolution output.
 """
 
 from __future__ import annotations
@@ -27,14 +31,15 @@ from detect.runtime.masks import paste_masks
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass criteria: pairs with IoU >= `iou` and |Δscore| <= `score` match; the run passes
-    when matches >= `matched` of the detections. With `operating_point`, only detections
-    scoring at least the model card's default threshold on either side count (the ones the
-    runtime returns by default); otherwise every detection the graph returns."""
+    """Pass criteria: compared pairs with IoU >= `iou` and |Δscore| <= `score` match; the run
+    passes when matches >= `matched` of the compared detections. Compared are the detections
+    scoring at least `floor` on either side or, with `operating_point`, at least the model
+    card's default threshold (the ones the runtime returns by default)."""
 
     iou: float
     score: float
     matched: float
+    floor: float = 0.05  # torchvision's default box_score_thresh
     operating_point: bool = False
 
 
@@ -52,11 +57,13 @@ class ParityReport:
 
     precision: str
     tolerance: Tolerance
-    min_score: float = 0.0  # detections below it (on both sides) are not compared
+    min_score: float  # detections below it on both sides are counted, not compared
     images: int = 0
     torch_detections: int = 0
     onnx_detections: int = 0
-    expected: int = 0  # sum over images of max(torch, onnx) detections
+    torch_below: int = 0  # detections under `min_score`, each side
+    onnx_below: int = 0
+    expected: int = 0  # sum over images of max(torch, onnx) detections scoring >= min_score
     matched: int = 0
     box_ious: list[float] = field(default_factory=list)
     score_deltas: list[float] = field(default_factory=list)
@@ -67,11 +74,12 @@ class ParityReport:
 
     @property
     def matched_fraction(self) -> float:
-        return self.matched / self.expected if self.expected else 1.0
+        return self.matched / self.expected if self.expected else 0.0
 
     @property
     def passed(self) -> bool:
-        return self.matched_fraction >= self.tolerance.matched
+        """At least one detection compared, and enough of the compared ones matched."""
+        return self.expected > 0 and self.matched_fraction >= self.tolerance.matched
 
     def summary(self) -> dict:
         """The figures as a JSON-ready dict (also stored in the model card by `export --verify`)."""
@@ -85,6 +93,9 @@ class ParityReport:
             "images": self.images,
             "torch_detections": self.torch_detections,
             "onnx_detections": self.onnx_detections,
+            "compared": self.expected,
+            "torch_below_floor": self.torch_below,
+            "onnx_below_floor": self.onnx_below,
             "matched_percent": round(100 * self.matched_fraction, 2),
             "box_iou_mean": stat(self.box_ious, np.mean),
             "box_iou_min": stat(self.box_ious, np.min),
@@ -102,6 +113,36 @@ class ParityReport:
             },
         }
 
+    def add(
+        self,
+        ours: RawDetections,
+        theirs: RawDetections,
+        our_masks: np.ndarray | None = None,
+        their_masks: np.ndarray | None = None,
+    ) -> None:
+        """Count one image: PyTorch's and ONNX Runtime's detections, with their ``(N, H, W)
+        bool`` masks for Mask R-CNN. Detections under `min_score` on both sides of a pair (or
+        unpaired) are counted apart and never judged."""
+        self.images += 1
+        self.torch_detections += len(ours)
+        self.onnx_detections += len(theirs)
+        ours_above = int((ours.scores >= self.min_score).sum())
+        theirs_above = int((theirs.scores >= self.min_score).sum())
+        self.torch_below += len(ours) - ours_above
+        self.onnx_below += len(theirs) - theirs_above
+        self.expected += max(ours_above, theirs_above)
+        for i, j, iou in _pairs(ours, theirs):
+            if max(ours.scores[i], theirs.scores[j]) < self.min_score:
+                continue
+            score_delta = abs(float(ours.scores[i]) - float(theirs.scores[j]))
+            self.box_ious.append(iou)
+            self.score_deltas.append(score_delta)
+            self.box_deltas.append(float(np.abs(ours.boxes[i] - theirs.boxes[j]).max()))
+            if our_masks is not None and their_masks is not None:
+                self.mask_ious.append(_mask_iou(our_masks[i], their_masks[j]))
+            if iou >= self.tolerance.iou and score_delta <= self.tolerance.score:
+                self.matched += 1
+
     def table(self) -> str:
         """A human-readable table of `summary`."""
         s = self.summary()
@@ -112,12 +153,17 @@ class ParityReport:
         verdict = "PASS" if s["passed"] else "FAIL"
         c = s["criteria"]
         floor = c["compared_score_at_least"]
-        compared = f"detections scoring >= {floor:g}" if floor else "all detections"
+        if not s["compared"]:
+            verdict += f" (no detection scored >= {floor:g}: nothing to compare)"
         rows = [
             ("precision", s["precision"]),
             ("images", str(s["images"])),
             ("detections torch / onnx", f"{s['torch_detections']} / {s['onnx_detections']}"),
-            ("compared", compared),
+            ("compared", f"{s['compared']} scoring >= {floor:g}"),
+            (
+                f"below {floor:g} torch / onnx",
+                f"{s['torch_below_floor']} / {s['onnx_below_floor']} (not compared)",
+            ),
             ("matched", f"{s['matched_percent']:.2f} %"),
             ("box IoU mean / min", f"{fmt(s['box_iou_mean'], 6)} / {fmt(s['box_iou_min'], 6)}"),
             ("max |Δbox| px", fmt(s["box_max_abs_diff_px"], 6)),
@@ -194,7 +240,10 @@ def compare(model: nn.Module, detector: Detector, images: list[Path]) -> ParityR
     model.eval()
     precision = detector.card.precision
     tolerance = TOLERANCES[precision]
-    min_score = detector.card.thresholds["score"] if tolerance.operating_point else 0.0
+    if tolerance.operating_point:
+        min_score = float(detector.card.thresholds["score"])
+    else:
+        min_score = tolerance.floor
     report = ParityReport(precision, tolerance, min_score)
     pixels = [_decode(path, detector.max_pixels) for path in images]
     _torch_detections(model, pixels[0])
@@ -208,28 +257,12 @@ def compare(model: nn.Module, detector: Detector, images: list[Path]) -> ParityR
         started = time.perf_counter()
         theirs = detector.infer(rgb)
         report.onnx_ms.append(1000 * (time.perf_counter() - started))
-        report.images += 1
-        report.torch_detections += len(ours)
-        report.onnx_detections += len(theirs)
-        report.expected += max(
-            int((ours.scores >= min_score).sum()), int((theirs.scores >= min_score).sum())
-        )
         their_masks = None
         if theirs.mask_probs is not None:
             their_masks = paste_masks(
                 theirs.mask_probs, theirs.boxes, rgb.shape[0], rgb.shape[1], mask_threshold
             )
-        for i, j, iou in _pairs(ours, theirs):
-            if max(ours.scores[i], theirs.scores[j]) < min_score:
-                continue
-            score_delta = abs(float(ours.scores[i]) - float(theirs.scores[j]))
-            report.box_ious.append(iou)
-            report.score_deltas.append(score_delta)
-            report.box_deltas.append(float(np.abs(ours.boxes[i] - theirs.boxes[j]).max()))
-            if our_masks is not None and their_masks is not None:
-                report.mask_ious.append(_mask_iou(our_masks[i], their_masks[j]))
-            if iou >= report.tolerance.iou and score_delta <= report.tolerance.score:
-                report.matched += 1
+        report.add(ours, theirs, our_masks, their_masks)
     return report
 
 

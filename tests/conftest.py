@@ -1,14 +1,95 @@
-"""Shared fixtures: tiny synthetic datasets."""
+"""Shared fixtures: tiny synthetic datasets and tiny trained models.
+
+The trained models are the slowest thing the suite makes, so each is trained once per code
+version: under pytest's cache (`.pytest_cache/d/tiny-models/KEY`), where KEY hashes the `detect`
+package, `requirements.lock` and these fixture files. A run with other code (or with the cache
+plugin off) trains afresh. Every model is checked when it is made: a fixture whose model does not
+detect its own training images fails loudly instead of feeding degenerate detections to the
+tests that use it.
+"""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import TINY_SIZES, run_detect, write_config
+from helpers import run_detect, write_config
 
 from detect.data.split import split_coco
 from detect.data.synth import write_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class TinyRecipe:
+    """How a fixture model is trained: `epochs` of 2 steps (8 images, batch 4) at AdamW `lr`,
+    from scratch or fine-tuned from the Mask R-CNN + RoIAlign fixture's best.pt, and the box
+    AP50 it must then reach on its own training images."""
+
+    epochs: int
+    lr: float
+    min_box_ap50: float
+    fine_tuned: bool = False
+
+
+# Mask R-CNN + RoIAlign serves most tests (the runtime, predict, the server, video, eval) and
+# doubles as the overfitting check: from scratch, BatchNorm on 4-image batches. The other three
+# start from its weights (frozen BatchNorm, 3 trainable backbone stages, as a fine-tune of
+# pretrained weights does) and need only a few steps to be as confident.
+TINY_RECIPES: dict[tuple[str, str], TinyRecipe] = {
+    ("mask_rcnn", "align"): TinyRecipe(epochs=60, lr=1e-3, min_box_ap50=0.9),
+    ("mask_rcnn", "pool"): TinyRecipe(epochs=3, lr=1e-4, min_box_ap50=0.8, fine_tuned=True),
+    ("faster_rcnn", "align"): TinyRecipe(epochs=3, lr=1e-4, min_box_ap50=0.8, fine_tuned=True),
+    ("faster_rcnn", "pool"): TinyRecipe(epochs=3, lr=1e-4, min_box_ap50=0.8, fine_tuned=True),
+}
+MASK_ALIGN_MIN_SEGM_AP50 = 0.75
+MIN_LOSS_DROP = 0.8  # the last epoch's loss is at most 20 % of the first's (mask/align)
+
+
+def _code_key() -> str:
+    """A digest of everything that decides what the fixture models come out as."""
+    digest = hashlib.sha256()
+    files = sorted((REPO / "detect").rglob("*.py"))
+    files += [REPO / "requirements.lock", Path(__file__), REPO / "tests" / "helpers.py"]
+    for path in files:
+        digest.update(path.relative_to(REPO).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def metrics_rows(run: Path) -> list[dict[str, str]]:
+    """The rows of a `detect train` run's metrics.csv."""
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def check_tiny_run(run: Path, arch: str, roi: str) -> None:
+    """Fail loudly unless the run learnt its training images (see `TINY_RECIPES`)."""
+    min_ap50 = TINY_RECIPES[arch, roi].min_box_ap50
+    rows = metrics_rows(run)
+    last = rows[-1]
+    box_ap50 = float(last["val_bbox_AP50"])
+    problems = []
+    if box_ap50 < min_ap50:
+        problems.append(f"box AP50 {box_ap50:.3f} < {min_ap50}")
+    if (arch, roi) == ("mask_rcnn", "align"):
+        segm_ap50 = float(last["val_segm_AP50"])
+        if segm_ap50 < MASK_ALIGN_MIN_SEGM_AP50:
+            problems.append(f"mask AP50 {segm_ap50:.3f} < {MASK_ALIGN_MIN_SEGM_AP50}")
+        first_loss, last_loss = float(rows[0]["loss"]), float(last["loss"])
+        if last_loss > (1 - MIN_LOSS_DROP) * first_loss:
+            problems.append(f"loss fell only from {first_loss:.3f} to {last_loss:.3f}")
+    if problems:
+        raise AssertionError(
+            f"tiny fixture model {arch}/{roi} is degenerate on its own training images "
+            f"({'; '.join(problems)}): the fixture recipe in tests/conftest.py no longer trains "
+            f"a model worth testing with (run folder: {run})"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -21,30 +102,43 @@ def shapes_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_runs(shapes_small: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """`detect train` checkpoints of tiny ResNet-18-FPN models, 3 epochs on `shapes_small`, for
-    (arch, roi) in faster/mask x align/pool. Six steps from scratch leave eval-mode BatchNorm
-    statistics far off, so scores are tiny: the graphs keep detections down to score 0.01
-    (Mask R-CNN) or any positive score (Faster R-CNN, whose scores are ~1e-18) so that there
-    are detections to compare."""
-    root = tmp_path_factory.mktemp("tiny_runs")
+def model_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where trained fixture models are kept: this code version's folder of pytest's cache
+    (older versions' folders are removed), or a temporary folder without the cache plugin."""
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return tmp_path_factory.mktemp("tiny-models")
+    root = cache.mkdir("tiny-models")
+    key = _code_key()
+    for old in root.iterdir():
+        if old.name != key:
+            shutil.rmtree(old, ignore_errors=True)
+    (root / key).mkdir(exist_ok=True)
+    return root / key
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(shapes_small: Path, model_cache: Path) -> dict[tuple[str, str], Path]:
+    """`best.pt` of `detect train` runs of tiny ResNet-18-FPN models for (arch, roi) in
+    faster/mask x align/pool on the 8 training images of `shapes_small` (also their validation
+    set, scored after the last epoch) as `TINY_RECIPES` says, each checked by `check_tiny_run`."""
     runs = {}
-    for arch in ("mask_rcnn", "faster_rcnn"):
-        for roi in ("align", "pool"):
-            out = root / f"{arch}_{roi}"
+    data = shapes_small / "train.json"
+    for (arch, roi), recipe in TINY_RECIPES.items():  # mask/align first: the others start from it
+        out = model_cache / f"{arch}_{roi}"
+        if not (out / "done").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            start = {"weights": runs["mask_rcnn", "align"]} if recipe.fine_tuned else {}
             config = write_config(
-                root / f"{arch}_{roi}.yaml",
-                arch=arch,
-                roi=roi,
-                data=shapes_small / "train.json",
-                epochs=3,
-                lr=0.002,
-                out=out,
-                sizes={**TINY_SIZES, "box_score_thresh": 0.01 if arch == "mask_rcnn" else 0.0},
-            )
+                model_cache / f"{arch}_{roi}.yaml",
+                arch=arch, roi=roi, data=data, val=data, epochs=recipe.epochs, lr=recipe.lr,
+                val_every=recipe.epochs, out=out, **start,
+            )  # fmt: skip
             result = run_detect("train", "--config", str(config))
             assert result.returncode == 0, result.stderr[-2000:]
-            runs[arch, roi] = out / "best.pt"
+            check_tiny_run(out, arch, roi)
+            (out / "done").touch()
+        runs[arch, roi] = out / "best.pt"
     return runs
 
 
