@@ -176,10 +176,12 @@ def _add_split(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from detect.train import train
     from detect.train_config import TrainConfig
 
-    config = TrainConfig.from_args(args)
+    config = TrainConfig.from_args(args)  # torch-free: a bad flag or YAML fails at once
+
+    from detect.train import train
+
     result = train(config)
     print(result.summary())
     print(f"outputs in {config.out}")

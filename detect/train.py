@@ -1,8 +1,9 @@
 """`detect train`: train Faster/Mask R-CNN on COCO-format data.
 
-Writes into `config.out` (runs/NAME): `config.yaml` (resolved), `metrics.csv`, `loss.png`,
-`val_ap.png`, `last.pt` (resumable: model, optimizer, scheduler, AMP scaler, epoch, RNG states,
-best score), `best.pt` and `ckpt_e{E}_ap{AP}.pt` (model weights + everything export needs).
+Writes into `config.out` (runs/NAME): `config.yaml` (resolved), `metrics.csv` (every epoch),
+`loss.png` and `val_ap.png` (redrawn after each validation and the last epoch), `last.pt`
+(resumable: model, optimizer, scheduler, AMP scaler, epoch, RNG states, best score), `best.pt`
+and `ckpt_e{E}_ap{AP}.pt` (model weights + everything export needs).
 The validation score ("val AP") is COCO mask AP for mask_rcnn and box AP for faster_rcnn.
 
 Under `torchrun --nproc_per_node N` the same command trains with DistributedDataParallel:
@@ -428,7 +429,8 @@ def _train(config: TrainConfig, ctx: _Dist) -> TrainResult:
                 config.out / "last.pt",
             )
             _append_metrics(config.out / "metrics.csv", row)
-            plot_training_curves(config.out / "metrics.csv", config.out)
+            if validate or stop or epoch + 1 == config.epochs:  # ~0.5 s: not every short epoch
+                plot_training_curves(config.out / "metrics.csv", config.out)
             _say(ctx, _epoch_line(row, config.epochs))
         result.epochs_done = epoch + 1
         if ctx.active:
