@@ -10,14 +10,13 @@ tests that use it.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import run_detect, write_config
+from helpers import metrics_rows, run_detect, write_config
 
 from detect.data.split import split_coco
 from detect.data.synth import write_dataset
@@ -60,12 +59,6 @@ def _code_key() -> str:
         digest.update(path.relative_to(REPO).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def metrics_rows(run: Path) -> list[dict[str, str]]:
-    """The rows of a `detect train` run's metrics.csv."""
-    with open(run / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def check_tiny_run(run: Path, arch: str, roi: str) -> None:

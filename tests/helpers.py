@@ -1,7 +1,8 @@
-"""Helpers shared by the tests: the real CLI in a subprocess, tiny training configs."""
+"""Helpers shared by the tests: the real CLI in a subprocess, tiny training configs, run metrics."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -50,3 +51,9 @@ def write_config(path: Path, **values) -> Path:
     config.update({k: str(v) if isinstance(v, Path) else v for k, v in values.items()})
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def metrics_rows(run: Path) -> list[dict[str, str]]:
+    """The rows of a `detect train` run's metrics.csv."""
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import subprocess
 import sys
 import time
@@ -11,22 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import TINY_SIZES, run_detect, write_config
+from helpers import TINY_SIZES, metrics_rows, run_detect, write_config
 
 from detect.data.synth import write_dataset
 from detect.models import build_model
-
-
-def _rows(run: Path) -> list[dict[str, str]]:
-    with open(run / "metrics.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_overfits_its_training_images(tiny_runs: dict) -> None:
     """The classic sanity check, on the Mask R-CNN fixture run (8 images, from scratch, BatchNorm
     on 4-image batches, 60 epochs of 2 steps): loss falls >= 80 %, box AP50 on the training
     images >= 0.9 and mask AP50 >= 0.75."""
-    rows = _rows(tiny_runs["mask_rcnn", "align"].parent)
+    rows = metrics_rows(tiny_runs["mask_rcnn", "align"].parent)
     first, last = float(rows[0]["loss"]), float(rows[-1]["loss"])
     assert last <= 0.2 * first, (first, last)
     assert float(rows[-1]["val_bbox_AP50"]) >= 0.9, rows[-1]
@@ -45,7 +39,7 @@ def test_run_folder_outputs_and_config_roundtrip(shapes_small: Path, tmp_path: P
     snapshots = sorted(n for n in names if n.startswith("ckpt_e"))
     assert len(snapshots) == 2 and snapshots[0].startswith("ckpt_e1_ap")
     assert f"outputs in {run}" in result.stdout
-    rows = _rows(run)
+    rows = metrics_rows(run)
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert all(r["val_bbox_AP"] != "" and r["val_segm_AP"] != "" for r in rows)
 
@@ -76,19 +70,19 @@ def test_resume_continues_the_same_curve(shapes_small: Path, tmp_path: Path) -> 
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
-    while not ((crashed / "metrics.csv").exists() and _rows(crashed)):
+    while not ((crashed / "metrics.csv").exists() and metrics_rows(crashed)):
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     process.kill()
     process.wait()
-    done = len(_rows(crashed))
+    done = len(metrics_rows(crashed))
     assert done < 3, "the run finished before it could be interrupted"
 
     cont = run_detect("train", "--resume", str(crashed / "last.pt"))
     assert cont.returncode == 0, cont.stderr[-2000:]
     assert f"at epoch {done}" in cont.stderr
 
-    a, b = _rows(straight), _rows(crashed)
+    a, b = metrics_rows(straight), metrics_rows(crashed)
     assert [r["epoch"] for r in b] == ["1", "2", "3"]
     for ra, rb in zip(a, b, strict=True):
         assert float(ra["loss"]) == pytest.approx(float(rb["loss"]), rel=1e-4)
@@ -159,7 +153,7 @@ def test_early_stopping_and_local_weights(shapes_small: Path, tmp_path: Path) ->
     result = run_detect("train", "--config", str(config), "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "early stop" in result.stdout
-    assert len(_rows(tmp_path / "run")) == 3
+    assert len(metrics_rows(tmp_path / "run")) == 3
 
 
 def test_torchrun_two_processes_gloo(shapes_small: Path, tmp_path: Path) -> None:
@@ -190,7 +184,7 @@ def test_torchrun_two_processes_gloo(shapes_small: Path, tmp_path: Path) -> None
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = _rows(run)
+    rows = metrics_rows(run)
     assert [r["epoch"] for r in rows] == ["1", "2"]  # rank 0 alone writes
     assert (run / "best.pt").exists() and rows[-1]["val_bbox_AP"] != ""
     # 8 training images, 2 processes x batch 2: 2 steps per epoch per process.
