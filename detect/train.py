@@ -1,9 +1,14 @@
 """`detect train`: train Faster/Mask R-CNN on COCO-format data.
 
-Writes into `config.out` (runs/NAME): `config.yaml` (resolved), `metrics.csv` (every epoch),
-`loss.png` and `val_ap.png` (redrawn after each validation and the last epoch), `last.pt`
-(resumable: model, optimizer, scheduler, AMP scaler, epoch, RNG states, best score), `best.pt`
-and `ckpt_e{E}_ap{AP}.pt` (model weights + everything export needs).
+Writes into `config.out` (runs/NAME): `config.yaml` (resolved), `metrics.csv` (every epoch:
+losses, lr, val AP, the epoch's wall time and `train_s`, the minutes of training so far with
+validation left out), `loss.png` and `val_ap.png` (redrawn after each validation and at the
+end), `last.pt` (resumable: weights, optimizer, scheduler, AMP scaler, RNG states, `progress`:
+epochs done and planned, best score, training time; with `ema`, the trained weights as
+`train_model` beside the average), `best.pt` and `ckpt_e{E}_ap{AP}.pt` (model weights +
+everything export needs). With `ema` > 0 the weights validated and saved are the exponential
+moving average (`detect.models.ema`). With `time_budget` the number of epochs is fitted to the
+budget after the first one, and the LR schedule stretched over them.
 The validation score ("val AP") is COCO mask AP for mask_rcnn and box AP for faster_rcnn.
 
 Under `torchrun --nproc_per_node N` the same command trains with DistributedDataParallel:
@@ -14,6 +19,7 @@ alone validates and writes files.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -48,6 +54,7 @@ from detect.models.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from detect.models.ema import ModelEma
 from detect.models.infer import evaluate_records
 from detect.train_config import TrainConfig
 
@@ -266,6 +273,7 @@ def _append_metrics(path: Path, row: dict[str, Any]) -> None:
         "val_segm_AP",
         "val_segm_AP50",
         "time_s",
+        "train_s",
     ]
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -293,159 +301,274 @@ def train(config: TrainConfig) -> TrainResult:
     """Run training as configured; see the module docstring for the outputs."""
     ctx = _setup_process(config.device)
     try:
-        return _train(config, ctx)
+        return Trainer(config, ctx).run()
     finally:
         if ctx.active:
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, ctx: _Dist) -> TrainResult:
-    torch.manual_seed(config.seed + ctx.rank)
-    np.random.seed(config.seed + ctx.rank)
-    random.seed(config.seed + ctx.rank)
-    if ctx.main:
-        _prepare_out(config)
-    resume = load_checkpoint(config.resume) if config.resume is not None else None
+@dataclass
+class _Progress:
+    """What `last.pt` carries over besides weights and optimizer state."""
 
-    train_data, val_data = _load_data(config, ctx)
-    sizes = _resolved_sizes(config, train_data)
-    spec = {
-        "arch": config.arch,
-        "backbone": config.backbone,
-        "roi": config.roi,
-        "num_classes": train_data.num_classes,
-        "sizes": sizes,
-    }
-    if resume is not None:
-        check_resume_spec(resume, spec, config.resume)
-    model = build_model(
-        config.arch,
-        config.backbone,
-        train_data.num_classes,
-        config.roi,
-        weights=None if resume is not None else config.weights,
-        backbone_weights=None if resume is not None else config.backbone_weights,
-        **sizes,
-    ).to(ctx.device)
+    epoch: int = 0  # epochs done
+    epochs: int = 0  # epochs planned (config.epochs, or fitted to config.time_budget)
+    best_ap: float = -1.0
+    best_epoch: int = 0
+    bad_validations: int = 0
+    elapsed_s: float = 0.0  # wall time of the epochs done, validation not included
 
-    augment = AugmentConfig.from_value(config.augment)
-    transform = build_transform(augment) if augment is not None else None
-    dataset = DetectionDataset(train_data.records, config.arch == "mask_rcnn", transform)
-    loader, sampler = _make_loader(dataset, config, ctx)
-    optimizer = _make_optimizer(model, config)
-    steps_per_epoch = math.ceil(len(loader) / config.accumulate)
-    total_steps = config.epochs * steps_per_epoch
-    warmup = min(config.warmup, max(1, total_steps // 3))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: _lr_factor(s, total_steps, warmup, config.schedule)
-    )
-    amp = config.amp if config.amp is not None else ctx.device.type == "cuda"
-    amp_dtype = torch.float16 if ctx.device.type == "cuda" else torch.bfloat16
-    scaler = torch.amp.GradScaler(ctx.device.type, enabled=amp and amp_dtype == torch.float16)
 
-    start_epoch, best_ap, best_epoch, bad_validations = 0, -1.0, 0, 0
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        scaler.load_state_dict(resume["scaler"])
-        set_rng_state(resume["rng"])
-        start_epoch = resume["epoch"]
-        best_ap, best_epoch = resume["best_ap"], resume["best_epoch"]
-        bad_validations = resume["bad_validations"]
-        _say(ctx, f"resumed {config.resume} at epoch {start_epoch}")
+class Trainer:
+    """Setup in `__init__`; `run` is the loop, and each of its steps is one method.
 
-    resolved = config.to_yaml_dict() | {
-        "min_size": sizes["min_size"],
-        "max_size": sizes["max_size"],
-        "lr": config.resolved_lr(),
-        "weight_decay": config.resolved_weight_decay(),
-        "amp": amp,
-    }
-    if ctx.main:
-        (config.out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        if resume is not None:
-            _truncate_metrics(config.out / "metrics.csv", start_epoch)
-    net: nn.Module = model
-    if ctx.active:
-        net = DistributedDataParallel(
-            model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
-        )
+    One epoch is `_train_epoch` (optimizer steps, EMA updates), then `_validate` (val AP, early
+    stopping bookkeeping), `_fit_time_budget` (after the first epoch, when a budget is set),
+    `_save` (snapshots, best.pt, last.pt) and `_log` (metrics.csv, curves, the epoch line).
+    """
 
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "version": __version__,
-        "model_spec": spec,
-        "labels": train_data.label_names,
-        "category_ids": train_data.category_ids,
-        "config": resolved,
-    }
-    result = TrainResult(
-        out=config.out, epochs_done=start_epoch, best_ap=best_ap, best_epoch=best_epoch
-    )
-    for epoch in range(start_epoch, config.epochs):
-        started = time.perf_counter()
-        sampler.set_epoch(epoch)
-        if transform is not None and config.workers == 0:
-            transform.set_random_seed(config.seed * 100_003 + epoch)
-        losses = _train_one_epoch(
-            net, loader, optimizer, scheduler, scaler, config, ctx, epoch, amp, amp_dtype
-        )
-        row: dict[str, Any] = {"epoch": epoch + 1, **losses, "lr": optimizer.param_groups[0]["lr"]}
-        validate = val_data is not None and (
-            (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
-        )
-        stop = False
+    def __init__(self, config: TrainConfig, ctx: _Dist) -> None:
+        self.config, self.ctx = config, ctx
+        torch.manual_seed(config.seed + ctx.rank)
+        np.random.seed(config.seed + ctx.rank)
+        random.seed(config.seed + ctx.rank)
         if ctx.main:
-            state = {**meta, "model": model.state_dict(), "epoch": epoch + 1}
-            if validate:
-                stats = evaluate_records(model, val_data, ctx.device, "val", ctx.main)
-                result.val = stats
-                for iou_type, s in stats.items():
-                    row[f"val_{iou_type}_AP"], row[f"val_{iou_type}_AP50"] = s["AP"], s["AP50"]
-                ap = _primary_ap(stats, config.arch)
-                state["metrics"] = stats
-                save_checkpoint(state, config.out / f"ckpt_e{epoch + 1}_ap{ap:.3f}.pt")
-                if ap > best_ap:
-                    best_ap, best_epoch, bad_validations = ap, epoch + 1, 0
-                    save_checkpoint(state, config.out / "best.pt")
-                else:
-                    bad_validations += 1
-                stop = config.patience > 0 and bad_validations >= config.patience
-            elif val_data is None:
-                save_checkpoint(state, config.out / "best.pt")  # no validation: latest is best
-            row["time_s"] = round(time.perf_counter() - started, 2)
-            save_checkpoint(
-                {
-                    **state,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": rng_state(),
-                    "best_ap": best_ap,
-                    "best_epoch": best_epoch,
-                    "bad_validations": bad_validations,
-                },
-                config.out / "last.pt",
-            )
-            _append_metrics(config.out / "metrics.csv", row)
-            if validate or stop or epoch + 1 == config.epochs:  # ~0.5 s: not every short epoch
-                plot_training_curves(config.out / "metrics.csv", config.out)
-            _say(ctx, _epoch_line(row, config.epochs))
-        result.epochs_done = epoch + 1
+            _prepare_out(config)
+        resume = load_checkpoint(config.resume) if config.resume is not None else None
+
+        self.train_data, self.val_data = _load_data(config, ctx)
+        self.sizes = _resolved_sizes(config, self.train_data)
+        spec = {
+            "arch": config.arch,
+            "backbone": config.backbone,
+            "roi": config.roi,
+            "num_classes": self.train_data.num_classes,
+            "sizes": self.sizes,
+        }
+        if resume is not None:
+            check_resume_spec(resume, spec, config.resume)
+        self.model = build_model(
+            config.arch,
+            config.backbone,
+            self.train_data.num_classes,
+            config.roi,
+            weights=None if resume is not None else config.weights,
+            backbone_weights=None if resume is not None else config.backbone_weights,
+            **self.sizes,
+        ).to(ctx.device)
+
+        augment = AugmentConfig.from_value(config.augment)
+        self.transform = build_transform(augment) if augment is not None else None
+        dataset = DetectionDataset(
+            self.train_data.records, config.arch == "mask_rcnn", self.transform
+        )
+        self.loader, self.sampler = _make_loader(dataset, config, ctx)
+        self.optimizer = _make_optimizer(self.model, config)
+        self.steps_per_epoch = math.ceil(len(self.loader) / config.accumulate)
+        self.progress = _Progress(epochs=config.epochs)
+        self._plan_schedule(config.epochs)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: _lr_factor(s, self.total_steps, self.warmup_steps, config.schedule),
+        )
+        self.amp = config.amp if config.amp is not None else ctx.device.type == "cuda"
+        self.amp_dtype = torch.float16 if ctx.device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler(
+            ctx.device.type, enabled=self.amp and self.amp_dtype == torch.float16
+        )
+        self.ema = ModelEma(self.model, config.ema) if config.ema > 0 else None
+        if resume is not None:
+            self._restore(resume)
+
+        self.resolved = config.to_yaml_dict() | {
+            "min_size": self.sizes["min_size"],
+            "max_size": self.sizes["max_size"],
+            "lr": config.resolved_lr(),
+            "weight_decay": config.resolved_weight_decay(),
+            "amp": self.amp,
+        }
+        if ctx.main:
+            self._write_config()
+            if resume is not None:
+                _truncate_metrics(config.out / "metrics.csv", self.progress.epoch)
+        self.net: nn.Module = self.model
         if ctx.active:
-            flag = torch.tensor([int(stop)], device=ctx.device)
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+            )
+        self.meta = {
+            "format": CHECKPOINT_FORMAT,
+            "version": __version__,
+            "model_spec": spec,
+            "labels": self.train_data.label_names,
+            "category_ids": self.train_data.category_ids,
+        }
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, saved as best.pt and exported (EMA when on)."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _plan_schedule(self, epochs: int) -> None:
+        self.total_steps = epochs * self.steps_per_epoch
+        self.warmup_steps = min(self.config.warmup, max(1, self.total_steps // 3))
+
+    def _restore(self, resume: dict[str, Any]) -> None:
+        self.model.load_state_dict(resume.get("train_model", resume["model"]))
+        self.optimizer.load_state_dict(resume["optimizer"])
+        self.scaler.load_state_dict(resume["scaler"])
+        if self.ema is not None and "ema_updates" in resume:
+            self.ema.load_state_dict({"model": resume["model"], "updates": resume["ema_updates"]})
+        set_rng_state(resume["rng"])
+        self.progress = _Progress(
+            **resume.get("progress", {})
+            or {  # a last.pt written before `progress` existed
+                "epoch": resume["epoch"],
+                "epochs": self.config.epochs,
+                "best_ap": resume["best_ap"],
+                "best_epoch": resume["best_epoch"],
+                "bad_validations": resume["bad_validations"],
+            }
+        )
+        self._plan_schedule(self.progress.epochs)
+        self.scheduler.load_state_dict(resume["scheduler"])
+        _say(self.ctx, f"resumed {self.config.resume} at epoch {self.progress.epoch}")
+
+    def _write_config(self) -> None:
+        resolved = self.resolved | {"epochs": self.progress.epochs}
+        (self.config.out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    # --- the loop ---
+
+    def run(self) -> TrainResult:
+        config, ctx, progress = self.config, self.ctx, self.progress
+        result = TrainResult(out=config.out, epochs_done=progress.epoch, best_ap=-1, best_epoch=0)
+        while progress.epoch < progress.epochs:
+            epoch = progress.epoch
+            started = time.perf_counter()
+            row: dict[str, Any] = {"epoch": epoch + 1, **self._train_epoch(epoch)}
+            row["lr"] = self.optimizer.param_groups[0]["lr"]
+            progress.epoch = epoch + 1
+            progress.elapsed_s += time.perf_counter() - started
+            if epoch == 0 and config.time_budget is not None:
+                self._fit_time_budget(progress.elapsed_s)
+            stats = self._validate(epoch, row) if self._validation_due(epoch) else None
+            if stats is not None:
+                result.val = stats
+            row["time_s"] = round(time.perf_counter() - started, 2)
+            row["train_s"] = round(progress.elapsed_s, 1)
+            stop = config.patience > 0 and progress.bad_validations >= config.patience
+            if ctx.main:
+                self._save(epoch + 1, stats)
+                self._log(row, plot=stats is not None or stop)
+            result.epochs_done = progress.epoch
+            if self._agree_to_stop(stop):
+                _say(ctx, f"early stop: no better val AP in {config.patience} validations")
+                result.stopped_early = True
+                break
+        if ctx.main:
+            plot_training_curves(config.out / "metrics.csv", config.out)
+        result.best_ap, result.best_epoch = progress.best_ap, progress.best_epoch
+        if config.test is not None and ctx.main:
+            result.test = self._test()
+        return result
+
+    def _validation_due(self, epoch: int) -> bool:
+        last = epoch + 1 == self.progress.epochs
+        return self.val_data is not None and ((epoch + 1) % self.config.val_every == 0 or last)
+
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.sampler.set_epoch(epoch)
+        if self.transform is not None and self.config.workers == 0:
+            self.transform.set_random_seed(self.config.seed * 100_003 + epoch)
+        return _train_one_epoch(self, epoch)
+
+    def _validate(self, epoch: int, row: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+        """Val AP of the eval model (rank 0) and the early-stopping bookkeeping."""
+        if not self.ctx.main:
+            return None
+        stats = evaluate_records(self.eval_model, self.val_data, self.ctx.device, "val", True)
+        for iou_type, s in stats.items():
+            row[f"val_{iou_type}_AP"], row[f"val_{iou_type}_AP50"] = s["AP"], s["AP50"]
+        ap = _primary_ap(stats, self.config.arch)
+        if ap > self.progress.best_ap:
+            self.progress.best_ap, self.progress.best_epoch = ap, epoch + 1
+            self.progress.bad_validations = 0
+        else:
+            self.progress.bad_validations += 1
+        return stats
+
+    def _fit_time_budget(self, first_epoch_s: float) -> None:
+        """Plan as many epochs as fit `time_budget` minutes of training (validation not
+        counted) at the first epoch's pace, and stretch the LR schedule over them."""
+        epochs = max(1, round(self.config.time_budget * 60 / max(first_epoch_s, 1e-6)))
+        if self.ctx.active:  # every process must plan the same number of epochs
+            planned = torch.tensor([epochs], device=self.ctx.device)
+            dist.broadcast(planned, src=0)
+            epochs = int(planned.item())
+        self.progress.epochs = epochs
+        self._plan_schedule(epochs)
+        if self.ctx.main:
+            self._write_config()
+        _say(self.ctx, f"time budget {self.config.time_budget:g} min: {epochs} epochs")
+
+    def _save(self, epoch: int, stats: dict[str, dict[str, float]] | None) -> None:
+        """ckpt_e{E}_ap{AP}.pt after a validation, best.pt when it improved (or every epoch
+        without a val split), last.pt always."""
+        progress, out = self.progress, self.config.out
+        state = {
+            **self.meta,
+            "config": self.resolved | {"epochs": progress.epochs},
+            "model": self.eval_model.state_dict(),
+            "epoch": epoch,
+        }
+        if stats is not None:
+            state["metrics"] = stats
+            ap = _primary_ap(stats, self.config.arch)
+            save_checkpoint(state, out / f"ckpt_e{epoch}_ap{ap:.3f}.pt")
+            if progress.best_epoch == epoch:
+                save_checkpoint(state, out / "best.pt")
+        elif self.val_data is None:
+            save_checkpoint(state, out / "best.pt")  # no validation: latest is best
+        last = {
+            **state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "progress": dataclasses.asdict(progress),
+        }
+        if self.ema is not None:
+            last["train_model"] = self.model.state_dict()
+            last["ema_updates"] = self.ema.updates
+        save_checkpoint(last, out / "last.pt")
+
+    def _log(self, row: dict[str, Any], plot: bool) -> None:
+        _append_metrics(self.config.out / "metrics.csv", row)
+        if plot:  # ~0.5 s: not after every short epoch
+            plot_training_curves(self.config.out / "metrics.csv", self.config.out)
+        _say(self.ctx, _epoch_line(row, self.progress.epochs))
+
+    def _agree_to_stop(self, stop: bool) -> bool:
+        """Rank 0 decides (only it validates); every process follows."""
+        if self.ctx.active:
+            flag = torch.tensor([int(stop)], device=self.ctx.device)
             dist.broadcast(flag, src=0)
             stop = bool(flag.item())
-        if stop:
-            _say(ctx, f"early stop: no better val AP in {config.patience} validations")
-            result.stopped_early = True
-            break
+        return stop
 
-    result.best_ap, result.best_epoch = best_ap, best_epoch
-    if config.test is not None and ctx.main:
-        result.test = _evaluate_test(model, config, train_data, ctx)
-    return result
+    def _test(self) -> dict[str, dict[str, float]]:
+        """Score best.pt on the held-out split; also written to test_metrics.json."""
+        config = self.config
+        test_data = load_coco(
+            config.test, config.images, config.arch == "mask_rcnn", config.skip_invalid
+        )
+        _check_same_classes(self.train_data, test_data)
+        model = self.eval_model
+        model.load_state_dict(load_checkpoint(config.out / "best.pt")["model"])
+        stats = evaluate_records(model, test_data, self.ctx.device, "test", self.ctx.main)
+        (config.out / "test_metrics.json").write_text(json.dumps(stats, indent=2))
+        return stats
 
 
 def _epoch_line(row: dict[str, Any], epochs: int) -> str:
@@ -456,38 +579,15 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
     return line
 
 
-def _evaluate_test(
-    model: nn.Module, config: TrainConfig, train_data: CocoData, ctx: _Dist
-) -> dict[str, dict[str, float]]:
-    """Score best.pt on the held-out split; also written to test_metrics.json."""
-    test_data = load_coco(
-        config.test, config.images, config.arch == "mask_rcnn", config.skip_invalid
-    )
-    _check_same_classes(train_data, test_data)
-    model.load_state_dict(load_checkpoint(config.out / "best.pt")["model"])
-    stats = evaluate_records(model, test_data, ctx.device, "test", ctx.main)
-    (config.out / "test_metrics.json").write_text(json.dumps(stats, indent=2))
-    return stats
-
-
-def _train_one_epoch(
-    net: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    config: TrainConfig,
-    ctx: _Dist,
-    epoch: int,
-    amp: bool,
-    amp_dtype: torch.dtype,
-) -> dict[str, float]:
+def _train_one_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
     """One pass over the loader; returns mean losses (averaged over processes)."""
+    net, loader, optimizer = trainer.net, trainer.loader, trainer.optimizer
+    config, ctx, scaler = trainer.config, trainer.ctx, trainer.scaler
     net.train()
     sums = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64)  # losses, total, batches
     bar = tqdm(
         loader,
-        desc=f"epoch {epoch + 1}/{config.epochs}",
+        desc=f"epoch {epoch + 1}/{trainer.progress.epochs}",
         leave=False,
         disable=not ctx.main,
         file=sys.stderr,
@@ -504,7 +604,7 @@ def _train_one_epoch(
             continue
         images = [im.to(ctx.device, non_blocking=True) for im in images]
         targets = [{k: v.to(ctx.device, non_blocking=True) for k, v in t.items()} for t in targets]
-        with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp):
+        with torch.autocast(ctx.device.type, dtype=trainer.amp_dtype, enabled=trainer.amp):
             loss_dict = net(images, targets)
         loss = sum(loss_dict.values())
         if not torch.isfinite(loss):
@@ -520,7 +620,9 @@ def _train_one_epoch(
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            trainer.scheduler.step()
+            if trainer.ema is not None:
+                trainer.ema.update(trainer.model)
         for k, key in enumerate(LOSS_KEYS):
             if key in loss_dict:
                 sums[k] += loss_dict[key].item()

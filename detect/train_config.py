@@ -43,6 +43,7 @@ class TrainConfig:
     max_size: int | None = None  # cap on the long side; default: min_size * 1333 / 800
     sizes: dict[str, Any] = field(default_factory=dict)  # extra build_model(**sizes) knobs
     epochs: int = 24
+    time_budget: float | None = None  # minutes: epochs fitted to it after the first epoch
     batch: int = 8
     accumulate: int = 1  # gradient accumulation steps: effective batch = batch * accumulate
     optimizer: str = "adamw"
@@ -53,6 +54,7 @@ class TrainConfig:
     warmup: int = 200  # linear warm-up iterations (optimizer steps)
     clip_grad: float = 10.0  # max gradient norm; 0 disables
     amp: bool | None = None  # mixed precision; default: on with CUDA
+    ema: float = 0.0  # decay of the weight EMA that is validated and saved (0: off)
     augment: dict[str, Any] | bool = True  # True: default augmentation; False: none; dict: knobs
     val_every: int = 1  # epochs between validations (each writes ckpt_e{E}_ap{AP}.pt)
     patience: int = 0  # stop after this many validations without a better val AP; 0: never
@@ -125,6 +127,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(f"{source}: {name} must be >= 0, got {value}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ConfigError(f"{source}: time_budget must be > 0 minutes, got {self.time_budget}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"{source}: ema must be a decay in [0, 1) (0: off), got {self.ema}")
         if self.workers < 0 or self.warmup < 0 or self.patience < 0:
             raise ConfigError(f"{source}: workers, warmup and patience must be >= 0")
         if not isinstance(self.sizes, dict):
@@ -208,6 +214,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     flag("min_size", "training/inference short side in pixels", type=int)
     flag("max_size", "cap on the long side in pixels", type=int)
     flag("epochs", "epochs", type=int)
+    flag(
+        "time_budget",
+        "minutes of training: after the first epoch, the epochs (and LR schedule) that fit",
+        type=float,
+    )
     flag("batch", "images per step (per process under torchrun)", type=int)
     flag("accumulate", "gradient accumulation steps", type=int)
     flag("optimizer", "solver", choices=OPTIMIZERS)
@@ -221,6 +232,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     flag("schedule", "LR schedule after warm-up", choices=SCHEDULES)
     flag("warmup", "linear warm-up iterations", type=int)
     flag("clip_grad", "max gradient norm (0: off)", type=float)
+    flag(
+        "ema",
+        "decay of the weight EMA that is validated and saved, e.g. 0.999 (0: off)",
+        type=float,
+    )
     _bool_flag(parser, "amp", "mixed precision (default: on with CUDA)")
     _bool_flag(parser, "augment", "data augmentation (knobs in the YAML `augment:` mapping)")
     flag("val_every", "validate (and snapshot) every N epochs", type=int)

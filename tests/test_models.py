@@ -71,6 +71,45 @@ def test_fpn_channels_narrow_the_fpn_rpn_and_mask_head(backbone: str) -> None:
     assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in wide.parameters())
 
 
+@pytest.mark.parametrize("norm", ["bn", "gn"])
+def test_normalised_fpn_and_heads_for_training_from_scratch(norm: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(
+        "mask_rcnn", "resnet18_fpn", 3, fpn_channels=32, norm=norm, box_head="conv", **TINY
+    )
+    kind = torch.nn.BatchNorm2d if norm == "bn" else torch.nn.GroupNorm
+    for part in (model.backbone.fpn, model.roi_heads.box_head, model.roi_heads.mask_head):
+        assert any(isinstance(m, kind) for m in part.modules()), part
+    images, targets = _batch()
+    model.train()
+    sum(model(images, targets).values()).backward()
+    model.eval()
+    with torch.no_grad():
+        assert model(images[:1])[0]["masks"].shape[1:] == (1, 96, 96)
+
+
+def test_mobilenet_returned_layers_read_strides_8_to_32_with_one_anchor_size_each() -> None:
+    torch.manual_seed(0)
+    model = build_model(
+        "faster_rcnn",
+        "mobilenet_v3_fpn",
+        3,
+        returned_layers=[2, 3, 4],
+        anchor_scale=0.25,
+        min_size=128,
+        max_size=128,
+        representation_size=32,
+    )
+    features = model.backbone(torch.rand(1, 3, 128, 128))
+    assert [f.shape[-1] for f in features.values()] == [16, 8, 4, 2]  # strides 8, 16, 32, 64
+    assert model.rpn.anchor_generator.sizes == ((16,), (32,), (64,), (128,))
+    default = build_model("faster_rcnn", "mobilenet_v3_fpn", 3, min_size=128, max_size=128)
+    assert [f.shape[-1] for f in default.backbone(torch.rand(1, 3, 128, 128)).values()] == [4, 4, 2]
+    images, targets = _batch()
+    model.train()
+    sum(model(images, targets).values()).backward()
+
+
 def test_unknown_names_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="backbone one of"):
         build_model("mask_rcnn", "vgg16", num_classes=3)
@@ -78,6 +117,10 @@ def test_unknown_names_are_config_errors() -> None:
         build_model("mask_rcnn", "resnet18_fpn", num_classes=1)
     with pytest.raises(ConfigError, match="bad model size option"):
         build_model("faster_rcnn", "resnet18_fpn", num_classes=3, no_such_size=1)
+    with pytest.raises(ConfigError, match="norm='batch' is not one of none, bn, gn"):
+        build_model("faster_rcnn", "resnet18_fpn", num_classes=3, norm="batch")
+    with pytest.raises(ConfigError, match="box_head='fc' is not one of mlp, conv"):
+        build_model("faster_rcnn", "resnet18_fpn", num_classes=3, box_head="fc")
 
 
 def test_roi_pool_uses_fpn_level_mapping_and_roi_pool() -> None:

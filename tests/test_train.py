@@ -56,9 +56,10 @@ def test_run_folder_outputs_and_config_roundtrip(shapes_small: Path, tmp_path: P
 
 
 def test_resume_continues_the_same_curve(shapes_small: Path, tmp_path: Path) -> None:
-    """Kill a run after its first epoch; --resume gives the uninterrupted run's curve."""
+    """Kill a run after its first epoch; --resume gives the uninterrupted run's curve and the
+    same weight average."""
     config = write_config(
-        tmp_path / "c.yaml", data=shapes_small / "train.json", epochs=3, augment=True
+        tmp_path / "c.yaml", data=shapes_small / "train.json", epochs=3, augment=True, ema=0.9
     )
     straight = tmp_path / "straight"
     assert run_detect("train", "--config", str(config), "--out", str(straight)).returncode == 0
@@ -87,6 +88,31 @@ def test_resume_continues_the_same_curve(shapes_small: Path, tmp_path: Path) -> 
     for ra, rb in zip(a, b, strict=True):
         assert float(ra["loss"]) == pytest.approx(float(rb["loss"]), rel=1e-4)
         assert float(ra["lr"]) == pytest.approx(float(rb["lr"]), rel=1e-9)
+    last_a, last_b = (torch.load(r / "last.pt", weights_only=True) for r in (straight, crashed))
+    assert last_a["ema_updates"] == last_b["ema_updates"] == 6  # 2 steps x 3 epochs
+    for name, value in last_a["model"].items():  # the EMA weights, what best.pt holds
+        torch.testing.assert_close(value, last_b["model"][name], rtol=1e-4, atol=1e-5)
+    assert any(
+        not torch.equal(value, last_a["train_model"][name])
+        for name, value in last_a["model"].items()
+    ), "the EMA weights are the trained weights"
+
+
+def test_time_budget_fits_the_epochs_and_stretches_the_schedule(
+    shapes_small: Path, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "c.yaml", data=shapes_small / "train.json", epochs=100, time_budget=0.1
+    )
+    run = tmp_path / "run"
+    result = run_detect("train", "--config", str(config), "--out", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    planned = yaml.safe_load((run / "config.yaml").read_text())["epochs"]
+    assert f"time budget 0.1 min: {planned} epochs" in result.stderr
+    rows = metrics_rows(run)
+    assert 1 <= len(rows) == planned < 100
+    assert float(rows[-1]["lr"]) == pytest.approx(0.001 * 0.01)  # cosine ends on the last step
+    assert float(rows[-1]["train_s"]) >= float(rows[0]["train_s"]) > 0
 
 
 def test_bad_inputs_end_in_one_clear_line(

@@ -20,7 +20,11 @@ from torchvision.models.detection.backbone_utils import (
     _mobilenet_extractor,
     _resnet_fpn_extractor,
 )
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import (
+    FastRCNNConvFCHead,
+    FastRCNNPredictor,
+    TwoMLPHead,
+)
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, misc
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
@@ -39,38 +43,95 @@ ROIS = ("align", "pool")
 RESNET_ANCHORS = ((32,), (64,), (128,), (256,), (512,))
 MOBILENET_ANCHORS = ((32, 64, 128, 256, 512),) * 3
 # Keys of **sizes consumed here; the rest go to the FasterRCNN/MaskRCNN constructor.
-OWN_SIZES = ("trainable_layers", "representation_size", "anchor_scale", "fpn_channels")
+OWN_SIZES = (
+    "trainable_layers",
+    "representation_size",
+    "anchor_scale",
+    "fpn_channels",
+    "returned_layers",
+    "norm",
+    "box_head",
+)
+NORMS = ("none", "bn", "gn")
+BOX_HEADS = ("mlp", "conv")
+# Output stride of each stage torchvision's extractors can return (`returned_layers`).
+RESNET_STRIDES = {1: 4, 2: 8, 3: 16, 4: 32}
+MOBILENET_STRIDES = {1: 4, 2: 8, 3: 16, 4: 32, 5: 32}
+
+
+def _norm_layer(norm: str) -> Callable[[int], nn.Module] | None:
+    """FPN/head normalisation: None, BatchNorm or GroupNorm (32 groups, or 1 per 4 channels)."""
+    if norm not in NORMS:
+        raise ConfigError(f"norm={norm!r} is not one of {', '.join(NORMS)}")
+    if norm == "bn":
+        return nn.BatchNorm2d
+    if norm == "gn":
+        return lambda channels: nn.GroupNorm(min(32, channels // 4), channels)
+    return None
 
 
 def _backbone(
-    name: str, pretrained: bool, trainable_layers: int | None, channels: int
-) -> tuple[nn.Module, Callable[[nn.Module], nn.Module]]:
+    name: str,
+    pretrained: bool,
+    trainable_layers: int | None,
+    channels: int,
+    returned_layers: list[int] | None,
+    fpn_norm: Callable[[int], nn.Module] | None,
+) -> tuple[nn.Module, Callable[[nn.Module], BackboneWithFPN]]:
     """The ImageNet classifier net and the function that turns it into an FPN body.
 
     Pretrained nets use frozen BatchNorm and train 3 stages by default, as torchvision does;
-    from scratch everything trains with ordinary BatchNorm.
+    from scratch everything trains with ordinary BatchNorm. `returned_layers` picks the stages
+    the FPN reads (torchvision's default: ResNet [1, 2, 3, 4], strides 4-32; MobileNetV3 [4, 5],
+    both at stride 32, which suits 800-px inputs, not small images).
     """
     norm = misc.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
     if name == "mobilenet_v3_fpn":
         net = mobilenet_v3_large(weights=None, norm_layer=norm)
         layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 6)
-        return net, lambda n: _fpn_width(_mobilenet_extractor(n, True, layers), channels)
+        return net, lambda n: _fpn(
+            _mobilenet_extractor(n, True, layers, returned_layers), channels, fpn_norm
+        )
     net = (resnet50 if name == "resnet50_fpn" else resnet18)(weights=None, norm_layer=norm)
     layers = trainable_layers if trainable_layers is not None else (3 if pretrained else 5)
-    return net, lambda n: _fpn_width(_resnet_fpn_extractor(n, layers), channels)
+    return net, lambda n: _fpn(
+        _resnet_fpn_extractor(n, layers, returned_layers), channels, fpn_norm
+    )
 
 
-def _fpn_width(body: BackboneWithFPN, channels: int) -> BackboneWithFPN:
-    """Rebuild the body's FPN with `channels` outputs (torchvision's extractors fix 256)."""
-    if channels != body.out_channels:
+def _fpn(
+    body: BackboneWithFPN, channels: int, norm: Callable[[int], nn.Module] | None
+) -> BackboneWithFPN:
+    """Rebuild the body's FPN with `channels` outputs and `norm` (torchvision's extractors fix
+    256 and no norm; kept as built when those are asked for, so default models keep their
+    init order)."""
+    if channels != body.out_channels or norm is not None:
         in_channels = [block[0].in_channels for block in body.fpn.inner_blocks]
-        body.fpn = FeaturePyramidNetwork(in_channels, channels, extra_blocks=LastLevelMaxPool())
+        body.fpn = FeaturePyramidNetwork(
+            in_channels, channels, extra_blocks=LastLevelMaxPool(), norm_layer=norm
+        )
         body.out_channels = channels
     return body
 
 
+def _anchor_sizes(backbone: str, returned_layers: list[int] | None, scale: float):
+    """One anchor size per FPN level, 8x the level's stride (torchvision's 32 px at stride 4),
+    times `scale`; MobileNet's default levels (all at stride 32) keep torchvision's 5 sizes on
+    each of its 3 maps."""
+    if backbone == "mobilenet_v3_fpn" and returned_layers is None:
+        base: tuple[tuple[int, ...], ...] = MOBILENET_ANCHORS
+    elif returned_layers is None:
+        base = RESNET_ANCHORS
+    else:
+        strides = MOBILENET_STRIDES if backbone == "mobilenet_v3_fpn" else RESNET_STRIDES
+        levels = [strides[k] for k in returned_layers]
+        levels.append(levels[-1] * 2)  # LastLevelMaxPool
+        base = tuple((8 * s,) for s in levels)
+    return tuple(tuple(max(4, round(s * scale)) for s in level) for level in base)
+
+
 def _roi_poolers(roi: str) -> tuple[nn.Module, nn.Module]:
-    """Box (7x7) and mask (14x14) poolers over FPN levels '0'..'3'."""
+    """Box (7x7) and mask (14x14) poolers over FPN levels '0'..'3' (those present)."""
     names = ["0", "1", "2", "3"]
     if roi == "align":
         return (
@@ -105,7 +166,11 @@ def build_model(
         sizes: `trainable_layers` (backbone stages to train), `representation_size` (box
             head MLP width, default 1024), `anchor_scale` (multiplies the default anchor
             sizes, e.g. 0.5 for 400-px images), `fpn_channels` (FPN, RPN and mask head width,
-            default 256; smaller for compact models trained from scratch), plus any
+            default 256; smaller for compact models trained from scratch), `returned_layers`
+            (backbone stages the FPN reads, see `_backbone`), `norm` ("none", "bn" or "gn": the
+            FPN, mask head and conv box head normalisation, "Rethinking ImageNet
+            Pre-training"'s remedy for training from scratch), `box_head` ("mlp": torchvision's
+            TwoMLPHead; "conv": 4 conv + 1 FC, torchvision's v2 head), plus any
             FasterRCNN/MaskRCNN keyword
             (min_size, max_size, box_detections_per_img, rpn_*, box_*).
     """
@@ -120,7 +185,11 @@ def build_model(
     pretrained = weights is not None or backbone_weights is not None
 
     channels = int(own.get("fpn_channels", 256))
-    net, extract = _backbone(backbone, pretrained, own.get("trainable_layers"), channels)
+    returned = own.get("returned_layers")
+    norm = _norm_layer(str(own.get("norm", "none")))
+    net, extract = _backbone(
+        backbone, pretrained, own.get("trainable_layers"), channels, returned, norm
+    )
     if backbone_weights is not None and weights is None:
         state = load_backbone_state(backbone, backbone_weights)
         try:
@@ -132,24 +201,31 @@ def build_model(
             ) from None
     body = extract(net)
 
-    base = MOBILENET_ANCHORS if backbone == "mobilenet_v3_fpn" else RESNET_ANCHORS
-    scale = float(own.get("anchor_scale", 1.0))
-    anchor_sizes = tuple(tuple(max(4, round(s * scale)) for s in level) for level in base)
+    anchor_sizes = _anchor_sizes(backbone, returned, float(own.get("anchor_scale", 1.0)))
     anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
 
     box_pool, mask_pool = _roi_poolers(roi)
     resolution = box_pool.output_size[0]
     width = int(own.get("representation_size", 1024))
+    box_head = str(own.get("box_head", "mlp"))
+    if box_head not in BOX_HEADS:
+        raise ConfigError(f"box_head={box_head!r} is not one of {', '.join(BOX_HEADS)}")
     heads: dict[str, Any] = {
         "rpn_anchor_generator": anchors,
         "box_roi_pool": box_pool,
-        "box_head": TwoMLPHead(body.out_channels * resolution**2, width),
+        "box_head": (
+            TwoMLPHead(body.out_channels * resolution**2, width)
+            if box_head == "mlp"
+            else FastRCNNConvFCHead(
+                (channels, resolution, resolution), [channels] * 4, [width], norm_layer=norm
+            )
+        ),
         "box_predictor": FastRCNNPredictor(width, num_classes),
     }
     if arch == "mask_rcnn":
         heads["mask_roi_pool"] = mask_pool
-        if channels != 256:  # else torchvision's own (same shape, same init order as before)
-            heads["mask_head"] = MaskRCNNHeads(channels, (channels,) * 4, 1)
+        if channels != 256 or norm is not None:  # else torchvision's own (same init order)
+            heads["mask_head"] = MaskRCNNHeads(channels, (channels,) * 4, 1, norm_layer=norm)
         heads["mask_predictor"] = MaskRCNNPredictor(channels, channels, num_classes)
     detector_cls = MaskRCNN if arch == "mask_rcnn" else FasterRCNN
     accepted = set(inspect.signature(detector_cls.__init__).parameters) - set(heads)
