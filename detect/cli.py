@@ -15,6 +15,7 @@ from pathlib import Path
 
 from detect import __version__
 from detect.errors import DetectError
+from detect.runtime.model_card import AGNOSTIC_NMS_IOU
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -218,6 +219,8 @@ def _run_export(args: argparse.Namespace) -> int:
             fp16=args.fp16,
             verify=args.verify,
             score=args.score,
+            agnostic_nms=args.agnostic_nms,
+            agnostic_nms_iou=args.agnostic_nms_iou,
         )
     )
     print(f"wrote {result.model} ({result.size_mb:.1f} MB) and {result.card}")
@@ -246,6 +249,19 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=0.5,
         help="default score threshold written to the card (clients may ask for another)",
+    )
+    p.add_argument(
+        "--agnostic-nms",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="card default: also suppress overlapping boxes of different classes, keeping the "
+        "best (clients may ask otherwise)",
+    )
+    p.add_argument(
+        "--agnostic-nms-iou",
+        type=float,
+        default=AGNOSTIC_NMS_IOU,
+        help="IoU above which class-agnostic NMS suppresses a box, written to the card",
     )
     p.add_argument(
         "--verify",
@@ -296,6 +312,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             device=args.device,
             max_detections=args.max_detections,
             classes=args.classes,
+            agnostic_nms=args.agnostic_nms,
             polygon_tolerance=args.polygon_tolerance,
             max_pixels=round(args.max_mp * 1_000_000),
         )
@@ -323,10 +340,23 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="ORT device")
     p.add_argument("--max-detections", type=int, default=100, help="per image, best first")
     p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
+    _add_agnostic_nms_flag(p)
     p.add_argument(
         "--polygon-tolerance", type=float, default=1.0, help="polygon simplification, pixels"
     )
     p.add_argument("--max-mp", type=float, default=50.0, help="refuse images over this many MP")
+
+
+# --- flags shared by the verbs that run or ask for detections ---
+
+
+def _add_agnostic_nms_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--agnostic-nms",
+        action=argparse.BooleanOptionalAction,
+        help="suppress overlapping boxes across classes, keeping the highest-scoring one "
+        "(default: the model card's)",
+    )
 
 
 # --- flags shared by the verbs that talk to a server ---
@@ -456,6 +486,7 @@ def _run_client(args: argparse.Namespace) -> int:
                     score_threshold=args.score,
                     max_detections=args.max_detections,
                     classes=args.classes,
+                    agnostic_nms=args.agnostic_nms,
                     polygons=False,
                 )
             except ServerError as exc:
@@ -490,6 +521,7 @@ def _add_client(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--score", type=float, help="score threshold (default: the server's model's)")
     p.add_argument("--max-detections", type=int, help="per image, best first (default: all)")
     p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
+    _add_agnostic_nms_flag(p)
     _add_connection_flags(p)
     p.add_argument("--cert", type=Path, help="client certificate (PEM) for mutual TLS")
     p.add_argument("--key", type=Path, help="client private key (PEM) for mutual TLS")
@@ -576,6 +608,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             images=args.images,
             iou_type=args.iou_type,
             score=args.score,
+            agnostic_nms=args.agnostic_nms,
             device=args.device,
             tls=args.tls,
             ca=args.ca,
@@ -618,6 +651,12 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--score", type=float, help="operating threshold for P/R/F1 (default: the card's, 0.5)"
     )
+    p.add_argument(
+        "--agnostic-nms",
+        action=argparse.BooleanOptionalAction,
+        help="--model/--server: suppress overlapping boxes across classes, keeping the "
+        "highest-scoring one (default: the model card's)",
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="for --model")
     _add_connection_flags(p)
 
@@ -643,6 +682,7 @@ def _run_video(args: argparse.Namespace) -> int:
             jsonl=args.jsonl,
             score=args.score,
             classes=args.classes,
+            agnostic_nms=args.agnostic_nms,
             polygons=not args.no_polygons,
             device=args.device,
             reconnect=args.reconnect,
@@ -687,6 +727,7 @@ def _add_video(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--jsonl", type=Path, help="one JSON line per processed frame")
     p.add_argument("--score", type=float, help="score threshold (default: the model card's)")
     p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
+    _add_agnostic_nms_flag(p)
     p.add_argument("--no-polygons", action="store_true", help="boxes only")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="--model")
     p.add_argument("--reconnect", type=int, default=5, help="reopen attempts for a lost stream")

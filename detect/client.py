@@ -175,7 +175,8 @@ class DetectorClient:
         **options: Any,
     ) -> DetectResult:
         """Detections in one image. ``options``: ``score_threshold``, ``max_detections``,
-        ``classes`` (names or category ids), ``polygons``, ``polygon_tolerance``."""
+        ``classes`` (names or category ids), ``agnostic_nms`` (suppress overlapping boxes across
+        classes; None: the model card's default), ``polygons``, ``polygon_tolerance``."""
         request = detect_request(Frame(image, frame_id, timestamp_ms, color), options)
         try:
             response = self._stub.Detect(request, timeout=self.timeout, metadata=self._metadata)
@@ -246,6 +247,7 @@ def detect_request(frame: Frame, options: dict[str, Any]) -> pb.DetectRequest:
         "score_threshold",
         "max_detections",
         "classes",
+        "agnostic_nms",
         "polygons",
         "polygon_tolerance",
     }
@@ -258,6 +260,8 @@ def detect_request(frame: Frame, options: dict[str, Any]) -> pb.DetectRequest:
         message.max_detections = options["max_detections"]
     if options.get("classes"):
         message.classes.extend(str(c) for c in options["classes"])
+    if options.get("agnostic_nms") is not None:
+        message.agnostic_nms = options["agnostic_nms"]
     if options.get("polygons") is not None:
         message.return_polygons = options["polygons"]
     if options.get("polygon_tolerance") is not None:

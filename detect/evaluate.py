@@ -55,7 +55,8 @@ class EvalConfig:
     """Settings of `detect eval` (see the module docstring).
 
     ``iou_type`` None: "both" when the predictions have masks, else "bbox". ``score`` None: the
-    model card's default threshold for model and server sources, else 0.5.
+    model card's default threshold for model and server sources, else 0.5. ``agnostic_nms``
+    (model and server sources) None: the model card's default.
     """
 
     gt: Path
@@ -67,6 +68,7 @@ class EvalConfig:
     images: Path | None = None
     iou_type: str | None = None
     score: float | None = None
+    agnostic_nms: bool | None = None
     device: str = "auto"
     tls: bool = False
     ca: Path | None = None
@@ -92,6 +94,11 @@ class EvalConfig:
             raise ConfigError(f"--iou-type {self.iou_type}: use bbox, segm or both")
         if self.score is not None and not 0.0 <= self.score <= 1.0:
             raise ConfigError(f"--score {self.score}: use a threshold from 0 to 1")
+        if self.agnostic_nms and source not in ("model", "server"):
+            raise ConfigError(
+                f"--agnostic-nms with --{source}: it is the runtime's postprocessing, so it "
+                "applies to --model and --server only; leave it out"
+            )
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--out {self.out} is a file; give a folder")
         for flag in ("predictions", "model", "checkpoint"):
@@ -286,6 +293,7 @@ def predict_with_model(config: EvalConfig, paths: dict[int, Path], gt: COCO) -> 
                 h,
                 w,
                 score_threshold=0.0,
+                agnostic_nms=config.agnostic_nms,
                 polygons=card.has_masks,
                 **DETECT_OPTIONS,
             )
@@ -322,7 +330,11 @@ def predict_with_server(config: EvalConfig, paths: dict[int, Path], gt: COCO) ->
                     image_id,
                     path,
                     client.detect(
-                        data, score_threshold=0.0, polygons=info.has_masks, **DETECT_OPTIONS
+                        data,
+                        score_threshold=0.0,
+                        agnostic_nms=config.agnostic_nms,
+                        polygons=info.has_masks,
+                        **DETECT_OPTIONS,
                     ),
                 )
             except DataError as exc:

@@ -35,7 +35,7 @@ from torchvision.ops import boxes as box_ops
 from detect import __version__
 from detect.errors import ConfigError, ModelError
 from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
-from detect.runtime.model_card import ModelCard, card_path, sha256_file
+from detect.runtime.model_card import AGNOSTIC_NMS_IOU, ModelCard, card_path, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,8 @@ def _card(
     fp16: bool,
     checkpoint: Path,
     score: float,
+    agnostic_nms: bool = False,
+    agnostic_nms_iou: float = AGNOSTIC_NMS_IOU,
 ) -> ModelCard:
     spec = ckpt["model_spec"]
     transform = model.transform
@@ -190,6 +192,8 @@ def _card(
         thresholds={
             "score": score,
             "mask": 0.5,
+            "agnostic_nms": agnostic_nms,
+            "agnostic_nms_iou": agnostic_nms_iou,
             "graph_score": float(roi_heads.score_thresh),
             "nms_iou": float(roi_heads.nms_thresh),
             "max_detections": int(roi_heads.detections_per_img),
@@ -214,6 +218,8 @@ class ExportConfig:
     fp16: bool = False
     verify: Path | None = None
     score: float = DEFAULT_SCORE  # the card's default score threshold (runtime, server, video)
+    agnostic_nms: bool = False  # the card's default for class-agnostic NMS in the runtime
+    agnostic_nms_iou: float = AGNOSTIC_NMS_IOU  # the IoU (xyxy boxes) it suppresses above
 
 
 @dataclass
@@ -231,6 +237,8 @@ def export(config: ExportConfig) -> ExportResult:
         raise ConfigError(f"--out {out} must end in .onnx (the model card goes next to it)")
     if not 0.0 <= config.score <= 1.0:
         raise ConfigError(f"--score {config.score}: use a threshold from 0 to 1")
+    if not 0.0 <= config.agnostic_nms_iou <= 1.0:
+        raise ConfigError(f"--agnostic-nms-iou {config.agnostic_nms_iou}: use an IoU from 0 to 1")
     if not 11 <= config.opset <= 21:
         raise ConfigError(f"--opset {config.opset}: use 17 (tested) or another of 11..21")
     ckpt = load_checkpoint(config.checkpoint)
@@ -247,7 +255,16 @@ def export(config: ExportConfig) -> ExportResult:
         raise ModelError(f"export of {config.checkpoint} failed: {exc}") from exc
     tmp.replace(out)
     card = _card(
-        out.stem, ckpt, model, out, config.opset, config.fp16, config.checkpoint, config.score
+        out.stem,
+        ckpt,
+        model,
+        out,
+        config.opset,
+        config.fp16,
+        config.checkpoint,
+        config.score,
+        agnostic_nms=config.agnostic_nms,
+        agnostic_nms_iou=config.agnostic_nms_iou,
     )
     card.write(card_path(out))
     result = ExportResult(out, card_path(out), out.stat().st_size / 2**20)

@@ -81,6 +81,7 @@ class PredictConfig:
     device: str = "auto"
     max_detections: int = 100
     classes: list[str] | None = None
+    agnostic_nms: bool | None = None  # None: the model card's default
     polygon_tolerance: float = 1.0
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -154,6 +155,7 @@ def _predict_one(
         score_threshold=config.score,
         max_detections=config.max_detections,
         classes=config.classes,
+        agnostic_nms=config.agnostic_nms,
         polygon_tolerance=config.polygon_tolerance,
     )
     result.images += 1

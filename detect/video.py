@@ -58,6 +58,7 @@ class VideoConfig:
     jsonl: Path | None = None
     score: float | None = None
     classes: list[str] | None = None
+    agnostic_nms: bool | None = None  # None: the model card's default
     polygons: bool = True
     device: str = "auto"
     reconnect: int = 5
@@ -332,6 +333,7 @@ def _local(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
     options = {
         "score_threshold": config.score,
         "classes": config.classes,
+        "agnostic_nms": config.agnostic_nms,
         "polygons": config.polygons,
     }
     for index, timestamp, frame in frames:
@@ -380,6 +382,7 @@ def _remote(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
                 requests(current[0], slots),
                 score_threshold=config.score,
                 classes=config.classes,
+                agnostic_nms=config.agnostic_nms,
                 polygons=config.polygons,
             )
             try:

@@ -105,6 +105,8 @@ def request_options(options: pb.DetectOptions, detector: Detector) -> dict[str, 
                 f"options.polygon_tolerance {options.polygon_tolerance:g}: use 0 or more pixels"
             )
         kwargs["polygon_tolerance"] = options.polygon_tolerance
+    if options.HasField("agnostic_nms"):
+        kwargs["agnostic_nms"] = options.agnostic_nms
     return kwargs
 
 
@@ -159,6 +161,8 @@ def model_info(
         provider=detector.provider,
         precision=card.precision,
         default_score_threshold=float(card.thresholds["score"]),
+        default_agnostic_nms=card.agnostic_nms,
+        agnostic_nms_iou=card.agnostic_nms_iou,
         mask_threshold=float(card.thresholds["mask"]),
         batching=pb.Batching(
             max_batch=max_batch, batch_timeout_ms=batch_timeout_ms, max_queue=max_queue

@@ -187,15 +187,33 @@ def test_parity_with_no_images_is_a_clear_error(
 def test_model_card_is_plain_json(mask_model: Path) -> None:
     card = json.loads(mask_model.with_suffix(".json").read_text())
     assert card["format"] == "detect-model/1"
-    assert set(card["thresholds"]) == {"score", "mask", "graph_score", "nms_iou", "max_detections"}
+    assert set(card["thresholds"]) == {
+        "score", "mask", "agnostic_nms", "agnostic_nms_iou", "graph_score", "nms_iou",
+        "max_detections",
+    }  # fmt: skip
+    assert card["thresholds"]["agnostic_nms"] is False  # off unless exported with --agnostic-nms
+    assert card["thresholds"]["agnostic_nms_iou"] == 0.7
     assert np.isclose(card["thresholds"]["graph_score"], 0.05)  # torchvision's box_score_thresh
 
 
-def test_score_flag_sets_the_cards_default_threshold(tiny_runs: dict, tmp_path: Path) -> None:
+def test_score_and_agnostic_nms_flags_set_the_cards_defaults(
+    tiny_runs: dict, tmp_path: Path
+) -> None:
     out = tmp_path / "scored.onnx"
     checkpoint = str(tiny_runs["faster_rcnn", "align"])
-    result = run_detect("export", "--checkpoint", checkpoint, "--out", str(out), "--score", "0.3")
+    result = run_detect(
+        "export", "--checkpoint", checkpoint, "--out", str(out), "--score", "0.3",
+        "--agnostic-nms", "--agnostic-nms-iou", "0.6",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(out.with_suffix(".json").read_text())["thresholds"]["score"] == 0.3
+    thresholds = json.loads(out.with_suffix(".json").read_text())["thresholds"]
+    assert thresholds["score"] == 0.3
+    assert thresholds["agnostic_nms"] is True and thresholds["agnostic_nms_iou"] == 0.6
+    card = ModelCard.read(out.with_suffix(".json"))
+    assert card.agnostic_nms and card.agnostic_nms_iou == 0.6
     bad = run_detect("export", "--checkpoint", checkpoint, "--out", str(out), "--score", "2")
     assert bad.returncode == 1 and bad.stderr.startswith("error: --score 2")
+    bad = run_detect(
+        "export", "--checkpoint", checkpoint, "--out", str(out), "--agnostic-nms-iou", "1.5"
+    )
+    assert bad.returncode == 1 and bad.stderr.startswith("error: --agnostic-nms-iou 1.5")

@@ -3,8 +3,8 @@
 No torch on this path. The steps are public so that servers can time and schedule them:
 `Detector.prepare` (bytes or array -> ``(H, W, 3) uint8`` RGB), `Detector.infer` (the ONNX graph:
 raw xyxy detections and low-resolution mask probabilities) and `Detector.postprocess`
-(thresholds, class filter, TLWH boxes, pasted masks traced to polygons); `Detector.detect` runs
-all three.
+(thresholds, class filter, optional class-agnostic NMS, TLWH boxes, pasted masks traced to
+polygons); `Detector.detect` runs all three.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from detect.errors import ConfigError, ModelError
+from detect.ops.nms import nms
 from detect.runtime.image import DEFAULT_MAX_PIXELS, array_to_rgb, decode_image
 from detect.runtime.masks import paste_mask
 from detect.runtime.model_card import ModelCard, card_path
@@ -205,24 +206,36 @@ class Detector:
         score_threshold: float | None = None,
         max_detections: int | None = None,
         classes: Iterable[str | int] | None = None,
+        agnostic_nms: bool | None = None,
         polygons: bool = True,
         polygon_tolerance: float = 1.0,
         min_polygon_area: float = 4.0,
     ) -> list[Detection]:
         """Threshold, filter and convert `raw` for an image of ``height x width`` pixels.
 
-        ``score_threshold`` defaults to the card's ``thresholds.score``; ``max_detections``
-        keeps the highest-scoring ones; ``classes`` (names or category ids) keeps those classes.
-        Masks are pasted (at ``thresholds.mask``) and traced only for the detections kept.
+        In this order: ``score_threshold`` (default: the card's ``thresholds.score``) drops
+        lower scores; ``classes`` (names or category ids) keeps those classes; ``agnostic_nms``
+        (default: the card's ``thresholds.agnostic_nms``, false for older cards) runs greedy NMS
+        over the remaining xyxy boxes regardless of class (`detect.ops.nms.nms`, the same as
+        ``torchvision.ops.nms``): of boxes overlapping with IoU above the card's
+        ``thresholds.agnostic_nms_iou`` (default 0.7) only the highest-scoring one stays, so one
+        object labelled as two classes gets one box (the graph's NMS works within each class
+        only); ``max_detections`` then keeps the highest-scoring ones. Masks are pasted (at
+        ``thresholds.mask``) and traced only for the detections kept.
         """
         if polygon_tolerance < 0:
             raise ConfigError(f"polygon tolerance {polygon_tolerance}: use 0 or more pixels")
         threshold = self.card.thresholds["score"] if score_threshold is None else score_threshold
+        agnostic = self.card.agnostic_nms if agnostic_nms is None else agnostic_nms
         keep = raw.scores >= threshold
         if classes is not None:
             keep &= np.isin(raw.labels, list(self.class_labels(classes)))
         index = np.flatnonzero(keep)
-        index = index[np.argsort(-raw.scores[index], kind="stable")]
+        if agnostic:
+            # nms returns its kept boxes by decreasing score, equal scores by index, like below
+            index = index[nms(raw.boxes[index], raw.scores[index], self.card.agnostic_nms_iou)]
+        else:
+            index = index[np.argsort(-raw.scores[index], kind="stable")]
         if max_detections is not None:
             index = index[:max_detections]
         kept = raw.select(index)
@@ -268,11 +281,13 @@ class Detector:
         score_threshold: float | None = None,
         max_detections: int | None = None,
         classes: Iterable[str | int] | None = None,
+        agnostic_nms: bool | None = None,
         polygons: bool = True,
         polygon_tolerance: float = 1.0,
         min_polygon_area: float = 4.0,
     ) -> list[Detection]:
-        """Detections in one image (encoded bytes, or an array with ``color``), best first."""
+        """Detections in one image (encoded bytes, or an array with ``color``), best first;
+        the keyword options are `postprocess`'s."""
         rgb = self.prepare(image, color)
         raw = self.infer(rgb)
         return self.postprocess(
@@ -282,6 +297,7 @@ class Detector:
             score_threshold=score_threshold,
             max_detections=max_detections,
             classes=classes,
+            agnostic_nms=agnostic_nms,
             polygons=polygons,
             polygon_tolerance=polygon_tolerance,
             min_polygon_area=min_polygon_area,

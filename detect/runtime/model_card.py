@@ -15,6 +15,14 @@ Graph contract (``format`` = "detect-model/1"):
   descending per class; mask models add ``mask_probs`` ``(N, M, M) float32``, the mask
   probabilities of each detection's class over its box, pasted by `detect.runtime.masks`.
   ``N <= thresholds.max_detections``, all with ``score >= thresholds.graph_score``.
+
+Thresholds the runtime applies after the graph (defaults for every request): ``score`` (keep
+detections scoring at least this), ``mask`` (mask probability traced to polygons),
+``agnostic_nms`` (bool: also suppress overlapping boxes of *different* classes, keeping the
+highest-scoring one; the graph's own NMS, at ``nms_iou``, works within each class) and
+``agnostic_nms_iou`` (the xyxy box IoU above which that cross-class suppression removes a box).
+Cards written before the last two existed load with ``agnostic_nms`` false and
+``agnostic_nms_iou`` `AGNOSTIC_NMS_IOU`.
 """
 
 from __future__ import annotations
@@ -28,6 +36,12 @@ from typing import Any
 from detect.errors import ModelError
 
 MODEL_FORMAT = "detect-model/1"
+
+AGNOSTIC_NMS_IOU = 0.7
+"""Default ``thresholds.agnostic_nms_iou``: the IoU above which class-agnostic NMS suppresses a
+box of another class. Higher than torchvision's per-class 0.5 (``nms_iou``) so that two objects
+of different classes that merely overlap (a person on a bicycle) both survive, while one object
+labelled twice (nearly the same box) keeps one label; Ultralytics' default NMS IoU is 0.7 too."""
 
 
 def sha256_file(path: Path) -> str:
@@ -71,6 +85,18 @@ class ModelCard:
     @property
     def has_masks(self) -> bool:
         return self.arch == "mask_rcnn"
+
+    @property
+    def agnostic_nms(self) -> bool:
+        """Whether the runtime suppresses overlapping boxes across classes by default
+        (``thresholds.agnostic_nms``; false when the card predates it)."""
+        return bool(self.thresholds.get("agnostic_nms", False))
+
+    @property
+    def agnostic_nms_iou(self) -> float:
+        """IoU of xyxy boxes above which class-agnostic NMS suppresses the lower-scoring box
+        (``thresholds.agnostic_nms_iou``; `AGNOSTIC_NMS_IOU` when the card predates it)."""
+        return float(self.thresholds.get("agnostic_nms_iou", AGNOSTIC_NMS_IOU))
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
@@ -118,6 +144,11 @@ class ModelCard:
             value = self.thresholds.get(key) if isinstance(self.thresholds, dict) else None
             if not isinstance(value, int | float) or not 0 <= value <= 1:
                 return f"thresholds.{key} must be a number in [0, 1]"
+        if not isinstance(self.thresholds.get("agnostic_nms", False), bool):
+            return "thresholds.agnostic_nms must be true or false"
+        iou = self.thresholds.get("agnostic_nms_iou", AGNOSTIC_NMS_IOU)
+        if isinstance(iou, bool) or not isinstance(iou, int | float) or not 0 <= iou <= 1:
+            return "thresholds.agnostic_nms_iou must be a number in [0, 1]"
         return None
 
     def check_file(self, model_path: Path) -> None:

@@ -51,18 +51,20 @@ class RawImage(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., channels: _Optional[int] = ..., pixel_format: _Optional[_Union[PixelFormat, str]] = ...) -> None: ...
 
 class DetectOptions(_message.Message):
-    __slots__ = ("score_threshold", "max_detections", "classes", "return_polygons", "polygon_tolerance")
+    __slots__ = ("score_threshold", "max_detections", "classes", "return_polygons", "polygon_tolerance", "agnostic_nms")
     SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MAX_DETECTIONS_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     RETURN_POLYGONS_FIELD_NUMBER: _ClassVar[int]
     POLYGON_TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    AGNOSTIC_NMS_FIELD_NUMBER: _ClassVar[int]
     score_threshold: float
     max_detections: int
     classes: _containers.RepeatedScalarFieldContainer[str]
     return_polygons: bool
     polygon_tolerance: float
-    def __init__(self, score_threshold: _Optional[float] = ..., max_detections: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., return_polygons: _Optional[bool] = ..., polygon_tolerance: _Optional[float] = ...) -> None: ...
+    agnostic_nms: bool
+    def __init__(self, score_threshold: _Optional[float] = ..., max_detections: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., return_polygons: _Optional[bool] = ..., polygon_tolerance: _Optional[float] = ..., agnostic_nms: _Optional[bool] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
     __slots__ = ("frame_id", "timestamp_ms", "image_width", "image_height", "detections", "model_name", "model_version", "timings")
@@ -143,7 +145,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "arch", "backbone", "roi", "classes", "has_masks", "input", "provider", "precision", "default_score_threshold", "mask_threshold", "batching", "max_pixels", "max_message_bytes", "server_version")
+    __slots__ = ("name", "version", "arch", "backbone", "roi", "classes", "has_masks", "input", "provider", "precision", "default_score_threshold", "default_agnostic_nms", "agnostic_nms_iou", "mask_threshold", "batching", "max_pixels", "max_message_bytes", "server_version")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +157,8 @@ class ModelInfo(_message.Message):
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_SCORE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_AGNOSTIC_NMS_FIELD_NUMBER: _ClassVar[int]
+    AGNOSTIC_NMS_IOU_FIELD_NUMBER: _ClassVar[int]
     MASK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     BATCHING_FIELD_NUMBER: _ClassVar[int]
     MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
@@ -171,12 +175,14 @@ class ModelInfo(_message.Message):
     provider: str
     precision: str
     default_score_threshold: float
+    default_agnostic_nms: bool
+    agnostic_nms_iou: float
     mask_threshold: float
     batching: Batching
     max_pixels: int
     max_message_bytes: int
     server_version: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., arch: _Optional[str] = ..., backbone: _Optional[str] = ..., roi: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., has_masks: _Optional[bool] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., provider: _Optional[str] = ..., precision: _Optional[str] = ..., default_score_threshold: _Optional[float] = ..., mask_threshold: _Optional[float] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., max_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., server_version: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., arch: _Optional[str] = ..., backbone: _Optional[str] = ..., roi: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., has_masks: _Optional[bool] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., provider: _Optional[str] = ..., precision: _Optional[str] = ..., default_score_threshold: _Optional[float] = ..., default_agnostic_nms: _Optional[bool] = ..., agnostic_nms_iou: _Optional[float] = ..., mask_threshold: _Optional[float] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., max_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., server_version: _Optional[str] = ...) -> None: ...
 
 class ModelClass(_message.Message):
     __slots__ = ("name", "class_id")
