@@ -56,6 +56,7 @@ from detect.models.checkpoint import (
 )
 from detect.models.ema import ModelEma
 from detect.models.infer import evaluate_records
+from detect.models.weights import looks_like_path
 from detect.train_config import TrainConfig
 
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
@@ -156,7 +157,14 @@ def _check_same_classes(train: CocoData, other: CocoData) -> None:
 
 
 def _resolved_sizes(config: TrainConfig, data: CocoData) -> dict[str, Any]:
-    """min/max image size (from the data when not given) and anchor scale for build_model."""
+    """build_model sizes: min/max image size (from the data when not given), anchor scale,
+    and the recipe's layout defaults, overridden by `config.sizes`.
+
+    MobileNetV3's FPN reads strides 8-32 (`returned_layers` [2, 3, 4]) unless the detector
+    weights are torchvision's own (`--weights COCO_V1`), whose layout reads its two stride-32
+    maps: made for 800-px inputs, they miss most objects under 30 px (recipe study,
+    models/README.md).
+    """
     min_size = config.min_size
     if min_size is None:
         short = np.median([min(r.width, r.height) for r in data.records])
@@ -165,6 +173,9 @@ def _resolved_sizes(config: TrainConfig, data: CocoData) -> dict[str, Any]:
     sizes: dict[str, Any] = {"min_size": min_size, "max_size": max_size}
     # torchvision's anchors (32..512 px) are tuned for 800-px inputs: scale them with the input.
     sizes["anchor_scale"] = round(min(1.0, min_size / 800), 4)
+    torchvision_detector = config.weights is not None and not looks_like_path(config.weights)
+    if config.backbone == "mobilenet_v3_fpn" and not torchvision_detector:
+        sizes["returned_layers"] = [2, 3, 4]
     sizes.update(config.sizes)
     return sizes
 
@@ -383,6 +394,7 @@ class Trainer:
         self.resolved = config.to_yaml_dict() | {
             "min_size": self.sizes["min_size"],
             "max_size": self.sizes["max_size"],
+            "sizes": {k: v for k, v in self.sizes.items() if k not in ("min_size", "max_size")},
             "lr": config.resolved_lr(),
             "weight_decay": config.resolved_weight_decay(),
             "amp": self.amp,

@@ -245,3 +245,19 @@ def test_lr_schedules() -> None:
     assert _lr_factor(50, 90, 0, "step") == 1.0
     assert _lr_factor(60, 90, 0, "step") == pytest.approx(0.1)
     assert _lr_factor(80, 90, 0, "step") == pytest.approx(0.01)
+
+
+def test_mobilenet_fpn_reads_strides_8_to_32_unless_the_weights_are_torchvision_s() -> None:
+    from detect.train import _resolved_sizes
+    from detect.train_config import TrainConfig
+
+    def sizes(**values) -> dict:
+        config = TrainConfig(data=Path("x.json"), min_size=256, **values)
+        return _resolved_sizes(config, data=None)  # type: ignore[arg-type]
+
+    assert sizes(backbone="mobilenet_v3_fpn")["returned_layers"] == [2, 3, 4]
+    assert sizes(backbone="mobilenet_v3_fpn", weights="run/best.pt")["returned_layers"] == [2, 3, 4]
+    assert "returned_layers" not in sizes(backbone="mobilenet_v3_fpn", weights="COCO_V1")
+    assert "returned_layers" not in sizes(backbone="resnet18_fpn")
+    explicit = sizes(backbone="mobilenet_v3_fpn", sizes={"returned_layers": [4, 5]})
+    assert explicit["returned_layers"] == [4, 5] and explicit["anchor_scale"] == 0.32

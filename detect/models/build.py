@@ -116,9 +116,9 @@ def _fpn(
 
 def _anchor_sizes(backbone: str, returned_layers: list[int] | None, scale: float):
     """One anchor size per FPN level, 8x the level's stride (torchvision's 32 px at stride 4),
-    times `scale`; MobileNet's default levels (all at stride 32) keep torchvision's 5 sizes on
-    each of its 3 maps."""
-    if backbone == "mobilenet_v3_fpn" and returned_layers is None:
+    times `scale`; MobileNet's default levels ([4, 5], both at stride 32) keep torchvision's 5
+    sizes on each of its 3 maps."""
+    if backbone == "mobilenet_v3_fpn" and returned_layers in (None, [4, 5]):
         base: tuple[tuple[int, ...], ...] = MOBILENET_ANCHORS
     elif returned_layers is None:
         base = RESNET_ANCHORS

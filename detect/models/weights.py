@@ -38,7 +38,7 @@ BACKBONE_WEIGHTS: dict[str, type[WeightsEnum]] = {
 }
 
 
-def _looks_like_path(value: str) -> bool:
+def looks_like_path(value: str) -> bool:
     return value.endswith((".pth", ".pt")) or "/" in value or Path(value).exists()
 
 
@@ -83,7 +83,7 @@ def _load_enum(weights: WeightsEnum) -> dict[str, torch.Tensor]:
 
 def load_detector_state(arch: str, backbone: str, spec: str) -> dict[str, torch.Tensor]:
     """State dict for a whole detector from an enum name (e.g. "COCO_V1") or a .pth path."""
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         return _load_file(Path(spec))
     enum_cls = DETECTOR_WEIGHTS.get((arch, backbone))
     if enum_cls is None:
@@ -97,7 +97,7 @@ def load_detector_state(arch: str, backbone: str, spec: str) -> dict[str, torch.
 
 def load_backbone_state(backbone: str, spec: str) -> dict[str, torch.Tensor]:
     """State dict of the ImageNet classifier behind `backbone` (enum name or .pth path)."""
-    if _looks_like_path(spec):
+    if looks_like_path(spec):
         return _load_file(Path(spec))
     return _load_enum(_resolve_enum(BACKBONE_WEIGHTS[backbone], spec, backbone))
 
