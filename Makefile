@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DETECT := $(BIN)/detect
 
-.PHONY: install lock test lint proto demo demo-model bench-train bench-predict bench-serve clean
+.PHONY: install lock test lint proto demo demo-model bench-train study bench-predict bench-serve clean
 
 # .venv holds exactly what requirements.lock lists (every package of the train, serve and dev
 # extras, exact versions and hashes), then this checkout itself, editable and with no deps.
@@ -59,22 +59,21 @@ demo-model: install
 	$(DETECT) export --checkpoint runs/demo-model/train/best.pt --out models/demo.onnx \
 		--score 0.3 --verify runs/demo-model/verify
 
-# The default Mask R-CNN recipe from scratch on synthetic shapes, scored on a held-out split.
-# Meant for the GPU machine (DEVICE=cuda); IMAGES/EPOCHS shrink it for a CPU smoke run.
-IMAGES ?= 3000
-SIZE ?= 256
-BACKBONE ?= resnet50_fpn
-EPOCHS ?= 24
-BATCH ?= 16
+# Box/mask AP against minutes of training for the default recipe from scratch, on held-out
+# synthetic shapes (benchmarks/train_quality.py). PRESET=cpu: the demo model's recipe (3 h on 2
+# cores); PRESET=gpu: R50-FPN Mask R-CNN, batch 16, AMP (10 min). DEVICE=cuda picks gpu;
+# MINUTES overrides the preset's budget (MINUTES=10 for a CPU smoke run).
 DEVICE ?= auto
+PRESET ?= $(if $(filter cuda,$(DEVICE)),gpu,cpu)
+MINUTES ?=
 bench-train: install
-	rm -rf runs/bench
-	$(DETECT) synth --out runs/bench/data --images $(IMAGES) --size $(SIZE) --seed 0
-	$(DETECT) split runs/bench/data/annotations.json --seed 0
-	time $(DETECT) train --data runs/bench/data/train.json --val runs/bench/data/val.json \
-		--test runs/bench/data/test.json --arch mask_rcnn --backbone $(BACKBONE) \
-		--epochs $(EPOCHS) --batch $(BATCH) --val-every 4 --workers 6 --device $(DEVICE) \
-		--out runs/bench/train
+	$(BIN)/python benchmarks/train_quality.py --preset $(PRESET) --device $(DEVICE) \
+		$(if $(MINUTES),--minutes $(MINUTES)) --out runs/bench-train
+
+# The one-factor-at-a-time recipe study behind the default recipe (models/README.md): 14 runs
+# of 15 minutes, two at a time with one thread each (about 2 h on 2 cores).
+study: install
+	$(BIN)/python benchmarks/recipe_study.py --out runs/recipe-study
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -42,6 +42,7 @@ def write_config(path: Path, **values) -> Path:
         "backbone": "resnet18_fpn",
         "epochs": 2,
         "batch": 4,
+        "optimizer": "adamw",  # the tiny models' recipe, whatever detect train's default is
         "lr": 0.001,
         "warmup": 4,
         "augment": False,

@@ -140,3 +140,24 @@ def test_roi_pool_uses_fpn_level_mapping_and_roi_pool() -> None:
         rois = torch.cat([torch.zeros(1, 1), boxes[0][i : i + 1]], dim=1)
         expected = roi_pool(features[names[level]], rois, (7, 7), spatial_scale=scale)
         torch.testing.assert_close(pooled[i : i + 1], expected)
+
+
+def test_model_ema_follows_the_formula_for_weights_and_batchnorm_statistics() -> None:
+    from detect.models.ema import ModelEma
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = ModelEma(model, decay=0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for n in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        model.train()(torch.randn(4, 2))  # moves the running statistics
+        d = min(0.9, (1 + n) / (10 + n))
+        for k, v in model.state_dict().items():
+            expected[k] = d * expected[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+        ema.update(model)
+    for k, v in ema.module.state_dict().items():
+        torch.testing.assert_close(v, expected[k].to(v.dtype))
+    assert ema.updates == 5 and not any(p.requires_grad for p in ema.module.parameters())
