@@ -93,13 +93,16 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         SGD | {"sizes.box_batch_size_per_image": 256, "sizes.rpn_post_nms_top_n_train": 600},
     ),
     "r12_sgd_no_norm": ("SGD, no norm in FPN/heads", SGD | {"sizes.norm": None}),
-    "r13_sgd_lr0.04": ("SGD, LR 0.04", SGD | {"lr": 0.04}),
+    "r13_sgd_lr0.04": (
+        "SGD, LR 0.04; 3 epochs, as r05 (no budget)",
+        SGD | {"lr": 0.04, "time_budget": None, "epochs": 3},
+    ),
 }
 
 
 def variant_config(changes: dict[str, Any], minutes: float) -> dict[str, Any]:
     """The reference with `changes` applied and the time budget set."""
-    config = copy.deepcopy(REFERENCE) | {"time_budget": minutes}
+    config = copy.deepcopy(REFERENCE) | {"time_budget": minutes}  # a variant may set None
     for key, value in changes.items():
         if key.startswith("sizes."):
             if value is None:
