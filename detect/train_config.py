@@ -47,7 +47,7 @@ class TrainConfig:
     batch: int = 8
     accumulate: int = 1  # gradient accumulation steps: effective batch = batch * accumulate
     optimizer: str = "sgd"  # recipe study (models/README.md): SGD beat AdamW from scratch
-    lr: float | None = None  # default: sgd 0.04, adamw 1.2e-3 (scaled by effective batch / 16)
+    lr: float | None = None  # default: sgd 0.08, adamw 1.2e-3 (scaled by effective batch / 16)
     momentum: float = 0.9
     weight_decay: float | None = None  # default: sgd 1e-4, adamw 0.05
     schedule: str = "cosine"
@@ -143,7 +143,7 @@ class TrainConfig:
         """Base LR, linearly scaled with the effective batch (reference batch 16)."""
         if self.lr is not None:
             return self.lr
-        base = 0.04 if self.optimizer == "sgd" else 1.2e-3
+        base = 0.08 if self.optimizer == "sgd" else 1.2e-3
         return base * self.batch * self.accumulate / 16
 
     def resolved_weight_decay(self) -> float:
@@ -224,7 +224,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     flag("optimizer", "solver", choices=OPTIMIZERS)
     flag(
         "lr",
-        "base learning rate (default: sgd 0.04, adamw 1.2e-3, x batch*accumulate/16)",
+        "base learning rate (default: sgd 0.08, adamw 1.2e-3, x batch*accumulate/16)",
         type=float,
     )
     flag("momentum", "SGD momentum / AdamW beta1", type=float)
