@@ -46,13 +46,13 @@ proto: install
 demo: install
 	$(DETECT) demo --out runs/demo
 
-# Rebuild models/demo.onnx + models/demo.json from scratch on this machine's CPU (about an hour
+# Rebuild models/demo.onnx + models/demo.json from scratch on this machine's CPU (about 2 h 10 min
 # on 2 cores): synthetic data, the recipe in models/demo.yaml, export with a parity check and
 # the default score threshold chosen on the validation split (models/README.md).
 demo-model: install
 	rm -rf runs/demo-model && mkdir -p runs/demo-model/verify
-	cd runs/demo-model && ../../$(DETECT) synth --out data --images 1400 --size 256 --seed 0
-	cd runs/demo-model && ../../$(DETECT) split data/annotations.json --ratios 0.86 0.07 0.07 --seed 0
+	cd runs/demo-model && ../../$(DETECT) synth --out data --images 4000 --size 256 --seed 0
+	cd runs/demo-model && ../../$(DETECT) split data/annotations.json --ratios 0.9 0.05 0.05 --seed 0
 	cd runs/demo-model && ../../$(DETECT) train --config ../../models/demo.yaml \
 		--data data/train.json --val data/val.json --test data/test.json --out train
 	cp runs/demo-model/data/images/00000[0-7].jpg runs/demo-model/verify/
