@@ -57,7 +57,7 @@ demo-model: install
 		--data data/train.json --val data/val.json --test data/test.json --out train
 	cp runs/demo-model/data/images/00000[0-7].jpg runs/demo-model/verify/
 	$(DETECT) export --checkpoint runs/demo-model/train/best.pt --out models/demo.onnx \
-		--score 0.3 --verify runs/demo-model/verify
+		--score 0.7 --verify runs/demo-model/verify
 
 # Box/mask AP against minutes of training for the default recipe from scratch, on held-out
 # synthetic shapes (benchmarks/train_quality.py). PRESET=cpu: the demo model's recipe (3 h on 2
