@@ -60,8 +60,8 @@ demo-model: install
 		--score 0.7 --verify runs/demo-model/verify
 
 # Box/mask AP against minutes of training for the default recipe from scratch, on held-out
-# synthetic shapes (benchmarks/train_quality.py). PRESET=cpu: the demo model's sizes, no BN (3 h on 2
-# cores); PRESET=gpu: R50-FPN Mask R-CNN, batch 16, AMP (10 min). DEVICE=cuda picks gpu;
+# synthetic shapes (benchmarks/train_quality.py). PRESET=cpu: the demo model's sizes, no BN
+# (3 h on 2 cores); PRESET=gpu: R50-FPN Mask R-CNN, batch 16, AMP (10 min). DEVICE=cuda picks gpu;
 # MINUTES overrides the preset's budget (MINUTES=10 for a CPU smoke run).
 DEVICE ?= auto
 PRESET ?= $(if $(filter cuda,$(DEVICE)),gpu,cpu)
