@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import sys
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,15 +90,45 @@ def _batched_nms_without_branch(
     return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_threshold)
 
 
+PATCHED_NMS_CALLERS = ("torchvision.models.detection.rpn", "torchvision.models.detection.roi_heads")
+"""The torchvision modules whose ``box_ops.batched_nms`` calls `_plain_batched_nms` replaces."""
+
+
 @contextlib.contextmanager
-def _plain_batched_nms() -> Iterator[None]:
-    """Make torchvision's RPN and RoI heads use `_batched_nms_without_branch` while tracing."""
+def _plain_batched_nms(
+    expected_callers: tuple[str, ...] = PATCHED_NMS_CALLERS,
+) -> Iterator[Counter[str]]:
+    """Make torchvision's RPN and RoI heads use `_batched_nms_without_branch` while tracing.
+
+    Patches ``torchvision.ops.boxes.batched_nms``, the name those heads call it through
+    (``box_ops.batched_nms``), and restores the original on exit. Yields a count of the calls
+    the patch took, by the calling module. On a clean exit, raises `ModelError` naming each
+    module of `expected_callers` that never called it: a torchvision that reaches
+    ``batched_nms`` some other way would otherwise trace its ``If`` branch into the graph without
+    a word (the same check as Detectron2's ``export/patcher.py``).
+    """
     original = box_ops.batched_nms
-    box_ops.batched_nms = _batched_nms_without_branch
+    calls: Counter[str] = Counter()
+
+    def counted(
+        boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float
+    ) -> torch.Tensor:
+        calls[sys._getframe(1).f_globals.get("__name__", "?")] += 1
+        return _batched_nms_without_branch(boxes, scores, idxs, iou_threshold)
+
+    box_ops.batched_nms = counted
     try:
-        yield
+        yield calls
     finally:
         box_ops.batched_nms = original
+    bypassed = [module for module in expected_callers if not calls[module]]
+    if bypassed:
+        raise ModelError(
+            f"export: torchvision {torchvision.__version__}'s {' and '.join(bypassed)} never "
+            "called torchvision.ops.boxes.batched_nms through the patched name while tracing; "
+            "the export patch was bypassed — pin torchvision to requirements.lock's version or "
+            "update detect/export.py"
+        )
 
 
 def output_names(has_masks: bool) -> list[str]:

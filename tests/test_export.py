@@ -11,9 +11,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torchvision
 from conftest import TINY_RECIPES
 from helpers import TINY_SIZES, run_detect
+from torchvision.ops import boxes as box_ops
 
+from detect.errors import ModelError
+from detect.export import PATCHED_NMS_CALLERS, DetectorGraph, _plain_batched_nms, export_graph
 from detect.models.build import build_model
 from detect.models.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from detect.parity import parity
@@ -217,3 +221,68 @@ def test_score_and_agnostic_nms_flags_set_the_cards_defaults(
         "export", "--checkpoint", checkpoint, "--out", str(out), "--agnostic-nms-iou", "1.5"
     )
     assert bad.returncode == 1 and bad.stderr.startswith("error: --agnostic-nms-iou 1.5")
+
+
+def _tiny_untrained(arch: str = "mask_rcnn") -> torch.nn.Module:
+    """A randomly initialised tiny ResNet-18-FPN model at 64 px, in eval mode."""
+    torch.manual_seed(0)
+    sizes = {**TINY_SIZES, "min_size": 64, "max_size": 96}
+    return build_model(arch, "resnet18_fpn", 3, "align", **sizes).eval()
+
+
+def _image(height: int = 64, width: int = 80) -> torch.Tensor:
+    rng = np.random.default_rng(0)
+    return torch.from_numpy(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def test_export_traces_torchvisions_nms_through_the_batched_nms_patch(tmp_path: Path) -> None:
+    model = _tiny_untrained()
+    original = box_ops.batched_nms
+    with torch.no_grad(), _plain_batched_nms() as calls:
+        DetectorGraph(model)(_image())
+    # one call per image from each head: the RPN's proposals and the RoI heads' detections
+    assert calls == dict.fromkeys(PATCHED_NMS_CALLERS, 1)
+
+    out = tmp_path / "tiny.onnx"
+    export_graph(model, out)  # raises ModelError if the trace bypassed the patch
+    assert box_ops.batched_nms is original
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert "NonMaxSuppression" in ops
+    assert "If" not in ops  # torchvision's own batched_nms would trace an If branch
+
+
+def test_export_patch_bypassed_by_torchvision_is_a_clear_error() -> None:
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0]])
+    scores, idxs = torch.tensor([0.9, 0.8]), torch.tensor([0, 0])
+    # torchvision.ops.batched_nms is bound at import: a head calling it skips the patched name
+    with pytest.raises(ModelError) as bypassed, _plain_batched_nms() as calls:
+        torchvision.ops.batched_nms(boxes, scores, idxs, 0.5)
+    assert not calls
+    message = str(bypassed.value)
+    assert message.startswith(f"export: torchvision {torchvision.__version__}'s ")
+    for module in PATCHED_NMS_CALLERS:
+        assert module in message
+    assert "torchvision.ops.boxes.batched_nms" in message and "detect/export.py" in message
+
+    # the RPN alone goes through the patch; the RoI heads, never run, are named as bypassing it
+    model = _tiny_untrained("faster_rcnn")
+    with torch.no_grad(), pytest.raises(ModelError) as partly, _plain_batched_nms() as calls:
+        images, _ = model.transform([_image().permute(2, 0, 1).float() / 255])
+        model.rpn(images, model.backbone(images.tensors))
+    assert calls == {"torchvision.models.detection.rpn": 1}
+    assert "torchvision.models.detection.roi_heads never called" in str(partly.value)
+    assert "detection.rpn" not in str(partly.value)
+
+
+def test_export_patch_restores_torchvisions_batched_nms() -> None:
+    original = box_ops.batched_nms
+    with _plain_batched_nms(expected_callers=()):
+        assert box_ops.batched_nms is not original
+    assert box_ops.batched_nms is original
+    with pytest.raises(ModelError), _plain_batched_nms():
+        pass
+    assert box_ops.batched_nms is original
+    # an error inside the block is raised as it is, not replaced by the bypass error
+    with pytest.raises(ZeroDivisionError), _plain_batched_nms():
+        _ = 1 / 0
+    assert box_ops.batched_nms is original
