@@ -18,6 +18,7 @@ from detect.data.synth import write_dataset
 from detect.data.synth_video import write_clip
 from detect.evaluate import EvalConfig, evaluate
 from detect.metrics.video import score_video
+from detect.structures import DetectOptions
 from detect.video import VideoConfig, run_video
 
 
@@ -44,7 +45,11 @@ def main() -> None:
         jsonl = args.out / name / "clip.jsonl"
         run_video(
             VideoConfig(
-                source=str(clip), model=args.model, track=True, jsonl=jsonl, agnostic_nms=agnostic
+                source=str(clip),
+                model=args.model,
+                track=True,
+                jsonl=jsonl,
+                options=DetectOptions(agnostic_nms=agnostic),
             )
         )
         video = score_video(clip_gt, jsonl)

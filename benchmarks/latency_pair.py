@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from detect.predict import list_images
+from detect.runtime.sources import list_images
 from detect.runtime.detector import Detector
 
 

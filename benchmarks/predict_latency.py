@@ -24,7 +24,7 @@ from random_weights import random_checkpoint
 
 from detect.export import ExportConfig, export
 from detect.parity import parity
-from detect.predict import list_images
+from detect.runtime.sources import list_images
 from detect.runtime.detector import Detector
 
 

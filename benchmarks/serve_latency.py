@@ -21,7 +21,7 @@ from random_weights import random_checkpoint
 
 from detect.bench import BenchConfig, bench
 from detect.export import ExportConfig, export
-from detect.predict import list_images
+from detect.runtime.sources import list_images
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ server's p50 at concurrency 1 and its best throughput as ratios to eager.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import statistics
 import threading
@@ -22,8 +23,12 @@ import cv2
 import numpy as np
 
 from detect.client import DetectorClient, ServerError
-from detect.errors import ConfigError, DataError
+from detect.config import add_connection_flags, from_flags, token
+from detect.errors import ConfigError
+from detect.runtime.backend import Backend, detect_batch, open_backend
 from detect.runtime.image import decode_image
+from detect.runtime.sources import find_images, read_image
+from detect.structures import DetectOptions, options_from_flags
 
 
 @dataclass
@@ -31,7 +36,7 @@ class BenchConfig:
     """Settings of `detect bench` (see the module docstring).
 
     ``images``: files or folders to send (default: ``synthetic`` generated scenes of ``size``
-    pixels, JPEG-encoded). ``score`` and ``polygons`` are the requests' options.
+    pixels, JPEG-encoded). ``options`` are the requests' options.
     """
 
     server: str
@@ -40,12 +45,45 @@ class BenchConfig:
     images: list[Path] = field(default_factory=list)
     synthetic: int = 16
     size: int = 480
-    score: float | None = None
-    polygons: bool = True
+    options: DetectOptions = field(default_factory=DetectOptions)
     compare_eager: Path | None = None
     tls: bool = False
     ca: Path | None = None
     token: str | None = None
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        """`detect bench`'s flags."""
+        p.add_argument("--server", required=True, help="HOST:PORT of a running `detect serve`")
+        p.add_argument(
+            "--concurrency", type=_levels, default=[1, 8, 32], help="levels (default: 1,8,32)"
+        )
+        p.add_argument(
+            "--duration",
+            dest="duration_s",
+            metavar="DURATION",
+            type=float,
+            default=10.0,
+            help="seconds per level",
+        )
+        p.add_argument("--images", type=Path, nargs="+", help="images to send (default: synthetic)")
+        p.add_argument(
+            "--synthetic", type=int, default=16, help="synthetic images when no --images"
+        )
+        p.add_argument("--size", type=int, default=480, help="side of the synthetic images, pixels")
+        p.add_argument("--score", type=float, help="score threshold (default: the model card's)")
+        p.add_argument("--no-polygons", action="store_true", help="ask for boxes only")
+        p.add_argument(
+            "--compare-eager",
+            type=Path,
+            help="checkpoint to run in torchvision eager (train extra)",
+        )
+        add_connection_flags(p)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BenchConfig:
+        options = options_from_flags(score_threshold=args.score, polygons=not args.no_polygons)
+        return from_flags(cls, args, images=args.images or [], options=options, token=token(args))
 
     def validate(self) -> None:
         if not self.concurrency or min(self.concurrency) < 1:
@@ -96,18 +134,7 @@ HEADER = (
 def bench_images(config: BenchConfig) -> list[bytes]:
     """Encoded images to send: the given files, or synthetic JPEG scenes."""
     if config.images:
-        from detect.predict import list_images
-
-        paths = list_images(config.images)
-        if not paths:
-            raise DataError(f"no images found in {', '.join(map(str, config.images))}")
-        blobs = []
-        for path in paths:
-            try:
-                blobs.append(path.read_bytes())
-            except OSError as exc:
-                raise DataError(f"image {path}: cannot read it ({exc.strerror})") from None
-        return blobs
+        return [read_image(path) for path in find_images(config.images)]
     from detect.data.synth import generate_image
 
     blobs = []
@@ -120,7 +147,11 @@ def bench_images(config: BenchConfig) -> list[bytes]:
 
 
 def run_level(
-    client: DetectorClient, images: list[bytes], concurrency: int, seconds: float, options: dict
+    client: DetectorClient,
+    images: list[bytes],
+    concurrency: int,
+    seconds: float,
+    options: DetectOptions,
 ) -> Level:
     """C threads calling `Detect` back to back for ``seconds`` (after one call each to warm up)."""
     latencies: list[float] = []
@@ -132,13 +163,13 @@ def run_level(
 
     def worker(offset: int) -> None:
         with contextlib.suppress(ServerError):  # counted in the measured part if it persists
-            client.detect(images[offset % len(images)], **options)
+            client.detect(images[offset % len(images)], options=options)
         start_barrier.wait()
         i = offset
         while time.perf_counter() < stop_at[0]:
             started = time.perf_counter()
             try:
-                result = client.detect(images[i % len(images)], **options)
+                result = client.detect(images[i % len(images)], options=options)
             except ServerError as exc:
                 with lock:
                     errors[exc.code.name] += 1
@@ -160,42 +191,29 @@ def run_level(
     return Level("server", concurrency, len(latencies), errors, elapsed, latencies, batches)
 
 
-def run_eager(checkpoint: Path, images: list[bytes], seconds: float) -> Level:
-    """torchvision eager on the CPU, one image at a time: decode, to tensor, forward."""
-    try:
-        import torch
-
-        from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
-    except ImportError:
-        raise ConfigError(
-            "--compare-eager needs torch: install the `train` extra (pip install '.[train]')"
-        ) from None
-    model = model_from_checkpoint(load_checkpoint(checkpoint)).eval()
-
-    def once(blob: bytes) -> None:
-        rgb = decode_image(blob)
-        tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255)
-        model([tensor])
-
+def run_backend(
+    backend: Backend, images: list[bytes], seconds: float, options: DetectOptions, name: str
+) -> Level:
+    """One image at a time through ``backend`` in this process (decode, infer, postprocess)
+    for ``seconds``, after one untimed image."""
+    detect_batch(backend, images[:1], options)
     latencies: list[float] = []
-    with torch.inference_mode():
-        once(images[0])
-        began = time.perf_counter()
-        i = 0
-        while time.perf_counter() - began < seconds:
-            started = time.perf_counter()
-            once(images[i % len(images)])
-            latencies.append(1000 * (time.perf_counter() - started))
-            i += 1
-        elapsed = time.perf_counter() - began
-    return Level("eager", 1, len(latencies), Counter(), elapsed, latencies, [])
+    began = time.perf_counter()
+    i = 0
+    while time.perf_counter() - began < seconds:
+        started = time.perf_counter()
+        detect_batch(backend, [images[i % len(images)]], options)
+        latencies.append(1000 * (time.perf_counter() - started))
+        i += 1
+    elapsed = time.perf_counter() - began
+    return Level(name, 1, len(latencies), Counter(), elapsed, latencies, [])
 
 
 def bench(config: BenchConfig) -> list[Level]:
     """Run every level (and eager when asked), printing each row as it finishes."""
     config.validate()
     images = bench_images(config)
-    options = {"score_threshold": config.score, "polygons": config.polygons}
+    options = config.options
     with DetectorClient(
         config.server, tls=config.tls, ca=config.ca, token=config.token, timeout=120
     ) as client:
@@ -207,7 +225,7 @@ def bench(config: BenchConfig) -> list[Level]:
             f"{info.backbone}, {info.precision}) on {info.provider}, max batch "
             f"{info.batching.max_batch}, batch timeout {info.batching.batch_timeout_ms:g} ms\n"
             f"{len(images)} images ({sizes}), {config.duration_s:g} s per level, "
-            f"polygons {'on' if config.polygons else 'off'}",
+            f"polygons {'on' if options.polygons else 'off'}",
             flush=True,
         )
         print(HEADER, flush=True)
@@ -219,7 +237,8 @@ def bench(config: BenchConfig) -> list[Level]:
             if level.errors:
                 print(f"  errors: {dict(level.errors)}", flush=True)
     if config.compare_eager is not None:
-        eager = run_eager(config.compare_eager, images, config.duration_s)
+        backend = open_backend(checkpoint=config.compare_eager)
+        eager = run_backend(backend, images, config.duration_s, options, "eager")
         levels.append(eager)
         print(eager.row(), flush=True)
         served = [lv for lv in levels if lv.name == "server"]
@@ -233,3 +252,21 @@ def bench(config: BenchConfig) -> list[Level]:
             flush=True,
         )
     return levels
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use comma-separated integers, e.g. 1,8,32"
+        ) from None
+
+
+add_arguments = BenchConfig.add_arguments
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect bench` from parsed flags; exit 1 if a level got no answer."""
+    levels = bench(BenchConfig.from_args(args))
+    return 1 if any(level.requests == 0 for level in levels) else 0

@@ -7,12 +7,17 @@
 
 Images are encoded file bytes (sent as they are), a path (its bytes), or a ``(H, W)`` /
 ``(H, W, 3)`` / ``(H, W, 4)`` uint8 array with ``color="RGB"|"BGR"`` (sent as raw pixels).
-Failures raise `ServerError` carrying the gRPC status code and the server's message.
+Failures raise `ServerError` carrying the gRPC status code and the server's message. The client is
+a `detect.runtime.backend.Backend` too: `prepare` builds a request, `infer_batch` sends a batch
+as concurrent calls, `postprocess` returns the server's detections.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,22 +26,20 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from detect.errors import ConfigError, DetectError
-from detect.runtime.detector import Detection
-from detect.runtime.polygons import Polygon
+from detect.config import add_agnostic_nms_flag, add_connection_flags, detect_options, token
+from detect.errors import ConfigError, DetectError, InputError
+from detect.messages import (
+    detection_from_message,
+    model_info_from_message,
+    options_message,
+    raw_image_message,
+)
+from detect.runtime.sources import read_image
+from detect.structures import Detection, DetectOptions, ModelInfo
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
 
 Image = bytes | Path | np.ndarray
-
-_PIXEL_FORMATS = {
-    (1, "RGB"): pb.PIXEL_FORMAT_GRAY8,
-    (1, "BGR"): pb.PIXEL_FORMAT_GRAY8,
-    (3, "RGB"): pb.PIXEL_FORMAT_RGB8,
-    (3, "BGR"): pb.PIXEL_FORMAT_BGR8,
-    (4, "RGB"): pb.PIXEL_FORMAT_RGBA8,
-    (4, "BGR"): pb.PIXEL_FORMAT_BGRA8,
-}
 
 
 class ServerError(DetectError):
@@ -45,6 +48,10 @@ class ServerError(DetectError):
     def __init__(self, message: str, code: grpc.StatusCode) -> None:
         super().__init__(message)
         self.code = code
+
+
+class RefusedImageError(ServerError, InputError):
+    """The server refused one image or its options (INVALID_ARGUMENT): the others go on."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,11 @@ class DetectResult:
     model_name: str
     model_version: str
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(height, width)`` of the image, as the server decoded it."""
+        return self.height, self.width
 
 
 class DetectorClient:
@@ -119,6 +131,8 @@ class DetectorClient:
             self._channel = grpc.insecure_channel(address, options)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = pb_grpc.DetectorStub(self._channel)
+        self._info: ModelInfo | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> DetectorClient:
         return self
@@ -127,6 +141,8 @@ class DetectorClient:
         self.close()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._channel.close()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -165,6 +181,13 @@ class DetectorClient:
         except grpc.RpcError as exc:
             raise self._error(exc) from None
 
+    @property
+    def info(self) -> ModelInfo:
+        """The served model's labels, category ids and defaults (asked once)."""
+        if self._info is None:
+            self._info = model_info_from_message(self.model_info())
+        return self._info
+
     def detect(
         self,
         image: Image,
@@ -172,25 +195,64 @@ class DetectorClient:
         *,
         frame_id: str = "",
         timestamp_ms: int = 0,
-        **options: Any,
+        options: DetectOptions | None = None,
+        **fields: Any,
     ) -> DetectResult:
-        """Detections in one image. ``options``: ``score_threshold``, ``max_detections``,
-        ``classes`` (names or category ids), ``agnostic_nms`` (suppress overlapping boxes across
-        classes; None: the model card's default), ``polygons``, ``polygon_tolerance``."""
-        request = detect_request(Frame(image, frame_id, timestamp_ms, color), options)
+        """Detections in one image. ``options``, or the `DetectOptions` fields as keywords:
+        ``score_threshold``, ``max_detections``, ``classes`` (names or category ids),
+        ``agnostic_nms`` (suppress overlapping boxes across classes; None: the model card's
+        default), ``polygons``, ``polygon_tolerance``."""
+        request = detect_request(
+            Frame(image, frame_id, timestamp_ms, color), _options(options, fields)
+        )
         try:
             response = self._stub.Detect(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise self._error(exc) from None
         return detect_result(response)
 
+    # --- the backend protocol ---
+
+    def prepare(self, image: Image, color: str | None = None) -> Frame:
+        """The image checked as the server will receive it (a path is read now)."""
+        if isinstance(image, Path):
+            image = read_image(image)
+        elif not isinstance(image, bytes | bytearray | memoryview):
+            raw_image_message(np.asarray(image), color)  # a bad array fails here, not remotely
+        return Frame(image, color=color)
+
+    def infer_batch(
+        self, images: list[Frame], options: DetectOptions | None = None
+    ) -> list[DetectResult]:
+        """`detect` for every frame, as concurrent calls (the server batches them)."""
+        options = options or DetectOptions()
+        if len(images) == 1:
+            frame = images[0]
+            return [self.detect(frame.image, frame.color, options=options)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(8, thread_name_prefix="client")
+        calls = [self._pool.submit(self.detect, f.image, f.color, options=options) for f in images]
+        return [call.result() for call in calls]
+
+    def postprocess(
+        self, raw: DetectResult, options: DetectOptions | None = None
+    ) -> list[Detection]:
+        """The server's detections (it applied the options already)."""
+        return raw.detections
+
     def detect_stream(
-        self, frames: Iterable[Frame | Image], color: str | None = None, **options: Any
+        self,
+        frames: Iterable[Frame | Image],
+        color: str | None = None,
+        options: DetectOptions | None = None,
+        **fields: Any,
     ) -> Iterator[DetectResult]:
         """Results of a stream of frames, in order. Plain images get frame ids "0", "1", ...
 
-        Frames are sent as they are consumed; the server works on several at once.
+        Frames are sent as they are consumed; the server works on several at once. ``options``,
+        or the `DetectOptions` fields as keywords, apply to every frame.
         """
+        options = _options(options, fields)
 
         def requests() -> Iterator[pb.DetectRequest]:
             for index, frame in enumerate(frames):
@@ -218,6 +280,8 @@ class DetectorClient:
             )
         else:
             message = f"{self.address}: {code.name}: {details}"
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return RefusedImageError(message, code)
         return ServerError(message, code)
 
 
@@ -230,9 +294,24 @@ def _read(path: Path | None, what: str) -> bytes | None:
         raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror})") from None
 
 
-def detect_request(frame: Frame, options: dict[str, Any]) -> pb.DetectRequest:
-    """A detect.v1 request for one frame; ``options`` as in `DetectorClient.detect`."""
-    request = pb.DetectRequest(frame_id=frame.frame_id, timestamp_ms=frame.timestamp_ms)
+def _options(options: DetectOptions | None, fields: dict[str, Any]) -> DetectOptions:
+    if options is not None and fields:
+        raise ConfigError("give DetectOptions or its fields as keywords, not both")
+    if options is not None:
+        return options
+    try:
+        return DetectOptions(**fields)
+    except TypeError:
+        known = DetectOptions.__dataclass_fields__
+        unknown = sorted(set(fields) - set(known))
+        raise ConfigError(f"unknown detect options: {', '.join(unknown)}") from None
+
+
+def detect_request(frame: Frame, options: DetectOptions) -> pb.DetectRequest:
+    """A detect.v1 request for one frame with ``options``."""
+    request = pb.DetectRequest(
+        frame_id=frame.frame_id, timestamp_ms=frame.timestamp_ms, options=options_message(options)
+    )
     image = frame.image
     if isinstance(image, Path):
         try:
@@ -242,71 +321,15 @@ def detect_request(frame: Frame, options: dict[str, Any]) -> pb.DetectRequest:
     if isinstance(image, bytes | bytearray | memoryview):
         request.encoded_image = bytes(image)
     else:
-        request.raw_image.CopyFrom(_raw_image(np.asarray(image), frame.color))
-    unknown = set(options) - {
-        "score_threshold",
-        "max_detections",
-        "classes",
-        "agnostic_nms",
-        "polygons",
-        "polygon_tolerance",
-    }
-    if unknown:
-        raise ConfigError(f"unknown detect options: {', '.join(sorted(unknown))}")
-    message = request.options
-    if options.get("score_threshold") is not None:
-        message.score_threshold = options["score_threshold"]
-    if options.get("max_detections") is not None:
-        message.max_detections = options["max_detections"]
-    if options.get("classes"):
-        message.classes.extend(str(c) for c in options["classes"])
-    if options.get("agnostic_nms") is not None:
-        message.agnostic_nms = options["agnostic_nms"]
-    if options.get("polygons") is not None:
-        message.return_polygons = options["polygons"]
-    if options.get("polygon_tolerance") is not None:
-        message.polygon_tolerance = options["polygon_tolerance"]
+        request.raw_image.CopyFrom(raw_image_message(np.asarray(image), frame.color))
     return request
 
 
-def _raw_image(array: np.ndarray, color: str | None) -> pb.RawImage:
-    if color not in ("RGB", "BGR"):
-        raise ConfigError("an image array needs color='RGB' or color='BGR'")
-    if array.dtype != np.uint8 or array.ndim not in (2, 3):
-        raise ConfigError(
-            f"image array of dtype {array.dtype} and shape {array.shape}: "
-            "send uint8 (H, W), (H, W, 3) or (H, W, 4), or encoded bytes"
-        )
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    if (channels, color) not in _PIXEL_FORMATS:
-        raise ConfigError(f"image array with {channels} channels: use 1, 3 or 4")
-    return pb.RawImage(
-        data=np.ascontiguousarray(array).tobytes(),
-        width=array.shape[1],
-        height=array.shape[0],
-        channels=channels,
-        pixel_format=_PIXEL_FORMATS[(channels, color)],
-    )
-
-
 def detect_result(response: pb.DetectResponse) -> DetectResult:
-    """A `DetectResult` (runtime `Detection`s, TLWH pixels) from a detect.v1 response."""
-    detections = [
-        Detection(
-            top=d.box.top,
-            left=d.box.left,
-            width=d.box.width,
-            height=d.box.height,
-            label=d.box.label,
-            class_id=d.class_id,
-            score=d.score,
-            polygons=[_polygon(p) for p in d.polygons],
-        )
-        for d in response.detections
-    ]
+    """A `DetectResult` (`Detection`s, xyxy inside) from a detect.v1 response."""
     t = response.timings
     return DetectResult(
-        detections=detections,
+        detections=[detection_from_message(d) for d in response.detections],
         width=response.image_width,
         height=response.image_height,
         frame_id=response.frame_id,
@@ -324,6 +347,59 @@ def detect_result(response: pb.DetectResponse) -> DetectResult:
     )
 
 
-def _polygon(message: pb.Polygon) -> Polygon:
-    rings = [np.asarray(r.xy, np.float32).reshape(-1, 2) for r in message.rings]
-    return Polygon(rings[0], tuple(rings[1:])) if rings else Polygon(np.zeros((0, 2), np.float32))
+# --------------------------------------------------------------------------- `detect client`
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`detect client`'s flags."""
+    p.add_argument("images", type=Path, nargs="*", help="image files")
+    p.add_argument("--server", required=True, help="HOST:PORT of the server")
+    p.add_argument("--info", action="store_true", help="print the served model's information")
+    p.add_argument(
+        "--health", action="store_true", help="print the health status; exit 1 unless SERVING"
+    )
+    p.add_argument("--score", type=float, help="score threshold (default: the server's model's)")
+    p.add_argument("--max-detections", type=int, help="per image, best first (default: all)")
+    p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
+    add_agnostic_nms_flag(p)
+    add_connection_flags(p)
+    p.add_argument("--cert", type=Path, help="client certificate (PEM) for mutual TLS")
+    p.add_argument("--key", type=Path, help="client private key (PEM) for mutual TLS")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect client` from parsed flags: a line per detection; exit 1 if an image failed."""
+    if not args.images and not args.info and not args.health:
+        raise ConfigError("give image files to send, or --info or --health")
+    options = detect_options(args, polygons=False)
+    failed = 0
+    with DetectorClient(
+        args.server,
+        tls=args.tls,
+        ca=args.ca,
+        cert=args.cert,
+        key=args.key,
+        token=token(args),
+        timeout=args.timeout,
+    ) as client:
+        if args.health:
+            status = client.health()
+            print(status)
+            if status != "SERVING":
+                return 1
+        if args.info:
+            print(client.model_info(), end="")
+        for path in args.images:
+            try:
+                result = client.detect(read_image(path), options=options)
+            except (InputError, ServerError) as exc:
+                busy = isinstance(exc, ServerError) and exc.code.name == "RESOURCE_EXHAUSTED"
+                if not (isinstance(exc, InputError) or busy):
+                    raise
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            for detection in result.detections:
+                print(f"{path},{detection.line()}")
+    return 1 if failed else 0

@@ -16,6 +16,7 @@ Nothing here imports torch: the demo runs on a serving install with the ``eval``
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import cv2
 
+from detect.config import from_flags
 from detect.errors import ConfigError
 
 DEMO_MODEL = Path("models/demo.onnx")
@@ -96,8 +98,10 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
     from detect.evaluate import EvalConfig, evaluate, stdout_table
     from detect.local_server import LocalServer
     from detect.metrics.video import score_video
+    from detect.runtime.backend import detect_batch
     from detect.runtime.draw import draw_detections
     from detect.runtime.image import decode_image
+    from detect.structures import DetectOptions
     from detect.video import VideoConfig, run_video
 
     config.validate()
@@ -132,7 +136,7 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
             with DetectorClient(server.address) as client:
                 for path in images:
                     data = path.read_bytes()
-                    result = client.detect(data)
+                    (result,) = detect_batch(client, [data], DetectOptions())
                     for detection in result.detections:
                         print(f"{path.name},{detection.line()}")
                     drawn = draw_detections(decode_image(data), result.detections)
@@ -177,3 +181,20 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
         print(f"  {name + ':':<18} {path}")
     sys.stdout.flush()
     return paths
+
+
+# --------------------------------------------------------------------------- `detect demo`
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`detect demo`'s flags."""
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    p.add_argument("--model", type=Path, help="model to serve (default: models/demo.onnx)")
+    p.add_argument("--images", type=int, default=24, help="synthetic test images")
+    p.add_argument("--frames", type=int, default=80, help="frames of the synthetic clip")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect demo` from parsed flags."""
+    run_demo(from_flags(DemoConfig, args))
+    return 0

@@ -19,3 +19,8 @@ class CheckpointError(DetectError):
 
 class ModelError(DetectError):
     """An exported model (.onnx) or its model card that is missing, corrupt or mismatched."""
+
+
+class InputError(DetectError):
+    """One input (an image file, an image's bytes) that cannot be used: a run over many inputs
+    reports it and goes on with the others."""

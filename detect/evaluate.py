@@ -1,53 +1,48 @@
 """`detect eval`: score predictions against COCO ground truth and write the report.
 
-Exactly one source of predictions: a COCO results file, an exported model (local ONNX Runtime),
-a training checkpoint (PyTorch; also gives the RPN's proposal recall) or a running server (the
-gRPC API). Model, checkpoint and server predictions are written to ``OUT/predictions.json``
-before any scoring, so a run can be re-scored with ``--predictions``.
+Exactly one source of predictions: a COCO results file, or a backend (`detect.runtime.backend`):
+an exported model (local ONNX Runtime), a training checkpoint (torch eager; also gives the RPN's
+proposal recall) or a running server (the gRPC API). Backend predictions are written to
+``OUT/predictions.json`` before any scoring, so a run can be re-scored with ``--predictions``.
 
-COCO AP/AR are pycocotools' COCOeval, wrapped. What it does not give (P/R/F1 at the operating
-threshold, best-F1 thresholds, matched IoU, the confusion matrix, proposal recall) comes from
-`detect.metrics`. The detection sources ask for every detection the graph keeps (down to its
-own score threshold, at most 100 per image) so that AP sees the low-score tail; ``score`` is the
-operating threshold of the P/R/F1 figures and the confusion matrix. Masks are compared as RLE
-of the polygons' pixels (holes kept), traced without simplification.
+Where predictions come from is kept apart from how they are scored (Detectron2's split):
+`detect.metrics.evaluator` runs the backend over the images and scores with pycocotools'
+COCOeval, wrapped, plus the project's own figures; `detect.metrics.report` writes the report.
+The backends are asked for every detection the graph keeps (down to its own score threshold, at
+most 100 per image) so that AP sees the low-score tail; ``score`` is the operating threshold of
+the P/R/F1 figures and the confusion matrix. Masks are compared as RLE of the polygons' pixels
+(holes kept), traced without simplification.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import math
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from detect.data.coco import load_json, mask_to_rle, read_json
-from detect.errors import ConfigError, DataError, DetectError
-from detect.metrics.coco import STAT_NAMES, load_gt, per_class_ap, run_cocoeval, summary
-from detect.metrics.confusion import confusion_matrix
-from detect.metrics.operating_point import (
-    best_f1,
-    counts_at,
-    matches_from_cocoeval,
-    mean_matched_iou,
-)
-from detect.metrics.plots import Plotter, plot_confusion, plot_pr_curves, pr_curves
-from detect.metrics.proposals import proposal_recall
-
-if TYPE_CHECKING:  # the runtime (ONNX Runtime, shapely) loads only for the sources that use it
-    from detect.runtime.detector import Detection
+from detect.config import add_connection_flags, add_device_flag, connection, flag
+from detect.data.coco import read_json
+from detect.data.results import read_results
+from detect.errors import ConfigError, DataError
+from detect.metrics.coco import load_gt
+from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset, score
+from detect.metrics.plots import Plotter
+from detect.metrics.report import stdout_table, write_report
+from detect.runtime.backend import Backend, open_backend
+from detect.structures import DetectOptions, ModelInfo
 
 IOU_TYPES = ("bbox", "segm", "both")
 DEFAULT_SCORE = 0.5
 MAX_DETECTIONS = 100  # COCOeval's largest maxDets
+SOURCES = ("predictions", "model", "checkpoint", "server")
 
 
 @dataclass
@@ -74,12 +69,40 @@ class EvalConfig:
     ca: Path | None = None
     token: str | None = None
 
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        """`detect eval`'s flags."""
+        p.add_argument("--gt", type=Path, required=True, help="COCO ground-truth JSON")
+        p.add_argument("--images", type=Path, help="image folder (default: the GT file's folder)")
+        p.add_argument("--out", type=Path, required=True, help="report folder")
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--predictions", type=Path, help="COCO results JSON")
+        source.add_argument("--model", type=Path, help="exported NAME.onnx (local ONNX Runtime)")
+        source.add_argument("--checkpoint", type=Path, help="training checkpoint (PyTorch)")
+        source.add_argument("--server", help="HOST:PORT of a running `detect serve`")
+        p.add_argument(
+            "--iou-type",
+            choices=["bbox", "segm", "both"],
+            help="default: both when the predictions have masks, else bbox",
+        )
+        p.add_argument(
+            "--score", type=float, help="operating threshold for P/R/F1 (default: the card's, 0.5)"
+        )
+        p.add_argument(
+            "--agnostic-nms",
+            action=argparse.BooleanOptionalAction,
+            help="--model/--server: suppress overlapping boxes across classes, keeping the "
+            "highest-scoring one (default: the model card's)",
+        )
+        add_device_flag(p, "for --model")
+        add_connection_flags(p)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvalConfig:
+        return cls(**flag(args, cls), **connection(args))
+
     def source(self) -> str:
-        given = [
-            name
-            for name in ("predictions", "model", "checkpoint", "server")
-            if getattr(self, name) is not None
-        ]
+        given = [name for name in SOURCES if getattr(self, name) is not None]
         if len(given) != 1:
             raise ConfigError(
                 "give exactly one of --predictions, --model, --checkpoint, --server "
@@ -101,24 +124,45 @@ class EvalConfig:
             )
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"--out {self.out} is a file; give a folder")
-        for flag in ("predictions", "model", "checkpoint"):
-            path = getattr(self, flag)
+        for name in ("predictions", "model", "checkpoint"):
+            path = getattr(self, name)
             if path is not None and not Path(path).is_file():
-                raise ConfigError(f"--{flag} {path}: no such file")
+                raise ConfigError(f"--{name} {path}: no such file")
         return source
+
+    def options(self, info: ModelInfo) -> DetectOptions:
+        """What scoring asks of a backend: every detection it keeps, masks traced exactly."""
+        return DetectOptions(
+            score_threshold=0.0,
+            max_detections=MAX_DETECTIONS,
+            agnostic_nms=self.agnostic_nms,
+            polygons=info.has_masks,
+            polygon_tolerance=0.0,
+        )
 
 
 @dataclass
 class Predicted:
     """A source's results, the images that failed, and how long predicting took."""
 
-    results: list[dict[str, Any]]
+    evaluator: CocoEvaluator
     has_masks: bool
     default_score: float
-    failed: dict[int, str] = field(default_factory=dict)  # image id -> reason
     seconds: float = 0.0
     images: int = 0
-    proposals: dict[int, np.ndarray] | None = None
+
+    @property
+    def failed(self) -> dict[int, str]:
+        return self.evaluator.failed
+
+
+@dataclass
+class EvalResult:
+    """What `evaluate` measured (``metrics`` is what metrics.json holds) and where it wrote."""
+
+    metrics: dict[str, Any]
+    out: Path
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -142,11 +186,12 @@ def _image_paths(config: EvalConfig, data: dict[str, Any]) -> dict[int, Path]:
     return {int(img["id"]): root / img["file_name"] for img in data["images"]}
 
 
-def _check_categories(model_ids: list[int], names: list[str], gt: COCO, what: str) -> None:
+def check_categories(info: ModelInfo, gt: COCO, what: str) -> None:
+    """A `DataError` unless every class of the model is a ground-truth category, same id."""
     gt_names = {c["id"]: c["name"] for c in gt.loadCats(gt.getCatIds())}
     wrong = [
         f"{name} (id {cid})"
-        for cid, name in zip(model_ids, names, strict=True)
+        for cid, name in zip(info.category_ids, info.labels, strict=True)
         if gt_names.get(cid) != name
     ]
     if wrong:
@@ -157,259 +202,54 @@ def _check_categories(model_ids: list[int], names: list[str], gt: COCO, what: st
         )
 
 
-# --------------------------------------------------------------------------- predictions file
+# --------------------------------------------------------------------------- sources
 
 
-def read_predictions(path: Path, gt: COCO) -> list[dict[str, Any]]:
-    """A COCO results file, checked against ``gt``: each item needs a known ``image_id`` and
-    ``category_id``, a finite ``score`` and a ``bbox`` ``[x, y, w, h]`` with w, h >= 0 and/or a
-    ``segmentation`` (polygons or RLE; polygons are converted to RLE, which is all pycocotools'
-    ``loadRes`` takes, rasterised as pycocotools rasterises them)."""
-    data = load_json(path)
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of COCO results ({{image_id, ...}})")
-    images, categories = set(gt.getImgIds()), set(gt.getCatIds())
-    for i, item in enumerate(data):
-        where = f"{path}[{i}]"
-        if not isinstance(item, dict):
-            raise DataError(f"{where}: expected an object with image_id, category_id, score, bbox")
-        if item.get("image_id") not in images:
-            raise DataError(
-                f"{where}: image_id {item.get('image_id')!r} is not in the ground truth "
-                f"({len(images)} images); were these predictions made on another split?"
-            )
-        if item.get("category_id") not in categories:
-            raise DataError(
-                f"{where}: category_id {item.get('category_id')!r} is not a ground-truth "
-                f"category (known: {sorted(categories)})"
-            )
-        score = item.get("score")
-        numeric = isinstance(score, int | float) and not isinstance(score, bool)
-        if not numeric or not math.isfinite(score):
-            raise DataError(f"{where}: needs a numeric 'score' (got {score!r})")
-        bbox = item.get("bbox")
-        if bbox is None and "segmentation" not in item:
-            raise DataError(f"{where}: needs a 'bbox' [x, y, w, h] or a 'segmentation'")
-        if bbox is not None:
-            if (
-                not isinstance(bbox, list)
-                or len(bbox) != 4
-                or not all(isinstance(v, int | float) and math.isfinite(v) for v in bbox)
-            ):
-                raise DataError(f"{where}: 'bbox' must be 4 numbers [x, y, w, h] (got {bbox!r})")
-            if bbox[2] < 0 or bbox[3] < 0:
-                raise DataError(f"{where}: bbox {bbox} has a negative width or height")
-        segmentation = item.get("segmentation")
-        if isinstance(segmentation, list):  # polygons: pycocotools' loadRes only takes RLE
-            image = gt.imgs[item["image_id"]]
-            try:
-                rles = mask_utils.frPyObjects(segmentation, image["height"], image["width"])
-            except Exception:
-                raise DataError(
-                    f"{where}: 'segmentation' must be polygons [[x1, y1, x2, y2, ...], ...] "
-                    "or an RLE {size, counts}"
-                ) from None
-            rle = mask_utils.merge(rles)
-            item["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode()}
-        elif segmentation is not None:
-            if not (isinstance(segmentation, dict) and {"size", "counts"} <= segmentation.keys()):
-                raise DataError(
-                    f"{where}: 'segmentation' must be polygons or an RLE {{size, counts}}"
-                )
-            image = gt.imgs[item["image_id"]]
-            if list(segmentation["size"]) != [image["height"], image["width"]]:
-                raise DataError(
-                    f"{where}: RLE size {segmentation['size']} is not the image's "
-                    f"[height, width] [{image['height']}, {image['width']}]"
-                )
-    return data
-
-
-# --------------------------------------------------------------------------- detection sources
-
-
-def _f32(value: float) -> float:
-    return float(np.float32(value))
-
-
-def detection_result(
-    image_id: int, detection: Detection, height: int, width: int, masks: bool
-) -> dict[str, Any]:
-    """A COCO result for a runtime/server `Detection` (numbers rounded to float32, as the API
-    carries them, so local and server sources give identical results)."""
-    result = {
-        "image_id": image_id,
-        "category_id": detection.class_id,
-        "bbox": [
-            _f32(detection.left),
-            _f32(detection.top),
-            _f32(detection.width),
-            _f32(detection.height),
-        ],
-        "score": _f32(detection.score),
-    }
-    if masks:
-        from detect.runtime.polygons import polygons_to_mask
-
-        result["segmentation"] = mask_to_rle(polygons_to_mask(detection.polygons, height, width))
-    return result
-
-
-DETECT_OPTIONS = {"max_detections": MAX_DETECTIONS, "polygon_tolerance": 0.0}
-
-
-def _progress(total: int, source: str) -> tqdm:
-    return tqdm(
-        total=total, desc=f"predicting ({source})", unit="img", disable=not sys.stderr.isatty()
-    )
-
-
-def _read_image(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read it ({exc.strerror})") from None
-
-
-def predict_with_model(config: EvalConfig, paths: dict[int, Path], gt: COCO) -> Predicted:
-    from detect.runtime.detector import Detector
-
-    detector = Detector(config.model, device=config.device)
-    card = detector.card
-    _check_categories(card.category_ids, card.labels, gt, f"model {config.model}")
-    predicted = Predicted([], card.has_masks, float(card.thresholds["score"]))
-    started = time.perf_counter()
-    with _progress(len(paths), "model") as bar:
-        for image_id, path in paths.items():
-            try:
-                rgb = detector.prepare(_read_image(path))
-            except DetectError as exc:
-                predicted.failed[image_id] = f"{path}: {exc}"
-                bar.update()
-                continue
-            h, w = rgb.shape[:2]
-            detections = detector.postprocess(
-                detector.infer(rgb),
-                h,
-                w,
-                score_threshold=0.0,
-                agnostic_nms=config.agnostic_nms,
-                polygons=card.has_masks,
-                **DETECT_OPTIONS,
-            )
-            predicted.results += [
-                detection_result(image_id, d, h, w, card.has_masks) for d in detections
-            ]
-            bar.update()
-    predicted.seconds = time.perf_counter() - started
-    predicted.images = len(paths) - len(predicted.failed)
-    return predicted
-
-
-def predict_with_server(config: EvalConfig, paths: dict[int, Path], gt: COCO) -> Predicted:
-    from detect.client import DetectorClient, ServerError
-
-    client = DetectorClient(
-        config.server, tls=config.tls, ca=config.ca, token=config.token, timeout=300
-    )
-    with client:
-        info = client.model_info()
-        _check_categories(
-            [c.class_id for c in info.classes],
-            [c.name for c in info.classes],
-            gt,
-            f"the model served at {config.server}",
+def predict_with(
+    backend: Backend, config: EvalConfig, paths: dict[int, Path], gt: COCO, what: str
+) -> Predicted:
+    """Every image through ``backend`` into a `CocoEvaluator`, after checking its classes."""
+    info = backend.info
+    check_categories(info, gt, what)
+    evaluator = CocoEvaluator(gt, masks=info.has_masks)
+    predicted = Predicted(evaluator, info.has_masks, info.score_threshold)
+    bar = tqdm(total=len(paths), desc="predicting", unit="img", disable=not sys.stderr.isatty())
+    with bar:
+        predicted.seconds = inference_on_dataset(
+            backend, paths, evaluator, config.options(info), progress=bar.update
         )
-        predicted = Predicted([], info.has_masks, float(info.default_score_threshold))
-
-        def one(item: tuple[int, Path]) -> tuple[int, Path, Any]:
-            image_id, path = item
-            try:
-                data = _read_image(path)
-                return (
-                    image_id,
-                    path,
-                    client.detect(
-                        data,
-                        score_threshold=0.0,
-                        agnostic_nms=config.agnostic_nms,
-                        polygons=info.has_masks,
-                        **DETECT_OPTIONS,
-                    ),
-                )
-            except DataError as exc:
-                return image_id, path, exc
-            except ServerError as exc:
-                if exc.code.name != "INVALID_ARGUMENT":
-                    raise
-                return image_id, path, exc
-
-        started = time.perf_counter()
-        with _progress(len(paths), "server") as bar, ThreadPoolExecutor(8) as pool:
-            for image_id, path, answer in pool.map(one, paths.items()):
-                if isinstance(answer, DetectError):
-                    predicted.failed[image_id] = f"{path}: {answer}"
-                else:
-                    predicted.results += [
-                        detection_result(image_id, d, answer.height, answer.width, info.has_masks)
-                        for d in answer.detections
-                    ]
-                bar.update()
-        predicted.seconds = time.perf_counter() - started
-    predicted.images = len(paths) - len(predicted.failed)
+    predicted.images = len(paths) - len(evaluator.failed)
     return predicted
 
 
-def predict_with_checkpoint(config: EvalConfig, paths: dict[int, Path], gt: COCO) -> Predicted:
-    try:
-        import torch
+def _from_backend(config: EvalConfig, source: str, paths: dict[int, Path], gt: COCO) -> Predicted:
+    what = {
+        "model": f"model {config.model}",
+        "checkpoint": f"checkpoint {config.checkpoint}",
+        "server": f"the model served at {config.server}",
+    }[source]
+    backend = open_backend(
+        model=config.model,
+        server=config.server,
+        checkpoint=config.checkpoint,
+        device=config.device,
+        connection={"tls": config.tls, "ca": config.ca, "token": config.token, "timeout": 300},
+    )
+    with closing(backend):
+        return predict_with(backend, config, paths, gt, what)
 
-        from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
-        from detect.models.infer import to_coco_results
-    except ImportError:
-        raise ConfigError("--checkpoint needs torch: install the `train` extra") from None
-    from detect.runtime.image import decode_image
 
-    ckpt = load_checkpoint(config.checkpoint)
-    category_ids = [int(c) for c in ckpt["category_ids"]]
-    _check_categories(category_ids, list(ckpt["labels"]), gt, f"checkpoint {config.checkpoint}")
-    model = model_from_checkpoint(ckpt).eval()
-    has_masks = model.roi_heads.has_mask()
-    captured: dict[str, Any] = {}
-    model.transform.register_forward_hook(lambda m, i, o: captured.update(sizes=o[0].image_sizes))
-    model.rpn.register_forward_hook(lambda m, i, o: captured.update(proposals=o[0]))
-    predicted = Predicted([], has_masks, DEFAULT_SCORE, proposals={})
+def _from_file(config: EvalConfig, gt: COCO) -> Predicted:
     started = time.perf_counter()
-    with torch.inference_mode(), _progress(len(paths), "checkpoint") as bar:
-        for image_id, path in paths.items():
-            try:
-                rgb = decode_image(_read_image(path))
-            except DetectError as exc:
-                predicted.failed[image_id] = f"{path}: {exc}"
-                bar.update()
-                continue
-            tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
-            (output,) = model([tensor])
-            predicted.results += to_coco_results(output, image_id, category_ids)
-            resized_h, resized_w = captured["sizes"][0]
-            scale = np.array([rgb.shape[1] / resized_w, rgb.shape[0] / resized_h] * 2)
-            predicted.proposals[image_id] = captured["proposals"][0].numpy() * scale
-            bar.update()
-    predicted.seconds = time.perf_counter() - started
-    predicted.images = len(paths) - len(predicted.failed)
-    return predicted
+    results = read_results(config.predictions, gt)
+    has_masks = bool(results) and all("segmentation" in r for r in results)
+    evaluator = CocoEvaluator(gt, masks=has_masks)
+    evaluator.results = results
+    seconds = time.perf_counter() - started
+    return Predicted(evaluator, has_masks, DEFAULT_SCORE, seconds, len(gt.getImgIds()))
 
 
-# --------------------------------------------------------------------------- scoring and report
-
-
-@dataclass
-class EvalResult:
-    """What `evaluate` measured (``metrics`` is what metrics.json holds) and where it wrote."""
-
-    metrics: dict[str, Any]
-    out: Path
-    failed: dict[int, str]
+# --------------------------------------------------------------------------- scoring
 
 
 def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
@@ -427,210 +267,68 @@ def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
     return ["bbox", "segm"] if wanted == "both" else [wanted]
 
 
-def score(
-    gt: COCO,
-    results: list[dict[str, Any]],
-    iou_types: list[str],
-    threshold: float,
-    plotter: Plotter | None = None,
-    out: Path | None = None,
-) -> dict[str, Any]:
-    """The metrics.json numbers. The per-class, operating-point and confusion figures use the
-    first IoU type; with ``plotter`` and ``out`` its plots are queued as soon as they are known
-    (drawn while the other IoU type is evaluated)."""
-    names = {c["id"]: c["name"] for c in gt.loadCats(gt.getCatIds())}
-    primary = iou_types[0]
-    evaluator = run_cocoeval(gt, results, primary)
-    metrics: dict[str, Any] = {primary: summary(evaluator)}
-    matches = matches_from_cocoeval(evaluator)
-    aps = per_class_ap(evaluator)
-    per_class = {}
-    for category, name in names.items():
-        counts = counts_at(matches, threshold, category)
-        best_threshold, _ = best_f1(matches, category)
-        per_class[name] = {
-            **aps[category],
-            **counts.as_dict(),
-            "best_f1_threshold": best_threshold,
-        }
-    overall = counts_at(matches, threshold)
-    metrics["per_class"] = per_class
-    metrics["operating_point"] = {
-        "iou_type": primary,
-        "score_threshold": threshold,
-        "iou_threshold": 0.5,
-        **overall.as_dict(),
-    }
-    metrics["mean_iou_matched"] = mean_matched_iou(matches, threshold)
-    matrix, categories = confusion_matrix(gt, results, primary, threshold)
-    labels = [names[c] for c in categories]
-    metrics["confusion_matrix"] = {
-        "labels": [*labels, "background"],
-        "rows_true_columns_predicted": matrix.tolist(),
-    }
-    if plotter is not None and out is not None:
-        title = f"PR curves ({primary}, IoU 0.5)"
-        plotter.draw(plot_pr_curves, pr_curves(evaluator, names), out / "pr_curves.png", title)
-        title = f"Confusion at score >= {threshold:g} ({primary}, IoU 0.5)"
-        plotter.draw(plot_confusion, matrix, labels, out / "confusion_matrix.png", title)
-    for iou_type in iou_types[1:]:
-        metrics[iou_type] = summary(run_cocoeval(gt, results, iou_type))
-    return metrics
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def report_markdown(metrics: dict[str, Any], title: str) -> str:
-    """``report.md``: the tables a person reads."""
-    lines = [f"# {title}", ""]
-    types = [t for t in ("bbox", "segm") if t in metrics]
-    lines += ["## COCO AP / AR (pycocotools)", ""]
-    lines += ["| metric | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
-    for name in STAT_NAMES:
-        lines.append(f"| {name} | " + " | ".join(_fmt(metrics[t][name]) for t in types) + " |")
-    op = metrics["operating_point"]
-    lines += [
-        "",
-        f"## Per class ({op['iou_type']}; P/R/F1 at score >= {op['score_threshold']:g}, IoU 0.5)",
-        "",
-        "| class | AP | AP50 | precision | recall | F1 | TP | FP | FN | best-F1 threshold |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, row in metrics["per_class"].items():
-        cells = [row[k] for k in ("AP", "AP50", "precision", "recall", "f1", "tp", "fp", "fn")]
-        lines.append(
-            f"| {name} | "
-            + " | ".join(_fmt(v) for v in cells)
-            + f" | {_fmt(row['best_f1_threshold'])} |"
-        )
-    lines.append(
-        f"| **all** | | | {_fmt(op['precision'])} | {_fmt(op['recall'])} | {_fmt(op['f1'])} | "
-        f"{op['tp']} | {op['fp']} | {op['fn']} | |"
-    )
-    lines += ["", f"Mean IoU of matched pairs: {_fmt(metrics['mean_iou_matched'])}", ""]
-    confusion = metrics["confusion_matrix"]
-    labels = confusion["labels"]
-    lines += [
-        "## Confusion matrix (rows: true class, columns: predicted; background = missed / "
-        "false alarm)",
-        "",
-        "| true \\ predicted | " + " | ".join(labels) + " |",
-        "|---|" + "---|" * len(labels),
-    ]
-    for label, row in zip(labels, confusion["rows_true_columns_predicted"], strict=True):
-        lines.append(f"| {label} | " + " | ".join(map(str, row)) + " |")
-    if "proposal_recall" in metrics:
-        recall = metrics["proposal_recall"]
-        keys = [k for k in recall if k.startswith("iou_")]
-        tops = list(recall[keys[0]])
-        lines += [
-            "",
-            f"## RPN proposal recall ({recall['proposals_per_image']:.0f} proposals per image)",
-            "",
-            "| | " + " | ".join(tops) + " |",
-            "|---|" + "---|" * len(tops),
-        ]
-        for key in keys:
-            lines.append(f"| {key} | " + " | ".join(_fmt(recall[key][t]) for t in tops) + " |")
-    speed = metrics["speed"]
-    lines += ["", "## Speed", ""]
-    lines += [f"- {k}: {_fmt(v)}" for k, v in speed.items()]
-    return "\n".join(lines) + "\n"
-
-
-def stdout_table(metrics: dict[str, Any]) -> str:
-    """A compact table for the terminal."""
-    types = [t for t in ("bbox", "segm") if t in metrics]
-    rows = [f"{'':<6}" + "".join(f"{n:>7}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl"))]
-    for t in types:
-        rows.append(
-            f"{t:<6}"
-            + "".join(f"{metrics[t][n]:>7.3f}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl"))
-        )
-    op = metrics["operating_point"]
-    rows.append(
-        f"at score >= {op['score_threshold']:g} ({op['iou_type']}, IoU 0.5): precision "
-        f"{op['precision']:.3f}, recall {op['recall']:.3f}, F1 {op['f1']:.3f} "
-        f"(TP {op['tp']}, FP {op['fp']}, FN {op['fn']})"
-    )
-    return "\n".join(rows)
-
-
 def evaluate(config: EvalConfig) -> EvalResult:
     """Predict (unless given predictions), score, and write the report into ``config.out``."""
     source = config.validate()
     data, gt = _read_gt(config)
     if source == "predictions":
-        started = time.perf_counter()
-        results = read_predictions(config.predictions, gt)
-        has_masks = bool(results) and all("segmentation" in r for r in results)
-        predicted = Predicted(results, has_masks, DEFAULT_SCORE, images=len(gt.getImgIds()))
-        predicted.seconds = time.perf_counter() - started
+        predicted = _from_file(config, gt)
     else:
-        paths = _image_paths(config, data)
-        predict = {
-            "model": predict_with_model,
-            "server": predict_with_server,
-            "checkpoint": predict_with_checkpoint,
-        }[source]
-        predicted = predict(config, paths, gt)
+        predicted = _from_backend(config, source, _image_paths(config, data), gt)
+    evaluator = predicted.evaluator
     iou_types = _iou_types(config, predicted.has_masks, gt)
     threshold = config.score if config.score is not None else predicted.default_score
     config.out.mkdir(parents=True, exist_ok=True)
     if source != "predictions":
-        (config.out / "predictions.json").write_text(json.dumps(predicted.results))
+        (config.out / "predictions.json").write_text(json.dumps(evaluator.results))
     for reason in predicted.failed.values():
         print(f"error: {reason}", file=sys.stderr)
     if predicted.failed:
         kept = set(gt.getImgIds()) - set(predicted.failed)
         if not kept:
             raise DataError("no image could be predicted; see the errors above")
-        gt = load_gt(config.gt, kept, data)
+        evaluator.gt = load_gt(config.gt, kept, data)
     started = time.perf_counter()
     plotter = Plotter()  # imports matplotlib in a helper process while COCOeval runs
     try:
-        metrics = score(gt, predicted.results, iou_types, threshold, plotter, config.out)
-        if predicted.proposals is not None:
-            metrics["proposal_recall"] = proposal_recall(gt, predicted.proposals)
-        eval_seconds = time.perf_counter() - started
-        _finish_report(config, metrics, predicted, source, eval_seconds, len(gt.getImgIds()))
+        metrics = evaluator.evaluate(iou_types, threshold, plotter, config.out)
+        metrics["speed"] = {
+            "source": source,
+            "images": predicted.images,
+            "predict_seconds": predicted.seconds,
+            "images_per_second": (
+                predicted.images / predicted.seconds if predicted.seconds else None
+            ),
+            "ms_per_image": (
+                1000 * predicted.seconds / predicted.images if predicted.images else None
+            ),
+            "eval_seconds": time.perf_counter() - started,
+        }
+        metrics["images"] = {
+            "evaluated": len(evaluator.gt.getImgIds()),
+            "failed": sorted(predicted.failed),
+        }
+        named = config.predictions or config.model or config.checkpoint or config.server
+        write_report(config.out, metrics, f"Evaluation of {named} against {config.gt}")
         plotter.finish()
     finally:
         plotter.close()
     return EvalResult(metrics, config.out, predicted.failed)
 
 
-def _finish_report(
-    config: EvalConfig,
-    metrics: dict[str, Any],
-    predicted: Predicted,
-    source: str,
-    eval_seconds: float,
-    evaluated: int,
-) -> None:
-    """Add the speed and image counts to ``metrics``; write metrics.json and report.md."""
-    images = predicted.images
-    metrics["speed"] = {
-        "source": source,
-        "images": images,
-        "predict_seconds": predicted.seconds,
-        "images_per_second": images / predicted.seconds if predicted.seconds else None,
-        "ms_per_image": 1000 * predicted.seconds / images if images else None,
-        "eval_seconds": eval_seconds,
-    }
-    metrics["images"] = {"evaluated": evaluated, "failed": sorted(predicted.failed)}
-    _write_report(config, metrics)
+add_arguments = EvalConfig.add_arguments
 
 
-def _write_report(config: EvalConfig, metrics: dict[str, Any]) -> None:
-    out = config.out
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    source = config.predictions or config.model or config.checkpoint or config.server
-    title = f"Evaluation of {source} against {config.gt}"
-    (out / "report.md").write_text(report_markdown(metrics, title))
+def run(args: argparse.Namespace) -> int:
+    """`detect eval` from parsed flags: the table on stdout, exit 1 if an image failed."""
+    config = EvalConfig.from_args(args)
+    result = evaluate(config)
+    print(stdout_table(result.metrics))
+    print(f"report in {config.out} (metrics.json, report.md, pr_curves.png, confusion_matrix.png)")
+    if result.failed:
+        print(f"{len(result.failed)} images could not be predicted; see above", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "predict_with", "score", "stdout_table"]

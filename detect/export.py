@@ -15,6 +15,7 @@ uint8/float32/int64, and ops without float16 kernels (NonMaxSuppression, RoiAlig
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import logging
@@ -35,9 +36,16 @@ from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
 
 from detect import __version__
+from detect.config import from_flags
 from detect.errors import ConfigError, ModelError
 from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
-from detect.runtime.model_card import AGNOSTIC_NMS_IOU, ModelCard, card_path, sha256_file
+from detect.runtime.model_card import (
+    AGNOSTIC_NMS_IOU,
+    NUM_CLASSES_KEY,
+    ModelCard,
+    card_path,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +169,15 @@ def export_graph(model: nn.Module, path: Path, opset: int = 17, full_masks: bool
         )
 
 
+def record_num_classes(path: Path, num_classes: int) -> None:
+    """Write the graph's class count (without background) into the ONNX file's metadata, where
+    `detect.runtime.detector.Detector` checks it against the card's labels at load."""
+    graph = onnx.load(str(path))
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = NUM_CLASSES_KEY, str(num_classes)
+    onnx.save(graph, str(path))
+
+
 def convert_fp16(path: Path) -> None:
     """Rewrite the ONNX file at `path` in float16, keeping float32 inputs/outputs."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -253,6 +270,45 @@ class ExportConfig:
     agnostic_nms: bool = False  # the card's default for class-agnostic NMS in the runtime
     agnostic_nms_iou: float = AGNOSTIC_NMS_IOU  # the IoU (xyxy boxes) it suppresses above
 
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        """`detect export`'s flags."""
+        p.add_argument(
+            "--checkpoint", type=Path, required=True, help="best.pt, last.pt or ckpt_e*.pt"
+        )
+        p.add_argument("--out", type=Path, required=True, help="output NAME.onnx (card: NAME.json)")
+        p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+        p.add_argument("--fp16", action="store_true", help="float16 weights and activations")
+        p.add_argument(
+            "--score",
+            type=float,
+            default=DEFAULT_SCORE,
+            help="default score threshold written to the card (clients may ask for another)",
+        )
+        p.add_argument(
+            "--agnostic-nms",
+            action=argparse.BooleanOptionalAction,
+            default=False,
+            help="card default: also suppress overlapping boxes of different classes, keeping "
+            "the best (clients may ask otherwise)",
+        )
+        p.add_argument(
+            "--agnostic-nms-iou",
+            type=float,
+            default=AGNOSTIC_NMS_IOU,
+            help="IoU above which class-agnostic NMS suppresses a box, written to the card",
+        )
+        p.add_argument(
+            "--verify",
+            type=Path,
+            metavar="IMAGES_DIR",
+            help="run the parity check on these images; exit 1 if it fails",
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ExportConfig:
+        return from_flags(cls, args)
+
 
 @dataclass
 class ExportResult:
@@ -281,6 +337,7 @@ def export(config: ExportConfig) -> ExportResult:
         export_graph(model, tmp, config.opset)
         if config.fp16:
             convert_fp16(tmp)
+        record_num_classes(tmp, len(ckpt["labels"]))
         onnx.checker.check_model(str(tmp))
     except Exception as exc:
         tmp.unlink(missing_ok=True)
@@ -309,3 +366,16 @@ def export(config: ExportConfig) -> ExportResult:
         print(report.table())
         result.passed = report.passed
     return result
+
+
+add_arguments = ExportConfig.add_arguments
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect export` from parsed flags; exit 1 if the parity check failed."""
+    result = export(ExportConfig.from_args(args))
+    print(f"wrote {result.model} ({result.size_mb:.1f} MB) and {result.card}")
+    if not result.passed:
+        print("error: parity check FAILED (see the table above)", file=sys.stderr)
+        return 1
+    return 0

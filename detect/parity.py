@@ -14,19 +14,23 @@ runtime's paste of the low-resolution output.
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
-from detect.errors import DataError
+from detect.config import add_device_flag
+from detect.errors import DataError, DetectError
+from detect.models.eager import EagerModel
 from detect.ops import box_iou
-from detect.runtime.detector import Detector, RawDetections
-from detect.runtime.image import ImageError, decode_image
-from detect.runtime.masks import paste_masks
+from detect.runtime.backend import Backend
+from detect.runtime.detector import Detector
+from detect.runtime.masks import binary_masks
+from detect.runtime.sources import find_images, read_image
+from detect.structures import DetectOptions, RawDetections
 
 
 @dataclass(frozen=True)
@@ -208,74 +212,55 @@ def _pairs(ours: RawDetections, theirs: RawDetections) -> list[tuple[int, int, f
     return pairs
 
 
-@torch.no_grad()
-def _torch_detections(
-    model: nn.Module, rgb: np.ndarray
-) -> tuple[RawDetections, np.ndarray | None, float]:
-    """PyTorch eager detections, its ``(N, H, W) bool`` masks, and the forward time in ms."""
-    tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)
+def _timed(backend: Backend, rgb: np.ndarray) -> tuple[RawDetections, float]:
+    """One image through ``backend.infer_batch``, and the time it took in ms."""
     started = time.perf_counter()
-    out = model([tensor])[0]
-    ms = 1000 * (time.perf_counter() - started)
-    raw = RawDetections(
-        out["boxes"].numpy(), out["scores"].numpy(), out["labels"].numpy().astype(np.int64)
-    )
-    masks = (out["masks"][:, 0] > 0.5).numpy() if "masks" in out else None
-    return raw, masks, ms
+    (raw,) = backend.infer_batch([rgb], DetectOptions())
+    return raw, 1000 * (time.perf_counter() - started)
 
 
-def _decode(path: Path, max_pixels: int) -> np.ndarray:
-    try:
-        return decode_image(path.read_bytes(), max_pixels)
-    except (OSError, ImageError) as exc:
-        raise DataError(f"parity image {path}: {exc}") from None
+def compare(
+    reference: Backend, candidate: Backend, images: list[Path], precision: str
+) -> ParityReport:
+    """Run both backends (the PyTorch model, its export) on every image file and collect pairs
+    and timings; ``precision`` ("fp32"/"fp16") of the export picks the tolerances.
 
-
-def compare(model: nn.Module, detector: Detector, images: list[Path]) -> ParityReport:
-    """Run both sides on every image file and collect pairs and timings.
-
-    All PyTorch runs come first, then all ONNX Runtime runs, each after one untimed warm-up, so
-    that neither side's threads compete with the other's.
+    All reference runs come first, then all candidate runs, each after one untimed warm-up, so
+    that neither side's threads compete with the other's. Both get the candidate's decoding of
+    the files.
     """
-    model.eval()
-    precision = detector.card.precision
     tolerance = TOLERANCES[precision]
-    if tolerance.operating_point:
-        min_score = float(detector.card.thresholds["score"])
-    else:
-        min_score = tolerance.floor
+    min_score = candidate.info.score_threshold if tolerance.operating_point else tolerance.floor
     report = ParityReport(precision, tolerance, min_score)
-    pixels = [_decode(path, detector.max_pixels) for path in images]
-    _torch_detections(model, pixels[0])
-    torch_side = []
-    for rgb in pixels:
-        ours, our_masks, ms = _torch_detections(model, rgb)
-        torch_side.append((ours, our_masks))
-        report.torch_ms.append(ms)
-    mask_threshold = detector.card.thresholds["mask"]
-    for rgb, (ours, our_masks) in zip(pixels, torch_side, strict=True):
-        started = time.perf_counter()
-        theirs = detector.infer(rgb)
-        report.onnx_ms.append(1000 * (time.perf_counter() - started))
-        their_masks = None
-        if theirs.mask_probs is not None:
-            their_masks = paste_masks(
-                theirs.mask_probs, theirs.boxes, rgb.shape[0], rgb.shape[1], mask_threshold
-            )
-        report.add(ours, theirs, our_masks, their_masks)
+    pixels = [_decode(candidate, path) for path in images]
+    sides = []
+    for backend in (reference, candidate):
+        _timed(backend, pixels[0])
+        sides.append([_timed(backend, rgb) for rgb in pixels])
+    threshold = candidate.info.mask_threshold
+    for (ours, torch_ms), (theirs, onnx_ms) in zip(*sides, strict=True):
+        report.torch_ms.append(torch_ms)
+        report.onnx_ms.append(onnx_ms)
+        report.add(ours, theirs, binary_masks(ours, 0.5), binary_masks(theirs, threshold))
     return report
+
+
+def _decode(backend: Backend, path: Path) -> np.ndarray:
+    try:
+        return backend.prepare(read_image(path))
+    except DetectError as exc:
+        raise DataError(f"parity image {path}: {exc}") from None
 
 
 def parity_for_files(
     model: nn.Module, model_path: Path, inputs: list[Path], device: str = "cpu"
 ) -> ParityReport:
-    """`compare` on the images found in `inputs` (files or folders)."""
-    from detect.predict import list_images
-
-    images = list_images(inputs)
-    if not images:
-        raise DataError(f"no images found in {', '.join(map(str, inputs))}")
-    return compare(model, Detector(model_path, device), images)
+    """`compare` the PyTorch ``model`` with its export at ``model_path`` on the images found
+    in ``inputs`` (files or folders)."""
+    detector = Detector(model_path, device)
+    info = detector.info
+    reference = EagerModel(model, info.labels, info.category_ids)
+    return compare(reference, detector, find_images(inputs), detector.card.precision)
 
 
 def parity(
@@ -286,3 +271,22 @@ def parity(
 
     model = model_from_checkpoint(load_checkpoint(checkpoint))
     return parity_for_files(model, model_path, inputs, device)
+
+
+# --------------------------------------------------------------------------- `detect parity`
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`detect parity`'s flags."""
+    p.add_argument("images", type=Path, nargs="+", help="image files or folders")
+    p.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint exported")
+    p.add_argument("--model", type=Path, required=True, help="the exported NAME.onnx")
+    add_device_flag(p)
+    p.set_defaults(device="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect parity` from parsed flags: the table; exit 1 when it fails."""
+    report = parity(args.checkpoint, args.model, args.images, args.device)
+    print(report.table())
+    return 0 if report.passed else 1

@@ -10,6 +10,7 @@ exit code is 1 at the end if any was.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass, field
@@ -18,27 +19,74 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from detect.errors import ConfigError, DataError
-from detect.runtime.detector import Detection, Detector
+from detect.config import add_agnostic_nms_flag, add_device_flag, detect_options, from_flags
+from detect.data.results import coco_result
+from detect.errors import ConfigError, DetectError
+from detect.runtime.backend import Backend, detect_each, open_backend
 from detect.runtime.draw import draw_detections
-from detect.runtime.image import DEFAULT_MAX_PIXELS, ImageError
-from detect.runtime.polygons import polygons_to_coco
+from detect.runtime.image import DEFAULT_MAX_PIXELS, decode_image
+from detect.runtime.sources import IMAGE_SUFFIXES, find_images, read_image
+from detect.structures import DetectOptions
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+@dataclass
+class PredictConfig:
+    """`detect predict` options."""
+
+    inputs: list[Path]
+    model: Path
+    out: Path
+    options: DetectOptions = field(default_factory=lambda: DetectOptions(max_detections=100))
+    device: str = "auto"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "inputs",
+            type=Path,
+            nargs="+",
+            metavar="images",
+            help="image files or folders (recursive)",
+        )
+        p.add_argument("--model", type=Path, required=True, help="exported NAME.onnx")
+        p.add_argument("--out", type=Path, required=True, help="output folder")
+        p.add_argument(
+            "--score", type=float, help="score threshold (default: the model card's, 0.5)"
+        )
+        add_device_flag(p)
+        p.add_argument("--max-detections", type=int, default=100, help="per image, best first")
+        p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
+        add_agnostic_nms_flag(p)
+        p.add_argument(
+            "--polygon-tolerance", type=float, default=1.0, help="polygon simplification, pixels"
+        )
+        p.add_argument("--max-mp", type=float, default=50.0, help="refuse images over this many MP")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> PredictConfig:
+        if not args.max_mp > 0:
+            raise ConfigError("--max-mp must be above 0 (megapixels; default 50)")
+        return from_flags(
+            cls, args, options=detect_options(args), max_pixels=round(args.max_mp * 1_000_000)
+        )
+
+    def validate(self) -> None:
+        if self.max_pixels < 1:
+            raise ConfigError("--max-mp must be above 0 (megapixels; default 50)")
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"--out {self.out} is a file; give a folder")
 
 
-def list_images(inputs: list[Path]) -> list[Path]:
-    """Files as given (whatever their suffix), and the image files under each folder
-    (recursively, by suffix, sorted); each file once, in the order first met."""
-    images: dict[Path, Path] = {}  # resolved -> as given
-    for path in map(Path, inputs):
-        if path.is_dir():
-            found = (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-            for p in sorted(p for p in found if p.is_file()):
-                images.setdefault(p.resolve(), p)
-        else:
-            images.setdefault(path.resolve(), path)
-    return list(images.values())
+@dataclass
+class PredictResult:
+    images: int = 0
+    detections: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{self.images} images, {self.detections} detections"
+        return text + (f", {len(self.failed)} failed" if self.failed else "")
 
 
 def _annotated_names(images: list[Path]) -> list[str]:
@@ -55,111 +103,75 @@ def _annotated_names(images: list[Path]) -> list[str]:
     return names
 
 
-def coco_result(image_id: int, file_name: str, det: Detection) -> dict:
-    """One COCO results entry (``bbox`` ``[x, y, w, h]`` = ``[left, top, width, height]``)."""
-    result = {
-        "image_id": image_id,
-        "file_name": file_name,
-        "category_id": det.class_id,
-        "label": det.label,
-        "bbox": [round(v, 3) for v in (det.left, det.top, det.width, det.height)],
-        "score": round(det.score, 5),
-    }
-    if det.polygons:
-        result["segmentation"] = polygons_to_coco(det.polygons)
-    return result
-
-
-@dataclass
-class PredictConfig:
-    """`detect predict` options."""
-
-    inputs: list[Path]
-    model: Path
-    out: Path
-    score: float | None = None
-    device: str = "auto"
-    max_detections: int = 100
-    classes: list[str] | None = None
-    agnostic_nms: bool | None = None  # None: the model card's default
-    polygon_tolerance: float = 1.0
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-
-@dataclass
-class PredictResult:
-    images: int = 0
-    detections: int = 0
-    failed: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        text = f"{self.images} images, {self.detections} detections"
-        return text + (f", {len(self.failed)} failed" if self.failed else "")
-
-
 def predict(config: PredictConfig) -> PredictResult:
     """Run the model over every input image; write outputs as it goes (see the module)."""
-    if config.score is not None and not 0 <= config.score <= 1:
-        raise ConfigError(f"--score {config.score}: use a value in [0, 1]")
-    if config.max_detections < 1:
-        raise ConfigError(f"--max-detections {config.max_detections}: use 1 or more")
-    if config.polygon_tolerance < 0:
-        raise ConfigError(f"--polygon-tolerance {config.polygon_tolerance}: use 0 or more")
-    if config.max_pixels < 1:
-        raise ConfigError("--max-mp must be above 0 (megapixels; default 50)")
-    if config.out.exists() and not config.out.is_dir():
-        raise ConfigError(f"--out {config.out} is a file; give a folder")
-    images = list_images(config.inputs)
-    if not images:
-        raise DataError(f"no images found in {', '.join(map(str, config.inputs))}")
-    detector = Detector(config.model, config.device, config.max_pixels)
-    if config.classes:
-        detector.class_labels(config.classes)  # unknown names fail before any work
-    annotated = config.out / "annotated"
+    config.validate()
+    images = find_images(config.inputs)
+    backend = open_backend(model=config.model, device=config.device, max_pixels=config.max_pixels)
+    try:
+        return predict_images(backend, images, config.options, config.out)
+    finally:
+        backend.close()
+
+
+def predict_images(
+    backend: Backend, images: list[Path], options: DetectOptions, out: Path
+) -> PredictResult:
+    """Every image through ``backend``: lines on stdout, annotated copies and predictions.json
+    in ``out``, written as it goes (an interrupted run keeps what it has done)."""
+    backend.info.class_labels(options.classes)  # unknown names fail before any work
+    annotated = out / "annotated"
     annotated.mkdir(parents=True, exist_ok=True)
     result = PredictResult()
     results: list[dict] = []
     names = _annotated_names(images)
+    items = list(enumerate(images, start=1))
+    bar = tqdm(
+        total=len(images), desc="predict", unit="img", disable=None if len(images) > 1 else True
+    )
     try:
-        with tqdm(
-            images, desc="predict", unit="img", disable=None if len(images) > 1 else True
-        ) as bar:
-            for image_id, (path, name) in enumerate(zip(bar, names, strict=True), start=1):
-                detections = _predict_one(detector, config, path, annotated / name, result)
-                for det in detections:
+        with bar:
+            for image_id, detected in detect_each(backend, items, options):
+                path = images[image_id - 1]
+                bar.update()
+                if isinstance(detected, DetectError):
+                    result.failed.append(str(path))
+                    tqdm.write(f"error: {path}: {detected}", file=sys.stderr)
+                    continue
+                result.images += 1
+                result.detections += len(detected.detections)
+                rgb = detected.image
+                if not hasattr(rgb, "shape"):  # a remote backend: drawn on the decoded file
+                    rgb = decode_image(read_image(path))
+                canvas = draw_detections(rgb, detected.detections)
+                target = annotated / names[image_id - 1]
+                cv2.imwrite(str(target), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+                for det in detected.detections:
                     tqdm.write(f"{path},{det.line()}", file=sys.stdout)
-                    results.append(coco_result(image_id, str(path), det))
-    finally:  # an interrupted run keeps what it has done
-        tmp = config.out / ".predictions.json.tmp"
+                    results.append(
+                        coco_result(
+                            image_id,
+                            det,
+                            detected.image_size,
+                            "polygons",
+                            file_name=str(path),
+                            label=det.label,
+                        )
+                    )
+    finally:
+        tmp = out / ".predictions.json.tmp"
         tmp.write_text(json.dumps(results))
-        tmp.replace(config.out / "predictions.json")
+        tmp.replace(out / "predictions.json")
     return result
 
 
-def _predict_one(
-    detector: Detector, config: PredictConfig, path: Path, annotated: Path, result: PredictResult
-) -> list[Detection]:
-    """Detections in one image file, its annotated copy written; [] and a line on stderr when
-    the file cannot be read as an image."""
-    try:
-        rgb = detector.prepare(path.read_bytes())
-    except (OSError, ImageError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        result.failed.append(str(path))
-        tqdm.write(f"error: {path}: {reason}", file=sys.stderr)
-        return []
-    detections = detector.postprocess(
-        detector.infer(rgb),
-        rgb.shape[0],
-        rgb.shape[1],
-        score_threshold=config.score,
-        max_detections=config.max_detections,
-        classes=config.classes,
-        agnostic_nms=config.agnostic_nms,
-        polygon_tolerance=config.polygon_tolerance,
-    )
-    result.images += 1
-    result.detections += len(detections)
-    canvas = draw_detections(rgb, detections)
-    cv2.imwrite(str(annotated), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-    return detections
+add_arguments = PredictConfig.add_arguments
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect predict` from parsed flags; exit 1 if an image failed."""
+    config = PredictConfig.from_args(args)
+    result = predict(config)
+    print(result.summary(), file=sys.stderr)
+    print(f"outputs in {config.out}", file=sys.stderr)
+    return 1 if result.failed else 0

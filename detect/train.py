@@ -499,7 +499,7 @@ class Trainer:
         """Val AP of the eval model (rank 0) and the early-stopping bookkeeping."""
         if not self.ctx.main:
             return None
-        stats = evaluate_records(self.eval_model, self.val_data, self.ctx.device, "val", True)
+        stats = evaluate_records(self.eval_model, self.val_data, "val", True)
         for iou_type, s in stats.items():
             row[f"val_{iou_type}_AP"], row[f"val_{iou_type}_AP50"] = s["AP"], s["AP50"]
         ap = _primary_ap(stats, self.config.arch)
@@ -578,7 +578,7 @@ class Trainer:
         _check_same_classes(self.train_data, test_data)
         model = self.eval_model
         model.load_state_dict(load_checkpoint(config.out / "best.pt")["model"])
-        stats = evaluate_records(model, test_data, self.ctx.device, "test", self.ctx.main)
+        stats = evaluate_records(model, test_data, "test", self.ctx.main)
         (config.out / "test_metrics.json").write_text(json.dumps(stats, indent=2))
         return stats
 

@@ -248,3 +248,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     _bool_flag(parser, "skip_invalid", "drop invalid boxes and unreadable images with a count")
     flag("resume", "continue from a checkpoint (last.pt)", type=Path)
     flag("out", "run folder", type=Path)
+
+
+# --------------------------------------------------------------------------- `detect train`
+
+add_arguments = add_train_arguments
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect train` from parsed flags (the config is checked before torch loads)."""
+    config = TrainConfig.from_args(args)
+    from detect.train import train
+
+    result = train(config)
+    print(result.summary())
+    print(f"outputs in {config.out}")
+    return 0

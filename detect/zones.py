@@ -29,18 +29,17 @@ from detect.errors import ConfigError
 
 @dataclass(frozen=True)
 class Tracked:
-    """What counting needs of one detection: track id (-1: untracked), class, TLWH box."""
+    """What counting needs of one detection: track id (-1: untracked), class, xyxy box."""
 
     track_id: int
     label: str
-    left: float
-    top: float
-    width: float
-    height: float
+    box: tuple[float, float, float, float]
 
     @property
     def anchor(self) -> tuple[float, float]:
-        return (self.left + self.width / 2, self.top + self.height)
+        """The bottom centre of the box, ``(x, y)``."""
+        x1, _, x2, y2 = self.box
+        return ((x1 + x2) / 2, y2)
 
 
 @dataclass

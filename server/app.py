@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -22,9 +23,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from detect.errors import ConfigError, ModelError
-from detect.runtime.detector import Detector
-from detect.runtime.model_card import ModelCard, card_path
+from detect.errors import ConfigError
+from detect.runtime.detector import Detector, check_model
+from detect.runtime.model_card import ModelCard
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
 from server.auth import TokenAuth, read_tokens
@@ -38,23 +39,26 @@ log = logging.getLogger("detect.serve")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Detector"].full_name
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`detect serve`'s flags (`ServeConfig.add_arguments`)."""
+    ServeConfig.add_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect serve` from parsed flags."""
+    return serve(ServeConfig.from_args(args))
+
+
 def serve(config: ServeConfig) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a clean drain. Raises `DetectError`."""
     config.validate()
-    check_model(config)
+    card = check_model(config.model)
     credentials = _server_credentials(config)
     tokens = read_tokens(config.auth_token_file) if config.auth_token_file else None
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return asyncio.run(_run(config, credentials, tokens))
-
-
-def check_model(config: ServeConfig) -> None:
-    """The cheap model checks (file, card, sha256), so a bad model stops us before listening."""
-    if not config.model.is_file():
-        raise ModelError(f"model {config.model} not found; export one with `detect export`")
-    ModelCard.read(card_path(config.model)).check_file(config.model)
+    return asyncio.run(_run(config, card, credentials, tokens))
 
 
 def _server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
@@ -73,7 +77,10 @@ def _say(line: str) -> None:
 
 
 async def _run(
-    config: ServeConfig, credentials: grpc.ServerCredentials | None, tokens: list[str] | None
+    config: ServeConfig,
+    card: ModelCard,
+    credentials: grpc.ServerCredentials | None,
+    tokens: list[str] | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -134,7 +141,11 @@ async def _run(
     loading = loop.run_in_executor(
         workers,
         lambda: Detector(
-            config.model, config.device, config.max_pixels, warmup_runs=config.warmup_runs
+            config.model,
+            config.device,
+            config.max_pixels,
+            warmup_runs=config.warmup_runs,
+            card=card,
         ),
     )
     stopping = asyncio.ensure_future(stop.wait())

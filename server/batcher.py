@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detect.runtime.detector import RawDetections
+from detect.structures import RawDetections
 
 
 class QueueFullError(Exception):

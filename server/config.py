@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from detect.config import add_device_flag, from_flags
 from detect.errors import ConfigError
 from detect.runtime.detector import DEVICES
 from detect.runtime.image import DEFAULT_MAX_PIXELS
@@ -39,6 +41,60 @@ class ServeConfig:
     metrics_port: int = 9100
     grace_s: float = 10.0
     warmup_runs: int = 1
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        """`detect serve`'s flags."""
+        p.add_argument(
+            "--model", type=Path, required=True, help="exported NAME.onnx (card beside it)"
+        )
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+        p.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
+        add_device_flag(p)
+        p.add_argument("--max-batch", type=int, default=8, help="most images per model call")
+        p.add_argument(
+            "--batch-timeout-ms", type=float, default=5.0, help="longest wait for a batch to fill"
+        )
+        p.add_argument(
+            "--max-queue", type=int, default=256, help="waiting requests before RESOURCE_EXHAUSTED"
+        )
+        p.add_argument(
+            "--tls-cert", type=Path, help="server certificate chain (PEM); needs --tls-key"
+        )
+        p.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+        p.add_argument(
+            "--tls-client-ca", type=Path, help="require client certificates from this CA"
+        )
+        p.add_argument(
+            "--auth-token-file",
+            type=Path,
+            help="require 'authorization: Bearer T', T a line of this",
+        )
+        p.add_argument("--max-message-mb", type=float, default=16.0, help="largest request, MiB")
+        p.add_argument(
+            "--max-pixels",
+            type=int,
+            default=50_000_000,
+            help="refuse larger images (width * height)",
+        )
+        p.add_argument(
+            "--metrics-port", type=int, default=9100, help="Prometheus /metrics port (0: any free)"
+        )
+        p.add_argument(
+            "--grace",
+            dest="grace_s",
+            metavar="GRACE",
+            type=float,
+            default=10.0,
+            help="seconds to drain calls on SIGTERM",
+        )
+        p.add_argument(
+            "--warmup-runs", type=int, default=1, help="model runs before health reports SERVING"
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeConfig:
+        return from_flags(cls, args)
 
     @property
     def max_message_bytes(self) -> int:

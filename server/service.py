@@ -18,25 +18,40 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import numpy as np
 
+from detect.errors import DetectError
+from detect.messages import (
+    detection_message,
+    model_info_message,
+    options_from_message,
+    request_image,
+)
 from detect.runtime.detector import Detector
+from detect.structures import DetectOptions
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
 from server.batcher import Batcher, BatchResult, DeadlineExpiredError, QueueFullError
 from server.config import ServeConfig
-from server.messages import (
-    RequestError,
-    detection_message,
-    model_info,
-    request_image,
-    request_options,
-)
 from server.metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
 
 STREAM_WINDOW = 32
 """Images of one stream in flight at once (decoding, queued or running)."""
+
+
+class RequestError(Exception):
+    """A request the server refuses: the status code and the message sent to the client."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _invalid(exc: DetectError, prefix: str = "") -> RequestError:
+    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{prefix}{exc}")
 
 
 class DetectorService(pb_grpc.DetectorServicer):
@@ -107,8 +122,12 @@ class DetectorService(pb_grpc.DetectorServicer):
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInfo:
         async with self._status("GetModelInfo", context):
-            return model_info(
-                self._detector(),
+            detector = self._detector()
+            return model_info_message(
+                detector.card,
+                detector.info,
+                provider=detector.provider,
+                max_pixels=detector.max_pixels,
                 max_batch=self.config.max_batch,
                 batch_timeout_ms=self.config.batch_timeout_ms,
                 max_queue=self.config.max_queue,
@@ -153,8 +172,8 @@ class DetectorService(pb_grpc.DetectorServicer):
         detector = self._detector()
         assert self.batcher is not None
         loop = asyncio.get_running_loop()
-        options = request_options(request.options, detector)
-        image = await loop.run_in_executor(self.workers, request_image, request, detector)
+        options = _options(request.options, detector)
+        image = await loop.run_in_executor(self.workers, _image, request, detector)
         decoded = time.perf_counter()
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
@@ -170,9 +189,7 @@ class DetectorService(pb_grpc.DetectorServicer):
                 grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the model ran"
             ) from None
         batched = time.perf_counter()
-        response = await loop.run_in_executor(
-            self.workers, self._response, request, image.shape, batch, options
-        )
+        response = await loop.run_in_executor(self.workers, self._response, request, batch, options)
         done = time.perf_counter()
         timings = response.timings
         timings.decode_ms = 1000 * (decoded - received)
@@ -189,14 +206,13 @@ class DetectorService(pb_grpc.DetectorServicer):
     def _response(
         self,
         request: pb.DetectRequest,
-        shape: tuple[int, ...],
         batch: BatchResult,
-        options: dict,
+        options: DetectOptions,
     ) -> pb.DetectResponse:
         """Postprocess one image's raw detections into its response (runs on a worker)."""
         detector = self._detector()
-        height, width = shape[:2]
-        detections = detector.postprocess(batch.raw, height, width, **options)
+        height, width = batch.raw.image_size
+        detections = detector.postprocess(batch.raw, options)
         return pb.DetectResponse(
             frame_id=request.frame_id,
             timestamp_ms=request.timestamp_ms,
@@ -211,3 +227,24 @@ class DetectorService(pb_grpc.DetectorServicer):
                 batch_size=batch.batch_size,
             ),
         )
+
+
+def _options(message: pb.DetectOptions, detector: Detector) -> DetectOptions:
+    """The request's options, checked (ranges, and class names against the model)."""
+    try:
+        options = options_from_message(message)
+    except DetectError as exc:
+        raise _invalid(exc) from None
+    try:
+        detector.info.class_labels(options.classes)
+    except DetectError as exc:
+        raise _invalid(exc, "options.classes: ") from None
+    return options
+
+
+def _image(request: pb.DetectRequest, detector: Detector) -> np.ndarray:
+    """The request's image as ``(H, W, 3) uint8`` RGB (EXIF orientation applied)."""
+    try:
+        return detector.prepare(*request_image(request))
+    except DetectError as exc:  # a bad field, undecodable, truncated, over the pixel limit
+        raise _invalid(exc) from None

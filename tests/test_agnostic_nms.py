@@ -22,11 +22,13 @@ from detect.cli import build_parser
 from detect.client import DetectorClient
 from detect.data.synth import write_dataset
 from detect.errors import ModelError
-from detect.evaluate import EvalConfig, predict_with_model, predict_with_server
+from detect.evaluate import EvalConfig, predict_with
+from detect.runtime.backend import open_backend
 from detect.local_server import LocalServer
 from detect.metrics.coco import load_gt
-from detect.runtime.detector import Detection, Detector, RawDetections
+from detect.runtime.detector import Detector
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, ModelCard
+from detect.structures import Detection, RawDetections
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "demo.onnx"
@@ -37,6 +39,7 @@ ONE_OBJECT_TWO_CLASSES = RawDetections(
     boxes=np.array([[10, 10, 50, 50], [12, 12, 50, 50], [60, 60, 90, 90]], np.float32),
     scores=np.array([0.9, 0.8, 0.7], np.float32),
     labels=np.array([1, 2, 2], np.int64),
+    image_size=(100, 100),
 )
 
 
@@ -92,9 +95,9 @@ def test_one_object_labelled_twice_keeps_both_boxes_by_default_and_the_best_with
 ) -> None:
     raw = ONE_OBJECT_TWO_CLASSES
     both = [("circle", 10.0, 10.0), ("rectangle", 12.0, 12.0), ("rectangle", 60.0, 60.0)]
-    assert _summary(detector.postprocess(raw, 100, 100, polygons=False)) == both
-    assert _summary(detector.postprocess(raw, 100, 100, agnostic_nms=False)) == both
-    best = detector.postprocess(raw, 100, 100, agnostic_nms=True)
+    assert _summary(detector.postprocess(raw, polygons=False)) == both
+    assert _summary(detector.postprocess(raw, agnostic_nms=False)) == both
+    best = detector.postprocess(raw, agnostic_nms=True)
     assert _summary(best) == [("circle", 10.0, 10.0), ("rectangle", 60.0, 60.0)]
     assert [d.score for d in best] == pytest.approx([0.9, 0.7])
 
@@ -104,10 +107,10 @@ def test_agnostic_nms_runs_after_the_class_filter_and_before_max_detections(
 ) -> None:
     raw = ONE_OBJECT_TWO_CLASSES
     # the circle is filtered out first, so it cannot suppress the rectangle on the same object
-    only = detector.postprocess(raw, 100, 100, classes=["rectangle"], agnostic_nms=True)
+    only = detector.postprocess(raw, classes=["rectangle"], agnostic_nms=True)
     assert _summary(only) == [("rectangle", 12.0, 12.0), ("rectangle", 60.0, 60.0)]
     # the best two after suppression, not the best two before it
-    two = detector.postprocess(raw, 100, 100, max_detections=2, agnostic_nms=True)
+    two = detector.postprocess(raw, max_detections=2, agnostic_nms=True)
     assert _summary(two) == [("circle", 10.0, 10.0), ("rectangle", 60.0, 60.0)]
 
 
@@ -122,7 +125,7 @@ def test_agnostic_nms_keeps_what_torchvision_nms_keeps_of_the_models_own_detecti
         raw = detector.infer(rgb)
         for threshold in (0.0, detector.card.thresholds["score"]):
             got = detector.postprocess(
-                raw, *rgb.shape[:2], score_threshold=threshold, agnostic_nms=True, polygons=False
+                raw, score_threshold=threshold, agnostic_nms=True, polygons=False
             )
             above = np.flatnonzero(raw.scores >= threshold)
             kept = ops.nms(
@@ -155,12 +158,12 @@ def test_a_card_without_the_fields_loads_with_agnostic_nms_off_at_iou_0_7(tmp_pa
 def test_the_cards_default_and_iou_apply_when_a_call_does_not_say(tmp_path: Path) -> None:
     raw = ONE_OBJECT_TWO_CLASSES
     on = Detector(_demo_copy(tmp_path, agnostic_nms=True), device="cpu", warmup_runs=0)
-    assert len(on.postprocess(raw, 100, 100)) == 2
-    assert len(on.postprocess(raw, 100, 100, agnostic_nms=False)) == 3
+    assert len(on.postprocess(raw)) == 2
+    assert len(on.postprocess(raw, agnostic_nms=False)) == 3
     loose = tmp_path / "loose"
     loose.mkdir()
     model = _demo_copy(loose, agnostic_nms=True, agnostic_nms_iou=0.95)  # above 0.9025
-    assert len(Detector(model, device="cpu", warmup_runs=0).postprocess(raw, 100, 100)) == 3
+    assert len(Detector(model, device="cpu", warmup_runs=0).postprocess(raw)) == 3
 
 
 @pytest.mark.parametrize(
@@ -243,8 +246,9 @@ def test_eval_model_and_server_sources_score_the_same_agnostic_detections(
 
     def results(agnostic: bool, **source: object) -> list[tuple[int, int]]:
         config = EvalConfig(gt=gt_path, out=tmp_path, agnostic_nms=agnostic, **source)
-        predict = predict_with_model if "model" in source else predict_with_server
-        found = predict(config, paths, gt).results
+        backend = open_backend(**source)
+        found = predict_with(backend, config, paths, gt, str(source)).evaluator.results
+        backend.close()
         return sorted((r["image_id"], r["category_id"]) for r in found)
 
     model = results(True, model=DEMO, device="cpu")

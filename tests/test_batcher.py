@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from detect.runtime.detector import RawDetections
+from detect.structures import RawDetections
 from server.batcher import Batcher, DeadlineExpiredError, QueueFullError
 
 
@@ -31,6 +31,7 @@ class Model:
                 np.zeros((1, 4), np.float32),
                 np.array([image[0, 0, 0] / 255], np.float32),
                 np.ones(1, np.int64),
+                image.shape[:2],
             )
             for image in images
         ]

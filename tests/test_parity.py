@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from detect.parity import TOLERANCES, ParityReport
-from detect.runtime.detector import RawDetections
+from detect.structures import RawDetections
 
 
 def _dets(*rows: tuple[float, float, float, float, float, int]) -> RawDetections:
     """Detections from ``(x1, y1, x2, y2, score, label)`` rows."""
     array = np.array(rows, np.float64).reshape(-1, 6)
     return RawDetections(
-        array[:, :4].astype(np.float32), array[:, 4].astype(np.float32), array[:, 5].astype(int)
+        array[:, :4].astype(np.float32),
+        array[:, 4].astype(np.float32),
+        array[:, 5].astype(int),
+        (100, 100),
     )
 
 

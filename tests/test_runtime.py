@@ -83,7 +83,9 @@ def test_score_threshold_class_filter_and_max_detections(
         image_bytes, score_threshold=0.0, classes=[everything[0].class_id], polygons=False
     )
     assert by_id == only
-    assert detector.detect(image_bytes, score_threshold=1.01) == []
+    assert all(d.score == 1.0 for d in detector.detect(image_bytes, score_threshold=1.0))
+    with pytest.raises(ConfigError, match=r"score_threshold 1.01: use a value in \[0, 1\]"):
+        detector.detect(image_bytes, score_threshold=1.01)  # refused, as the server refuses it
     with pytest.raises(ConfigError, match="unknown class 'dog'"):
         detector.detect(image_bytes, classes=["dog"])
 

@@ -438,11 +438,17 @@ def test_expired_deadline_is_deadline_exceeded_and_cancelled_calls_free_their_sl
 def test_unexpected_failure_is_internal_and_the_server_keeps_serving(
     mask_model: Path, tmp_path: Path, images: list[bytes]
 ) -> None:
-    """A card naming fewer classes than the graph predicts: postprocessing fails inside."""
+    """A card naming fewer classes than the graph predicts, on a model exported before the class
+    count was recorded in the ONNX file (so the load cannot see it): postprocessing fails
+    inside."""
+    onnx = pytest.importorskip("onnx")
     model = tmp_path / "short_card.onnx"
-    shutil.copy(mask_model, model)
+    graph = onnx.load(str(mask_model))
+    del graph.metadata_props[:]  # as older exports are
+    onnx.save(graph, str(model))
     card = json.loads(mask_model.with_suffix(".json").read_text())
     card["labels"], card["category_ids"] = card["labels"][:1], card["category_ids"][:1]
+    card["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
     model.with_suffix(".json").write_text(json.dumps(card))
     process = start_server(model)
     try:
@@ -609,7 +615,7 @@ def test_sigterm_answers_every_call_in_flight_then_exits_0(
     assert code == grpc.StatusCode.UNAVAILABLE
 
 
-@pytest.mark.parametrize("problem", ["missing", "corrupt", "sha256"])
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "sha256", "classes"])
 def test_missing_or_corrupt_model_stops_serve_with_one_line(
     mask_model: Path, tmp_path: Path, problem: str
 ) -> None:
@@ -626,12 +632,18 @@ def test_missing_or_corrupt_model_stops_serve_with_one_line(
         with model.open("r+b") as f:
             f.seek(100)
             f.write(b"\0\0\0\0")
+    if problem == "classes":  # a card naming fewer classes than the export recorded
+        card = json.loads(model.with_suffix(".json").read_text())
+        card["labels"], card["category_ids"] = card["labels"][:1], card["category_ids"][:1]
+        model.with_suffix(".json").write_text(json.dumps(card))
     result = run_detect("serve", "--model", str(model), "--port", "0", "--metrics-port", "0")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(model) in errors[0], result.stderr
-    assert "listening" not in result.stdout or problem == "corrupt"
+    assert "listening" not in result.stdout or problem in ("corrupt", "classes")
+    if problem == "classes":
+        assert "predicts 5 classes" in errors[0] and "names 1" in errors[0], errors[0]
 
 
 def test_bad_flags_stop_serve_with_one_line(mask_model: Path, tmp_path: Path) -> None:

@@ -66,7 +66,9 @@ import detect.zones
 import server.app
 import server.auth
 import server.batcher
-import server.messages
+import detect.messages
+import detect.runtime.backend
+import detect.structures
 import server.metrics
 import server.service
 from detect.cli import main

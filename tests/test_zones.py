@@ -13,7 +13,7 @@ from detect.zones import LineCounter, Tracked, Zones
 
 def _at(track_id: int, x: float, y: float, label: str = "car") -> Tracked:
     """An object whose anchor (bottom-centre) is at (x, y): a 10 x 10 box above it."""
-    return Tracked(track_id, label, x - 5, y - 10, 10, 10)
+    return Tracked(track_id, label, (x - 5, y - 10, x + 5, y))
 
 
 ZONES = {

@@ -19,6 +19,7 @@ Input problems a user can fix raise `detect.errors.DataError` naming the file (a
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
@@ -33,9 +34,7 @@ import yaml
 from PIL import Image
 
 from detect.errors import ConfigError, DataError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-"""Image file suffixes the importers look for (compared case-insensitively)."""
+from detect.runtime.sources import IMAGE_SUFFIXES, is_image_file
 
 _COORD_TOLERANCE = 0.01
 """YOLO normalised coordinates may overshoot [0, 1] by this much (then they are clipped)."""
@@ -49,10 +48,6 @@ def _require_dir(path: Path, what: str, hint: str = "") -> None:
         raise DataError(f"{path}: {what} does not exist{hint}")
     if not path.is_dir():
         raise DataError(f"{path}: {what} is not a folder{hint}")
-
-
-def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -511,7 +506,7 @@ def import_yolo(src: Path, out: Path) -> str:
     _require_dir(label_root, "YOLO labels folder", " (expected src/images/ and src/labels/)")
     names, names_file = _yolo_names(src)
     image_paths = sorted(
-        (p for p in image_root.rglob("*") if _is_image(p)),
+        (p for p in image_root.rglob("*") if is_image_file(p)),
         key=lambda p: p.relative_to(image_root).as_posix(),
     )
     if not image_paths:
@@ -615,7 +610,7 @@ def import_masks(src: Path, out: Path, label: str = "object") -> str:
             "pip install 'detect[train]'"
         ) from None
 
-    image_paths = sorted((p for p in image_dir.iterdir() if _is_image(p)), key=lambda p: p.name)
+    image_paths = sorted((p for p in image_dir.iterdir() if is_image_file(p)), key=lambda p: p.name)
     if not image_paths:
         raise DataError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     masks: dict[str, Path] = {}
@@ -674,3 +669,26 @@ def import_masks(src: Path, out: Path, label: str = "object") -> str:
     description = "converted from instance masks by `detect import masks`"
     _write_coco(out, description, images, annotations, _categories([label.strip()]))
     return _summary("masks", len(images), len(annotations), 1, [])
+
+
+# --------------------------------------------------------------------------- `detect import`
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`detect import`'s flags."""
+    p.add_argument("format", choices=["voc", "yolo", "masks"], help="source layout")
+    p.add_argument("dir", type=Path, help="dataset root folder")
+    p.add_argument("--out", type=Path, help="output COCO JSON (default: DIR/annotations.json)")
+    p.add_argument("--label", default="object", help="class name for `masks` (one class)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect import` from parsed flags."""
+    out = args.out or args.dir / "annotations.json"
+    if args.format == "masks":
+        summary = import_masks(args.dir, out, label=args.label)
+    else:
+        summary = {"voc": import_voc, "yolo": import_yolo}[args.format](args.dir, out)
+    print(summary)
+    print(f"wrote {out}")
+    return 0

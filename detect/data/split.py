@@ -8,6 +8,7 @@ written to another folder each relative ``file_name`` is rewritten to point at t
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
@@ -178,3 +179,23 @@ def split_coco(
         except OSError as exc:
             raise DataError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return paths
+
+
+# --------------------------------------------------------------------------- `detect split`
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`detect split`'s flags."""
+    p.add_argument("gt", type=Path, help="COCO JSON to split")
+    p.add_argument(
+        "--ratios", type=float, nargs="+", default=[0.6, 0.2, 0.2], help="train val [test]"
+    )
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed")
+    p.add_argument("--out", type=Path, help="output folder (default: next to GT)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect split` from parsed flags."""
+    for path in split_coco(args.gt, ratios=args.ratios, seed=args.seed, out_dir=args.out):
+        print(f"wrote {path}")
+    return 0

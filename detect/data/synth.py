@@ -20,6 +20,7 @@ Conventions: images are ``HxWx3 uint8 RGB`` arrays, masks ``HxW bool``. Coordina
 
 from __future__ import annotations
 
+import argparse
 import colorsys
 import json
 import math
@@ -538,3 +539,53 @@ def write_dataset(
             "folder"
         ) from None
     return json_path
+
+
+# --------------------------------------------------------------------------- `detect synth`
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`detect synth`'s flags: an image dataset (``--out``) or a clip (``--video``)."""
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="output folder of an image dataset")
+    target.add_argument("--video", type=Path, help="output .mp4 (ground truth: same name .json)")
+    p.add_argument("--images", type=int, default=100, help="number of images")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same annotations)")
+    p.add_argument("--size", type=int, default=320, help="image side in pixels")
+    p.add_argument(
+        "--degrade", action="store_true", help="surveillance-like blur, noise, JPEG, low light"
+    )
+    p.add_argument("--frames", type=int, default=100, help="--video: number of frames")
+    p.add_argument("--fps", type=float, default=10.0, help="--video: frames per second")
+    p.add_argument("--objects", type=int, default=6, help="--video: moving objects")
+    p.add_argument("--video-size", default="320x240", help="--video: WIDTHxHEIGHT")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`detect synth` from parsed flags."""
+    if args.video is not None:
+        from detect.data.synth_video import write_clip
+
+        try:
+            width, height = (int(v) for v in args.video_size.lower().split("x"))
+        except ValueError:
+            raise ConfigError(
+                f"--video-size {args.video_size!r}: use WIDTHxHEIGHT, e.g. 320x240"
+            ) from None
+        path = write_clip(
+            args.video,
+            frames=args.frames,
+            seed=args.seed,
+            width=width,
+            height=height,
+            fps=args.fps,
+            objects=args.objects,
+            degrade=args.degrade,
+        )
+        print(f"wrote {args.frames} frames to {args.video} and the ground truth to {path}")
+        return 0
+    path = write_dataset(
+        args.out, images=args.images, seed=args.seed, size=args.size, degrade=args.degrade
+    )
+    print(f"wrote {args.images} images and {path}")
+    return 0

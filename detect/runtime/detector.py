@@ -1,76 +1,41 @@
-"""`Detector`: an exported model on ONNX Runtime, images in, TLWH + label + polygons out.
+"""`Detector`: an exported model on ONNX Runtime, images in, `Detection`s out.
 
-No torch on this path. The steps are public so that servers can time and schedule them:
-`Detector.prepare` (bytes or array -> ``(H, W, 3) uint8`` RGB), `Detector.infer` (the ONNX graph:
-raw xyxy detections and low-resolution mask probabilities) and `Detector.postprocess`
-(thresholds, class filter, optional class-agnostic NMS, TLWH boxes, pasted masks traced to
-polygons); `Detector.detect` runs all three.
+No torch on this path. It is a `detect.runtime.backend.Backend`, and its steps are public so that
+servers can time and schedule them: `Detector.prepare` (bytes, or pixels with their color order
+-> ``(H, W, 3) uint8`` RGB), `Detector.infer_batch` (the ONNX graph: raw xyxy detections and
+low-resolution mask probabilities) and `Detector.postprocess` (`detect.runtime.postprocess`:
+thresholds, class filter, optional class-agnostic NMS, pasted masks traced to polygons);
+`Detector.detect` runs all three. The model is checked once, when it is loaded: its card, the
+file's sha256 against the card, and (for exports that record it) the graph's class count.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from detect.errors import ConfigError, ModelError
-from detect.ops.nms import nms
 from detect.runtime.image import DEFAULT_MAX_PIXELS, array_to_rgb, decode_image
-from detect.runtime.masks import paste_mask
-from detect.runtime.model_card import ModelCard, card_path
-from detect.runtime.polygons import Polygon, mask_to_polygons
+from detect.runtime.model_card import NUM_CLASSES_KEY, ModelCard, card_path
+from detect.runtime.postprocess import postprocess
+from detect.structures import Detection, DetectOptions, ModelInfo, RawDetections
 
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
-@dataclass(frozen=True)
-class Detection:
-    """One detected object in original-image pixels.
-
-    ``top = y1``, ``left = x1``, ``width = x2 - x1``, ``height = y2 - y1`` of the xyxy box;
-    ``label`` is the class name and ``class_id`` its category id in the training annotations.
-    ``polygons`` (mask models, when asked for) are the object's parts, largest first.
-    """
-
-    top: float
-    left: float
-    width: float
-    height: float
-    label: str
-    class_id: int
-    score: float
-    polygons: list[Polygon] = field(default_factory=list)
-
-    def line(self) -> str:
-        """``top,left,width,height,label,score`` (pixels to 0.1, score to 0.001)."""
-        return (
-            f"{self.top:.1f},{self.left:.1f},{self.width:.1f},{self.height:.1f},"
-            f"{self.label},{self.score:.3f}"
-        )
-
-
-@dataclass
-class RawDetections:
-    """The graph's outputs for one image: ``boxes (N, 4)`` xyxy float32 pixels, ``scores
-    (N,)``, ``labels (N,)`` model labels ``1..K``, ``mask_probs (N, M, M)`` or None."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    mask_probs: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def select(self, keep: np.ndarray) -> RawDetections:
-        probs = None if self.mask_probs is None else self.mask_probs[keep]
-        return RawDetections(self.boxes[keep], self.scores[keep], self.labels[keep], probs)
+def check_model(model_path: Path) -> ModelCard:
+    """The model's card, once the file exists and its sha256 matches the card's."""
+    if not model_path.is_file():
+        raise ModelError(f"model {model_path} not found; export one with `detect export`")
+    card = ModelCard.read(card_path(model_path))
+    card.check_file(model_path)
+    return card
 
 
 def _providers(device: str) -> list[str]:
@@ -104,6 +69,8 @@ class Detector:
         threads: intra-op threads for the CPU provider (0: ONNX Runtime's default).
         warmup_runs: graph runs on a gray ``min_size`` square before the first real image
             (CUDA picks its kernels and ONNX Runtime sizes its memory arena on the first ones).
+        card: the model's card as `check_model` returned it, when the caller has checked the
+            file already (the server does, before it listens); None: checked here.
     """
 
     def __init__(
@@ -113,12 +80,10 @@ class Detector:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         threads: int = 0,
         warmup_runs: int = 1,
+        card: ModelCard | None = None,
     ) -> None:
         self.model_path = Path(model_path)
-        if not self.model_path.is_file():
-            raise ModelError(f"model {self.model_path} not found; export one with `detect export`")
-        self.card = ModelCard.read(card_path(self.model_path))
-        self.card.check_file(self.model_path)
+        self.card = card if card is not None else check_model(self.model_path)
         self.max_pixels = max_pixels
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -131,6 +96,19 @@ class Detector:
             raise ModelError(f"ONNX Runtime cannot load {self.model_path}: {first}") from None
         self.provider = self.session.get_providers()[0]
         self._outputs = [o.name for o in self.session.get_outputs()]
+        self._check_classes()
+        card = self.card
+        self.info = ModelInfo(
+            name=self.name,
+            version=self.version,
+            labels=card.labels,
+            category_ids=card.category_ids,
+            has_masks=card.has_masks,
+            score_threshold=float(card.thresholds["score"]),
+            mask_threshold=float(card.thresholds["mask"]),
+            agnostic_nms=card.agnostic_nms,
+            agnostic_nms_iou=card.agnostic_nms_iou,
+        )
         self._warm_up(warmup_runs)
 
     @property
@@ -147,6 +125,16 @@ class Detector:
         """The model's version: the first 12 hex digits of the ONNX file's sha256."""
         return self.card.sha256[:12]
 
+    def _check_classes(self) -> None:
+        """The graph's class count (recorded by `detect export`) against the card's labels."""
+        recorded = self.session.get_modelmeta().custom_metadata_map.get(NUM_CLASSES_KEY)
+        if recorded is not None and int(recorded) != len(self.card.labels):
+            raise ModelError(
+                f"{self.model_path} predicts {recorded} classes but its model card "
+                f"{card_path(self.model_path)} names {len(self.card.labels)}; restore the card "
+                "that came with it"
+            )
+
     def _warm_up(self, runs: int) -> None:
         side = int(self.card.input["min_size"])
         gray = np.full((side, side, 3), 114, np.uint8)
@@ -154,7 +142,8 @@ class Detector:
             self.infer(gray)
 
     def prepare(self, image: bytes | np.ndarray, color: str | None = None) -> np.ndarray:
-        """``(H, W, 3) uint8`` RGB from encoded bytes, or from an array with ``color`` "RGB"/"BGR".
+        """``(H, W, 3) uint8`` RGB from encoded bytes, or from ``(H, W)``, ``(H, W, 3)`` or
+        ``(H, W, 4)`` uint8 pixels with ``color`` "RGB" or "BGR" (their channel order).
 
         Raises `detect.runtime.image.ImageError` for anything that is not a usable image.
         """
@@ -171,134 +160,44 @@ class Detector:
             values["boxes"].astype(np.float32, copy=False),
             values["scores"].astype(np.float32, copy=False),
             values["labels"].astype(np.int64, copy=False),
+            (rgb.shape[0], rgb.shape[1]),
             values.get("mask_probs"),
         )
 
-    def infer_batch(self, images: list[np.ndarray]) -> list[RawDetections]:
+    def infer_batch(
+        self, images: list[np.ndarray], options: DetectOptions | None = None
+    ) -> list[RawDetections]:
         """`infer` for several ``(H, W, 3) uint8`` RGB images, results in the same order.
 
         The exported graph takes one image (see `detect.export`), so the images run one after
         another in this call; ONNX Runtime's intra-op threads already use every core for each.
+        ``options`` are not needed before `postprocess`.
         """
         return [self.infer(rgb) for rgb in images]
 
-    def class_labels(self, classes: Iterable[str | int]) -> set[int]:
-        """Model labels (1..K) for class names or category ids (ints or digit strings)."""
-        wanted = set()
-        for c in classes:
-            if isinstance(c, str) and c in self.card.labels:
-                wanted.add(self.card.labels.index(c) + 1)
-            elif str(c).isdigit() and int(c) in self.card.category_ids:
-                wanted.add(self.card.category_ids.index(int(c)) + 1)
-            else:
-                raise ConfigError(
-                    f"unknown class {c!r}: this model has {', '.join(self.card.labels)} "
-                    f"(category ids {self.card.category_ids})"
-                )
-        return wanted
-
     def postprocess(
-        self,
-        raw: RawDetections,
-        height: int,
-        width: int,
-        *,
-        score_threshold: float | None = None,
-        max_detections: int | None = None,
-        classes: Iterable[str | int] | None = None,
-        agnostic_nms: bool | None = None,
-        polygons: bool = True,
-        polygon_tolerance: float = 1.0,
-        min_polygon_area: float = 4.0,
+        self, raw: RawDetections, options: DetectOptions | None = None, **fields: Any
     ) -> list[Detection]:
-        """Threshold, filter and convert `raw` for an image of ``height x width`` pixels.
-
-        In this order: ``score_threshold`` (default: the card's ``thresholds.score``) drops
-        lower scores; ``classes`` (names or category ids) keeps those classes; ``agnostic_nms``
-        (default: the card's ``thresholds.agnostic_nms``, false for older cards) runs greedy NMS
-        over the remaining xyxy boxes regardless of class (`detect.ops.nms.nms`, the same as
-        ``torchvision.ops.nms``): of boxes overlapping with IoU above the card's
-        ``thresholds.agnostic_nms_iou`` (default 0.7) only the highest-scoring one stays, so one
-        object labelled as two classes gets one box (the graph's NMS works within each class
-        only); ``max_detections`` then keeps the highest-scoring ones. Masks are pasted (at
-        ``thresholds.mask``) and traced only for the detections kept.
-        """
-        if polygon_tolerance < 0:
-            raise ConfigError(f"polygon tolerance {polygon_tolerance}: use 0 or more pixels")
-        threshold = self.card.thresholds["score"] if score_threshold is None else score_threshold
-        agnostic = self.card.agnostic_nms if agnostic_nms is None else agnostic_nms
-        keep = raw.scores >= threshold
-        if classes is not None:
-            keep &= np.isin(raw.labels, list(self.class_labels(classes)))
-        index = np.flatnonzero(keep)
-        if agnostic:
-            # nms returns its kept boxes by decreasing score, equal scores by index, like below
-            index = index[nms(raw.boxes[index], raw.scores[index], self.card.agnostic_nms_iou)]
-        else:
-            index = index[np.argsort(-raw.scores[index], kind="stable")]
-        if max_detections is not None:
-            index = index[:max_detections]
-        kept = raw.select(index)
-        if len(kept) and kept.labels.max() > len(self.card.labels):
-            raise ModelError(
-                f"{self.model_path} predicted label {kept.labels.max()} but its model card names "
-                f"only {len(self.card.labels)} classes; restore the card that came with it"
-            )
-        mask_threshold = self.card.thresholds["mask"]
-        detections = []
-        for i in range(len(kept)):
-            x1, y1, x2, y2 = (float(v) for v in kept.boxes[i])
-            label = int(kept.labels[i])
-            parts: list[Polygon] = []
-            if polygons and kept.mask_probs is not None:
-                crop, x0, y0 = paste_mask(kept.mask_probs[i], kept.boxes[i], height, width)
-                if crop.size:
-                    parts = mask_to_polygons(
-                        crop > mask_threshold,
-                        polygon_tolerance,
-                        min_polygon_area,
-                        offset=(float(x0), float(y0)),
-                    )
-            detections.append(
-                Detection(
-                    top=y1,
-                    left=x1,
-                    width=x2 - x1,
-                    height=y2 - y1,
-                    label=self.card.labels[label - 1],
-                    class_id=self.card.category_ids[label - 1],
-                    score=float(kept.scores[i]),
-                    polygons=parts,
-                )
-            )
-        return detections
+        """`detect.runtime.postprocess.postprocess` with this model's defaults. ``options``, or
+        the `DetectOptions` fields as keywords."""
+        return postprocess(raw, _options(options, fields), self.info)
 
     def detect(
         self,
         image: bytes | np.ndarray,
         color: str | None = None,
-        *,
-        score_threshold: float | None = None,
-        max_detections: int | None = None,
-        classes: Iterable[str | int] | None = None,
-        agnostic_nms: bool | None = None,
-        polygons: bool = True,
-        polygon_tolerance: float = 1.0,
-        min_polygon_area: float = 4.0,
+        options: DetectOptions | None = None,
+        **fields: Any,
     ) -> list[Detection]:
-        """Detections in one image (encoded bytes, or an array with ``color``), best first;
-        the keyword options are `postprocess`'s."""
-        rgb = self.prepare(image, color)
-        raw = self.infer(rgb)
-        return self.postprocess(
-            raw,
-            rgb.shape[0],
-            rgb.shape[1],
-            score_threshold=score_threshold,
-            max_detections=max_detections,
-            classes=classes,
-            agnostic_nms=agnostic_nms,
-            polygons=polygons,
-            polygon_tolerance=polygon_tolerance,
-            min_polygon_area=min_polygon_area,
-        )
+        """Detections in one image (encoded bytes, or pixels with ``color``), best first;
+        ``options``, or the `DetectOptions` fields as keywords."""
+        return self.postprocess(self.infer(self.prepare(image, color)), options, **fields)
+
+    def close(self) -> None:
+        """Nothing to release beyond what garbage collection does (the session)."""
+
+
+def _options(options: DetectOptions | None, fields: dict[str, Any]) -> DetectOptions:
+    if options is not None and fields:
+        raise ConfigError("give DetectOptions or its fields as keywords, not both")
+    return options if options is not None else DetectOptions(**fields)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from detect.runtime.detector import Detection
+from detect.structures import Detection
 
 # Tableau-10 colours (RGB), picked by class id so a class keeps its colour across images.
 _PALETTE = (
@@ -57,8 +57,7 @@ def draw_detections(
         color = class_color(det.class_id)
         if rings:
             cv2.polylines(canvas, rings, True, color, thickness, cv2.LINE_AA, _SHIFT)
-        x1, y1 = det.left, det.top
-        x2, y2 = det.left + det.width, det.top + det.height
+        x1, y1, x2, y2 = det.box
         corners = _points(np.array([[x1, y1], [x2, y2]]))
         cv2.rectangle(canvas, corners[0], corners[1], color, thickness, cv2.LINE_AA, _SHIFT)
         scale = 0.4 * thickness

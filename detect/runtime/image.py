@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from detect.errors import DetectError
+from detect.errors import InputError
 
 DEFAULT_MAX_PIXELS = 50_000_000
 """Largest accepted width x height (50 MP: a 8660 x 5773 photo, 150 MB as RGB uint8)."""
@@ -57,7 +57,7 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError)
 _COLORS = ("RGB", "BGR")
 
 
-class ImageError(DetectError):
+class ImageError(InputError):
     """An image that cannot be used as given (empty, undecodable, truncated, too large...)."""
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from detect.structures import RawDetections
+
 
 def _grown_box(box: np.ndarray, side: int) -> tuple[int, int, int, int]:
     """torchvision's ``expand_boxes`` + ``.to(int64)``: float32 arithmetic, truncated to zero."""
@@ -67,3 +69,13 @@ def paste_masks(
         crop, x0, y0 = paste_mask(prob, box, height, width)
         mask[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop > threshold
     return masks
+
+
+def binary_masks(raw: RawDetections, threshold: float = 0.5) -> np.ndarray | None:
+    """``(N, H, W) bool`` whole-image masks of ``raw`` (pasted when the model gave
+    low-resolution ones), or None for a box-only model."""
+    if raw.masks is not None:
+        return raw.masks > threshold
+    if raw.mask_probs is not None:
+        return paste_masks(raw.mask_probs, raw.boxes, *raw.image_size, threshold)
+    return None

@@ -43,6 +43,10 @@ box of another class. Higher than torchvision's per-class 0.5 (``nms_iou``) so t
 of different classes that merely overlap (a person on a bicycle) both survive, while one object
 labelled twice (nearly the same box) keeps one label; Ultralytics' default NMS IoU is 0.7 too."""
 
+NUM_CLASSES_KEY = "detect.num_classes"
+"""ONNX metadata key under which `detect export` records the graph's class count (without
+background), checked against the card's labels when the model is loaded."""
+
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""

@@ -31,42 +31,15 @@ about ``tolerance + 0.8`` pixels can be).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import shapely
 
+from detect.structures import Polygon
+
 _MITRE = {"cap_style": "square", "join_style": "mitre"}
 _PRE_GROWTH = 0.1
 """Pixels of the half-pixel growth done before simplification (see the module docstring)."""
-
-
-def _shoelace(ring: np.ndarray) -> float:
-    """Signed area of a ``(K, 2)`` ring (positive when counter-clockwise in the x, y axes)."""
-    x, y = ring.astype(np.float64).T
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
-@dataclass(frozen=True, eq=False)
-class Polygon:
-    """One connected part of an object, in image pixel coordinates (see the module docstring).
-
-    ``exterior`` is a ``(K, 2) float32`` ring of ``(x, y)`` points and each of ``holes`` a
-    ``(K_i, 2) float32`` ring; rings are not closed. Compared by identity (arrays have no ``==``).
-    """
-
-    exterior: np.ndarray
-    holes: tuple[np.ndarray, ...] = ()
-
-    def rings(self) -> list[np.ndarray]:
-        """The exterior ring first, then the holes."""
-        return [self.exterior, *self.holes]
-
-    @property
-    def area(self) -> float:
-        """Area in square pixels: the exterior's minus the holes'."""
-        return abs(_shoelace(self.exterior)) - sum(abs(_shoelace(h)) for h in self.holes)
 
 
 def _centre_outline(points: np.ndarray, grow: float) -> shapely.GeometryCollection:

@@ -1,0 +1,71 @@
+"""What every verb's configuration shares: building itself from parsed flags, and the flags that
+several verbs have (device, connection to a server, the detection options).
+
+Each verb's config dataclass registers its own flags (``add_arguments``) and builds itself from
+the parsed namespace (``from_args``, through `from_flags`); `detect.cli` only wires verbs. No
+torch, no ONNX Runtime, no gRPC here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from detect.structures import options_from_flags
+
+T = TypeVar("T")
+
+
+def from_flags(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
+    """``cls(...)`` from the flags named as its fields (the others keep their defaults), with
+    ``overrides`` for fields a flag does not give as is."""
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **overrides})
+
+
+def add_device_flag(p: argparse.ArgumentParser, help_text: str = "ONNX Runtime device") -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=help_text)
+
+
+def add_agnostic_nms_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--agnostic-nms",
+        action=argparse.BooleanOptionalAction,
+        help="suppress overlapping boxes across classes, keeping the highest-scoring one "
+        "(default: the model card's)",
+    )
+
+
+def add_connection_flags(p: argparse.ArgumentParser) -> None:
+    """``--tls``, ``--ca`` and ``--token-file``: how a verb reaches a server."""
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots)")
+    p.add_argument("--ca", type=Path, help="CA certificate (PEM) to verify the server; implies TLS")
+    p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
+
+
+def token(args: argparse.Namespace) -> str | None:
+    """The bearer token of ``--token-file`` (its first line), or None."""
+    if getattr(args, "token_file", None) is None:
+        return None
+    from server.auth import read_tokens
+
+    return read_tokens(args.token_file)[0]
+
+
+def detect_options(args: argparse.Namespace, **fixed: Any):  # -> DetectOptions
+    """`DetectOptions` of the detection flags a verb has (``--score``, ``--max-detections``,
+    ``--classes``, ``--agnostic-nms``, ``--polygon-tolerance``, ``--no-polygons``) and
+    ``fixed`` values; a bad value is a `ConfigError` naming its flag."""
+    values: dict[str, Any] = {
+        "score_threshold": getattr(args, "score", None),
+        "max_detections": getattr(args, "max_detections", None),
+        "classes": tuple(getattr(args, "classes", None) or ()),
+        "agnostic_nms": getattr(args, "agnostic_nms", None),
+    }
+    if getattr(args, "polygon_tolerance", None) is not None:
+        values["polygon_tolerance"] = args.polygon_tolerance
+    if getattr(args, "no_polygons", False):
+        values["polygons"] = False
+    return options_from_flags(**{**values, **fixed})

@@ -1,0 +1,240 @@
+"""What a detector returns and what a caller asks of it: NumPy only (no ONNX Runtime, no torch).
+
+Every module that makes, sends, draws or scores detections speaks these types: the ONNX Runtime
+`Detector`, the torch eager model, the gRPC server and client, drawing, video, predict and eval.
+
+Coordinates are pixels of the original image, x to the right and y down. Boxes are xyxy inside
+(``[x1, y1, x2, y2]``, torchvision's format); TLWH (``[top, left, width, height]``) exists only at
+the edges (the proto, text lines, JSONL), converted by `detect.ops.boxes`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from detect.errors import ConfigError
+from detect.ops.boxes import tlwh_to_xyxy, xyxy_to_tlwh
+
+
+def _shoelace(ring: np.ndarray) -> float:
+    """Signed area of a ``(K, 2)`` ring (positive when counter-clockwise in the x, y axes)."""
+    x, y = ring.astype(np.float64).T
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+@dataclass(frozen=True, eq=False)
+class Polygon:
+    """One connected part of an object, in image pixel coordinates.
+
+    ``exterior`` is a ``(K, 2) float32`` ring of ``(x, y)`` points and each of ``holes`` a
+    ``(K_i, 2) float32`` ring; rings are not closed. Exteriors run counter-clockwise and holes
+    clockwise in the ``x, y`` axes (see `detect.runtime.polygons` for how they are traced).
+    Compared by identity (arrays have no ``==``).
+    """
+
+    exterior: np.ndarray
+    holes: tuple[np.ndarray, ...] = ()
+
+    def rings(self) -> list[np.ndarray]:
+        """The exterior ring first, then the holes."""
+        return [self.exterior, *self.holes]
+
+    @property
+    def area(self) -> float:
+        """Area in square pixels: the exterior's minus the holes'."""
+        return abs(_shoelace(self.exterior)) - sum(abs(_shoelace(h)) for h in self.holes)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object in original-image pixels.
+
+    ``box`` is ``(x1, y1, x2, y2)``; ``top``, ``left``, ``width``, ``height`` are its TLWH view
+    (``top = y1``, ``left = x1``, ``width = x2 - x1``, ``height = y2 - y1``). ``label`` is the
+    class name and ``class_id`` its category id in the training annotations. ``polygons`` (mask
+    models, when asked for) are the object's parts, largest first.
+    """
+
+    box: tuple[float, float, float, float]
+    label: str
+    class_id: int
+    score: float
+    polygons: list[Polygon] = field(default_factory=list)
+
+    @classmethod
+    def from_tlwh(
+        cls,
+        tlwh: Iterable[float],
+        label: str,
+        class_id: int,
+        score: float,
+        polygons: list[Polygon] | None = None,
+    ) -> Detection:
+        """A detection from a ``[top, left, width, height]`` box (as the proto carries it)."""
+        x1, y1, x2, y2 = tlwh_to_xyxy(np.asarray(list(tlwh), np.float64)).tolist()
+        return cls((x1, y1, x2, y2), label, class_id, score, polygons or [])
+
+    @property
+    def tlwh(self) -> tuple[float, float, float, float]:
+        """``(top, left, width, height)`` of `box`."""
+        top, left, width, height = xyxy_to_tlwh(np.asarray(self.box, np.float64)).tolist()
+        return top, left, width, height
+
+    @property
+    def top(self) -> float:
+        return self.tlwh[0]
+
+    @property
+    def left(self) -> float:
+        return self.tlwh[1]
+
+    @property
+    def width(self) -> float:
+        return self.tlwh[2]
+
+    @property
+    def height(self) -> float:
+        return self.tlwh[3]
+
+    def line(self) -> str:
+        """``top,left,width,height,label,score`` (pixels to 0.1, score to 0.001)."""
+        top, left, width, height = self.tlwh
+        return f"{top:.1f},{left:.1f},{width:.1f},{height:.1f},{self.label},{self.score:.3f}"
+
+
+@dataclass
+class RawDetections:
+    """A model's outputs for one image of ``image_size = (height, width)`` pixels, before
+    thresholds: ``boxes (N, 4)`` xyxy float32 pixels, ``scores (N,)``, ``labels (N,)`` model
+    labels ``1..K``, and for mask models either ``mask_probs (N, M, M)`` (the ONNX graph's
+    low-resolution masks, pasted by `detect.runtime.masks`) or ``masks (N, H, W)`` (whole-image
+    probabilities, as torchvision's eager model pastes them). ``proposals (P, 4)`` xyxy: the
+    RPN's proposals, from models that expose them (the eager model), for proposal recall."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    image_size: tuple[int, int]
+    mask_probs: np.ndarray | None = None
+    masks: np.ndarray | None = None
+    proposals: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def select(self, keep: np.ndarray) -> RawDetections:
+        """The detections at ``keep`` (indices or a boolean mask), in that order."""
+        return RawDetections(
+            self.boxes[keep],
+            self.scores[keep],
+            self.labels[keep],
+            self.image_size,
+            None if self.mask_probs is None else self.mask_probs[keep],
+            None if self.masks is None else self.masks[keep],
+            self.proposals,
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a caller of any backend knows of its model: ``labels[k - 1]`` is the name of model
+    label ``k`` and ``category_ids[k - 1]`` its category id in the training annotations; the
+    defaults that apply when `DetectOptions` leaves them unset."""
+
+    name: str
+    version: str
+    labels: list[str]
+    category_ids: list[int]
+    has_masks: bool
+    score_threshold: float
+    mask_threshold: float = 0.5
+    agnostic_nms: bool = False
+    agnostic_nms_iou: float = 0.7
+
+    def class_labels(self, classes: Iterable[str | int]) -> set[int]:
+        """Model labels (1..K) for class names or category ids (ints or digit strings)."""
+        wanted = set()
+        for c in classes:
+            if isinstance(c, str) and c in self.labels:
+                wanted.add(self.labels.index(c) + 1)
+            elif str(c).isdigit() and int(c) in self.category_ids:
+                wanted.add(self.category_ids.index(int(c)) + 1)
+            else:
+                raise ConfigError(
+                    f"unknown class {c!r}: this model has {', '.join(self.labels)} "
+                    f"(category ids {self.category_ids})"
+                )
+        return wanted
+
+
+class OptionError(ConfigError):
+    """A `DetectOptions` field out of range. ``field`` is its name; the message is
+    ``FIELD VALUE: FIX``, and each edge renames the field as its users spell it
+    (`flag_message`: ``--score``; the server: ``options.score_threshold``)."""
+
+    def __init__(self, name: str, value: object, fix: str) -> None:
+        super().__init__(f"{name} {value}: {fix}")
+        self.field = name
+        self.value = value
+        self.fix = fix
+
+    def renamed(self, name: str) -> str:
+        """The message with the field spelled ``name``."""
+        return f"{name} {self.value}: {self.fix}"
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """What a caller asks of one detection call; checked when built, whoever builds it.
+
+    ``score_threshold`` (0 to 1; None: the model card's) drops lower scores; ``classes`` (names
+    or category ids, as strings; empty: all) keeps those classes; ``agnostic_nms`` (None: the
+    model card's) suppresses overlapping boxes across classes; ``max_detections`` (1 or more;
+    None: all) keeps the best; ``polygons`` traces masks to polygons with ``polygon_tolerance``
+    pixels of simplification (0 or more), dropping parts under ``min_polygon_area`` square
+    pixels. The class names are checked against a model by the backend that runs it.
+    """
+
+    score_threshold: float | None = None
+    max_detections: int | None = None
+    classes: tuple[str, ...] = ()
+    agnostic_nms: bool | None = None
+    polygons: bool = True
+    polygon_tolerance: float = 1.0
+    min_polygon_area: float = 4.0
+
+    def __post_init__(self) -> None:
+        score = self.score_threshold
+        if score is not None and not (math.isfinite(score) and 0.0 <= score <= 1.0):
+            raise OptionError("score_threshold", score, "use a value in [0, 1]")
+        if self.max_detections is not None and self.max_detections < 1:
+            raise OptionError("max_detections", self.max_detections, "use 1 or more")
+        if not (math.isfinite(self.polygon_tolerance) and self.polygon_tolerance >= 0):
+            raise OptionError("polygon_tolerance", self.polygon_tolerance, "use 0 or more pixels")
+        if not (math.isfinite(self.min_polygon_area) and self.min_polygon_area >= 0):
+            raise OptionError(
+                "min_polygon_area", self.min_polygon_area, "use 0 or more square pixels"
+            )
+        object.__setattr__(self, "classes", tuple(str(c) for c in self.classes or ()))
+
+
+FLAGS = {
+    "score_threshold": "--score",
+    "max_detections": "--max-detections",
+    "classes": "--classes",
+    "agnostic_nms": "--agnostic-nms",
+    "polygon_tolerance": "--polygon-tolerance",
+}
+"""The CLI flag of each `DetectOptions` field that has one."""
+
+
+def options_from_flags(**values: object) -> DetectOptions:
+    """`DetectOptions` from CLI values; a bad one is a `ConfigError` naming its flag."""
+    try:
+        return DetectOptions(**values)  # type: ignore[arg-type]
+    except OptionError as exc:
+        raise ConfigError(exc.renamed(FLAGS.get(exc.field, exc.field))) from None

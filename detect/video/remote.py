@@ -1,0 +1,83 @@
+"""Frames through a `detect serve` server: one ``DetectStream`` call, resent after UNAVAILABLE.
+
+Raw BGR pixels are sent (no re-encoding), so the server sees the pixels a local backend would.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+
+from detect.client import DetectorClient, Frame, ServerError
+from detect.structures import Detection, DetectOptions
+from detect.video.source import FrameSource, backoff
+
+Result = tuple[int, float, np.ndarray, list[Detection]]
+"""``(frame index, timestamp ms, frame (H, W, 3) uint8 BGR, detections)``."""
+
+
+def stream(
+    client: DetectorClient,
+    frames: FrameSource,
+    options: DetectOptions,
+    in_flight: int = 4,
+    retry: int = 0,
+) -> Iterator[Result]:
+    """Results of one ``DetectStream`` call with up to ``in_flight`` frames on their way,
+    reopened after UNAVAILABLE up to ``retry`` times in a row.
+
+    The request generator runs on gRPC's thread; it pulls frames from one shared iterator, so a
+    reopened stream goes on where the failed one stopped, after sending again, in order, the
+    frames that were in flight when the server went away.
+    """
+    source = iter(frames)
+    pull = threading.Lock()  # one generator at a time: the old call's may still be running
+    pending: dict[str, tuple[int, float, np.ndarray]] = {}  # sent, not answered
+    backlog: list[tuple[int, float, np.ndarray]] = []  # in flight when a call failed
+    current = [0]  # the live call's number; older generators stop at their next pull
+    attempt = 0
+
+    def requests(mine: int, slots: threading.Semaphore) -> Iterator[Frame]:
+        while True:
+            while not slots.acquire(timeout=0.5):
+                if frames.stopped.is_set() or current[0] != mine:
+                    return
+            with pull:
+                if current[0] != mine:
+                    return
+                item = backlog.pop(0) if backlog else next(source, None)
+                if item is None:
+                    return
+                index, timestamp, frame = item
+                pending[str(index)] = item
+            yield Frame(frame, str(index), round(timestamp), "BGR")
+
+    while True:
+        slots = threading.Semaphore(in_flight)
+        results = client.detect_stream(requests(current[0], slots), options=options)
+        try:
+            for result in results:
+                attempt = 0
+                index, timestamp, frame = pending.pop(result.frame_id)
+                slots.release()
+                yield index, timestamp, frame, result.detections
+            return
+        except ServerError as exc:
+            with pull:
+                current[0] += 1
+                backlog[:0] = sorted(pending.values(), key=lambda item: item[0])
+                pending.clear()
+            if exc.code != grpc.StatusCode.UNAVAILABLE or attempt >= retry:
+                raise
+            pause = backoff(attempt)
+            attempt += 1
+            print(
+                f"warning: {exc}; retrying in {pause:g} s ({attempt}/{retry})",
+                file=sys.stderr,
+            )
+            if frames.stopped.wait(pause):
+                return

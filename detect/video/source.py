@@ -1,0 +1,217 @@
+"""Frames of a video file, stream or webcam, sampled, reconnecting (OpenCV).
+
+Sources: a file, an ``rtsp://`` / ``http(s)://`` URL, or a webcam index. Sampling: every
+``every``-th frame, or ``target_fps`` frames per second of video time; ``realtime``: a reader
+thread keeps only the newest frame and processing takes whatever is newest (a file is read at
+its own frame rate), so a slow detector drops frames instead of lagging. A stream that fails is
+reopened up to ``reconnect`` times with growing pauses (`backoff`), then iteration ends.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from detect.errors import DataError
+
+
+class Sampling(Protocol):
+    """The source settings `FrameSource` reads (`detect.video.run.VideoConfig` has them)."""
+
+    source: str
+    every: int
+    target_fps: float | None
+    realtime: bool
+    reconnect: int
+    max_frames: int | None
+
+
+class SourceCounts(Protocol):
+    """Where `FrameSource` counts what it read (`detect.video.run.VideoSummary`)."""
+
+    frames_read: int
+    frames_dropped: int
+    reconnects: int
+    stopped: str
+
+
+def _open(source: str) -> cv2.VideoCapture:
+    if source.isdigit():
+        capture = cv2.VideoCapture(int(source))
+        what = f"webcam {source}"
+    elif "://" in source:
+        capture = cv2.VideoCapture(source)
+        what = f"stream {source}"
+    else:
+        if not Path(source).is_file():
+            raise DataError(
+                f"video {source} not found; give a file, a stream URL or a webcam index"
+            )
+        capture = cv2.VideoCapture(source)
+        what = f"video {source}"
+    if not capture.isOpened():
+        raise DataError(f"cannot open {what}: OpenCV cannot read it (corrupt or unsupported?)")
+    return capture
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before reopening attempt ``attempt`` (0-based): 0.5, 1, 2, 4, 8, 8, ..."""
+    return min(0.5 * 2**attempt, 8.0)
+
+
+class FrameSource:
+    """Frames of the source with their index and timestamp (ms), sampled, reconnecting.
+
+    Iterating yields ``(index, timestamp_ms, frame (H, W, 3) uint8 BGR)`` for the frames to
+    process; ``summary`` counts what was read and dropped. ``stop`` ends the iteration.
+    """
+
+    def __init__(self, config: Sampling, summary: SourceCounts) -> None:
+        self.config = config
+        self.summary = summary
+        self.live = "://" in config.source or config.source.isdigit()
+        self.capture = _open(config.source)
+        self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
+        self.size = (
+            int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+        self.total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.live else 0
+        self.stopped = threading.Event()
+        self._index = 0
+        # OpenCV's FFmpeg decoder must not be used from two threads at once (it aborts the
+        # process): reads may come from gRPC's request thread or the real-time reader while
+        # the main thread closes the source.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def stop(self, reason: str) -> None:
+        self.summary.stopped = reason
+        self.stopped.set()
+
+    def _read(self) -> tuple[int, float, np.ndarray] | None:
+        """The next frame of the source (reconnecting live sources), or None at its end."""
+        while not self.stopped.is_set():
+            with self._lock:
+                if self._closed:
+                    return None
+                ok, frame = self.capture.read()
+            if ok and frame is not None:
+                index = self._index
+                self._index += 1
+                self.summary.frames_read += 1
+                if self.fps > 0:
+                    timestamp = 1000.0 * index / self.fps
+                else:
+                    timestamp = self.capture.get(cv2.CAP_PROP_POS_MSEC)
+                return index, timestamp, frame
+            if not self.live or not self._reconnect():
+                if self.summary.frames_read == 0:
+                    raise DataError(
+                        f"no frame could be read from {self.config.source}; is it a video?"
+                    )
+                return None
+        return None
+
+    def _reconnect(self) -> bool:
+        for attempt in range(self.config.reconnect):
+            pause = backoff(attempt)
+            print(
+                f"warning: {self.config.source} dropped; reconnecting in {pause:g} s "
+                f"({attempt + 1}/{self.config.reconnect})",
+                file=sys.stderr,
+            )
+            if self.stopped.wait(pause):
+                return False
+            with self._lock:
+                if self._closed:
+                    return False
+                self.capture.release()
+                self.capture = cv2.VideoCapture(self.config.source)
+                opened = self.capture.isOpened()
+            self.summary.reconnects += 1
+            if opened:
+                return True
+        self.summary.stopped = f"stream lost after {self.config.reconnect} reconnect attempts"
+        return False
+
+    def _wanted(self, index: int, timestamp: float, due: list[float]) -> bool:
+        if self.config.target_fps is None:
+            return index % self.config.every == 0
+        if timestamp + 1e-6 < due[0]:
+            return False
+        due[0] += 1000.0 / self.config.target_fps
+        return True
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        frames = self._realtime() if self.config.realtime else iter(self._read, None)
+        due = [0.0]
+        taken = 0
+        for index, timestamp, frame in frames:
+            if self.stopped.is_set():
+                return
+            if not self._wanted(index, timestamp, due):
+                continue
+            if self.config.max_frames is not None and taken >= self.config.max_frames:
+                self.stop("--max-frames reached")
+                return
+            taken += 1
+            yield index, timestamp, frame
+
+    def _realtime(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        """Only the newest frame is kept; older unprocessed ones count as dropped."""
+        latest: list[tuple[int, float, np.ndarray] | None] = [None]
+        done = threading.Event()
+        fresh = threading.Condition()
+        error: list[BaseException] = []
+
+        def reader() -> None:
+            started = time.monotonic()
+            try:
+                while (item := self._read()) is not None:
+                    if not self.live and self.fps > 0:  # a file plays at its own rate
+                        delay = started + item[1] / 1000.0 - time.monotonic()
+                        if delay > 0 and self.stopped.wait(delay):
+                            break
+                    with fresh:
+                        if latest[0] is not None:
+                            self.summary.frames_dropped += 1
+                        latest[0] = item
+                        fresh.notify()
+            except BaseException as exc:
+                error.append(exc)
+            finally:
+                done.set()
+                with fresh:
+                    fresh.notify()
+
+        thread = threading.Thread(target=reader, daemon=True, name="frames")
+        thread.start()
+        try:
+            while True:
+                with fresh:
+                    while latest[0] is None and not done.is_set():
+                        fresh.wait(0.5)
+                    item, latest[0] = latest[0], None
+                if item is None:
+                    break
+                yield item
+        finally:
+            self.stopped.set()
+            thread.join(timeout=5)
+        if error:
+            raise error[0]
+
+    def close(self) -> None:
+        """Release the source once no other thread is reading it."""
+        self.stopped.set()
+        with self._lock:
+            self._closed = True
+            self.capture.release()
