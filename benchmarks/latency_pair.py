@@ -15,8 +15,8 @@ import statistics
 import time
 from pathlib import Path
 
-from detect.runtime.sources import list_images
 from detect.runtime.detector import Detector
+from detect.runtime.sources import list_images
 
 
 def main() -> None:

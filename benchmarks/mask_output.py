@@ -24,9 +24,9 @@ from random_weights import random_checkpoint
 
 from detect.export import export_graph
 from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
-from detect.runtime.sources import list_images
 from detect.runtime.masks import paste_mask
 from detect.runtime.polygons import mask_to_polygons, polygons_to_mask
+from detect.runtime.sources import list_images
 
 
 def _session(path: Path) -> ort.InferenceSession:

@@ -24,8 +24,8 @@ from random_weights import random_checkpoint
 
 from detect.export import ExportConfig, export
 from detect.parity import parity
-from detect.runtime.sources import list_images
 from detect.runtime.detector import Detector
+from detect.runtime.sources import list_images
 
 
 def main() -> None:

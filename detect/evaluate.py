@@ -28,7 +28,7 @@ from typing import Any
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from detect.config import add_connection_flags, add_device_flag, connection, flag
+from detect.config import add_connection_flags, add_device_flag, from_flags, token
 from detect.data.coco import read_json
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
@@ -99,7 +99,7 @@ class EvalConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvalConfig:
-        return cls(**flag(args, cls), **connection(args))
+        return from_flags(cls, args, token=token(args))
 
     def source(self) -> str:
         given = [name for name in SOURCES if getattr(self, name) is not None]

@@ -23,9 +23,9 @@ from detect.client import DetectorClient
 from detect.data.synth import write_dataset
 from detect.errors import ModelError
 from detect.evaluate import EvalConfig, predict_with
-from detect.runtime.backend import open_backend
 from detect.local_server import LocalServer
 from detect.metrics.coco import load_gt
+from detect.runtime.backend import open_backend
 from detect.runtime.detector import Detector
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, ModelCard
 from detect.structures import Detection, RawDetections

@@ -215,3 +215,60 @@ def test_serve_extra_installs_without_torch(
         assert sent.stdout.startswith(f"{image},")
     finally:
         assert served.stop() == 0
+
+
+# Runs in a subprocess: onnxruntime cannot be imported; `detect client` and `detect video
+# --server` then talk to a real server (which has it) and must never need it.
+NO_ORT_SCRIPT = """
+import sys
+from importlib.abc import MetaPathFinder
+
+
+class NoOnnxRuntime(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "onnxruntime":
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoOnnxRuntime())
+from detect.cli import main
+
+address, image, clip, jsonl = sys.argv[1:]
+assert main(["client", image, "--server", address, "--score", "0"]) == 0
+assert main(["video", clip, "--server", address, "--track", "--jsonl", jsonl]) == 0
+assert main(["predict", image, "--model", "m.onnx", "--out", "o"]) == 1  # needs it: one line
+loaded = sorted(m for m in sys.modules if m.partition(".")[0] == "onnxruntime")
+assert not loaded, f"onnxruntime modules imported: {loaded}"
+print("OK without onnxruntime")
+"""
+
+
+def test_client_and_video_through_a_server_never_import_onnxruntime(
+    shapes_small: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    plain = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['onnxruntime'] = None; "
+         "import detect.client, detect.runtime.draw, detect.video.remote"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stderr[-3000:]
+
+    from detect.data.synth_video import write_clip
+
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, frames=6, seed=3)
+    jsonl = tmp_path / "clip.jsonl"
+    served = start_server(mask_model)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", NO_ORT_SCRIPT, served.address, str(_image(shapes_small)),
+             str(clip), str(jsonl)],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        assert served.stop() == 0
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK without onnxruntime" in result.stdout
+    assert "install the `serve` extra" in result.stderr  # predict says what it lacks
+    assert len(jsonl.read_text().splitlines()) == 6

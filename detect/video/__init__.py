@@ -16,6 +16,6 @@ in hand: the MP4 is finalised (playable) and every JSONL line is complete (each 
 written).
 """
 
-from detect.video.run import VideoConfig, VideoSummary, run, run_video
+from detect.video.run import VideoConfig, VideoSummary, add_arguments, run, run_video
 
-__all__ = ["VideoConfig", "VideoSummary", "run", "run_video"]
+__all__ = ["VideoConfig", "VideoSummary", "add_arguments", "run", "run_video"]
