@@ -16,14 +16,14 @@ import statistics
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from detect.client import DetectorClient, ServerError
-from detect.config import add_connection_flags, from_flags, token
+from detect.config import Connection, add_connection_flags, from_flags
 from detect.errors import ConfigError
 from detect.runtime.backend import Backend, detect_batch, open_backend
 from detect.runtime.image import decode_image
@@ -47,9 +47,7 @@ class BenchConfig:
     size: int = 480
     options: DetectOptions = field(default_factory=DetectOptions)
     compare_eager: Path | None = None
-    tls: bool = False
-    ca: Path | None = None
-    token: str | None = None
+    connection: Connection = field(default_factory=Connection)
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,7 +81,13 @@ class BenchConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BenchConfig:
         options = options_from_flags(score_threshold=args.score, polygons=not args.no_polygons)
-        return from_flags(cls, args, images=args.images or [], options=options, token=token(args))
+        return from_flags(
+            cls,
+            args,
+            images=args.images or [],
+            options=options,
+            connection=Connection.from_args(args),
+        )
 
     def validate(self) -> None:
         if not self.concurrency or min(self.concurrency) < 1:
@@ -214,9 +218,7 @@ def bench(config: BenchConfig) -> list[Level]:
     config.validate()
     images = bench_images(config)
     options = config.options
-    with DetectorClient(
-        config.server, tls=config.tls, ca=config.ca, token=config.token, timeout=120
-    ) as client:
+    with DetectorClient(config.server, **asdict(config.connection), timeout=120) as client:
         info = client.model_info()
         shapes = {decode_image(b).shape[:2] for b in images[:50]}
         sizes = ", ".join(sorted(f"{w}x{h}" for h, w in shapes))

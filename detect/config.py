@@ -9,7 +9,7 @@ torch, no ONNX Runtime, no gRPC here.
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,6 +43,21 @@ def add_connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots)")
     p.add_argument("--ca", type=Path, help="CA certificate (PEM) to verify the server; implies TLS")
     p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How a verb reaches a server: TLS (``ca``: the PEM certificate that verifies the server;
+    implies TLS) and a bearer ``token``. The keywords of `detect.client.DetectorClient`."""
+
+    tls: bool = False
+    ca: Path | None = None
+    token: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Connection:
+        """From ``--tls``, ``--ca`` and ``--token-file`` (its first line is the token)."""
+        return cls(args.tls, args.ca, token(args))
 
 
 def token(args: argparse.Namespace) -> str | None:

@@ -21,14 +21,14 @@ import json
 import sys
 import time
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from detect.config import add_connection_flags, add_device_flag, from_flags, token
+from detect.config import Connection, add_connection_flags, add_device_flag, from_flags
 from detect.data.coco import read_json
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
@@ -65,9 +65,7 @@ class EvalConfig:
     score: float | None = None
     agnostic_nms: bool | None = None
     device: str = "auto"
-    tls: bool = False
-    ca: Path | None = None
-    token: str | None = None
+    connection: Connection = field(default_factory=Connection)
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,7 +97,7 @@ class EvalConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvalConfig:
-        return from_flags(cls, args, token=token(args))
+        return from_flags(cls, args, connection=Connection.from_args(args))
 
     def source(self) -> str:
         given = [name for name in SOURCES if getattr(self, name) is not None]
@@ -233,7 +231,7 @@ def _from_backend(config: EvalConfig, source: str, paths: dict[int, Path], gt: C
         server=config.server,
         checkpoint=config.checkpoint,
         device=config.device,
-        connection={"tls": config.tls, "ca": config.ca, "token": config.token, "timeout": 300},
+        connection={**asdict(config.connection), "timeout": 300},
     )
     with closing(backend):
         return predict_with(backend, config, paths, gt, what)

@@ -84,21 +84,10 @@ class Detection:
         top, left, width, height = xyxy_to_tlwh(np.asarray(self.box, np.float64)).tolist()
         return top, left, width, height
 
-    @property
-    def top(self) -> float:
-        return self.tlwh[0]
-
-    @property
-    def left(self) -> float:
-        return self.tlwh[1]
-
-    @property
-    def width(self) -> float:
-        return self.tlwh[2]
-
-    @property
-    def height(self) -> float:
-        return self.tlwh[3]
+    top = property(lambda self: self.tlwh[0], doc="``y1``")
+    left = property(lambda self: self.tlwh[1], doc="``x1``")
+    width = property(lambda self: self.tlwh[2], doc="``x2 - x1``")
+    height = property(lambda self: self.tlwh[3], doc="``y2 - y1``")
 
     def line(self) -> str:
         """``top,left,width,height,label,score`` (pixels to 0.1, score to 0.001)."""

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,12 @@ import numpy as np
 from tqdm import tqdm
 
 from detect.config import (
+    Connection,
     add_agnostic_nms_flag,
     add_connection_flags,
     add_device_flag,
     detect_options,
     from_flags,
-    token,
 )
 from detect.errors import ConfigError, DataError
 from detect.runtime.draw import class_color, draw_detections
@@ -63,9 +63,7 @@ class VideoConfig:
     retry: int = 0
     in_flight: int = 4
     max_frames: int | None = None
-    tls: bool = False
-    ca: Path | None = None
-    token: str | None = None
+    connection: Connection = field(default_factory=Connection)
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -100,7 +98,9 @@ class VideoConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> VideoConfig:
-        return from_flags(cls, args, options=detect_options(args), token=token(args))
+        return from_flags(
+            cls, args, options=detect_options(args), connection=Connection.from_args(args)
+        )
 
     def validate(self) -> None:
         if (self.model is None) == (self.server is None):
@@ -180,9 +180,7 @@ def _results(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
         from detect.client import DetectorClient
         from detect.video.remote import stream
 
-        with DetectorClient(
-            config.server, tls=config.tls, ca=config.ca, token=config.token, timeout=None
-        ) as client:
+        with DetectorClient(config.server, **asdict(config.connection), timeout=None) as client:
             yield from stream(client, frames, config.options, config.in_flight, config.retry)
         return
     from detect.runtime.backend import detect_batch, open_backend
