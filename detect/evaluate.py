@@ -33,7 +33,7 @@ from detect.data.coco import read_json
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
 from detect.metrics.coco import load_gt
-from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset, score
+from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset
 from detect.metrics.plots import Plotter
 from detect.metrics.report import stdout_table, write_report
 from detect.runtime.backend import Backend, open_backend
@@ -328,5 +328,3 @@ def run(args: argparse.Namespace) -> int:
         return 1
     return 0
 
-
-__all__ = ["EvalConfig", "EvalResult", "evaluate", "predict_with", "score", "stdout_table"]

@@ -1,7 +1,7 @@
 """Zone occupancy and line crossings for tracked objects (surveillance counting).
 
 An object's position is its **anchor**: the bottom-centre of its box (where it stands on the
-ground), ``(left + width / 2, top + height)`` in pixels.
+ground), ``((x1 + x2) / 2, y2)`` of its xyxy box, in pixels.
 
 - `Zones`: named polygons from ``zones.json`` (``{"zones": [{"name": "door", "polygon":
   [[x, y], ...]}, ...]}``). Each frame: the count per zone and class of objects whose anchor is

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from detect.data.augment import apply_transform
 from detect.data.coco import ImageRecord
+from detect.models.eager import image_tensor
 
 
 @dataclass
@@ -77,8 +78,7 @@ class DetectionDataset(Dataset):
         }
         if masks is not None:
             target["masks"] = torch.as_tensor(masks, dtype=torch.uint8)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-        return tensor, target
+        return image_tensor(image), target
 
 
 def collate(batch: list[Any]) -> tuple[list[torch.Tensor], list[dict], list[BadImage]]:

@@ -22,6 +22,13 @@ from detect.runtime.image import DEFAULT_MAX_PIXELS, array_to_rgb, decode_image
 from detect.runtime.postprocess import postprocess
 from detect.structures import Detection, DetectOptions, ModelInfo, RawDetections
 
+
+def image_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3) uint8`` RGB -> ``(3, H, W) float32`` in [0, 1], what torchvision's detectors
+    take (their transform normalises and resizes it)."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255)
+
+
 DEFAULT_SCORE = 0.5
 """The operating threshold when a checkpoint has no model card (torchvision's own is 0.05)."""
 
@@ -74,9 +81,7 @@ class EagerModel:
     ) -> list[RawDetections]:
         """One forward pass of the model over the list of ``(H, W, 3) uint8`` RGB images."""
         device = next(self.model.parameters()).device
-        tensors = [
-            torch.from_numpy(rgb).permute(2, 0, 1).float().div(255).to(device) for rgb in images
-        ]
+        tensors = [image_tensor(rgb).to(device) for rgb in images]
         captured: dict[str, Any] = {}
         hooks = [
             self.model.transform.register_forward_hook(

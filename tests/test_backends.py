@@ -1,0 +1,121 @@
+"""The backend protocol: the ONNX Runtime `Detector`, the gRPC `DetectorClient` (a real server)
+and the torch `EagerModel` run the same images through `prepare -> infer_batch -> postprocess`
+and answer alike; `detect_each` reports a bad image and goes on with the others."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from serving import start_server
+
+from detect.errors import ConfigError, InputError
+from detect.messages import detection_from_message, detection_message
+from detect.ops import box_iou
+from detect.runtime.backend import Detected, detect_batch, detect_each, open_backend
+from detect.structures import Detection, DetectOptions
+
+ALL = DetectOptions(score_threshold=0.0, polygons=True, polygon_tolerance=0.0)
+
+
+def _images(shapes_small: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((shapes_small / "images").glob("*.jpg"))[:4]]
+
+
+def _rows(detected: list[Detected]) -> list[list[tuple[str, int]]]:
+    return [[(d.label, d.class_id) for d in image.detections] for image in detected]
+
+
+def test_local_and_server_backends_give_the_same_detections(
+    shapes_small: Path, mask_model: Path
+) -> None:
+    images = _images(shapes_small)
+    local = open_backend(model=mask_model, device="cpu")
+    server = start_server(mask_model)
+    try:
+        remote = open_backend(server=server.address)
+        mine, theirs = asdict(local.info), asdict(remote.info)  # through GetModelInfo
+        for key, value in mine.items():  # the thresholds are float32 on the wire
+            assert theirs[key] == (pytest.approx(value) if isinstance(value, float) else value)
+        here = detect_batch(local, images, ALL)
+        there = detect_batch(remote, images, ALL)
+        remote.close()
+    finally:
+        assert server.stop() == 0
+    assert any(image.detections for image in here)
+    assert _rows(there) == _rows(here)
+    for a, b in zip(here, there, strict=True):
+        assert a.image_size == b.image_size
+        boxes_a = np.array([d.box for d in a.detections]).reshape(-1, 4)
+        boxes_b = np.array([d.box for d in b.detections]).reshape(-1, 4)
+        np.testing.assert_allclose(boxes_b, boxes_a, atol=1e-3)  # float32 on the wire
+        assert [len(d.polygons) for d in a.detections] == [len(d.polygons) for d in b.detections]
+
+
+def test_eager_checkpoint_backend_matches_its_export(
+    shapes_small: Path, tiny_runs: dict, mask_model: Path
+) -> None:
+    """The same weights in torch eager and on ONNX Runtime: same labels, boxes within parity's
+    IoU, for the detections both keep above the model's default threshold."""
+    images = _images(shapes_small)
+    eager = open_backend(checkpoint=tiny_runs["mask_rcnn", "align"])
+    onnx = open_backend(model=mask_model, device="cpu")
+    assert (eager.info.labels, eager.info.category_ids) == (
+        onnx.info.labels,
+        onnx.info.category_ids,
+    )
+    options = DetectOptions(score_threshold=0.3)
+    compared = 0
+    for ours, theirs in zip(
+        detect_batch(eager, images, options), detect_batch(onnx, images, options), strict=True
+    ):
+        assert ours.raw.proposals is not None and len(ours.raw.proposals)  # eager only
+        assert [d.label for d in ours.detections] == [d.label for d in theirs.detections]
+        if ours.detections:
+            iou = box_iou(
+                np.array([d.box for d in ours.detections]),
+                np.array([d.box for d in theirs.detections]),
+            )
+            assert np.diag(iou).min() > 0.99
+            compared += len(ours.detections)
+    assert compared > 0
+
+
+def test_detect_each_reports_a_bad_image_and_goes_on(
+    shapes_small: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    local = open_backend(model=mask_model, device="cpu")
+    good = sorted((shapes_small / "images").glob("*.jpg"))[:3]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    items = [(0, good[0]), (1, broken), (2, tmp_path / "missing.jpg"), (3, good[1])]
+    answers = dict(detect_each(local, items, ALL, batch_size=4))
+    assert isinstance(answers[0], Detected) and isinstance(answers[3], Detected)
+    assert isinstance(answers[1], InputError) and isinstance(answers[2], InputError)
+    assert "cannot read it" in str(answers[2])
+
+
+def test_options_are_checked_when_built_whoever_builds_them() -> None:
+    with pytest.raises(ConfigError, match=r"score_threshold 1.5: use a value in \[0, 1\]"):
+        DetectOptions(score_threshold=1.5)
+    with pytest.raises(ConfigError, match="max_detections 0: use 1 or more"):
+        DetectOptions(max_detections=0)
+    with pytest.raises(ConfigError, match="polygon_tolerance -1: use 0 or more"):
+        DetectOptions(polygon_tolerance=-1)
+    assert DetectOptions(classes=["circle", 3]).classes == ("circle", "3")
+
+
+def test_detection_keeps_xyxy_and_shows_tlwh_at_the_edges() -> None:
+    detection = Detection((10.0, 20.0, 50.0, 80.0), "car", 3, 0.9)
+    assert detection.tlwh == (20.0, 10.0, 40.0, 60.0)  # top = y1, left = x1, width, height
+    assert detection.line() == "20.0,10.0,40.0,60.0,car,0.900"
+    message = detection_message(detection)
+    assert (message.box.top, message.box.left, message.box.width, message.box.height) == (
+        20.0,
+        10.0,
+        40.0,
+        60.0,
+    )
+    assert detection_from_message(message).box == detection.box
