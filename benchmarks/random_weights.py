@@ -15,6 +15,7 @@ import torch
 
 from detect.models.build import build_model
 from detect.models.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from detect.models.inputs import image_tensor
 from detect.runtime.image import decode_image
 
 
@@ -36,8 +37,7 @@ def random_checkpoint(
     with torch.no_grad():
         for image in images[:8]:
             rgb = decode_image(image.read_bytes())
-            batch = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
-            model.backbone(model.transform(list(batch))[0].tensors)
+            model.backbone(model.transform([image_tensor(rgb)])[0].tensors)
     model.eval()
     cls_score = model.roi_heads.box_predictor.cls_score
     torch.nn.init.normal_(cls_score.weight, std=0.01)

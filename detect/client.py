@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from detect.messages import (
     options_message,
     raw_image_message,
 )
-from detect.runtime.sources import read_image
+from detect.runtime.sources import ReadError, read_image
 from detect.structures import Detection, DetectOptions, ModelInfo
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
@@ -66,7 +66,8 @@ class Frame:
 
 @dataclass(frozen=True)
 class DetectResult:
-    """The server's answer for one image: detections (TLWH pixels) and where the time went.
+    """The server's answer for one image: detections (xyxy pixels, with their TLWH view) and
+    where the time went.
 
     ``timings`` holds ``decode_ms``, ``queue_ms``, ``inference_ms``, ``postprocess_ms``,
     ``total_ms`` (server side) and ``batch_size``.
@@ -132,7 +133,7 @@ class DetectorClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = pb_grpc.DetectorStub(self._channel)
         self._info: ModelInfo | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool = ThreadPoolExecutor(8, thread_name_prefix="client")  # infer_batch's calls
 
     def __enter__(self) -> DetectorClient:
         return self
@@ -141,8 +142,7 @@ class DetectorClient:
         self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._channel.close()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -203,7 +203,7 @@ class DetectorClient:
         ``agnostic_nms`` (suppress overlapping boxes across classes; None: the model card's
         default), ``polygons``, ``polygon_tolerance``."""
         request = detect_request(
-            Frame(image, frame_id, timestamp_ms, color), _options(options, fields)
+            Frame(image, frame_id, timestamp_ms, color), DetectOptions.of(options, **fields)
         )
         try:
             response = self._stub.Detect(request, timeout=self.timeout, metadata=self._metadata)
@@ -229,9 +229,8 @@ class DetectorClient:
         if len(images) == 1:
             frame = images[0]
             return [self.detect(frame.image, frame.color, options=options)]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(8, thread_name_prefix="client")
         calls = [self._pool.submit(self.detect, f.image, f.color, options=options) for f in images]
+        wait(calls)  # every call answered before the first failure (if any) is raised
         return [call.result() for call in calls]
 
     def postprocess(
@@ -252,7 +251,7 @@ class DetectorClient:
         Frames are sent as they are consumed; the server works on several at once. ``options``,
         or the `DetectOptions` fields as keywords, apply to every frame.
         """
-        options = _options(options, fields)
+        options = DetectOptions.of(options, **fields)
 
         def requests() -> Iterator[pb.DetectRequest]:
             for index, frame in enumerate(frames):
@@ -294,19 +293,6 @@ def _read(path: Path | None, what: str) -> bytes | None:
         raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror})") from None
 
 
-def _options(options: DetectOptions | None, fields: dict[str, Any]) -> DetectOptions:
-    if options is not None and fields:
-        raise ConfigError("give DetectOptions or its fields as keywords, not both")
-    if options is not None:
-        return options
-    try:
-        return DetectOptions(**fields)
-    except TypeError:
-        known = DetectOptions.__dataclass_fields__
-        unknown = sorted(set(fields) - set(known))
-        raise ConfigError(f"unknown detect options: {', '.join(unknown)}") from None
-
-
 def detect_request(frame: Frame, options: DetectOptions) -> pb.DetectRequest:
     """A detect.v1 request for one frame with ``options``."""
     request = pb.DetectRequest(
@@ -315,9 +301,9 @@ def detect_request(frame: Frame, options: DetectOptions) -> pb.DetectRequest:
     image = frame.image
     if isinstance(image, Path):
         try:
-            image = image.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"image {frame.image}: cannot read it ({exc.strerror})") from None
+            image = read_image(image)
+        except ReadError as exc:
+            raise ReadError(f"image {frame.image}: {exc}") from None
     if isinstance(image, bytes | bytearray | memoryview):
         request.encoded_image = bytes(image)
     else:

@@ -33,15 +33,14 @@ from detect.data.coco import read_json
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
 from detect.metrics.coco import load_gt
-from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset
+from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset, scoring_options
 from detect.metrics.plots import Plotter
 from detect.metrics.report import stdout_table, write_report
 from detect.runtime.backend import Backend, open_backend
-from detect.structures import DetectOptions, ModelInfo
+from detect.runtime.model_card import DEFAULT_SCORE
+from detect.structures import ModelInfo
 
 IOU_TYPES = ("bbox", "segm", "both")
-DEFAULT_SCORE = 0.5
-MAX_DETECTIONS = 100  # COCOeval's largest maxDets
 SOURCES = ("predictions", "model", "checkpoint", "server")
 
 
@@ -128,16 +127,6 @@ class EvalConfig:
                 raise ConfigError(f"--{name} {path}: no such file")
         return source
 
-    def options(self, info: ModelInfo) -> DetectOptions:
-        """What scoring asks of a backend: every detection it keeps, masks traced exactly."""
-        return DetectOptions(
-            score_threshold=0.0,
-            max_detections=MAX_DETECTIONS,
-            agnostic_nms=self.agnostic_nms,
-            polygons=info.has_masks,
-            polygon_tolerance=0.0,
-        )
-
 
 @dataclass
 class Predicted:
@@ -204,17 +193,24 @@ def check_categories(info: ModelInfo, gt: COCO, what: str) -> None:
 
 
 def predict_with(
-    backend: Backend, config: EvalConfig, paths: dict[int, Path], gt: COCO, what: str
+    backend: Backend,
+    config: EvalConfig,
+    paths: dict[int, Path],
+    gt: COCO,
+    what: str,
+    batch_size: int = 1,
 ) -> Predicted:
-    """Every image through ``backend`` into a `CocoEvaluator`, after checking its classes."""
+    """Every image through ``backend`` into a `CocoEvaluator`, after checking its classes;
+    ``batch_size`` images at a time (a server answers them concurrently)."""
     info = backend.info
     check_categories(info, gt, what)
     evaluator = CocoEvaluator(gt, masks=info.has_masks)
     predicted = Predicted(evaluator, info.has_masks, info.score_threshold)
     bar = tqdm(total=len(paths), desc="predicting", unit="img", disable=not sys.stderr.isatty())
     with bar:
+        options = scoring_options(info.has_masks, config.agnostic_nms)
         predicted.seconds = inference_on_dataset(
-            backend, paths, evaluator, config.options(info), progress=bar.update
+            backend, paths, evaluator, options, batch_size, bar.update
         )
     predicted.images = len(paths) - len(evaluator.failed)
     return predicted
@@ -234,7 +230,7 @@ def _from_backend(config: EvalConfig, source: str, paths: dict[int, Path], gt: C
         connection={**asdict(config.connection), "timeout": 300},
     )
     with closing(backend):
-        return predict_with(backend, config, paths, gt, what)
+        return predict_with(backend, config, paths, gt, what, 8 if source == "server" else 1)
 
 
 def _from_file(config: EvalConfig, gt: COCO) -> Predicted:
@@ -327,4 +323,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(result.failed)} images could not be predicted; see above", file=sys.stderr)
         return 1
     return 0
-

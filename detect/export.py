@@ -41,6 +41,7 @@ from detect.errors import ConfigError, ModelError
 from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
 from detect.runtime.model_card import (
     AGNOSTIC_NMS_IOU,
+    DEFAULT_SCORE,
     NUM_CLASSES_KEY,
     ModelCard,
     card_path,
@@ -48,9 +49,6 @@ from detect.runtime.model_card import (
 )
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SCORE = 0.5
-"""Score threshold written to the card as the runtime's default."""
 
 
 class DetectorGraph(nn.Module):

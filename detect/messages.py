@@ -126,7 +126,8 @@ def options_from_message(message: pb.DetectOptions) -> DetectOptions:
     try:
         return DetectOptions(**fields)  # type: ignore[arg-type]
     except OptionError as exc:
-        raise MessageError(exc.renamed(f"options.{exc.field}")) from None
+        value = f"{exc.value:g}" if isinstance(exc.value, float) else exc.value  # float32 sent
+        raise MessageError(f"options.{exc.field} {value}: {exc.fix}") from None
 
 
 # --------------------------------------------------------------------------- detections

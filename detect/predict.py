@@ -65,8 +65,6 @@ class PredictConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> PredictConfig:
-        if not args.max_mp > 0:
-            raise ConfigError("--max-mp must be above 0 (megapixels; default 50)")
         return from_flags(
             cls, args, options=detect_options(args), max_pixels=round(args.max_mp * 1_000_000)
         )

@@ -210,6 +210,19 @@ class DetectOptions:
             )
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes or ()))
 
+    @classmethod
+    def of(cls, options: DetectOptions | None = None, **fields: object) -> DetectOptions:
+        """``options``, or one built from keyword fields (None: the default); not both. An
+        unknown keyword is a `ConfigError` naming it."""
+        if options is not None and fields:
+            raise ConfigError("give DetectOptions or its fields as keywords, not both")
+        if options is not None:
+            return options
+        unknown = sorted(set(fields) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown detect options: {', '.join(unknown)}")
+        return cls(**{k: v for k, v in fields.items() if v is not None})  # type: ignore[arg-type]
+
 
 FLAGS = {
     "score_threshold": "--score",

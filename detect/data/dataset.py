@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from detect.data.augment import apply_transform
 from detect.data.coco import ImageRecord
-from detect.models.eager import image_tensor
+from detect.models.inputs import image_tensor
 
 
 @dataclass

@@ -33,6 +33,22 @@ from detect.metrics.proposals import proposal_recall
 from detect.runtime.backend import Backend, Detected, detect_each
 from detect.structures import DetectOptions
 
+MAX_DETECTIONS = 100
+"""COCOeval's largest ``maxDets``."""
+
+
+def scoring_options(has_masks: bool, agnostic_nms: bool | None = None) -> DetectOptions:
+    """What scoring asks of a backend: every detection it keeps (down to the model's own
+    threshold, at most `MAX_DETECTIONS` per image), so that AP sees the low-score tail, with
+    masks traced without simplification."""
+    return DetectOptions(
+        score_threshold=0.0,
+        max_detections=MAX_DETECTIONS,
+        agnostic_nms=agnostic_nms,
+        polygons=has_masks,
+        polygon_tolerance=0.0,
+    )
+
 
 class CocoEvaluator:
     """Collects COCO results image by image, then scores them against ``gt``.
@@ -80,7 +96,7 @@ def inference_on_dataset(
     images: dict[int, Path],
     evaluator: CocoEvaluator,
     options: DetectOptions,
-    batch_size: int = 8,
+    batch_size: int = 1,
     progress: Callable[[], None] = lambda: None,
 ) -> float:
     """Every image (id -> file) through ``backend`` into ``evaluator``; the seconds it took.

@@ -17,20 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from detect.errors import ConfigError
-from detect.runtime.image import DEFAULT_MAX_PIXELS, array_to_rgb, decode_image
+from detect.models.inputs import image_tensor
+from detect.runtime.image import DEFAULT_MAX_PIXELS, to_rgb
+from detect.runtime.model_card import DEFAULT_SCORE
 from detect.runtime.postprocess import postprocess
 from detect.structures import Detection, DetectOptions, ModelInfo, RawDetections
-
-
-def image_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3) uint8`` RGB -> ``(3, H, W) float32`` in [0, 1], what torchvision's detectors
-    take (their transform normalises and resizes it)."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255)
-
-
-DEFAULT_SCORE = 0.5
-"""The operating threshold when a checkpoint has no model card (torchvision's own is 0.05)."""
 
 
 class EagerModel:
@@ -69,11 +60,7 @@ class EagerModel:
 
     def prepare(self, image: bytes | np.ndarray, color: str | None = None) -> np.ndarray:
         """``(H, W, 3) uint8`` RGB, as `detect.runtime.detector.Detector.prepare` makes it."""
-        if isinstance(image, bytes | bytearray | memoryview):
-            return decode_image(bytes(image), self.max_pixels)
-        if color is None:
-            raise ConfigError("an image array needs color='RGB' or color='BGR'")
-        return array_to_rgb(np.asarray(image), color, self.max_pixels)
+        return to_rgb(image, color, self.max_pixels)
 
     @torch.inference_mode()
     def infer_batch(

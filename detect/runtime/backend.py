@@ -11,9 +11,12 @@ A backend is ``prepare -> infer_batch -> postprocess``:
 - `Backend.postprocess` turns one result into `Detection`s (xyxy pixels, best first).
 
 Implemented by the ONNX Runtime `detect.runtime.detector.Detector`, the gRPC
-`detect.client.DetectorClient` and the torch eager `detect.models.eager.EagerModel`; the verbs
-(predict, eval, video, bench, parity, demo) take any of them, through `open_backend` and the
-functions here. Nothing here imports ONNX Runtime, torch or gRPC.
+`detect.client.DetectorClient` and the torch eager `detect.models.eager.EagerModel`.
+`open_backend` opens one from a model file, a server address or a checkpoint; `detect_batch` and
+`detect_each` run any of them. Predict, eval (and training validation), parity, bench's eager
+baseline, the demo and local video run models only this way; video through a server streams
+with ``DetectStream`` instead (`detect.video.remote`), to keep frames in flight. Nothing here
+imports ONNX Runtime, torch or gRPC.
 """
 
 from __future__ import annotations

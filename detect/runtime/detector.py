@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from detect.errors import ConfigError, ModelError
-from detect.runtime.image import DEFAULT_MAX_PIXELS, array_to_rgb, decode_image
+from detect.runtime.image import DEFAULT_MAX_PIXELS, to_rgb
 from detect.runtime.model_card import NUM_CLASSES_KEY, ModelCard, card_path
 from detect.runtime.postprocess import postprocess
 from detect.structures import Detection, DetectOptions, ModelInfo, RawDetections
@@ -147,11 +147,7 @@ class Detector:
 
         Raises `detect.runtime.image.ImageError` for anything that is not a usable image.
         """
-        if isinstance(image, bytes | bytearray | memoryview):
-            return decode_image(bytes(image), self.max_pixels)
-        if color is None:
-            raise ConfigError("an image array needs color='RGB' or color='BGR'")
-        return array_to_rgb(np.asarray(image), color, self.max_pixels)
+        return to_rgb(image, color, self.max_pixels)
 
     def infer(self, rgb: np.ndarray) -> RawDetections:
         """Run the graph on one ``(H, W, 3) uint8`` RGB image; all its detections."""
@@ -180,7 +176,7 @@ class Detector:
     ) -> list[Detection]:
         """`detect.runtime.postprocess.postprocess` with this model's defaults. ``options``, or
         the `DetectOptions` fields as keywords."""
-        return postprocess(raw, _options(options, fields), self.info)
+        return postprocess(raw, DetectOptions.of(options, **fields), self.info)
 
     def detect(
         self,
@@ -195,9 +191,3 @@ class Detector:
 
     def close(self) -> None:
         """Nothing to release beyond what garbage collection does (the session)."""
-
-
-def _options(options: DetectOptions | None, fields: dict[str, Any]) -> DetectOptions:
-    if options is not None and fields:
-        raise ConfigError("give DetectOptions or its fields as keywords, not both")
-    return options if options is not None else DetectOptions(**fields)

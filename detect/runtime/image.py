@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from detect.errors import InputError
+from detect.errors import ConfigError, InputError
 
 DEFAULT_MAX_PIXELS = 50_000_000
 """Largest accepted width x height (50 MP: a 8660 x 5773 photo, 150 MB as RGB uint8)."""
@@ -239,6 +239,18 @@ def array_to_rgb(array: np.ndarray, color: str, max_pixels: int = DEFAULT_MAX_PI
     if channels >= 3 and color == "BGR":
         pixels = pixels[:, :, 2::-1]
     return _channels_to_rgb(pixels)
+
+
+def to_rgb(
+    image: bytes | np.ndarray, color: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB from encoded bytes (`decode_image`), or from pixels with their
+    ``color`` order (`array_to_rgb`): how every local backend prepares an image."""
+    if isinstance(image, bytes | bytearray | memoryview):
+        return decode_image(bytes(image), max_pixels)
+    if color is None:
+        raise ConfigError("an image array needs color='RGB' or color='BGR' (its channel order)")
+    return array_to_rgb(np.asarray(image), color, max_pixels)
 
 
 # --- shared checks -----------------------------------------------------------------------------

@@ -43,6 +43,10 @@ box of another class. Higher than torchvision's per-class 0.5 (``nms_iou``) so t
 of different classes that merely overlap (a person on a bicycle) both survive, while one object
 labelled twice (nearly the same box) keeps one label; Ultralytics' default NMS IoU is 0.7 too."""
 
+DEFAULT_SCORE = 0.5
+"""The score threshold `detect export` writes to a card by default, and the operating threshold
+where there is no card (a checkpoint, a predictions file)."""
+
 NUM_CLASSES_KEY = "detect.num_classes"
 """ONNX metadata key under which `detect export` records the graph's class count (without
 background), checked against the card's labels when the model is loaded."""

@@ -45,8 +45,8 @@ class ReadError(InputError):
 
 
 def read_image(path: Path) -> bytes:
-    """The bytes of an image file; otherwise a `ReadError` with the OS's reason (callers name
-    the file)."""
+    """The bytes of an image file; otherwise a `ReadError` with the OS's reason, for the caller
+    to name the file with."""
     try:
         return Path(path).read_bytes()
     except OSError as exc:

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -38,8 +38,8 @@ from detect.track import Tracker
 from detect.video.source import FrameSource
 from detect.zones import LineCounter, Tracked, Zones
 
-Result = tuple[int, float, np.ndarray, list[Detection]]
-"""``(frame index, timestamp ms, frame (H, W, 3) uint8 BGR, detections)``."""
+if TYPE_CHECKING:  # the gRPC side loads only for --server
+    from detect.video.remote import Result
 
 
 @dataclass
