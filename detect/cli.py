@@ -76,10 +76,20 @@ VERBS = (
         "  torchrun --nproc_per_node 2 -m detect train --data train.json --out runs/ddp\n",
     ),
     Verb(
+        "models",
+        "detect.models.zoo",
+        "List torchvision's COCO detectors that `detect export --pretrained` serves and "
+        "`detect train --weights NAME:COCO_V1` fine-tunes: published AP, size, cached or not.",
+        "  detect models\n"
+        "  detect export --pretrained maskrcnn_resnet50_fpn_v2 --out models/coco-mask.onnx\n",
+    ),
+    Verb(
         "export",
         "detect.export",
-        "Export a `detect train` checkpoint to ONNX plus its model card (NAME.json).",
+        "Export a `detect train` checkpoint, or a torchvision COCO model, to ONNX plus its model "
+        "card (NAME.json).",
         "  detect export --checkpoint runs/shapes/best.pt --out models/shapes.onnx\n"
+        "  detect export --pretrained fasterrcnn_resnet50_fpn_v2 --out models/coco.onnx\n"
         "  detect export --checkpoint runs/shapes/best.pt --out models/shapes-fp16.onnx --fp16 \\\n"
         "      --verify datasets/shapes/images\n",
     ),

@@ -196,7 +196,7 @@ def _card(
     path: Path,
     opset: int,
     fp16: bool,
-    checkpoint: Path,
+    source: dict[str, Any],
     score: float,
     agnostic_nms: bool = False,
     agnostic_nms_iou: float = AGNOSTIC_NMS_IOU,
@@ -249,7 +249,7 @@ def _card(
         opset=opset,
         detect_version=__version__,
         exported_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        source={"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")},
+        source=source,
         recipe=dict(ckpt.get("config", {})),
         metrics=dict(ckpt.get("metrics", {})),
     )
@@ -259,8 +259,10 @@ def _card(
 class ExportConfig:
     """`detect export` options."""
 
-    checkpoint: Path
     out: Path
+    checkpoint: Path | None = None
+    pretrained: str | None = None  # a zoo name (`detect models`) instead of a checkpoint
+    weights: str = "DEFAULT"  # the zoo model's weights: DEFAULT or COCO_V1
     opset: int = 17
     fp16: bool = False
     verify: Path | None = None
@@ -271,8 +273,13 @@ class ExportConfig:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         """`detect export`'s flags."""
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--checkpoint", type=Path, help="best.pt, last.pt or ckpt_e*.pt")
+        source.add_argument(
+            "--pretrained", metavar="NAME", help="a torchvision COCO model (`detect models`)"
+        )
         p.add_argument(
-            "--checkpoint", type=Path, required=True, help="best.pt, last.pt or ckpt_e*.pt"
+            "--weights", default="DEFAULT", help="--pretrained: its weights, DEFAULT or COCO_V1"
         )
         p.add_argument("--out", type=Path, required=True, help="output NAME.onnx (card: NAME.json)")
         p.add_argument("--opset", type=int, default=17, help="ONNX opset")
@@ -308,6 +315,38 @@ class ExportConfig:
         return from_flags(cls, args)
 
 
+def _pretrained(name: str, tag: str) -> tuple[dict[str, Any], nn.Module]:
+    """A zoo model with its COCO weights, and what its card needs (a checkpoint's fields):
+    COCO's 80 names and ids, the published metrics, where the weights came from."""
+    from detect.models.zoo import build_zoo_model, cache_file, coco_categories, zoo_model
+
+    entry = zoo_model(name)
+    weights = entry.enum(tag)
+    model = build_zoo_model(name, tag).eval()
+    labels, category_ids = coco_categories(weights)
+    published = weights.meta.get("_metrics", {})
+    ckpt = {
+        "model_spec": {
+            "arch": entry.arch,
+            "backbone": entry.backbone,
+            "roi": "align",
+            "zoo": name,
+            "num_classes": len(labels) + 1,
+        },
+        "labels": labels,
+        "category_ids": category_ids,
+        "config": {"pretrained": name, "weights": str(weights)},
+        "metrics": {"published": published},
+        "source": {
+            "pretrained": name,
+            "weights": str(weights),
+            "url": weights.url,
+            "file": str(cache_file(weights)),
+        },
+    }
+    return ckpt, model
+
+
 @dataclass
 class ExportResult:
     model: Path
@@ -327,8 +366,17 @@ def export(config: ExportConfig) -> ExportResult:
         raise ConfigError(f"--agnostic-nms-iou {config.agnostic_nms_iou}: use an IoU from 0 to 1")
     if not 11 <= config.opset <= 21:
         raise ConfigError(f"--opset {config.opset}: use 17 (tested) or another of 11..21")
-    ckpt = load_checkpoint(config.checkpoint)
-    model = model_from_checkpoint(ckpt)
+    if (config.checkpoint is None) == (config.pretrained is None):
+        raise ConfigError(
+            "give --checkpoint CKPT or --pretrained NAME (`detect models` lists them)"
+        )
+    if config.pretrained is not None:
+        ckpt, model = _pretrained(config.pretrained, config.weights)
+        source: dict[str, Any] = ckpt["source"]
+    else:
+        ckpt = load_checkpoint(config.checkpoint)
+        model = model_from_checkpoint(ckpt)
+        source = {"checkpoint": str(config.checkpoint), "epoch": ckpt.get("epoch")}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
@@ -339,7 +387,8 @@ def export(config: ExportConfig) -> ExportResult:
         onnx.checker.check_model(str(tmp))
     except Exception as exc:
         tmp.unlink(missing_ok=True)
-        raise ModelError(f"export of {config.checkpoint} failed: {exc}") from exc
+        what = config.checkpoint or config.pretrained
+        raise ModelError(f"export of {what} failed: {exc}") from exc
     tmp.replace(out)
     card = _card(
         out.stem,
@@ -348,7 +397,7 @@ def export(config: ExportConfig) -> ExportResult:
         out,
         config.opset,
         config.fp16,
-        config.checkpoint,
+        source,
         config.score,
         agnostic_nms=config.agnostic_nms,
         agnostic_nms_iou=config.agnostic_nms_iou,

@@ -171,6 +171,9 @@ def _resolved_sizes(config: TrainConfig, data: CocoData) -> dict[str, Any]:
         min_size = int(min(1333, max(64, round(short / 32) * 32)))
     max_size = config.max_size or math.ceil(min_size * 1333 / 800)
     sizes: dict[str, Any] = {"min_size": min_size, "max_size": max_size}
+    if config.zoo_weights() is not None:  # torchvision's own model: its anchors and layout,
+        # BatchNorm frozen and 3 backbone stages trained, as torchvision fine-tunes
+        return {**sizes, "trainable_layers": 3, **config.sizes}
     # torchvision's anchors (32..512 px) are tuned for 800-px inputs: scale them with the input.
     sizes["anchor_scale"] = round(min(1.0, min_size / 800), 4)
     torchvision_detector = config.weights is not None and not looks_like_path(config.weights)
@@ -349,6 +352,7 @@ class Trainer:
 
         self.train_data, self.val_data = _load_data(config, ctx)
         self.sizes = _resolved_sizes(config, self.train_data)
+        zoo = config.zoo_weights()
         spec = {
             "arch": config.arch,
             "backbone": config.backbone,
@@ -356,17 +360,28 @@ class Trainer:
             "num_classes": self.train_data.num_classes,
             "sizes": self.sizes,
         }
+        if zoo is not None:
+            from detect.models.zoo import build_zoo_model, parse_zoo_weights
+
+            entry, tag = parse_zoo_weights(config.weights)
+            spec |= {"backbone": entry.backbone, "roi": "align", "zoo": zoo}
         if resume is not None:
             check_resume_spec(resume, spec, config.resume)
-        self.model = build_model(
-            config.arch,
-            config.backbone,
-            self.train_data.num_classes,
-            config.roi,
-            weights=None if resume is not None else config.weights,
-            backbone_weights=None if resume is not None else config.backbone_weights,
-            **self.sizes,
-        ).to(ctx.device)
+        if zoo is not None:
+            model = build_zoo_model(
+                zoo, None if resume is not None else tag, spec["num_classes"], **self.sizes
+            )
+        else:
+            model = build_model(
+                config.arch,
+                config.backbone,
+                self.train_data.num_classes,
+                config.roi,
+                weights=None if resume is not None else config.weights,
+                backbone_weights=None if resume is not None else config.backbone_weights,
+                **self.sizes,
+            )
+        self.model = model.to(ctx.device)
 
         augment = AugmentConfig.from_value(config.augment)
         self.transform = build_transform(augment) if augment is not None else None

@@ -18,6 +18,7 @@ import yaml
 from detect.errors import ConfigError
 
 ARCHS = ("faster_rcnn", "mask_rcnn")
+ZOO_PREFIXES = ("fasterrcnn_", "maskrcnn_")  # torchvision's builder names (detect.models.zoo)
 BACKBONES = ("resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn")
 ROIS = ("align", "pool")
 OPTIMIZERS = ("sgd", "adamw")
@@ -102,8 +103,17 @@ class TrainConfig:
             if value is not None and not isinstance(value, Path):
                 setattr(self, name, Path(value))
 
+    def zoo_weights(self) -> str | None:
+        """The torchvision COCO model named by ``weights`` ("NAME" or "NAME:TAG", see
+        `detect models`), or None. Torch-free: the name is checked when the model is built."""
+        name = (self.weights or "").partition(":")[0]
+        return name if name.startswith(ZOO_PREFIXES) and "/" not in name else None
+
     def validate(self, source: str = "config") -> None:
         """Raise ConfigError naming the first bad field and its allowed values."""
+        zoo = self.zoo_weights()
+        if zoo is not None:  # the zoo model decides the detector (and its backbone)
+            self.arch = "mask_rcnn" if zoo.startswith("maskrcnn_") else "faster_rcnn"
         choices = {
             "arch": ARCHS,
             "backbone": BACKBONES,
@@ -208,7 +218,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     flag("arch", "detector", choices=ARCHS)
     flag("backbone", "backbone", choices=BACKBONES)
     flag("roi", "ROI feature extraction: align (RoIAlign) or pool (RoIPool)", choices=ROIS)
-    flag("weights", "detector weights: torchvision name (COCO_V1, DEFAULT) or .pth path")
+    flag(
+        "weights",
+        "detector weights: a zoo model NAME[:COCO_V1] (`detect models`; decides --arch and the "
+        "backbone), a torchvision name for --arch/--backbone (COCO_V1, DEFAULT) or a .pth path",
+    )
     flag("backbone_weights", "backbone weights: torchvision name (IMAGENET1K_V1) or .pth")
     flag("backbone_lr", "backbone learning-rate multiplier", type=float)
     flag("min_size", "training/inference short side in pixels", type=int)

@@ -1,8 +1,10 @@
 """`detect train` checkpoints: atomic writes, weights-only reads, RNG state, spec checks.
 
 A checkpoint is a dict: `format`, `version`, `model_spec` (arch, backbone, roi, num_classes,
-sizes: the `build_model` arguments), `labels` (names of labels 1..K), `category_ids` (COCO id of
-each label), `config` (resolved training config), `model` (state dict), `epoch`, `metrics`.
+sizes: the `build_model` arguments; with `zoo`, the torchvision COCO model it was fine-tuned
+from, rebuilt by `detect.models.zoo.build_zoo_model` with those sizes), `labels` (names of
+labels 1..K), `category_ids` (COCO id of each label), `config` (resolved training config),
+`model` (state dict), `epoch`, `metrics`.
 `last.pt` adds `optimizer`, `scheduler`, `scaler`, `rng`, `best_ap`, `best_epoch`,
 `bad_validations` so that `--resume` continues the same run. Everything is plain tensors and
 Python values, so `torch.load(weights_only=True)` reads it.
@@ -81,11 +83,16 @@ def check_resume_spec(ckpt: dict[str, Any], spec: dict[str, Any], path: Path) ->
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
     """The checkpoint's model, weights loaded, in eval mode on the CPU."""
-    from detect.models.build import build_model
-
     spec = ckpt["model_spec"]
-    model = build_model(
-        spec["arch"], spec["backbone"], spec["num_classes"], spec["roi"], **spec["sizes"]
-    )
+    if "zoo" in spec:  # fine-tuned from (or exported as) a torchvision COCO model
+        from detect.models.zoo import build_zoo_model
+
+        model = build_zoo_model(spec["zoo"], None, spec["num_classes"], **spec["sizes"])
+    else:
+        from detect.models.build import build_model
+
+        model = build_model(
+            spec["arch"], spec["backbone"], spec["num_classes"], spec["roi"], **spec["sizes"]
+        )
     model.load_state_dict(ckpt["model"])
     return model.eval()
