@@ -112,21 +112,31 @@ def test_a_served_zoo_model_answers_with_coco_names_and_tlwh_boxes(
         assert d.left + d.width <= result.width + 1e-3 and d.top + d.height <= result.height + 1e-3
 
 
+@pytest.mark.parametrize("name", list(ZOO))
 def test_fine_tuning_from_a_zoo_name_keeps_cocos_weights_but_the_class_tensors(
-    torch_home: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, torch_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    state = torch.load(cache_file(zoo_model(SMALL).enum("COCO_V1")), weights_only=True)
-    model = build_zoo_model(SMALL, "COCO_V1", num_classes=6, trainable_layers=3)
+    state = torch.load(cache_file(zoo_model(name).enum("COCO_V1")), weights_only=True)
+    model = build_zoo_model(name, "COCO_V1", num_classes=6, trainable_layers=3)
     own = model.state_dict()
     changed = sorted(k for k in own if k not in state or own[k].shape != state[k].shape)
-    assert changed == [
+    class_tensors = [
         "roi_heads.box_predictor.bbox_pred.bias",
         "roi_heads.box_predictor.bbox_pred.weight",
         "roi_heads.box_predictor.cls_score.bias",
         "roi_heads.box_predictor.cls_score.weight",
     ]
+    if ZOO[name].arch == "mask_rcnn":
+        class_tensors += [
+            "roi_heads.mask_predictor.mask_fcn_logits.bias",
+            "roi_heads.mask_predictor.mask_fcn_logits.weight",
+        ]
+    assert changed == sorted(class_tensors)
     assert all(torch.equal(own[k], state[k]) for k in own if k not in changed)
+    assert type(model.roi_heads.box_head).__name__ == (
+        "FastRCNNConvFCHead" if name.endswith("_v2") else "TwoMLPHead"
+    )  # the v2 heads are built as torchvision builds them
     body = model.backbone.body
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in body.modules())  # all frozen
     trainable = {name.split(".")[0] for name, p in body.named_parameters() if p.requires_grad}

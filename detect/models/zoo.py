@@ -27,7 +27,6 @@ from torch import nn
 from torchvision.models import detection
 from torchvision.models._api import WeightsEnum
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.ops import misc
 
 from detect.errors import CheckpointError, ConfigError
@@ -249,11 +248,11 @@ def _set_classes(model: nn.Module, classes: list[int] | int) -> None:
     box = heads.box_predictor
     if isinstance(classes, int):
         heads.box_predictor = FastRCNNPredictor(box.cls_score.in_features, classes)
-        if heads.has_mask():
-            logits = heads.mask_predictor.mask_fcn_logits
-            heads.mask_predictor = MaskRCNNPredictor(
-                heads.mask_predictor.conv5_mask.in_channels, logits.in_channels, classes
-            )
+        if heads.has_mask():  # conv5_mask keeps COCO's weights: only the logits are per class
+            logits = nn.Conv2d(heads.mask_predictor.mask_fcn_logits.in_channels, classes, 1)
+            # as torchvision's MaskRCNNPredictor initialises it (the bias keeps Conv2d's init)
+            nn.init.kaiming_normal_(logits.weight, mode="fan_out", nonlinearity="relu")
+            heads.mask_predictor.mask_fcn_logits = logits
         return
     rows = torch.tensor(classes)
     box_rows = (rows[:, None] * 4 + torch.arange(4)).reshape(-1)
