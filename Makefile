@@ -26,7 +26,7 @@ LOCK_TOOLS := runs/lock-tools
 lock:
 	test -x $(LOCK_TOOLS)/bin/uv || ($(PYTHON) -m venv $(LOCK_TOOLS) \
 		&& $(LOCK_TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION))
-	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra train --extra serve --extra dev \
+	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra train --extra serve --extra openvino --extra dev \
 		--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		--custom-compile-command "make lock" --quiet $(if $(UPGRADE),--upgrade) -o requirements.lock
 

@@ -29,6 +29,16 @@ def add_device_flag(p: argparse.ArgumentParser, help_text: str = "ONNX Runtime d
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=help_text)
 
 
+def add_backend_flag(p: argparse.ArgumentParser) -> None:
+    """``--backend``: the engine that runs an exported model (`detect.runtime.engines`)."""
+    p.add_argument(
+        "--backend",
+        default="onnxruntime",
+        choices=["auto", "onnxruntime", "openvino"],
+        help="engine for the exported model (auto: OpenVINO on the CPU when installed)",
+    )
+
+
 def add_agnostic_nms_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--agnostic-nms",

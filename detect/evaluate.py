@@ -28,7 +28,13 @@ from typing import Any
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from detect.config import Connection, add_connection_flags, add_device_flag, from_flags
+from detect.config import (
+    Connection,
+    add_backend_flag,
+    add_connection_flags,
+    add_device_flag,
+    from_flags,
+)
 from detect.data.coco import read_json
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
@@ -64,6 +70,7 @@ class EvalConfig:
     score: float | None = None
     agnostic_nms: bool | None = None
     device: str = "auto"
+    backend: str = "onnxruntime"
     connection: Connection = field(default_factory=Connection)
 
     @staticmethod
@@ -92,6 +99,7 @@ class EvalConfig:
             "highest-scoring one (default: the model card's)",
         )
         add_device_flag(p, "for --model")
+        add_backend_flag(p)
         add_connection_flags(p)
 
     @classmethod
@@ -227,6 +235,7 @@ def _from_backend(config: EvalConfig, source: str, paths: dict[int, Path], gt: C
         server=config.server,
         checkpoint=config.checkpoint,
         device=config.device,
+        engine=config.backend,
         connection={**asdict(config.connection), "timeout": 300},
     )
     with closing(backend):

@@ -19,7 +19,13 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from detect.config import add_agnostic_nms_flag, add_device_flag, detect_options, from_flags
+from detect.config import (
+    add_agnostic_nms_flag,
+    add_backend_flag,
+    add_device_flag,
+    detect_options,
+    from_flags,
+)
 from detect.data.results import coco_result
 from detect.errors import ConfigError, DetectError
 from detect.runtime.backend import Backend, detect_each, open_backend
@@ -38,6 +44,7 @@ class PredictConfig:
     out: Path
     options: DetectOptions = field(default_factory=lambda: DetectOptions(max_detections=100))
     device: str = "auto"
+    backend: str = "onnxruntime"
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     @staticmethod
@@ -55,6 +62,7 @@ class PredictConfig:
             "--score", type=float, help="score threshold (default: the model card's, 0.5)"
         )
         add_device_flag(p)
+        add_backend_flag(p)
         p.add_argument("--max-detections", type=int, default=100, help="per image, best first")
         p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
         add_agnostic_nms_flag(p)
@@ -105,7 +113,12 @@ def predict(config: PredictConfig) -> PredictResult:
     """Run the model over every input image; write outputs as it goes (see the module)."""
     config.validate()
     images = find_images(config.inputs)
-    backend = open_backend(model=config.model, device=config.device, max_pixels=config.max_pixels)
+    backend = open_backend(
+        model=config.model,
+        device=config.device,
+        engine=config.backend,
+        max_pixels=config.max_pixels,
+    )
     try:
         return predict_images(backend, images, config.options, config.out)
     finally:

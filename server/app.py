@@ -146,6 +146,7 @@ async def _run(
             config.max_pixels,
             warmup_runs=config.warmup_runs,
             card=card,
+            backend=config.backend,
         ),
     )
     stopping = asyncio.ensure_future(stop.wait())

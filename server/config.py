@@ -6,9 +6,9 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from detect.config import add_device_flag, from_flags
+from detect.config import add_backend_flag, add_device_flag, from_flags
 from detect.errors import ConfigError
-from detect.runtime.detector import DEVICES
+from detect.runtime.engines import DEVICES, ENGINES
 from detect.runtime.image import DEFAULT_MAX_PIXELS
 
 MIB = 1024 * 1024
@@ -29,6 +29,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     device: str = "auto"
+    backend: str = "onnxruntime"
     max_batch: int = 8
     batch_timeout_ms: float = 5.0
     max_queue: int = 256
@@ -51,6 +52,7 @@ class ServeConfig:
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
         p.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
         add_device_flag(p)
+        add_backend_flag(p)
         p.add_argument("--max-batch", type=int, default=8, help="most images per model call")
         p.add_argument(
             "--batch-timeout-ms", type=float, default=5.0, help="longest wait for a batch to fill"
@@ -104,6 +106,8 @@ class ServeConfig:
         """Raise `ConfigError` naming the first flag that is out of range or inconsistent."""
         if self.device not in DEVICES:
             raise ConfigError(f"--device {self.device}: use one of {', '.join(DEVICES)}")
+        if self.backend not in ENGINES:
+            raise ConfigError(f"--backend {self.backend}: use one of {', '.join(ENGINES)}")
         for flag, value in (("--port", self.port), ("--metrics-port", self.metrics_port)):
             if not 0 <= value <= 65535:
                 raise ConfigError(f"{flag} {value}: use 0 (any free port) to 65535")

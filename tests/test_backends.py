@@ -119,3 +119,41 @@ def test_detection_keeps_xyxy_and_shows_tlwh_at_the_edges() -> None:
         60.0,
     )
     assert detection_from_message(message).box == detection.box
+
+
+def test_openvino_engine_matches_onnx_runtime_on_the_same_model(
+    shapes_small: Path, mask_model: Path
+) -> None:
+    pytest.importorskip("openvino")
+    images = _images(shapes_small)
+    ort_model = open_backend(model=mask_model, device="cpu", engine="onnxruntime")
+    ov_model = open_backend(model=mask_model, device="cpu", engine="openvino")
+    assert (ort_model.provider, ov_model.provider) == ("CPUExecutionProvider", "OpenVINO CPU")
+    compared = 0
+    for image in images:
+        rgb = ort_model.prepare(image)
+        a, b = ort_model.infer(rgb), ov_model.infer(rgb)
+        assert len(a) == len(b)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)
+        np.testing.assert_allclose(a.mask_probs, b.mask_probs, atol=1e-3)
+        compared += len(a)
+    assert compared > 0
+
+
+def test_serve_with_the_openvino_backend_reports_it_and_answers_alike(
+    shapes_small: Path, mask_model: Path
+) -> None:
+    pytest.importorskip("openvino")
+    images = _images(shapes_small)
+    here = detect_batch(open_backend(model=mask_model, device="cpu"), images, ALL)
+    server = start_server(mask_model, "--backend", "openvino")
+    try:
+        remote = open_backend(server=server.address)
+        assert remote.model_info().provider == "OpenVINO CPU"
+        there = detect_batch(remote, images, ALL)
+        remote.close()
+    finally:
+        assert server.stop() == 0
+    assert _rows(there) == _rows(here)

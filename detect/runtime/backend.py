@@ -134,11 +134,13 @@ def open_backend(
     server: str | None = None,
     checkpoint: Path | None = None,
     device: str = "auto",
+    engine: str = "onnxruntime",
     max_pixels: int | None = None,
     connection: dict[str, Any] | None = None,
 ) -> Backend:
     """The backend for exactly one of an exported ``model`` (ONNX Runtime on ``device``), a
-    ``server`` address (gRPC, with ``connection`` keywords of `DetectorClient`) or a training
+    ``server`` address (gRPC, with ``connection`` keywords of `DetectorClient`; ``engine``
+    "onnxruntime", "openvino" or "auto" runs the model file) or a training
     ``checkpoint`` (torch eager on the CPU). Each is imported only when asked for."""
     given = [n for n, v in (("model", model), ("server", server), ("checkpoint", checkpoint)) if v]
     if len(given) != 1:
@@ -147,7 +149,7 @@ def open_backend(
     if model is not None:
         from detect.runtime.detector import Detector
 
-        return Detector(model, device=device, **limit)
+        return Detector(model, device=device, backend=engine, **limit)
     if server is not None:
         from detect.client import DetectorClient
 

@@ -11,22 +11,17 @@ file's sha256 against the card, and (for exports that record it) the graph's cla
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-from detect.errors import ConfigError, ModelError
+from detect.errors import ModelError
+from detect.runtime.engines import open_engine
 from detect.runtime.image import DEFAULT_MAX_PIXELS, to_rgb
-from detect.runtime.model_card import NUM_CLASSES_KEY, ModelCard, card_path
+from detect.runtime.model_card import ModelCard, card_path
 from detect.runtime.postprocess import postprocess
 from detect.structures import Detection, DetectOptions, ModelInfo, RawDetections
-
-log = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def check_model(model_path: Path) -> ModelCard:
@@ -38,26 +33,6 @@ def check_model(model_path: Path) -> ModelCard:
     return card
 
 
-def _providers(device: str) -> list[str]:
-    if device not in DEVICES:
-        raise ConfigError(f"device {device!r}: use one of {', '.join(DEVICES)}")
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if hasattr(ort, "preload_dlls"):  # finds CUDA/cuDNN installed as pip packages or by torch
-        try:
-            ort.preload_dlls()
-        except Exception as exc:  # missing libraries show up as no CUDA below
-            log.debug("onnxruntime.preload_dlls: %s", exc)
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if device == "cuda":
-        raise ConfigError(
-            "device cuda: this onnxruntime has no CUDAExecutionProvider; install the `gpu` extra "
-            "(onnxruntime-gpu) on a machine with an NVIDIA driver, or use --device cpu"
-        )
-    return ["CPUExecutionProvider"]
-
-
 class Detector:
     """An exported model loaded for inference.
 
@@ -65,6 +40,7 @@ class Detector:
         model_path: ``NAME.onnx``; its model card ``NAME.json`` must sit next to it and its
             sha256 must match.
         device: "auto" (CUDA when ONNX Runtime has it, else CPU), "cpu" or "cuda".
+        backend: the engine, "auto", "onnxruntime" or "openvino" (`detect.runtime.engines`).
         max_pixels: images with more pixels are refused before decoding.
         threads: intra-op threads for the CPU provider (0: ONNX Runtime's default).
         warmup_runs: graph runs on a gray ``min_size`` square before the first real image
@@ -81,21 +57,14 @@ class Detector:
         threads: int = 0,
         warmup_runs: int = 1,
         card: ModelCard | None = None,
+        backend: str = "onnxruntime",
     ) -> None:
         self.model_path = Path(model_path)
         self.card = card if card is not None else check_model(self.model_path)
         self.max_pixels = max_pixels
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # no warnings about nodes placed on the CPU
-        providers = _providers(device)
-        try:
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
-        except Exception as exc:  # ORT raises its own types for bad files
-            first = str(exc).splitlines()[0][:300]
-            raise ModelError(f"ONNX Runtime cannot load {self.model_path}: {first}") from None
-        self.provider = self.session.get_providers()[0]
-        self._outputs = [o.name for o in self.session.get_outputs()]
+        self.engine = open_engine(self.model_path, backend, device, threads)
+        self.backend = self.engine.name
+        self.provider = self.engine.provider
         self._check_classes()
         card = self.card
         self.info = ModelInfo(
@@ -127,8 +96,8 @@ class Detector:
 
     def _check_classes(self) -> None:
         """The graph's class count (recorded by `detect export`) against the card's labels."""
-        recorded = self.session.get_modelmeta().custom_metadata_map.get(NUM_CLASSES_KEY)
-        if recorded is not None and int(recorded) != len(self.card.labels):
+        recorded = self.engine.num_classes
+        if recorded is not None and recorded != len(self.card.labels):
             raise ModelError(
                 f"{self.model_path} predicts {recorded} classes but its model card "
                 f"{card_path(self.model_path)} names {len(self.card.labels)}; restore the card "
@@ -151,7 +120,7 @@ class Detector:
 
     def infer(self, rgb: np.ndarray) -> RawDetections:
         """Run the graph on one ``(H, W, 3) uint8`` RGB image; all its detections."""
-        values = dict(zip(self._outputs, self.session.run(None, {"image": rgb}), strict=True))
+        values = self.engine.run(rgb)
         return RawDetections(
             values["boxes"].astype(np.float32, copy=False),
             values["scores"].astype(np.float32, copy=False),

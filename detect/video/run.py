@@ -26,6 +26,7 @@ from tqdm import tqdm
 from detect.config import (
     Connection,
     add_agnostic_nms_flag,
+    add_backend_flag,
     add_connection_flags,
     add_device_flag,
     detect_options,
@@ -59,6 +60,7 @@ class VideoConfig:
     jsonl: Path | None = None
     options: DetectOptions = field(default_factory=DetectOptions)
     device: str = "auto"
+    backend: str = "onnxruntime"
     reconnect: int = 5
     retry: int = 0
     in_flight: int = 4
@@ -85,6 +87,7 @@ class VideoConfig:
         add_agnostic_nms_flag(p)
         p.add_argument("--no-polygons", action="store_true", help="boxes only")
         add_device_flag(p, "--model")
+        add_backend_flag(p)
         p.add_argument("--reconnect", type=int, default=5, help="reopen attempts for a lost stream")
         p.add_argument(
             "--retry",
@@ -185,7 +188,7 @@ def _results(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
         return
     from detect.runtime.backend import detect_batch, open_backend
 
-    backend = open_backend(model=config.model, device=config.device)
+    backend = open_backend(model=config.model, device=config.device, engine=config.backend)
     try:
         for index, timestamp, frame in frames:
             (detected,) = detect_batch(backend, [frame], config.options, "BGR")
