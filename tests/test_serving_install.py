@@ -234,10 +234,10 @@ class NoOnnxRuntime(MetaPathFinder):
 sys.meta_path.insert(0, NoOnnxRuntime())
 from detect.cli import main
 
-address, image, clip, jsonl = sys.argv[1:]
+address, image, clip, jsonl, model = sys.argv[1:]
 assert main(["client", image, "--server", address, "--score", "0"]) == 0
 assert main(["video", clip, "--server", address, "--track", "--jsonl", jsonl]) == 0
-assert main(["predict", image, "--model", "m.onnx", "--out", "o"]) == 1  # needs it: one line
+assert main(["predict", image, "--model", model, "--out", "o"]) == 1  # needs it: one line
 loaded = sorted(m for m in sys.modules if m.partition(".")[0] == "onnxruntime")
 assert not loaded, f"onnxruntime modules imported: {loaded}"
 print("OK without onnxruntime")
@@ -263,7 +263,7 @@ def test_client_and_video_through_a_server_never_import_onnxruntime(
     try:
         result = subprocess.run(
             [sys.executable, "-c", NO_ORT_SCRIPT, served.address, str(_image(shapes_small)),
-             str(clip), str(jsonl)],
+             str(clip), str(jsonl), str(mask_model)],
             capture_output=True, text=True, timeout=300, cwd=tmp_path,
         )  # fmt: skip
     finally:
