@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from detect.structures import options_from_flags
+from detect.structures import DetectOptions, options_from_flags
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ def token(args: argparse.Namespace) -> str | None:
     return read_tokens(args.token_file)[0]
 
 
-def detect_options(args: argparse.Namespace, **fixed: Any):  # -> DetectOptions
+def detect_options(args: argparse.Namespace, **fixed: Any) -> DetectOptions:
     """`DetectOptions` of the detection flags a verb has (``--score``, ``--max-detections``,
     ``--classes``, ``--agnostic-nms``, ``--polygon-tolerance``, ``--no-polygons``) and
     ``fixed`` values; a bad value is a `ConfigError` naming its flag."""

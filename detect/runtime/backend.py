@@ -83,26 +83,14 @@ def detect_each(
     batch_size: int = 1,
     color: str | None = None,
 ) -> Iterator[tuple[K, Detected | DetectError]]:
-    """``(key, Detected)`` per item in order, or ``(key, error)`` for one that cannot be read or
+    """``(key, Detected)`` per item, or ``(key, error)`` for one that cannot be read or
     prepared (any `DetectError`) or that the model refuses (an `InputError`, such as a server's
     INVALID_ARGUMENT); the others go on, and any other error ends the run. Paths are read here;
     ``batch_size`` images go to `Backend.infer_batch` at once, and a batch that fails on one
-    input is run again image by image, so that a bad image only fails itself."""
+    input is run again image by image, so that a bad image only fails itself. Results come in
+    item order, except that an item failing to read or prepare is reported at once, ahead of
+    the batch still being gathered (with ``batch_size`` 1 everything is in order)."""
     batch: list[tuple[K, Any]] = []
-
-    def flush() -> Iterator[tuple[K, Detected | DetectError]]:
-        try:
-            raws = backend.infer_batch([p for _, p in batch], options)
-        except InputError as exc:
-            if len(batch) == 1:
-                yield batch[0][0], exc
-                return
-            for key, prepared in batch:
-                yield from _one(backend, key, prepared, options)
-            return
-        for (key, prepared), raw in zip(batch, raws, strict=True):
-            yield key, _detected(backend, raw, prepared, options)
-
     for key, item in items:
         try:
             image = read_image(item) if isinstance(item, Path) else item
@@ -111,21 +99,28 @@ def detect_each(
             yield key, exc
             continue
         if len(batch) >= batch_size:
-            yield from flush()
+            yield from _run(backend, batch, options)
             batch = []
     if batch:
-        yield from flush()
+        yield from _run(backend, batch, options)
 
 
-def _one(
-    backend: Backend, key: K, prepared: Any, options: DetectOptions
+def _run(
+    backend: Backend, batch: list[tuple[K, Any]], options: DetectOptions
 ) -> Iterator[tuple[K, Detected | DetectError]]:
+    """One `Backend.infer_batch` call for the prepared ``batch``; when it fails on an input,
+    each image again on its own, so that only the bad one fails."""
     try:
-        (raw,) = backend.infer_batch([prepared], options)
+        raws = backend.infer_batch([prepared for _, prepared in batch], options)
     except InputError as exc:
-        yield key, exc
+        if len(batch) == 1:
+            yield batch[0][0], exc
+            return
+        for item in batch:
+            yield from _run(backend, [item], options)
         return
-    yield key, _detected(backend, raw, prepared, options)
+    for (key, prepared), raw in zip(batch, raws, strict=True):
+        yield key, _detected(backend, raw, prepared, options)
 
 
 def open_backend(

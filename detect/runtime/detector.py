@@ -1,4 +1,4 @@
-"""`Detector`: an exported model on ONNX Runtime, images in, `Detection`s out.
+"""`Detector`: an exported model on ONNX Runtime or OpenVINO, images in, `Detection`s out.
 
 No torch on this path. It is a `detect.runtime.backend.Backend`, and its steps are public so that
 servers can time and schedule them: `Detector.prepare` (bytes, or pixels with their color order
@@ -63,7 +63,6 @@ class Detector:
         self.card = card if card is not None else check_model(self.model_path)
         self.max_pixels = max_pixels
         self.engine = open_engine(self.model_path, backend, device, threads)
-        self.backend = self.engine.name
         self.provider = self.engine.provider
         self._check_classes()
         card = self.card
