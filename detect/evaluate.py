@@ -70,7 +70,7 @@ class EvalConfig:
     score: float | None = None
     agnostic_nms: bool | None = None
     device: str = "auto"
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     connection: Connection = field(default_factory=Connection)
 
     @staticmethod

@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.util
 import logging
 import sys
+import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +46,40 @@ from detect.runtime.model_card import (
     DEFAULT_SCORE,
     NUM_CLASSES_KEY,
     ModelCard,
+    batch_graph_path,
     card_path,
     sha256_file,
 )
 
 log = logging.getLogger(__name__)
+
+
+def _detections(model: nn.Module, xs: list[torch.Tensor], full_masks: bool) -> list[dict]:
+    """torchvision's eval forward on ``(3, H, W) float`` 0-1 images, up to the mask paste: per
+    image ``boxes`` (xyxy pixels of that image), ``labels``, ``scores`` and, for mask models,
+    ``masks`` ``(N, 1, M, M)`` (``(N, 1, H, W)`` pasted with ``full_masks``)."""
+    originals = [(x.shape[-2], x.shape[-1]) for x in xs]
+    images, _ = model.transform(xs)
+    features = model.backbone(images.tensors)
+    proposals, _ = model.rpn(images, features)
+    detections, _ = model.roi_heads(features, proposals, images.image_sizes)
+    if full_masks:
+        return model.transform.postprocess(detections, images.image_sizes, originals)
+    for det, size, original in zip(detections, images.image_sizes, originals, strict=True):
+        det["boxes"] = resize_boxes(det["boxes"], size, original)
+    return detections
+
+
+def _outputs(det: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    outputs = (det["boxes"], det["labels"], det["scores"])
+    if "masks" in det:
+        outputs += (det["masks"][:, 0],)
+    return outputs
+
+
+def _to_float(image: torch.Tensor) -> torch.Tensor:
+    """``(H, W, 3) uint8`` -> ``(3, H, W) float32`` in 0-1."""
+    return image.permute(2, 0, 1).to(torch.float32).div(255.0)
 
 
 class DetectorGraph(nn.Module):
@@ -65,21 +96,28 @@ class DetectorGraph(nn.Module):
         self.full_masks = full_masks
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = image.permute(2, 0, 1).to(torch.float32).div(255.0)
-        original = (x.shape[-2], x.shape[-1])
-        images, _ = self.model.transform([x])
-        features = self.model.backbone(images.tensors)
-        proposals, _ = self.model.rpn(images, features)
-        detections, _ = self.model.roi_heads(features, proposals, images.image_sizes)
-        if self.full_masks:
-            det = self.model.transform.postprocess(detections, images.image_sizes, [original])[0]
-        else:
-            det = detections[0]
-            det["boxes"] = resize_boxes(det["boxes"], images.image_sizes[0], original)
-        outputs = (det["boxes"], det["labels"], det["scores"])
-        if "masks" in det:
-            outputs += (det["masks"][:, 0],)
-        return outputs
+        return _outputs(_detections(self.model, [_to_float(image)], self.full_masks)[0])
+
+
+class BatchGraph(nn.Module):
+    """`DetectorGraph` for a fixed number of images of one size, in one graph.
+
+    forward(images): ``images`` ``(B, H, W, 3) uint8`` RGB -> the outputs of `DetectorGraph`
+    for all B images, rows in image order, then ``counts (B,) int64``, each image's rows.
+    torchvision batches the B images itself (one backbone pass over a ``(B, 3, h, w)`` tensor,
+    the heads over every image's proposals at once); the tracer unrolls the loop over images,
+    so B is fixed in the file.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        detections = _detections(self.model, [_to_float(x) for x in images.unbind(0)], False)
+        per_image = [_outputs(det) for det in detections]
+        counts = torch.stack([torch.ones_like(det["labels"]).sum() for det in detections])
+        return (*(torch.cat(column) for column in zip(*per_image, strict=True)), counts)
 
 
 def _batched_nms_without_branch(
@@ -141,29 +179,36 @@ def output_names(has_masks: bool) -> list[str]:
     return ["boxes", "labels", "scores"] + (["mask_probs"] if has_masks else [])
 
 
-def export_graph(model: nn.Module, path: Path, opset: int = 17, full_masks: bool = False) -> None:
-    """Trace `model` (eval mode) into an ONNX file at `path` with dynamic height and width."""
+def export_graph(
+    model: nn.Module, path: Path, opset: int = 17, full_masks: bool = False, batch: int = 1
+) -> None:
+    """Trace `model` (eval mode) into an ONNX file at `path` with dynamic height and width:
+    `DetectorGraph`, or with ``batch`` > 1 `BatchGraph` for that many images."""
     has_masks = model.roi_heads.has_mask()
     names = output_names(has_masks)
     side = int(model.transform.min_size[0])
     # a textured sample so that every branch (proposals, detections, masks) is traced with data
-    sample = torch.from_numpy(
-        np.random.default_rng(0).integers(0, 256, (side, side * 4 // 3, 3), dtype=np.uint8)
-    )
-    dynamic = {"image": {0: "height", 1: "width"}} | {name: {0: "detections"} for name in names}
+    shape = (side, side * 4 // 3, 3) if batch == 1 else (batch, side, side * 4 // 3, 3)
+    sample = torch.from_numpy(np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8))
+    dynamic = {name: {0: "detections"} for name in names}
+    if batch == 1:
+        graph, inputs = DetectorGraph(model, full_masks), {"image": {0: "height", 1: "width"}}
+    else:
+        graph, inputs = BatchGraph(model), {"images": {1: "height", 2: "width"}}
+        names = [*names, "counts"]
     if full_masks and has_masks:
         dynamic["mask_probs"] = {0: "detections", 1: "height", 2: "width"}
     with warnings.catch_warnings(), _plain_batched_nms():
         warnings.simplefilter("ignore")  # tracer warnings about Python scalars in torchvision
         torch.onnx.export(
-            DetectorGraph(model, full_masks),
+            graph,
             (sample,),
             str(path),
             dynamo=False,
             opset_version=opset,
-            input_names=["image"],
+            input_names=list(inputs),
             output_names=names,
-            dynamic_axes=dynamic,
+            dynamic_axes=inputs | dynamic,
         )
 
 
@@ -269,6 +314,11 @@ class ExportConfig:
     score: float = DEFAULT_SCORE  # the card's default score threshold (runtime, server, video)
     agnostic_nms: bool = False  # the card's default for class-agnostic NMS in the runtime
     agnostic_nms_iou: float = AGNOSTIC_NMS_IOU  # the IoU (xyxy boxes) it suppresses above
+    batch_sizes: list[int] = field(default_factory=list)  # batch graphs beside the model
+    int8: Path | None = None  # calibration images: write an int8 model (`detect.quantize`)
+    int8_val: Path | None = None  # COCO JSON of held-out images for its AP cost
+    max_ap_drop: float = 1.0  # AP points int8 may lose on any engine
+    force: bool = False  # write the int8 model whatever it loses
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -309,6 +359,34 @@ class ExportConfig:
             metavar="IMAGES_DIR",
             help="run the parity check on these images; exit 1 if it fails",
         )
+        p.add_argument(
+            "--batch-sizes",
+            type=_batch_sizes,
+            default=[],
+            metavar="B,B,...",
+            help="also write graphs taking B images of one size in one call (NAME.bB.onnx), "
+            "e.g. 2,4,8; for GPUs (on a CPU they are no faster)",
+        )
+        p.add_argument(
+            "--int8",
+            type=Path,
+            metavar="CALIB_IMAGES",
+            help="write an int8 model, calibrated on these images (the model's own training "
+            "images; 32-128 are enough)",
+        )
+        p.add_argument(
+            "--int8-val",
+            type=Path,
+            metavar="GT_JSON",
+            help="--int8: COCO JSON of held-out images (beside it) to measure its AP against fp32",
+        )
+        p.add_argument(
+            "--max-ap-drop",
+            type=float,
+            default=1.0,
+            help="--int8: refuse a model losing more AP points than this on any engine",
+        )
+        p.add_argument("--force", action="store_true", help="--int8: write it whatever AP it loses")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ExportConfig:
@@ -355,8 +433,8 @@ class ExportResult:
     passed: bool = True
 
 
-def export(config: ExportConfig) -> ExportResult:
-    """Export, write the card, and with `verify` run the parity check into the card."""
+def _check(config: ExportConfig) -> None:
+    """A `ConfigError` for flags that cannot work, before anything is traced."""
     out = Path(config.out)
     if out.suffix != ".onnx":
         raise ConfigError(f"--out {out} must end in .onnx (the model card goes next to it)")
@@ -370,38 +448,126 @@ def export(config: ExportConfig) -> ExportResult:
         raise ConfigError(
             "give --checkpoint CKPT or --pretrained NAME (`detect models` lists them)"
         )
+    if any(b < 2 for b in config.batch_sizes):
+        raise ConfigError(f"--batch-sizes {config.batch_sizes}: give sizes of 2 or more")
+    if config.int8 is None:
+        return
+    if config.int8_val is None:
+        raise ConfigError(
+            "--int8 needs --int8-val GT_JSON: annotated held-out images to measure what int8 "
+            "costs in AP"
+        )
+    if not config.int8_val.is_file():
+        raise ConfigError(f"--int8-val {config.int8_val}: no such file")
+    if config.fp16 or config.batch_sizes or config.verify is not None:
+        raise ConfigError(
+            "--int8 goes without --fp16, --batch-sizes and --verify (its check is the AP "
+            "measured on --int8-val); leave those out"
+        )
+    if config.max_ap_drop < 0:
+        raise ConfigError(f"--max-ap-drop {config.max_ap_drop}: give AP points, 0 or more")
+
+
+def _source(config: ExportConfig) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
+    """The checkpoint's fields (or a zoo model's), the model, and the card's ``source``."""
     if config.pretrained is not None:
         ckpt, model = _pretrained(config.pretrained, config.weights)
-        source: dict[str, Any] = ckpt["source"]
-    else:
-        ckpt = load_checkpoint(config.checkpoint)
-        model = model_from_checkpoint(ckpt)
-        source = {"checkpoint": str(config.checkpoint), "epoch": ckpt.get("epoch")}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+        return ckpt, model, ckpt["source"]
+    ckpt = load_checkpoint(config.checkpoint)
+    source = {"checkpoint": str(config.checkpoint), "epoch": ckpt.get("epoch")}
+    return ckpt, model_from_checkpoint(ckpt), source
+
+
+def _write_graph(
+    model: nn.Module, path: Path, config: ExportConfig, num_classes: int, batch: int = 1
+) -> None:
     try:
-        export_graph(model, tmp, config.opset)
+        export_graph(model, path, config.opset, batch=batch)
         if config.fp16:
-            convert_fp16(tmp)
-        record_num_classes(tmp, len(ckpt["labels"]))
-        onnx.checker.check_model(str(tmp))
+            convert_fp16(path)
+        record_num_classes(path, num_classes)
+        onnx.checker.check_model(str(path))
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         what = config.checkpoint or config.pretrained
         raise ModelError(f"export of {what} failed: {exc}") from exc
-    tmp.replace(out)
-    card = _card(
-        out.stem,
-        ckpt,
-        model,
-        out,
-        config.opset,
-        config.fp16,
-        source,
-        config.score,
-        agnostic_nms=config.agnostic_nms,
-        agnostic_nms_iou=config.agnostic_nms_iou,
+
+
+def _quantize(model_path: Path, card: ModelCard, config: ExportConfig) -> tuple[Path, ModelCard]:
+    """The int8 model beside ``model_path`` (fp32, its card written) and its card, once its AP
+    on ``--int8-val`` is within ``--max-ap-drop`` of fp32's on every installed engine."""
+    from detect.quantize import held_out_ap, quantization_record, quantize_int8
+    from detect.runtime.engines import installed_engines
+    from detect.runtime.sources import find_images
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError("--int8 quantizes with ONNX Runtime: install the serve extra too")
+
+    calibration = find_images([config.int8])
+    int8_path = model_path.with_name("int8.onnx")
+    log.info("int8: calibrating on %d images of %s", len(calibration), config.int8)
+    quantize_int8(model_path, int8_path, calibration)
+    int8_card = ModelCard(**{**card.__dict__, "precision": "int8"})
+    int8_card.sha256 = sha256_file(int8_path)
+    int8_card.write(card_path(int8_path))
+    engines = installed_engines()
+    fp32 = {e: held_out_ap(model_path, config.int8_val, e) for e in engines}
+    int8 = {e: held_out_ap(int8_path, config.int8_val, e) for e in engines}
+    record = quantization_record(
+        calibration, config.int8, config.int8_val, fp32, int8, config.max_ap_drop, config.force
     )
+    for engine in engines:
+        figures = "  ".join(
+            f"{kind} AP {fp32[engine][kind]:.4f} -> {int8[engine][kind]:.4f}"
+            for kind in fp32[engine]
+        )
+        print(f"int8 on {engine}: {figures}")
+    drop = record["ap_drop_points"]
+    if drop > config.max_ap_drop and not config.force:
+        raise ModelError(
+            f"int8 loses {drop:.2f} AP points on {config.int8_val} (--max-ap-drop "
+            f"{config.max_ap_drop:g}); nothing written: calibrate on more of the model's own "
+            "images, raise --max-ap-drop, or --force"
+        )
+    int8_card.quantization = record
+    return int8_path, int8_card
+
+
+def export(config: ExportConfig) -> ExportResult:
+    """Export, write the card, and with `verify` run the parity check into the card.
+
+    Everything is written in a work folder beside ``out`` and moved into place at the end, so
+    a failed export leaves nothing (and an earlier model at ``out`` intact).
+    """
+    _check(config)
+    ckpt, model, source = _source(config)
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    num_classes = len(ckpt["labels"])
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}-export-") as work:
+        path = Path(work) / "model.onnx"
+        _write_graph(model, path, config, num_classes)
+        card = _card(
+            out.stem,
+            ckpt,
+            model,
+            path,
+            config.opset,
+            config.fp16,
+            source,
+            config.score,
+            agnostic_nms=config.agnostic_nms,
+            agnostic_nms_iou=config.agnostic_nms_iou,
+        )
+        for batch in config.batch_sizes:
+            batch_path = batch_graph_path(path, batch)
+            _write_graph(model, batch_path, config, num_classes, batch)
+            card.batch_graphs[str(batch)] = sha256_file(batch_path)
+        if config.int8 is not None:
+            card.write(card_path(path))
+            path, card = _quantize(path, card, config)
+        for batch in config.batch_sizes:
+            batch_graph_path(path, batch).replace(batch_graph_path(out, batch))
+        path.replace(out)
     card.write(card_path(out))
     result = ExportResult(out, card_path(out), out.stat().st_size / 2**20)
     if config.verify is not None:
@@ -413,6 +579,17 @@ def export(config: ExportConfig) -> ExportResult:
         print(report.table())
         result.passed = report.passed
     return result
+
+
+def _batch_sizes(text: str) -> list[int]:
+    """``--batch-sizes`` "2,4,8" -> [2, 4, 8]: distinct integers of 2 or more."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give batch sizes like 2,4,8") from None
+    if not sizes or sizes[0] < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: give batch sizes of 2 or more, like 2,4,8")
+    return sizes
 
 
 add_arguments = ExportConfig.add_arguments

@@ -44,7 +44,7 @@ class PredictConfig:
     out: Path
     options: DetectOptions = field(default_factory=lambda: DetectOptions(max_detections=100))
     device: str = "auto"
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     @staticmethod

@@ -29,7 +29,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     device: str = "auto"
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     max_batch: int = 8
     batch_timeout_ms: float = 5.0
     max_queue: int = 256

@@ -82,7 +82,7 @@ def images(dataset: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    process = start_server(DEMO)
+    process = start_server(DEMO, "--backend", "onnxruntime")  # the local runs use it too
     yield process
     assert process.stop() == 0
 
@@ -227,7 +227,9 @@ def test_video_through_the_server_and_locally_give_the_same_agnostic_detections(
         assert result.returncode == 0, result.stderr[-2000:]
         return [json.loads(line)["detections"] for line in jsonl.read_text().splitlines()]
 
-    local = detections("--model", str(DEMO), "--device", "cpu", "--agnostic-nms")
+    local = detections(
+        "--model", str(DEMO), "--device", "cpu", "--backend", "onnxruntime", "--agnostic-nms"
+    )
     remote = detections("--server", server.address, "--agnostic-nms")
     plain = detections("--model", str(DEMO), "--device", "cpu")
     assert len(local) == len(remote) == len(plain) == 6
@@ -245,13 +247,13 @@ def test_eval_model_and_server_sources_score_the_same_agnostic_detections(
     paths = {i + 1: path for i, path in enumerate(images)}  # synth: image i has COCO id i + 1
 
     def results(agnostic: bool, **source: object) -> list[tuple[int, int]]:
-        config = EvalConfig(gt=gt_path, out=tmp_path, agnostic_nms=agnostic, **source)
+        config = EvalConfig(gt=gt_path, out=tmp_path, agnostic_nms=agnostic)
         backend = open_backend(**source)
         found = predict_with(backend, config, paths, gt, str(source)).evaluator.results
         backend.close()
         return sorted((r["image_id"], r["category_id"]) for r in found)
 
-    model = results(True, model=DEMO, device="cpu")
+    model = results(True, model=DEMO, device="cpu", engine="onnxruntime")
     assert results(True, server=server.address) == model
     assert len(model) < len(results(False, model=DEMO, device="cpu"))
 

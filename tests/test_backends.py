@@ -9,12 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_detect
 from serving import start_server
 
-from detect.errors import ConfigError, InputError
+from detect.errors import ConfigError, InputError, ModelError
 from detect.messages import detection_from_message, detection_message
 from detect.ops import box_iou
 from detect.runtime.backend import Detected, detect_batch, detect_each, open_backend
+from detect.runtime.detector import Detector, plan_batches
+from detect.runtime.image import decode_image
+from detect.runtime.model_card import ModelCard, batch_graph_path, card_path
 from detect.structures import Detection, DetectOptions
 
 ALL = DetectOptions(score_threshold=0.0, polygons=True, polygon_tolerance=0.0)
@@ -32,8 +36,8 @@ def test_local_and_server_backends_give_the_same_detections(
     shapes_small: Path, mask_model: Path
 ) -> None:
     images = _images(shapes_small)
-    local = open_backend(model=mask_model, device="cpu")
-    server = start_server(mask_model)
+    local = open_backend(model=mask_model, device="cpu", engine="onnxruntime")
+    server = start_server(mask_model, "--backend", "onnxruntime")
     try:
         remote = open_backend(server=server.address)
         mine, theirs = asdict(local.info), asdict(remote.info)  # through GetModelInfo
@@ -157,3 +161,91 @@ def test_serve_with_the_openvino_backend_reports_it_and_answers_alike(
     finally:
         assert server.stop() == 0
     assert _rows(there) == _rows(here)
+
+
+def test_auto_times_the_installed_engines_and_keeps_the_faster(
+    mask_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("openvino")
+    with caplog.at_level("INFO", logger="detect.runtime.engines"):
+        detector = Detector(mask_model, device="cpu")  # backend "auto" is the default
+    (line,) = [r.getMessage() for r in caplog.records if "backend auto" in r.getMessage()]
+    assert "onnxruntime" in line and "openvino" in line and " ms" in line
+    assert line.startswith(f"backend auto: {detector.engine.name} ")
+    assert detector.provider in ("CPUExecutionProvider", "OpenVINO CPU")
+
+
+# --------------------------------------------------------------------------- batch graphs
+
+
+def test_plan_batches_uses_the_largest_graphs_first() -> None:
+    assert plan_batches(7, [2, 4]) == [4, 2, 1]
+    assert plan_batches(8, [2, 4, 8]) == [8]
+    assert plan_batches(3, []) == [1, 1, 1]
+    assert plan_batches(1, [2]) == [1]
+
+
+@pytest.fixture(scope="module")
+def batch_model(tiny_runs: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Mask R-CNN exported with graphs for 2 and 4 images."""
+    out = tmp_path_factory.mktemp("batch_model") / "tiny_batch.onnx"
+    checkpoint = str(tiny_runs["mask_rcnn", "align"])
+    result = run_detect(
+        "export", "--checkpoint", checkpoint, "--out", str(out), "--batch-sizes", "4,2"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_a_batch_is_one_call_per_batch_graph_and_equals_single_images(
+    shapes_small: Path, batch_model: Path, engine: str
+) -> None:
+    if engine == "openvino":
+        pytest.importorskip("openvino")
+    card = ModelCard.read(card_path(batch_model))
+    assert card.batch_sizes == [2, 4]
+    assert all(batch_graph_path(batch_model, b).is_file() for b in (2, 4))
+    detector = Detector(batch_model, device="cpu", backend=engine)
+    if engine == "openvino":  # wrong masks after an image without detections: not used
+        assert detector.batch_engines == {}
+    else:
+        assert sorted(detector.batch_engines) == [2, 4]
+    paths = sorted((shapes_small / "images").glob("*.jpg"))[:7]
+    rgbs = [decode_image(p.read_bytes()) for p in paths]
+    rgbs.insert(3, rgbs[0][:80, :90].copy())  # another size: runs on its own
+    calls = {b: 0 for b in (2, 4)}
+    for b, engine_b in detector.batch_engines.items():
+        run = engine_b.run
+
+        def counted(inputs: dict, run=run, b=b) -> dict:
+            calls[b] += 1
+            assert inputs["images"].shape[0] == b
+            return run(inputs)
+
+        engine_b.run = counted
+    batched = detector.infer_batch(rgbs)
+    if engine == "onnxruntime":  # 7 images of one size: 4 + 2 + 1; the odd one alone
+        assert calls == {4: 1, 2: 1}
+    compared = 0
+    for rgb, raw in zip(rgbs, batched, strict=True):
+        single = detector.infer(rgb)
+        assert raw.image_size == single.image_size and len(raw) == len(single)
+        np.testing.assert_array_equal(raw.labels, single.labels)
+        np.testing.assert_allclose(raw.scores, single.scores, atol=1e-5)
+        np.testing.assert_allclose(raw.boxes, single.boxes, atol=1e-3)
+        np.testing.assert_allclose(raw.mask_probs, single.mask_probs, atol=1e-4)
+        compared += len(raw)
+    assert compared > 0
+
+
+def test_a_missing_or_changed_batch_graph_is_named_at_load(
+    batch_model: Path, tmp_path: Path
+) -> None:
+    for name in ("tiny_batch.onnx", "tiny_batch.json", "tiny_batch.b2.onnx"):
+        (tmp_path / name).write_bytes((batch_model.parent / name).read_bytes())
+    with pytest.raises(ModelError, match=r"tiny_batch\.b4\.onnx not found; its model card"):
+        Detector(tmp_path / "tiny_batch.onnx", device="cpu", backend="onnxruntime")
+    (tmp_path / "tiny_batch.b4.onnx").write_bytes(b"changed")
+    with pytest.raises(ModelError, match=r"tiny_batch\.b4\.onnx does not match its model card"):
+        Detector(tmp_path / "tiny_batch.onnx", device="cpu", backend="onnxruntime")

@@ -302,11 +302,13 @@ def val_gt(shapes_small: Path) -> Path:
 def test_model_server_and_checkpoint_sources_write_the_full_report(
     val_gt: Path, mask_model: Path, tiny_runs: dict, tmp_path: Path
 ) -> None:
+    pinned = ("--backend", "onnxruntime")  # the same engine on both sides: identical numbers
     local = run_detect(
-        "eval", "--gt", str(val_gt), "--model", str(mask_model), "--out", str(tmp_path / "m")
-    )
+        "eval", "--gt", str(val_gt), "--model", str(mask_model), "--out", str(tmp_path / "m"),
+        *pinned,
+    )  # fmt: skip
     assert local.returncode == 0, local.stderr[-3000:]
-    server = start_server(mask_model)
+    server = start_server(mask_model, *pinned)
     try:
         remote = run_detect(
             "eval", "--gt", str(val_gt), "--server", server.address, "--out", str(tmp_path / "s")

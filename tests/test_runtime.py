@@ -17,7 +17,7 @@ from detect.runtime.polygons import polygons_to_mask
 
 @pytest.fixture(scope="module")
 def detector(mask_model: Path) -> Detector:
-    return Detector(mask_model, device="cpu")
+    return Detector(mask_model, device="cpu", backend="onnxruntime")
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,8 @@ def test_zero_detections_and_tiny_or_odd_sized_images(detector: Detector) -> Non
 def test_cuda_without_a_cuda_provider_is_a_clear_error(mask_model: Path) -> None:
     with pytest.raises(ConfigError, match="no CUDAExecutionProvider"):
         Detector(mask_model, device="cuda")
-    assert Detector(mask_model, device="auto").provider == "CPUExecutionProvider"
+    auto = Detector(mask_model, device="auto", backend="onnxruntime")
+    assert auto.provider == "CPUExecutionProvider"
 
 
 def test_unknown_device_is_refused(mask_model: Path) -> None:

@@ -57,7 +57,7 @@ def images(shapes_small: Path) -> list[bytes]:
 @pytest.fixture(scope="module")
 def server(mask_model: Path) -> LocalServer:
     """A server with default settings (batching on), shared by the tests that leave it as is."""
-    process = start_server(mask_model, "--batch-timeout-ms", "20")
+    process = start_server(mask_model, "--batch-timeout-ms", "20", "--backend", "onnxruntime")
     yield process
     assert process.stop() == 0
 

@@ -114,8 +114,12 @@ def test_server_run_matches_the_local_run_frame_for_frame(
     clip: Path, mask_model: Path, tmp_path: Path
 ) -> None:
     local, remote = tmp_path / "local.jsonl", tmp_path / "remote.jsonl"
-    assert _video(clip, "--model", mask_model, "--score", "0.01", "--jsonl", local).returncode == 0
-    server = start_server(mask_model)
+    pinned = ("--backend", "onnxruntime")  # the same engine on both sides: identical numbers
+    assert (
+        _video(clip, "--model", mask_model, *pinned, "--score", "0.01", "--jsonl", local).returncode
+        == 0
+    )
+    server = start_server(mask_model, *pinned)
     try:
         result = _video(
             clip,

@@ -129,7 +129,7 @@ def open_backend(
     server: str | None = None,
     checkpoint: Path | None = None,
     device: str = "auto",
-    engine: str = "onnxruntime",
+    engine: str = "auto",
     max_pixels: int | None = None,
     connection: dict[str, Any] | None = None,
 ) -> Backend:

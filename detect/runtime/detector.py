@@ -7,21 +7,41 @@ low-resolution mask probabilities) and `Detector.postprocess` (`detect.runtime.p
 thresholds, class filter, optional class-agnostic NMS, pasted masks traced to polygons);
 `Detector.detect` runs all three. The model is checked once, when it is loaded: its card, the
 file's sha256 against the card, and (for exports that record it) the graph's class count.
+
+A model exported with batch graphs (``--batch-sizes``) runs each group of same-sized images of an
+`infer_batch` call through them: as few graph calls as its batch sizes allow (7 images with
+graphs for 2 and 4: one call of 4, one of 2, one single), results identical to single images.
+On ONNX Runtime only: OpenVINO runs them wrongly (see `Detector.__init__`).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from detect.errors import ModelError
-from detect.runtime.engines import open_engine
+from detect.runtime.engines import Engine, open_engine
 from detect.runtime.image import DEFAULT_MAX_PIXELS, to_rgb
-from detect.runtime.model_card import ModelCard, card_path
+from detect.runtime.model_card import ModelCard, batch_graph_path, card_path
 from detect.runtime.postprocess import postprocess
 from detect.structures import Detection, DetectOptions, ModelInfo, RawDetections
+
+log = logging.getLogger(__name__)
+
+
+def plan_batches(count: int, batch_sizes: list[int]) -> list[int]:
+    """How ``count`` same-sized images run: the largest batch graph that fits, again, until the
+    rest is smaller than every batch size, then one at a time. ``plan_batches(7, [2, 4])`` is
+    ``[4, 2, 1]``."""
+    plan = []
+    for size in sorted(batch_sizes, reverse=True):
+        while count >= size:
+            plan.append(size)
+            count -= size
+    return plan + [1] * count
 
 
 def check_model(model_path: Path) -> ModelCard:
@@ -40,7 +60,8 @@ class Detector:
         model_path: ``NAME.onnx``; its model card ``NAME.json`` must sit next to it and its
             sha256 must match.
         device: "auto" (CUDA when ONNX Runtime has it, else CPU), "cpu" or "cuda".
-        backend: the engine, "auto", "onnxruntime" or "openvino" (`detect.runtime.engines`).
+        backend: the engine, "auto" (the faster installed one, timed at load), "onnxruntime"
+            or "openvino" (`detect.runtime.engines`).
         max_pixels: images with more pixels are refused before decoding.
         threads: intra-op threads for the CPU provider (0: ONNX Runtime's default).
         warmup_runs: graph runs on a gray ``min_size`` square before the first real image
@@ -57,14 +78,25 @@ class Detector:
         threads: int = 0,
         warmup_runs: int = 1,
         card: ModelCard | None = None,
-        backend: str = "onnxruntime",
+        backend: str = "auto",
     ) -> None:
         self.model_path = Path(model_path)
         self.card = card if card is not None else check_model(self.model_path)
         self.max_pixels = max_pixels
-        self.engine = open_engine(self.model_path, backend, device, threads)
+        sample = {"image": self._gray()}
+        self.engine = open_engine(self.model_path, backend, device, threads, sample)
         self.provider = self.engine.provider
         self._check_classes()
+        self.batch_engines: dict[int, Engine] = {}
+        for batch in self.card.batch_sizes:  # on the engine chosen for single images
+            self.card.check_file(self.model_path, batch)
+            if self.engine.name == "openvino":
+                # OpenVINO 2026.4 returns wrong mask_probs for the images after one without
+                # detections in a batch graph, and runs batches no faster on a CPU than singles
+                log.info("openvino: batch graphs are not used; images run one at a time")
+                continue
+            path = batch_graph_path(self.model_path, batch)
+            self.batch_engines[batch] = open_engine(path, self.engine.name, device, threads, {})
         card = self.card
         self.info = ModelInfo(
             name=self.name,
@@ -103,11 +135,15 @@ class Detector:
                 "that came with it"
             )
 
-    def _warm_up(self, runs: int) -> None:
+    def _gray(self) -> np.ndarray:
+        """A gray ``min_size`` square, ``(S, S, 3) uint8``: the warm-up and timing image."""
         side = int(self.card.input["min_size"])
-        gray = np.full((side, side, 3), 114, np.uint8)
+        return np.full((side, side, 3), 114, np.uint8)
+
+    def _warm_up(self, runs: int) -> None:
+        gray = self._gray()
         for _ in range(runs):
-            self.infer(gray)
+            self.infer_batch([gray] * max(self.batch_engines, default=1))
 
     def prepare(self, image: bytes | np.ndarray, color: str | None = None) -> np.ndarray:
         """``(H, W, 3) uint8`` RGB from encoded bytes, or from ``(H, W)``, ``(H, W, 3)`` or
@@ -119,12 +155,15 @@ class Detector:
 
     def infer(self, rgb: np.ndarray) -> RawDetections:
         """Run the graph on one ``(H, W, 3) uint8`` RGB image; all its detections."""
-        values = self.engine.run(rgb)
+        return self._raw(self.engine.run({"image": rgb}), (rgb.shape[0], rgb.shape[1]))
+
+    @staticmethod
+    def _raw(values: dict[str, np.ndarray], size: tuple[int, int]) -> RawDetections:
         return RawDetections(
             values["boxes"].astype(np.float32, copy=False),
             values["scores"].astype(np.float32, copy=False),
             values["labels"].astype(np.int64, copy=False),
-            (rgb.shape[0], rgb.shape[1]),
+            size,
             values.get("mask_probs"),
         )
 
@@ -133,11 +172,30 @@ class Detector:
     ) -> list[RawDetections]:
         """`infer` for several ``(H, W, 3) uint8`` RGB images, results in the same order.
 
-        The exported graph takes one image (see `detect.export`), so the images run one after
-        another in this call; ONNX Runtime's intra-op threads already use every core for each.
+        Images of the same size run through the model's batch graphs, largest batch first
+        (`plan_batches`); the rest one at a time (intra-op threads use every core for each).
         ``options`` are not needed before `postprocess`.
         """
-        return [self.infer(rgb) for rgb in images]
+        results: list[RawDetections | None] = [None] * len(images)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, rgb in enumerate(images):
+            groups.setdefault(rgb.shape, []).append(index)
+        for indices in groups.values():
+            start = 0
+            for size in plan_batches(len(indices), list(self.batch_engines)):
+                chunk = indices[start : start + size]
+                start += size
+                if size == 1:
+                    results[chunk[0]] = self.infer(images[chunk[0]])
+                    continue
+                stacked = np.stack([images[i] for i in chunk])
+                values = self.batch_engines[size].run({"images": stacked})
+                counts = values.pop("counts")
+                ends = np.cumsum(counts)
+                for i, begin, end in zip(chunk, ends - counts, ends, strict=True):
+                    rows = {name: value[begin:end] for name, value in values.items()}
+                    results[i] = self._raw(rows, (stacked.shape[1], stacked.shape[2]))
+        return results  # type: ignore[return-value]
 
     def postprocess(
         self, raw: RawDetections, options: DetectOptions | None = None, **fields: Any

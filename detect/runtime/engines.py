@@ -1,22 +1,29 @@
 """Inference engines that run an exported ONNX graph: ONNX Runtime and OpenVINO.
 
-An engine takes one ``(H, W, 3) uint8`` RGB image and returns the graph's outputs by name
-(``boxes``, ``labels``, ``scores`` and, for Mask R-CNN, ``mask_probs``); everything around it
-(the model card, preparing images, postprocessing) is `detect.runtime.detector.Detector`'s.
+An engine runs one ONNX file: inputs by name (``image``, ``(H, W, 3) uint8`` RGB, or for a
+batch graph ``images``, ``(B, H, W, 3) uint8``) in, the graph's outputs by name out (``boxes``,
+``labels``, ``scores``, for Mask R-CNN ``mask_probs``, for a batch graph ``counts``); everything
+around it (the model card, preparing images, postprocessing) is
+`detect.runtime.detector.Detector`'s.
 
-- ``onnxruntime``: the CPU provider, or CUDA when ONNX Runtime has it (``device``).
+- ``onnxruntime``: the CPU provider, or CUDA when ONNX Runtime has it (``device``), through IO
+  binding (inputs copied to the device once, outputs straight into host memory).
 - ``openvino``: OpenVINO's CPU plugin in f32 (``EXECUTION_MODE_HINT`` ACCURACY), reading the
-  ONNX file as it is (the `openvino` extra). Measured on this project's 2-core AVX2 CPU, median
-  ms per image against ONNX Runtime: demo model (256 px) 50.6 vs 49.5, Mask R-CNN R50-FPN at
-  800 px 1288 vs 1540, Faster R-CNN MobileNetV3-FPN at 800 px 227 vs 433; same scores.
-- ``auto``: OpenVINO on the CPU when it is installed, else ONNX Runtime; ONNX Runtime whenever
-  CUDA is asked for or available.
+  ONNX file as it is (the `openvino` extra). Its default here would be bf16: faster, but scores
+  move by up to 0.23 on the demo model, so it is not used.
+- ``auto``: ONNX Runtime when CUDA is asked for or available or OpenVINO is not installed;
+  otherwise both are loaded and timed on a sample input (`choose_fastest`) and the faster one is
+  kept. Measured on this project's 2-core AVX2 CPU, median ms per image ONNX Runtime vs OpenVINO:
+  demo model (256 px) 49.5 vs 50.6, Mask R-CNN R50-FPN at 800 px 1540 vs 1288, Faster R-CNN
+  MobileNetV3-FPN at 800 px 433 vs 227; the int8 demo model 61 vs 69 (end to end).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import statistics
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +36,8 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "onnxruntime", "openvino")
 DEVICES = ("auto", "cpu", "cuda")
+TIMED_RUNS = 3
+"""Runs of each engine on the sample input when ``auto`` chooses (after one untimed run)."""
 
 
 class Engine(Protocol):
@@ -40,25 +49,58 @@ class Engine(Protocol):
     provider: str
     num_classes: int | None
 
-    def run(self, rgb: np.ndarray) -> dict[str, np.ndarray]: ...
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
-def open_engine(path: Path, engine: str, device: str, threads: int) -> Engine:
-    """The engine for ``path``: ``engine`` "auto", "onnxruntime" or "openvino" on ``device``
-    ("auto", "cpu", "cuda"); ``threads`` intra-op threads on the CPU (0: the engine's default)."""
+def installed_engines() -> list[str]:
+    """The engines this environment can run: ONNX Runtime, and OpenVINO when installed."""
+    return ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+
+
+def check_engine(engine: str, device: str) -> None:
+    """A `ConfigError` for an unknown engine or device, or OpenVINO asked to run on CUDA."""
     if engine not in ENGINES:
         raise ConfigError(f"backend {engine!r}: use one of {', '.join(ENGINES)}")
     if device not in DEVICES:
         raise ConfigError(f"device {device!r}: use one of {', '.join(DEVICES)}")
     if engine == "openvino" and device == "cuda":
         raise ConfigError("backend openvino runs on the CPU here; use --device cpu or auto")
-    if engine == "auto":
-        has_openvino = importlib.util.find_spec("openvino") is not None
-        cuda = device == "cuda" or (device == "auto" and _ort_has_cuda())
-        engine = "openvino" if has_openvino and not cuda else "onnxruntime"
+
+
+def open_engine(
+    path: Path, engine: str, device: str, threads: int, sample: dict[str, np.ndarray]
+) -> Engine:
+    """The engine for ``path``: ``engine`` "auto", "onnxruntime" or "openvino" on ``device``
+    ("auto", "cpu", "cuda"); ``threads`` intra-op threads on the CPU (0: the engine's default).
+    ``auto`` times the candidates on ``sample`` (the graph's inputs by name)."""
+    check_engine(engine, device)
+    if engine == "onnxruntime":
+        return OrtEngine(path, device, threads)
     if engine == "openvino":
         return OpenVinoEngine(path, threads)
-    return OrtEngine(path, device, threads)
+    cuda = device == "cuda" or (device == "auto" and _ort_has_cuda())
+    if cuda or "openvino" not in installed_engines():
+        return OrtEngine(path, device, threads)
+    return choose_fastest([OrtEngine(path, "cpu", threads), OpenVinoEngine(path, threads)], sample)
+
+
+def choose_fastest(engines: list[Engine], sample: dict[str, np.ndarray]) -> Engine:
+    """The engine with the lowest median time on ``sample`` (one untimed run, then
+    `TIMED_RUNS`); the choice and the times are logged."""
+    times = {}
+    for engine in engines:
+        engine.run(sample)
+        runs = []
+        for _ in range(TIMED_RUNS):
+            started = time.perf_counter()
+            engine.run(sample)
+            runs.append(time.perf_counter() - started)
+        times[engine.name] = 1000 * statistics.median(runs)
+    best = min(engines, key=lambda e: times[e.name])
+    shape = "x".join(str(s) for s in next(iter(sample.values())).shape)
+    timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in times.items())
+    log.info("backend auto: %s (median on a %s input: %s)", best.name, shape, timings)
+    return best
 
 
 def _ort_has_cuda() -> bool:
@@ -89,8 +131,16 @@ class OrtEngine:
         recorded = self.session.get_modelmeta().custom_metadata_map.get(NUM_CLASSES_KEY)
         self.num_classes = None if recorded is None else int(recorded)
 
-    def run(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self._outputs, self.session.run(None, {"image": rgb}), strict=True))
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # IO binding (one per call: callers may be threads): on CUDA each input is copied to the
+        # device once and the outputs come back into host memory without a staging copy
+        binding = self.session.io_binding()
+        for name, value in inputs.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self._outputs:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self._outputs, binding.copy_outputs_to_cpu(), strict=True))
 
 
 def _providers(device: str) -> list[str]:
@@ -130,9 +180,7 @@ class OpenVinoEngine:
         core = ov.Core()
         try:
             model = core.read_model(str(path))
-            # f32: the CPU plugin's default here is bf16 (2-4x faster, scores off by up to
-            # 0.23 on the demo model); that is a precision choice to measure by AP, not a default
-            config: dict[str, object] = {"EXECUTION_MODE_HINT": "ACCURACY"}
+            config: dict[str, object] = {"EXECUTION_MODE_HINT": "ACCURACY"}  # f32, not bf16
             if threads:
                 config["INFERENCE_NUM_THREADS"] = threads
             self.compiled = core.compile_model(model, "CPU", config)
@@ -145,7 +193,7 @@ class OpenVinoEngine:
             int(model.get_rt_info(key).astype(str)) if model.has_rt_info(key) else None
         )
 
-    def run(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         request = self.compiled.create_infer_request()  # one per call: callers may be threads
-        request.infer({"image": np.ascontiguousarray(rgb)})
+        request.infer({name: np.ascontiguousarray(value) for name, value in inputs.items()})
         return {name: request.get_tensor(port).data.copy() for port, name in self._outputs}

@@ -23,6 +23,12 @@ highest-scoring one; the graph's own NMS, at ``nms_iou``, works within each clas
 ``agnostic_nms_iou`` (the xyxy box IoU above which that cross-class suppression removes a box).
 Cards written before the last two existed load with ``agnostic_nms`` false and
 ``agnostic_nms_iou`` `AGNOSTIC_NMS_IOU`.
+
+Batch graphs (``batch_graphs``, from ``detect export --batch-sizes``): for each batch size B,
+``NAME.bB.onnx`` beside ``NAME.onnx`` (`batch_graph_path`) and its sha256. Input ``images``
+``(B, H, W, 3) uint8`` RGB, B images of one size; outputs as above for all B images, rows in
+image order, plus ``counts`` ``(B,) int64``, each image's number of rows. An int8 model
+(``precision`` "int8") records its calibration and measured AP cost in ``quantization``.
 """
 
 from __future__ import annotations
@@ -66,6 +72,12 @@ def card_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
+def batch_graph_path(model_path: Path, batch: int) -> Path:
+    """`models/NAME.bB.onnx`, the graph of `models/NAME.onnx` that takes ``batch`` images."""
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.stem}.b{batch}.onnx")
+
+
 @dataclass
 class ModelCard:
     """Everything serving needs to know about an exported model (see the module docstring)."""
@@ -88,11 +100,18 @@ class ModelCard:
     recipe: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
+    batch_graphs: dict[str, str] = field(default_factory=dict)  # batch size -> sha256
+    quantization: dict[str, Any] = field(default_factory=dict)
     format: str = MODEL_FORMAT
 
     @property
     def has_masks(self) -> bool:
         return self.arch == "mask_rcnn"
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The batch sizes that have a graph of their own (``batch_graphs``), ascending."""
+        return sorted(int(b) for b in self.batch_graphs)
 
     @property
     def agnostic_nms(self) -> bool:
@@ -157,14 +176,27 @@ class ModelCard:
         iou = self.thresholds.get("agnostic_nms_iou", AGNOSTIC_NMS_IOU)
         if isinstance(iou, bool) or not isinstance(iou, int | float) or not 0 <= iou <= 1:
             return "thresholds.agnostic_nms_iou must be a number in [0, 1]"
+        if not isinstance(self.batch_graphs, dict) or not all(
+            isinstance(b, str) and b.isdigit() and int(b) >= 2 and isinstance(h, str)
+            for b, h in self.batch_graphs.items()
+        ):
+            return "batch_graphs must map batch sizes of 2 or more to sha256 digests"
         return None
 
-    def check_file(self, model_path: Path) -> None:
-        """ModelError unless `model_path` is the file this card was written for."""
-        actual = sha256_file(model_path)
-        if actual != self.sha256:
+    def check_file(self, model_path: Path, batch: int = 1) -> None:
+        """ModelError unless `model_path` (``NAME.onnx``) is the file this card was written for;
+        ``batch`` > 1: the same for its batch graph of that size (`batch_graph_path`)."""
+        path = Path(model_path) if batch == 1 else batch_graph_path(model_path, batch)
+        expected = self.sha256 if batch == 1 else self.batch_graphs[str(batch)]
+        if not path.is_file():
             raise ModelError(
-                f"{model_path} does not match its model card {card_path(model_path)} "
-                f"(sha256 {actual[:12]}… vs {self.sha256[:12]}…); put back the .onnx and .json "
+                f"{path} not found; its model card {card_path(model_path)} lists it; put back "
+                "the files that `detect export` wrote together, or re-export"
+            )
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelError(
+                f"{path} does not match its model card {card_path(model_path)} "
+                f"(sha256 {actual[:12]}… vs {expected[:12]}…); put back the .onnx and .json "
                 "that `detect export` wrote together, or re-export"
             )

@@ -60,7 +60,7 @@ class VideoConfig:
     jsonl: Path | None = None
     options: DetectOptions = field(default_factory=DetectOptions)
     device: str = "auto"
-    backend: str = "onnxruntime"
+    backend: str = "auto"
     reconnect: int = 5
     retry: int = 0
     in_flight: int = 4
