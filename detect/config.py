@@ -35,8 +35,8 @@ def add_backend_flag(p: argparse.ArgumentParser) -> None:
         "--backend",
         default="auto",
         choices=["auto", "onnxruntime", "openvino"],
-        help="engine for the exported model (auto: the faster of those installed, timed when "
-        "the model loads; ONNX Runtime on CUDA)",
+        help="engine for the exported model (auto: OpenVINO on the CPU when installed, else "
+        "ONNX Runtime)",
     )
 
 

@@ -60,8 +60,8 @@ class Detector:
         model_path: ``NAME.onnx``; its model card ``NAME.json`` must sit next to it and its
             sha256 must match.
         device: "auto" (CUDA when ONNX Runtime has it, else CPU), "cpu" or "cuda".
-        backend: the engine, "auto" (the faster installed one, timed at load), "onnxruntime"
-            or "openvino" (`detect.runtime.engines`).
+        backend: the engine, "auto" (OpenVINO on the CPU when installed, else ONNX Runtime),
+            "onnxruntime" or "openvino" (`detect.runtime.engines`).
         max_pixels: images with more pixels are refused before decoding.
         threads: intra-op threads for the CPU provider (0: ONNX Runtime's default).
         warmup_runs: graph runs on a gray ``min_size`` square before the first real image
@@ -83,8 +83,7 @@ class Detector:
         self.model_path = Path(model_path)
         self.card = card if card is not None else check_model(self.model_path)
         self.max_pixels = max_pixels
-        sample = {"image": self._gray()}
-        self.engine = open_engine(self.model_path, backend, device, threads, sample)
+        self.engine = open_engine(self.model_path, backend, device, threads)
         self.provider = self.engine.provider
         self._check_classes()
         self.batch_engines: dict[int, Engine] = {}
@@ -96,7 +95,7 @@ class Detector:
                 log.info("openvino: batch graphs are not used; images run one at a time")
                 continue
             path = batch_graph_path(self.model_path, batch)
-            self.batch_engines[batch] = open_engine(path, self.engine.name, device, threads, {})
+            self.batch_engines[batch] = open_engine(path, self.engine.name, device, threads)
         card = self.card
         self.info = ModelInfo(
             name=self.name,

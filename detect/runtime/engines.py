@@ -11,19 +11,18 @@ around it (the model card, preparing images, postprocessing) is
 - ``openvino``: OpenVINO's CPU plugin in f32 (``EXECUTION_MODE_HINT`` ACCURACY), reading the
   ONNX file as it is (the `openvino` extra). Its default here would be bf16: faster, but scores
   move by up to 0.23 on the demo model, so it is not used.
-- ``auto``: ONNX Runtime when CUDA is asked for or available or OpenVINO is not installed;
-  otherwise both are loaded and timed on a sample input (`choose_fastest`) and the faster one is
-  kept. Measured on this project's 2-core AVX2 CPU, median ms per image ONNX Runtime vs OpenVINO:
-  demo model (256 px) 49.5 vs 50.6, Mask R-CNN R50-FPN at 800 px 1540 vs 1288, Faster R-CNN
-  MobileNetV3-FPN at 800 px 433 vs 227; the int8 demo model 61 vs 69 (end to end).
+- ``auto``: OpenVINO on the CPU when it is installed, ONNX Runtime otherwise and on CUDA. A
+  fixed rule, so that the same model gives the same numbers run after run (timing both at load
+  picked differently from one run to the next on small models). Measured on this project's
+  2-core AVX2 CPU, median ms per image ONNX Runtime vs OpenVINO: demo model (256 px) 49.5 vs
+  50.6, Mask R-CNN R50-FPN at 800 px 1540 vs 1288, Faster R-CNN MobileNetV3-FPN at 800 px 433
+  vs 227 (`make bench-predict` has the int8 figures).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-import statistics
-import time
 from pathlib import Path
 from typing import Protocol
 
@@ -36,8 +35,6 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "onnxruntime", "openvino")
 DEVICES = ("auto", "cpu", "cuda")
-TIMED_RUNS = 3
-"""Runs of each engine on the sample input when ``auto`` chooses (after one untimed run)."""
 
 
 class Engine(Protocol):
@@ -67,40 +64,16 @@ def check_engine(engine: str, device: str) -> None:
         raise ConfigError("backend openvino runs on the CPU here; use --device cpu or auto")
 
 
-def open_engine(
-    path: Path, engine: str, device: str, threads: int, sample: dict[str, np.ndarray]
-) -> Engine:
+def open_engine(path: Path, engine: str, device: str, threads: int) -> Engine:
     """The engine for ``path``: ``engine`` "auto", "onnxruntime" or "openvino" on ``device``
-    ("auto", "cpu", "cuda"); ``threads`` intra-op threads on the CPU (0: the engine's default).
-    ``auto`` times the candidates on ``sample`` (the graph's inputs by name)."""
+    ("auto", "cpu", "cuda"); ``threads`` intra-op threads on the CPU (0: the engine's default)."""
     check_engine(engine, device)
-    if engine == "onnxruntime":
-        return OrtEngine(path, device, threads)
+    if engine == "auto":
+        cuda = device == "cuda" or (device == "auto" and _ort_has_cuda())
+        engine = "openvino" if "openvino" in installed_engines() and not cuda else "onnxruntime"
     if engine == "openvino":
         return OpenVinoEngine(path, threads)
-    cuda = device == "cuda" or (device == "auto" and _ort_has_cuda())
-    if cuda or "openvino" not in installed_engines():
-        return OrtEngine(path, device, threads)
-    return choose_fastest([OrtEngine(path, "cpu", threads), OpenVinoEngine(path, threads)], sample)
-
-
-def choose_fastest(engines: list[Engine], sample: dict[str, np.ndarray]) -> Engine:
-    """The engine with the lowest median time on ``sample`` (one untimed run, then
-    `TIMED_RUNS`); the choice and the times are logged."""
-    times = {}
-    for engine in engines:
-        engine.run(sample)
-        runs = []
-        for _ in range(TIMED_RUNS):
-            started = time.perf_counter()
-            engine.run(sample)
-            runs.append(time.perf_counter() - started)
-        times[engine.name] = 1000 * statistics.median(runs)
-    best = min(engines, key=lambda e: times[e.name])
-    shape = "x".join(str(s) for s in next(iter(sample.values())).shape)
-    timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in times.items())
-    log.info("backend auto: %s (median on a %s input: %s)", best.name, shape, timings)
-    return best
+    return OrtEngine(path, device, threads)
 
 
 def _ort_has_cuda() -> bool:
