@@ -78,30 +78,33 @@ study: install
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
 
-# Runtime latency on this machine: torch eager vs ONNX Runtime and OpenVINO in fp32, fp16 and
-# int8, same weights and images, parity against eager beside each (random weights: R50-FPN and
-# MobileNetV3-FPN Mask R-CNN); the committed demo model with box/mask AP on 100 held-out images
-# (int8 calibrated on 64 images of its own training distribution); and the cost of the two mask
-# output layouts. About 25 min on 2 cores.
+# Runtime latency on this machine: torch eager vs ONNX Runtime and OpenVINO in fp32 and int8,
+# same weights and images (fp16 is for GPUs: benchmarks/gpu_speed.py). Random weights for R50-FPN
+# and MobileNetV3-FPN Mask R-CNN, parity against eager beside each; the committed demo model with
+# box/mask AP on 100 held-out images (int8 calibrated on 64 images of its own training data);
+# and the cost of the two mask output layouts. About 25 min on 2 cores.
 bench-predict: install
 	rm -rf runs/bench-predict
 	$(DETECT) synth --out runs/bench-predict/data --images 20 --size 480 --seed 3
 	$(DETECT) synth --out runs/bench-predict/demo-calib --images 64 --size 256 --seed 0
 	$(DETECT) synth --out runs/bench-predict/demo-test --images 100 --size 256 --seed 999
-	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/data/images --backbone resnet50_fpn
-	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/data/images --backbone mobilenet_v3_fpn
+	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/data/images --backbone resnet50_fpn \
+		--precisions fp32,int8
+	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/data/images --backbone mobilenet_v3_fpn \
+		--precisions fp32,int8
 	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/demo-calib/images \
 		--model models/demo.onnx --gt runs/bench-predict/demo-test/annotations.json --precisions fp32,int8
 	$(BIN)/python benchmarks/mask_output.py runs/bench-predict/data/images --size 640x480
 
 # `detect serve` + `detect bench --compare-eager` for R50-FPN and MobileNetV3-FPN Mask R-CNN on
 # this machine (random weights made to behave like trained ones; DEVICE=cuda on a GPU), each
-# without and with batch graphs of 2, 4 and 8 images: img/s before and after real batching.
+# on ONNX Runtime without and with batch graphs of 2, 4 and 8 images: img/s before and after real
+# batching (OpenVINO runs images one at a time).
 DURATION ?= 20
 bench-serve: install
 	rm -rf runs/bench-serve
 	$(DETECT) synth --out runs/bench-serve/data --images 20 --size 480 --seed 3
 	$(BIN)/python benchmarks/serve_latency.py runs/bench-serve/data/images --backbone resnet50_fpn \
-		--device $(DEVICE) --duration $(DURATION) --batch-sizes 2,4,8
+		--device $(DEVICE) --backend onnxruntime --duration $(DURATION) --batch-sizes 2,4,8
 	$(BIN)/python benchmarks/serve_latency.py runs/bench-serve/data/images \
-		--backbone mobilenet_v3_fpn --device $(DEVICE) --duration $(DURATION) --batch-sizes 2,4,8
+		--backbone mobilenet_v3_fpn --device $(DEVICE) --backend onnxruntime --duration $(DURATION) --batch-sizes 2,4,8

@@ -134,13 +134,10 @@ class Detector:
                 "that came with it"
             )
 
-    def _gray(self) -> np.ndarray:
-        """A gray ``min_size`` square, ``(S, S, 3) uint8``: the warm-up and timing image."""
-        side = int(self.card.input["min_size"])
-        return np.full((side, side, 3), 114, np.uint8)
-
     def _warm_up(self, runs: int) -> None:
-        gray = self._gray()
+        """``runs`` calls on gray ``min_size`` squares, as many as the largest batch graph."""
+        side = int(self.card.input["min_size"])
+        gray = np.full((side, side, 3), 114, np.uint8)
         for _ in range(runs):
             self.infer_batch([gray] * max(self.batch_engines, default=1))
 
