@@ -451,7 +451,11 @@ def _check(config: ExportConfig) -> None:
     if any(b < 2 for b in config.batch_sizes):
         raise ConfigError(f"--batch-sizes {config.batch_sizes}: give sizes of 2 or more")
     if config.int8 is None:
+        if config.int8_val is not None or config.force:
+            raise ConfigError("--int8-val and --force go with --int8 CALIB_IMAGES")
         return
+    if not config.int8.exists():
+        raise ConfigError(f"--int8 {config.int8}: no such folder or file of calibration images")
     if config.int8_val is None:
         raise ConfigError(
             "--int8 needs --int8-val GT_JSON: annotated held-out images to measure what int8 "

@@ -101,6 +101,7 @@ def test_an_int8_model_losing_more_than_max_ap_drop_is_not_written(
         (["--int8-val", "missing.json"], "--int8-val missing.json: no such file"),
         (["--int8-val", "GT", "--batch-sizes", "2"], "--int8 goes without --fp16, --batch-sizes"),
         (["--int8-val", "GT", "--max-ap-drop", "-1"], "--max-ap-drop -1.0: give AP points"),
+        (["--int8-val", "GT", "--int8", "nowhere"], "--int8 nowhere: no such folder"),
     ],
 )
 def test_int8_flag_mistakes_are_one_line_before_any_work(

@@ -392,7 +392,7 @@ def _card_with_fewer_ids_than_labels(model: Path, dst: Path) -> Path:
         (_missing_card, "model card"),
         (_card_not_json, "not valid JSON"),
         (_sha256_mismatch, "does not match its model card"),
-        (_corrupt_onnx_matching_card, "ONNX Runtime cannot load"),
+        (_corrupt_onnx_matching_card, "cannot load"),  # by the default engine
         (_card_without_sizes, "input.min_size must be an integer"),
         (_card_with_fewer_ids_than_labels, "category_ids must list one id per label"),
     ],
@@ -419,6 +419,24 @@ def test_model_problem_fails_with_one_error_line_before_any_work(
     assert says in lines[0] and str(model.parent) in lines[0], lines[0]
     assert result.stdout == ""
     assert not (out / "predictions.json").exists() and not (out / "annotated").exists()
+
+
+@pytest.mark.parametrize(
+    ("backend", "says"),
+    [("onnxruntime", "ONNX Runtime cannot load"), ("openvino", "OpenVINO cannot load")],
+)
+def test_a_corrupt_model_is_one_error_line_on_either_engine(
+    backend: str, says: str, shapes_small: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    (tmp_path / "model").mkdir()
+    model = _corrupt_onnx_matching_card(mask_model, tmp_path / "model")
+    result = _predict(shapes_small / "images", "--model", model, "--out", tmp_path / "out",
+                      "--backend", backend)  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {says} {model}"), result.stderr
 
 
 # --------------------------------------------------------------------------- closed stdout

@@ -150,6 +150,12 @@ class OpenVinoEngine:
                 "backend openvino: OpenVINO is not installed; install the `openvino` extra "
                 "(pip install 'detect[openvino]') or use --backend onnxruntime"
             ) from None
+        from openvino.frontend import FrontEndManager
+
+        # asked first: on a file the ONNX frontend cannot read, Core.read_model tries every
+        # other frontend, and TensorFlow's writes its own parse errors to stderr
+        if not FrontEndManager().load_by_framework("onnx").supported(str(path)):
+            raise ModelError(f"OpenVINO cannot load {path}: it is not a readable ONNX model")
         core = ov.Core()
         try:
             model = core.read_model(str(path))
@@ -158,8 +164,7 @@ class OpenVinoEngine:
                 config["INFERENCE_NUM_THREADS"] = threads
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with long texts
-            first = str(exc).strip().splitlines()[0][:300]
-            raise ModelError(f"OpenVINO cannot load {path}: {first}") from None
+            raise ModelError(f"OpenVINO cannot load {path}: {_openvino_reason(exc)}") from None
         self._outputs = [(o, o.get_any_name()) for o in self.compiled.outputs]
         key = ["framework", NUM_CLASSES_KEY]
         self.num_classes = (
@@ -170,3 +175,12 @@ class OpenVinoEngine:
         request = self.compiled.create_infer_request()  # one per call: callers may be threads
         request.infer({name: np.ascontiguousarray(value) for name, value in inputs.items()})
         return {name: request.get_tensor(port).data.copy() for port, name in self._outputs}
+
+
+def _openvino_reason(exc: Exception) -> str:
+    """The line of an OpenVINO exception that says what is wrong: its texts open with lines
+    naming the C++ source that raised it ("Exception from src/...", "Check '...' failed at")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    sources = ("Exception from", "Check '", "FrontEnd API failed")
+    said = [line for line in lines if not line.startswith(sources)]
+    return (said or lines or [type(exc).__name__])[-1][:300]
