@@ -11,6 +11,10 @@ around it (the model card, preparing images, postprocessing) is
 - ``openvino``: OpenVINO's CPU plugin in f32 (``EXECUTION_MODE_HINT`` ACCURACY), reading the
   ONNX file as it is (the `openvino` extra). Its default here would be bf16: faster, but scores
   move by up to 0.23 on the demo model, so it is not used.
+- Tuning kept by measurement: each engine's own thread count (one per core) and ONNX Runtime's
+  full graph optimisation (its default); OpenVINO's LATENCY hint (its default) over THROUGHPUT,
+  whose two streams ran a random-weight R50-FPN Mask R-CNN (480 px) at 841 ms per image with
+  two images in flight against 757 ms for LATENCY's one stream (`benchmarks/openvino_hint.py`).
 - ``auto``: OpenVINO on the CPU when it is installed, ONNX Runtime otherwise and on CUDA. A
   fixed rule, so that the same model gives the same numbers run after run (timing both at load
   picked differently from one run to the next on small models). Measured on this project's
