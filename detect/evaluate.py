@@ -163,17 +163,24 @@ class EvalResult:
 # --------------------------------------------------------------------------- ground truth
 
 
-def _read_gt(config: EvalConfig) -> tuple[dict[str, Any], COCO]:
-    data = read_json(config.gt)
+def read_gt(path: Path) -> tuple[dict[str, Any], COCO]:
+    """A COCO ground-truth file with annotations to score against: its JSON and pycocotools'
+    index, or a `DataError` naming the file."""
+    data = read_json(path)
     if not data["annotations"]:
         raise DataError(
-            f"{config.gt} has no annotations: there is nothing to evaluate against; "
-            "point --gt at the annotated split"
+            f"{path} has no annotations: there is nothing to evaluate against; "
+            "point it at the annotated split"
         )
     for ann in data["annotations"]:
         if not isinstance(ann, dict) or not {"image_id", "category_id", "bbox"} <= ann.keys():
-            raise DataError(f"{config.gt}: every annotation needs image_id, category_id and bbox")
-    return data, load_gt(config.gt, data=data)
+            raise DataError(f"{path}: every annotation needs image_id, category_id and bbox")
+    return data, load_gt(path, data=data)
+
+
+def has_masks(gt: COCO) -> bool:
+    """Whether every annotation has a segmentation (mask AP can be scored)."""
+    return all(a.get("segmentation") for a in gt.dataset["annotations"])
 
 
 def _image_paths(config: EvalConfig, data: dict[str, Any]) -> dict[int, Path]:
@@ -256,7 +263,7 @@ def _from_file(config: EvalConfig, gt: COCO) -> Predicted:
 
 
 def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
-    gt_masks = all(a.get("segmentation") for a in gt.dataset["annotations"])
+    gt_masks = has_masks(gt)
     wanted = config.iou_type or ("both" if has_masks and gt_masks else "bbox")
     if wanted != "bbox" and not has_masks:
         raise ConfigError(
@@ -273,7 +280,7 @@ def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
 def evaluate(config: EvalConfig) -> EvalResult:
     """Predict (unless given predictions), score, and write the report into ``config.out``."""
     source = config.validate()
-    data, gt = _read_gt(config)
+    data, gt = read_gt(config.gt)
     if source == "predictions":
         predicted = _from_file(config, gt)
     else:

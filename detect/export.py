@@ -50,6 +50,7 @@ from detect.runtime.model_card import (
     card_path,
     sha256_file,
 )
+from detect.runtime.sources import list_images
 
 log = logging.getLogger(__name__)
 
@@ -454,8 +455,12 @@ def _check(config: ExportConfig) -> None:
         if config.int8_val is not None or config.force:
             raise ConfigError("--int8-val and --force go with --int8 CALIB_IMAGES")
         return
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError("--int8 quantizes with ONNX Runtime: install the serve extra too")
     if not config.int8.exists():
         raise ConfigError(f"--int8 {config.int8}: no such folder or file of calibration images")
+    if not list_images([config.int8]):
+        raise ConfigError(f"--int8 {config.int8}: no images in it; give the model's own images")
     if config.int8_val is None:
         raise ConfigError(
             "--int8 needs --int8-val GT_JSON: annotated held-out images to measure what int8 "
@@ -470,6 +475,9 @@ def _check(config: ExportConfig) -> None:
         )
     if config.max_ap_drop < 0:
         raise ConfigError(f"--max-ap-drop {config.max_ap_drop}: give AP points, 0 or more")
+    from detect.evaluate import read_gt
+
+    read_gt(config.int8_val)  # annotations to score against, before anything is traced
 
 
 def _source(config: ExportConfig) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
@@ -501,12 +509,8 @@ def _quantize(model_path: Path, card: ModelCard, config: ExportConfig) -> tuple[
     on ``--int8-val`` is within ``--max-ap-drop`` of fp32's on every installed engine."""
     from detect.quantize import held_out_ap, quantization_record, quantize_int8
     from detect.runtime.engines import installed_engines
-    from detect.runtime.sources import find_images
 
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise ConfigError("--int8 quantizes with ONNX Runtime: install the serve extra too")
-
-    calibration = find_images([config.int8])
+    calibration = list_images([config.int8])
     int8_path = model_path.with_name("int8.onnx")
     log.info("int8: calibrating on %d images of %s", len(calibration), config.int8)
     quantize_int8(model_path, int8_path, calibration)
@@ -569,10 +573,11 @@ def export(config: ExportConfig) -> ExportResult:
         if config.int8 is not None:
             card.write(card_path(path))
             path, card = _quantize(path, card, config)
+        card.write(card_path(path))  # moved in right after the model: no time with a stale card
         for batch in config.batch_sizes:
             batch_graph_path(path, batch).replace(batch_graph_path(out, batch))
         path.replace(out)
-    card.write(card_path(out))
+        card_path(path).replace(card_path(out))
     result = ExportResult(out, card_path(out), out.stat().st_size / 2**20)
     if config.verify is not None:
         from detect.parity import parity_for_files

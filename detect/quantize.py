@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from detect.data.coco import read_json
-from detect.errors import DataError
-from detect.metrics.coco import coco_stats, load_gt
+from detect.errors import DataError, InputError, ModelError
+from detect.metrics.coco import coco_stats
 from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset, scoring_options
 from detect.runtime.image import decode_image
+from detect.runtime.sources import read_image
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,14 @@ def quantize_int8(src: Path, dst: Path, calibration: list[Path]) -> None:
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             path = next(self.paths, None)
-            return None if path is None else {"image": decode_image(path.read_bytes())}
+            return None if path is None else {"image": calibration_image(path)}
 
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quantize-") as work:
         prepared = Path(work) / "prepared.onnx"  # shapes inferred, graph optimised, as advised
-        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        try:
+            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        except Exception as exc:  # ONNX Runtime's own exception types
+            raise ModelError(f"int8: ONNX Runtime cannot prepare {src}: {exc}") from exc
         quantize_static(
             str(prepared),
             str(dst),
@@ -73,15 +77,22 @@ def quantize_int8(src: Path, dst: Path, calibration: list[Path]) -> None:
         )
 
 
+def calibration_image(path: Path) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB of one calibration image, or a `DataError` naming it."""
+    try:
+        return decode_image(read_image(path))
+    except InputError as exc:
+        raise DataError(f"--int8 calibration image {path}: {exc}; remove it") from None
+
+
 def held_out_ap(model: Path, gt_path: Path, engine: str) -> dict[str, float]:
     """COCO AP (0-1) of the exported ``model`` (its card beside it) on ``engine`` over the images
     of the COCO file ``gt_path`` (beside it): ``{"bbox": AP}``, plus ``"segm"`` for mask models.
     A `DataError` when an image cannot be predicted or the classes differ."""
-    from detect.evaluate import check_categories
+    from detect.evaluate import check_categories, has_masks, read_gt
     from detect.runtime.detector import Detector
 
-    data = read_json(gt_path)
-    gt = load_gt(gt_path, data=data)
+    data, gt = read_gt(gt_path)
     paths = {int(image["id"]): gt_path.parent / image["file_name"] for image in data["images"]}
     with closing(Detector(model, device="cpu", backend=engine)) as detector:
         info = detector.info
@@ -92,7 +103,7 @@ def held_out_ap(model: Path, gt_path: Path, engine: str) -> dict[str, float]:
         raise DataError(
             f"--int8-val {gt_path}: {next(iter(evaluator.failed.values()))}; fix or remove it"
         )
-    types = ["bbox", "segm"] if info.has_masks else ["bbox"]
+    types = ["bbox", "segm"] if info.has_masks and has_masks(gt) else ["bbox"]
     return {t: coco_stats(gt, evaluator.results, t)["AP"] for t in types}
 
 

@@ -102,16 +102,28 @@ def test_an_int8_model_losing_more_than_max_ap_drop_is_not_written(
         (["--int8-val", "GT", "--batch-sizes", "2"], "--int8 goes without --fp16, --batch-sizes"),
         (["--int8-val", "GT", "--max-ap-drop", "-1"], "--max-ap-drop -1.0: give AP points"),
         (["--int8-val", "GT", "--int8", "nowhere"], "--int8 nowhere: no such folder"),
+        (["--int8-val", "GT", "--int8", "EMPTY"], "--int8 EMPTY: no images in it"),
+        (["--int8-val", "NO_ANNOTATIONS"], "NO_ANNOTATIONS has no annotations"),
     ],
 )
 def test_int8_flag_mistakes_are_one_line_before_any_work(
     tiny_runs: dict, shapes_small: Path, tmp_path: Path, flags: list[str], message: str
 ) -> None:
-    flags = [str(shapes_small / "train.json") if f == "GT" else f for f in flags]
+    (tmp_path / "empty").mkdir()
+    bare = json.loads((shapes_small / "train.json").read_text()) | {"annotations": []}
+    (tmp_path / "bare.json").write_text(json.dumps(bare))
+    names = {
+        "GT": str(shapes_small / "train.json"),
+        "EMPTY": str(tmp_path / "empty"),
+        "NO_ANNOTATIONS": str(tmp_path / "bare.json"),
+    }
+    flags = [names.get(f, f) for f in flags]
+    for key in ("EMPTY", "NO_ANNOTATIONS"):
+        message = message.replace(key, names[key])
     result = run_detect(
         "export", "--checkpoint", str(tiny_runs["mask_rcnn", "align"]),
         "--out", str(tmp_path / "m.onnx"), "--int8", str(shapes_small / "images"), *flags,
     )  # fmt: skip
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}"), result.stderr
-    assert json.dumps(list(tmp_path.iterdir())) == "[]"
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.json").exists()

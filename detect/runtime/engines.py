@@ -7,7 +7,8 @@ around it (the model card, preparing images, postprocessing) is
 `detect.runtime.detector.Detector`'s.
 
 - ``onnxruntime``: the CPU provider, or CUDA when ONNX Runtime has it (``device``), through IO
-  binding (inputs copied to the device once, outputs straight into host memory).
+  binding (each input copied to the device once, outputs bound to host memory and copied out
+  once).
 - ``openvino``: OpenVINO's CPU plugin in f32 (``EXECUTION_MODE_HINT`` ACCURACY), reading the
   ONNX file as it is (the `openvino` extra). Its default here would be bf16: faster, but scores
   move by up to 0.23 on the demo model, so it is not used.
@@ -15,7 +16,8 @@ around it (the model card, preparing images, postprocessing) is
   full graph optimisation (its default); OpenVINO's LATENCY hint (its default) over THROUGHPUT,
   whose two streams ran a random-weight R50-FPN Mask R-CNN (480 px) at 841 ms per image with
   two images in flight against 757 ms for LATENCY's one stream (`benchmarks/openvino_hint.py`).
-- ``auto``: OpenVINO on the CPU when it is installed, ONNX Runtime otherwise and on CUDA. A
+- ``auto``: OpenVINO on the CPU when it is installed, ONNX Runtime otherwise and on CUDA (where
+  ONNX Runtime lists the CUDA provider: onnxruntime-gpu does so even without a GPU). A
   fixed rule, so that the same model gives the same numbers run after run (timing both at load
   picked differently from one run to the next on small models). Measured on this project's
   2-core AVX2 CPU, median ms per image ONNX Runtime vs OpenVINO: demo model (256 px) 49.5 vs

@@ -177,7 +177,11 @@ class ModelCard:
         if isinstance(iou, bool) or not isinstance(iou, int | float) or not 0 <= iou <= 1:
             return "thresholds.agnostic_nms_iou must be a number in [0, 1]"
         if not isinstance(self.batch_graphs, dict) or not all(
-            isinstance(b, str) and b.isdigit() and int(b) >= 2 and isinstance(h, str)
+            isinstance(b, str)
+            and b.isdecimal()
+            and b == str(int(b))
+            and int(b) >= 2
+            and isinstance(h, str)
             for b, h in self.batch_graphs.items()
         ):
             return "batch_graphs must map batch sizes of 2 or more to sha256 digests"
