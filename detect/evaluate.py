@@ -178,7 +178,7 @@ def read_gt(path: Path) -> tuple[dict[str, Any], COCO]:
     return data, load_gt(path, data=data)
 
 
-def has_masks(gt: COCO) -> bool:
+def gt_has_masks(gt: COCO) -> bool:
     """Whether every annotation has a segmentation (mask AP can be scored)."""
     return all(a.get("segmentation") for a in gt.dataset["annotations"])
 
@@ -263,7 +263,7 @@ def _from_file(config: EvalConfig, gt: COCO) -> Predicted:
 
 
 def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
-    gt_masks = has_masks(gt)
+    gt_masks = gt_has_masks(gt)
     wanted = config.iou_type or ("both" if has_masks and gt_masks else "bbox")
     if wanted != "bbox" and not has_masks:
         raise ConfigError(

@@ -89,7 +89,7 @@ def held_out_ap(model: Path, gt_path: Path, engine: str) -> dict[str, float]:
     """COCO AP (0-1) of the exported ``model`` (its card beside it) on ``engine`` over the images
     of the COCO file ``gt_path`` (beside it): ``{"bbox": AP}``, plus ``"segm"`` for mask models.
     A `DataError` when an image cannot be predicted or the classes differ."""
-    from detect.evaluate import check_categories, has_masks, read_gt
+    from detect.evaluate import check_categories, gt_has_masks, read_gt
     from detect.runtime.detector import Detector
 
     data, gt = read_gt(gt_path)
@@ -103,7 +103,7 @@ def held_out_ap(model: Path, gt_path: Path, engine: str) -> dict[str, float]:
         raise DataError(
             f"--int8-val {gt_path}: {next(iter(evaluator.failed.values()))}; fix or remove it"
         )
-    types = ["bbox", "segm"] if info.has_masks and has_masks(gt) else ["bbox"]
+    types = ["bbox", "segm"] if info.has_masks and gt_has_masks(gt) else ["bbox"]
     return {t: coco_stats(gt, evaluator.results, t)["AP"] for t in types}
 
 
