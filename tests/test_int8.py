@@ -12,7 +12,7 @@ import onnx
 import pytest
 from helpers import run_detect
 
-from detect.quantize import ap_cost
+from detect.quantize import QUANTIZED_SCOPES, ap_cost
 from detect.runtime.detector import Detector
 from detect.runtime.engines import installed_engines
 from detect.runtime.model_card import ModelCard, card_path
@@ -43,7 +43,7 @@ def test_int8_export_records_its_calibration_and_ap_cost_per_engine(
     assert card.precision == "int8"
     record = card.quantization
     assert record["calibration_images"] == 12 and record["held_out_images"] == 8
-    assert record["ops"] == ["Conv", "Gemm", "MatMul"] and record["forced"] is True
+    assert record["scopes"] == list(QUANTIZED_SCOPES) and record["forced"] is True
     assert sorted(record["ap"]) == sorted(installed_engines())
     for engine, figures in record["ap"].items():
         assert set(figures["fp32"]) == set(figures["int8"]) == {"bbox", "segm"}
@@ -57,6 +57,15 @@ def test_int8_export_records_its_calibration_and_ap_cost_per_engine(
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     weights = [t for t in graph.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert weights  # the Conv/Gemm weights are stored as int8
+    dequantized = {n.output[0] for n in graph.graph.node if n.op_type == "DequantizeLinear"}
+    users = [
+        n.name for n in graph.graph.node if dequantized & set(n.input) and n.op_type != "Shape"
+    ]
+    # the learned layers run on int8 inputs, from the backbone to the mask head; nothing else
+    # computes with int8-rounded values (Shape nodes read only the sizes)
+    for scope in ("/backbone/", "/rpn/head/", "/roi_heads/box_head/", "/roi_heads/mask_head/"):
+        assert any(name.startswith(scope) for name in users), scope
+    assert all(name.startswith(QUANTIZED_SCOPES) for name in users), users
 
 
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
@@ -127,3 +136,23 @@ def test_int8_flag_mistakes_are_one_line_before_any_work(
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}"), result.stderr
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.json").exists()
+
+
+def test_a_bad_calibration_image_is_one_line_naming_it(
+    tiny_runs: dict, shapes_small: Path, tmp_path: Path
+) -> None:
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for path in sorted((shapes_small / "images").glob("*.jpg"))[:3]:
+        (calibration / path.name).write_bytes(path.read_bytes())
+    (calibration / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    out = tmp_path / "out" / "m.onnx"
+    result = run_detect(
+        "export", "--checkpoint", str(tiny_runs["mask_rcnn", "align"]), "--out", str(out),
+        "--int8", str(calibration), "--int8-val", str(shapes_small / "train.json"),
+    )  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --int8 calibration image {calibration / 'zz_broken.jpg'}: ")
+    assert last.endswith("; remove it") and "Traceback" not in result.stderr
+    assert list(out.parent.iterdir()) == []
