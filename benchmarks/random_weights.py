@@ -1,22 +1,24 @@
 """Random Faster/Mask R-CNN weights that behave like a trained model's, for benchmarks.
 
-No pretrained weights can be downloaded here, and a plain random init is degenerate: BatchNorm's
-running statistics (mean 0, var 1) make activations vanish or explode, so every proposal gets the
-same or a saturated score (ties make parity and detection counts meaningless). `random_checkpoint`
-recalibrates the BatchNorm statistics on a few real images and gives the class head small weights
-and a background bias, so that scores spread over (0, 1) and a few detections per image pass 0.5.
+No pretrained weights can be downloaded here, and a plain random init is degenerate (ties make
+parity and detection counts meaningless). `random_checkpoint` applies the tests' stand-in for
+trained weights (`tests/fake_zoo.py`, `like_trained`): BatchNorm statistics recalibrated on a few
+real images, small class-head weights and a background bias, so that scores spread over (0, 1)
+and a few detections per image pass 0.5.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
 
 from detect.models.build import build_model
 from detect.models.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-from detect.models.inputs import image_tensor
-from detect.runtime.image import decode_image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fake_zoo import like_trained
 
 
 def random_checkpoint(
@@ -28,21 +30,8 @@ def random_checkpoint(
     """
     sizes = {"min_size": min_size, "max_size": max_size, "anchor_scale": min(1.0, min_size / 800)}
     torch.manual_seed(0)
-    model = build_model(arch, backbone, 6, "align", **sizes).eval()
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over the calibration batches
-        norm.train()
-    with torch.no_grad():
-        for image in images[:8]:
-            rgb = decode_image(image.read_bytes())
-            model.backbone(model.transform([image_tensor(rgb)])[0].tensors)
-    model.eval()
-    cls_score = model.roi_heads.box_predictor.cls_score
-    torch.nn.init.normal_(cls_score.weight, std=0.01)
-    torch.nn.init.constant_(cls_score.bias, 0.0)
-    cls_score.bias.data[0] = 2.0  # background
+    model = build_model(arch, backbone, 6, "align", **sizes)
+    like_trained(model, images[:8], cls_std=0.01)
     spec = {"arch": arch, "backbone": backbone, "roi": "align", "num_classes": 6, "sizes": sizes}
     save_checkpoint(
         {
