@@ -80,9 +80,11 @@ clean:
 
 # Runtime latency on this machine: torch eager vs ONNX Runtime and OpenVINO in fp32 and int8,
 # same weights and images (fp16 is for GPUs: benchmarks/gpu_speed.py). Random weights for R50-FPN
-# and MobileNetV3-FPN Mask R-CNN, parity against eager beside each; the committed demo model with
-# box/mask AP on 100 held-out images (int8 calibrated on 64 images of its own training data);
-# and the cost of the two mask output layouts. About 25 min on 2 cores.
+# and MobileNetV3-FPN Mask R-CNN, parity against eager beside each; the demo model with box/mask
+# AP on 100 held-out images (int8 calibrated on 64 images of its own training data): with eager
+# when its checkpoint is here (DEMO_CHECKPOINT, which `make demo-model` writes), otherwise the
+# committed models/demo.onnx alone; and the cost of the two mask output layouts. About 25 min.
+DEMO_CHECKPOINT ?= runs/demo-model/train/best.pt
 bench-predict: install
 	rm -rf runs/bench-predict
 	$(DETECT) synth --out runs/bench-predict/data --images 20 --size 480 --seed 3
@@ -93,7 +95,8 @@ bench-predict: install
 	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/data/images --backbone mobilenet_v3_fpn \
 		--precisions fp32,int8
 	$(BIN)/python benchmarks/predict_latency.py runs/bench-predict/demo-calib/images \
-		--model models/demo.onnx --gt runs/bench-predict/demo-test/annotations.json --precisions fp32,int8
+		$(if $(wildcard $(DEMO_CHECKPOINT)),--checkpoint $(DEMO_CHECKPOINT),--model models/demo.onnx) \
+		--gt runs/bench-predict/demo-test/annotations.json --precisions fp32,int8
 	$(BIN)/python benchmarks/mask_output.py runs/bench-predict/data/images --size 640x480
 
 # `detect serve` + `detect bench --compare-eager` for R50-FPN and MobileNetV3-FPN Mask R-CNN on
