@@ -14,8 +14,9 @@ Bias correction is off: on the demo model it lowered mask AP by a further 0.9 po
 Why NNCF and not ONNX Runtime's ``quantize_static``: on the demo model (100 held-out images,
 `benchmarks/predict_latency.py --model`) ``quantize_static`` saved OpenVINO no time at all and
 cost it 2.3 box AP points, while NNCF's file runs in 0.60x of OpenVINO fp32's time within half a
-point of its AP. ONNX Runtime runs NNCF's file too, at fp32's AP, but slower than fp32 (it fuses
-fewer of the pairs): int8 is a model for OpenVINO, which ``--backend auto`` picks on the CPU.
+point of its AP. ONNX Runtime runs NNCF's file too, at about fp32's AP, but gains little or
+nothing (it fuses fewer of the pairs): int8 is a model for OpenVINO, which ``--backend auto``
+picks on the CPU.
 
 `held_out_ap` is the accuracy side: COCO box (and mask) AP of an exported model on annotated
 held-out images, through `detect eval`'s own path (every detection down to the graph's score
