@@ -24,14 +24,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detect.client import DetectorClient, ServerError
+from detect.client import DetectorClient, RefusedImageError, ServerError
 from detect.local_server import LocalServer
 from detect.runtime.sources import list_images
 
 SIZES = [(256, 256), (320, 240), (640, 480), (800, 600), (1280, 720)]  # width, height
 
 
-def payloads(images: list[Path], invalid: float, seed: int) -> tuple[list[bytes], list[bytes]]:
+def payloads(images: list[Path], seed: int) -> tuple[list[bytes], list[bytes]]:
     """Valid encoded images (every image at every size, JPEG and PNG) and broken ones."""
     valid = []
     for path in images:
@@ -45,7 +45,7 @@ def payloads(images: list[Path], invalid: float, seed: int) -> tuple[list[bytes]
         rng.randbytes(5000),  # random bytes
         valid[1][:33],  # a PNG signature and header, no data
     ]
-    return valid, broken if invalid > 0 else []
+    return valid, broken
 
 
 def rss_mb(pid: int) -> float:
@@ -67,10 +67,10 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    valid, broken = payloads(list_images(args.images), args.invalid, args.seed)
+    valid, broken = payloads(list_images(args.images), args.seed)
     rng = random.Random(args.seed)
     plan = [
-        rng.choice(broken) if broken and rng.random() < args.invalid else rng.choice(valid)
+        rng.choice(broken) if rng.random() < args.invalid else rng.choice(valid)
         for _ in range(args.requests)
     ]
     counts = {"ok": 0, "refused": 0, "other": 0}
@@ -80,8 +80,10 @@ def main() -> None:
         try:
             client.detect(blob)
             kind = "ok"
-        except ServerError as exc:
-            kind = "refused" if exc.code.name == "INVALID_ARGUMENT" else "other"
+        except RefusedImageError:
+            kind = "refused"
+        except ServerError:
+            kind = "other"
         with lock:
             counts[kind] += 1
 

@@ -456,7 +456,10 @@ def _check(config: ExportConfig) -> None:
             raise ConfigError("--int8-val and --force go with --int8 CALIB_IMAGES")
         return
     if importlib.util.find_spec("onnxruntime") is None:
-        raise ConfigError("--int8 quantizes with ONNX Runtime: install the serve extra too")
+        raise ConfigError(
+            "--int8 runs the model on ONNX Runtime to calibrate and score it: install the serve "
+            "extra too"
+        )
     if not config.int8.exists():
         raise ConfigError(f"--int8 {config.int8}: no such folder or file of calibration images")
     if not list_images([config.int8]):
