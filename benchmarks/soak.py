@@ -5,12 +5,12 @@
 
 Starts ``detect serve`` on a free loopback port (`detect.local_server.LocalServer`) and sends
 ``--requests`` `Detect` calls from ``--concurrency`` client threads: each image of IMAGES
-resized to five sizes from 256x256 to 1280x720 and encoded as JPEG and PNG, and a fraction
-``--invalid`` of broken ones (truncated JPEG, random bytes, a PNG header alone). Every
-``--every`` requests it prints the server's resident memory (VmRSS) with the counts of answers and
-refusals; at the end, the growth after the first ``--every`` requests in total and as MB per
-1,000 requests (least squares over the checkpoints after the first). The server must hold: a
-growth that keeps going means memory is kept per request.
+resized to seven sizes from 256x256 to 4032x3024 (a phone's 12-megapixel photo) and encoded as
+JPEG and PNG, and a fraction ``--invalid`` of broken ones (truncated JPEG, random bytes, a PNG
+header alone). Every ``--every`` requests it prints the server's resident memory (VmRSS) with
+the counts of answers and refusals; at the end, the growth after the first ``--every`` requests
+in total and as MB per 1,000 requests (least squares over the checkpoints after the first). The
+server must hold: a growth that keeps going means memory is kept per request.
 """
 
 from __future__ import annotations
@@ -28,7 +28,15 @@ from detect.client import DetectorClient, RefusedImageError, ServerError
 from detect.local_server import LocalServer
 from detect.runtime.sources import list_images
 
-SIZES = [(256, 256), (320, 240), (640, 480), (800, 600), (1280, 720)]  # width, height
+SIZES = [  # width, height: thumbnails, camera frames, a 12-megapixel photo
+    (256, 256),
+    (320, 240),
+    (640, 480),
+    (800, 600),
+    (1280, 720),
+    (1920, 1080),
+    (4032, 3024),
+]
 
 
 def payloads(images: list[Path], seed: int) -> tuple[list[bytes], list[bytes]]:

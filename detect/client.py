@@ -43,11 +43,15 @@ Image = bytes | Path | np.ndarray
 
 
 class ServerError(DetectError):
-    """A call the server refused or could not answer; ``code`` is its `grpc.StatusCode`."""
+    """A call the server refused or could not answer; ``code`` is its `grpc.StatusCode`, and
+    ``retry_after_s`` the wait the server asked for when it shed the call (else None)."""
 
-    def __init__(self, message: str, code: grpc.StatusCode) -> None:
+    def __init__(
+        self, message: str, code: grpc.StatusCode, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.retry_after_s = retry_after_s
 
 
 class RefusedImageError(ServerError, InputError):
@@ -96,6 +100,8 @@ class DetectorClient:
         tls: use TLS; ``ca`` (PEM) verifies the server's certificate (default: system roots);
             ``cert`` and ``key`` (PEM) present a client certificate (mutual TLS).
         token: bearer token, sent as ``authorization: Bearer TOKEN`` metadata.
+        model: the served model every call asks for (empty: the server's default model), and
+            ``model_version`` its version (empty: its newest served version).
         timeout: deadline of each call in seconds (a stream: of the whole stream); None: none.
         max_message_mb: largest message sent or received.
     """
@@ -109,10 +115,14 @@ class DetectorClient:
         cert: Path | None = None,
         key: Path | None = None,
         token: str | None = None,
+        model: str = "",
+        model_version: str = "",
         timeout: float | None = 30.0,
         max_message_mb: float = 16.0,
     ) -> None:
         self.address = address
+        self.model = model
+        self.model_version = model_version
         self.timeout = timeout
         limit = int(max_message_mb * 1024 * 1024)
         options = [
@@ -173,10 +183,27 @@ class DetectorClient:
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
     def model_info(self) -> pb.ModelInfo:
-        """The served model's name, version, classes, input spec, provider and batching."""
+        """The model's name, version, classes, input spec, provider and batching."""
+        request = pb.GetModelInfoRequest(model_name=self.model, model_version=self.model_version)
         try:
-            return self._stub.GetModelInfo(
-                pb.GetModelInfoRequest(), timeout=self.timeout, metadata=self._metadata
+            return self._stub.GetModelInfo(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def list_models(self) -> pb.ListModelsResponse:
+        """Every served model version, and the default model."""
+        try:
+            return self._stub.ListModels(
+                pb.ListModelsRequest(), timeout=self.timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def reload_models(self) -> pb.ReloadModelsResponse:
+        """Have the server load new and changed model versions now; what changed."""
+        try:
+            return self._stub.ReloadModels(
+                pb.ReloadModelsRequest(), timeout=self.timeout, metadata=self._metadata
             )
         except grpc.RpcError as exc:
             raise self._error(exc) from None
@@ -202,7 +229,7 @@ class DetectorClient:
         ``score_threshold``, ``max_detections``, ``classes`` (names or category ids),
         ``agnostic_nms`` (suppress overlapping boxes across classes; None: the model card's
         default), ``polygons``, ``polygon_tolerance``."""
-        request = detect_request(
+        request = self.request(
             Frame(image, frame_id, timestamp_ms, color), DetectOptions.of(options, **fields)
         )
         try:
@@ -259,7 +286,7 @@ class DetectorClient:
                     frame = Frame(frame, str(index), 0, color)
                 elif frame.color is None and color is not None:
                     frame = Frame(frame.image, frame.frame_id, frame.timestamp_ms, color)
-                yield detect_request(frame, options)
+                yield self.request(frame, options)
 
         try:
             for response in self._stub.DetectStream(
@@ -268,6 +295,13 @@ class DetectorClient:
                 yield detect_result(response)
         except grpc.RpcError as exc:
             raise self._error(exc) from None
+
+    def request(self, frame: Frame, options: DetectOptions) -> pb.DetectRequest:
+        """`detect_request` for this client's model."""
+        request = detect_request(frame, options)
+        request.model_name = self.model
+        request.model_version = self.model_version
+        return request
 
     def _error(self, exc: grpc.RpcError) -> ServerError:
         code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
@@ -281,7 +315,9 @@ class DetectorClient:
             message = f"{self.address}: {code.name}: {details}"
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return RefusedImageError(message, code)
-        return ServerError(message, code)
+        trailing = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
+        retry = dict(trailing or ()).get("retry-after-ms")
+        return ServerError(message, code, None if retry is None else int(retry) / 1000)
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
@@ -341,6 +377,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", type=Path, nargs="*", help="image files")
     p.add_argument("--server", required=True, help="HOST:PORT of the server")
     p.add_argument("--info", action="store_true", help="print the served model's information")
+    p.add_argument("--list-models", action="store_true", help="print every served model version")
+    p.add_argument(
+        "--reload",
+        action="store_true",
+        help="have the server load new and changed model versions now; print what changed",
+    )
     p.add_argument(
         "--health", action="store_true", help="print the health status; exit 1 unless SERVING"
     )
@@ -356,8 +398,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`detect client` from parsed flags: a line per detection; exit 1 if an image failed."""
-    if not args.images and not args.info and not args.health:
-        raise ConfigError("give image files to send, or --info or --health")
+    if not (args.images or args.info or args.health or args.list_models or args.reload):
+        raise ConfigError("give image files to send, or --info, --health, --list-models, --reload")
     options = detect_options(args, polygons=False)
     failed = 0
     with DetectorClient(
@@ -367,6 +409,8 @@ def run(args: argparse.Namespace) -> int:
         cert=args.cert,
         key=args.key,
         token=token(args),
+        model=args.model_name,
+        model_version=args.model_version,
         timeout=args.timeout,
     ) as client:
         if args.health:
@@ -374,6 +418,15 @@ def run(args: argparse.Namespace) -> int:
             print(status)
             if status != "SERVING":
                 return 1
+        if args.reload:
+            reloaded = client.reload_models()
+            for line in reloaded.changes or ["nothing changed"]:
+                print(line)
+        if args.list_models:
+            listed = client.list_models()
+            for info in listed.models:
+                default = "  (default)" if info.name == listed.default_model else ""
+                print(f"{info.name} {info.version} {info.arch} {info.backbone}{default}")
         if args.info:
             print(client.model_info(), end="")
         for path in args.images:

@@ -50,25 +50,36 @@ def add_agnostic_nms_flag(p: argparse.ArgumentParser) -> None:
 
 
 def add_connection_flags(p: argparse.ArgumentParser) -> None:
-    """``--tls``, ``--ca`` and ``--token-file``: how a verb reaches a server."""
+    """``--tls``, ``--ca``, ``--token-file``, ``--model-name`` and ``--model-version``: how a
+    verb reaches a server and which of its models it asks for."""
     p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots)")
     p.add_argument("--ca", type=Path, help="CA certificate (PEM) to verify the server; implies TLS")
     p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
+    p.add_argument(
+        "--model-name", default="", help="served model to ask for (default: the server's default)"
+    )
+    p.add_argument(
+        "--model-version", default="", help="its version (default: its newest served one)"
+    )
 
 
 @dataclass(frozen=True)
 class Connection:
     """How a verb reaches a server: TLS (``ca``: the PEM certificate that verifies the server;
-    implies TLS) and a bearer ``token``. The keywords of `detect.client.DetectorClient`."""
+    implies TLS), a bearer ``token``, and the served ``model`` and ``model_version`` to ask for
+    (empty: the server's default). The keywords of `detect.client.DetectorClient`."""
 
     tls: bool = False
     ca: Path | None = None
     token: str | None = None
+    model: str = ""
+    model_version: str = ""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Connection:
-        """From ``--tls``, ``--ca`` and ``--token-file`` (its first line is the token)."""
-        return cls(args.tls, args.ca, token(args))
+        """From ``--tls``, ``--ca``, ``--token-file`` (its first line is the token),
+        ``--model-name`` and ``--model-version``."""
+        return cls(args.tls, args.ca, token(args), args.model_name, args.model_version)
 
 
 def token(args: argparse.Namespace) -> str | None:

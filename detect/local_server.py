@@ -21,7 +21,8 @@ from detect.errors import DetectError
 
 
 class LocalServer:
-    """``detect serve --model MODEL --port 0 --metrics-port 0 ARGS`` in a subprocess.
+    """``detect serve --model MODEL --port 0 --metrics-port 0 ARGS`` in a subprocess
+    (``--models MODEL`` when MODEL is a model repository folder).
 
     Stdout lines are collected on a thread (`wait_for` reads them); stderr is kept for the error
     message when the process ends early. ``python`` and ``cwd`` run another installation (e.g. a
@@ -38,7 +39,8 @@ class LocalServer:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if cwd is not None:
             env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        command = [str(python), "-m", "detect", "serve", "--model", str(model)]
+        source = "--models" if Path(model).is_dir() else "--model"
+        command = [str(python), "-m", "detect", "serve", source, str(model)]
         command += ["--port", "0", "--metrics-port", "0", *args]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd

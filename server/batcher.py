@@ -9,6 +9,12 @@ batch runs, new requests queue up, so under load batches fill without waiting.
 Requests whose caller has gone (cancelled) are skipped; those whose deadline has passed are
 failed with `DeadlineExpiredError` without running. A full queue refuses new requests with
 `QueueFullError`.
+
+Load shedding: the batcher keeps a moving average of the model's seconds per image (over the
+batches run so far). A request with a deadline is refused at once with `OverloadedError` when
+its expected answer time (what the batch running now has left, plus every waiting image and its
+own at that rate) is past its deadline: under overload a real-time client hears "busy, retry
+in N s" at once instead of waiting for its deadline to pass in the queue.
 """
 
 from __future__ import annotations
@@ -31,6 +37,15 @@ class QueueFullError(Exception):
 
 class DeadlineExpiredError(Exception):
     """The request's deadline passed before its batch ran."""
+
+
+class OverloadedError(Exception):
+    """The request would be answered after its deadline; ``wait_s`` is the expected wait of a
+    request arriving now."""
+
+    def __init__(self, wait_s: float, left_s: float) -> None:
+        super().__init__(f"expected wait {wait_s:.2f} s is longer than the {left_s:.2f} s left")
+        self.wait_s = wait_s
 
 
 @dataclass(frozen=True)
@@ -77,11 +92,22 @@ class Batcher:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
+        self.image_s: float | None = None  # moving average of model seconds per image
+        self._running = 0  # images in the batch running now
+        self._running_since = 0.0
 
     @property
     def depth(self) -> int:
         """Requests waiting (not counting the batch running)."""
         return len(self._waiting)
+
+    def expected_wait(self) -> float:
+        """Seconds until a request arriving now would have its answer from the model: the rest
+        of the running batch, the waiting images, and its own (0 before the first batch)."""
+        if self.image_s is None:
+            return 0.0
+        running_left = self._running * self.image_s - (time.monotonic() - self._running_since)
+        return max(0.0, running_left) + (len(self._waiting) + 1) * self.image_s
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="batcher")
@@ -100,10 +126,18 @@ class Batcher:
     async def submit(self, image: np.ndarray, deadline: float | None = None) -> BatchResult:
         """Queue one ``(H, W, 3) uint8`` RGB image; its result once its batch has run.
 
-        ``deadline`` is a `time.monotonic` time. Raises `QueueFullError` or `DeadlineExpiredError`.
+        ``deadline`` is a `time.monotonic` time. Raises `QueueFullError`, `OverloadedError` (at
+        once, when the expected wait runs past the deadline) or `DeadlineExpiredError`.
         """
         if len(self._waiting) >= self.max_queue:
             raise QueueFullError(f"{len(self._waiting)} requests are already waiting")
+        if deadline is not None:
+            wait_s = self.expected_wait()
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                raise DeadlineExpiredError("the deadline had passed when the request arrived")
+            if wait_s > left_s:
+                raise OverloadedError(wait_s, left_s)
         job = _Job(image, deadline, time.monotonic(), asyncio.get_running_loop().create_future())
         job.future.add_done_callback(lambda _: self._forget(job))
         self._waiting.append(job)
@@ -140,6 +174,7 @@ class Batcher:
             if not batch:
                 continue
             started = time.monotonic()
+            self._running, self._running_since = len(batch), started
             try:
                 raws = await loop.run_in_executor(
                     self._executor, self._run, [job.image for job in batch]
@@ -149,7 +184,12 @@ class Batcher:
                     if not job.future.done():
                         job.future.set_exception(exc)
                 continue
+            finally:
+                self._running = 0
             seconds = time.monotonic() - started
+            per_image = seconds / len(batch)
+            previous = per_image if self.image_s is None else self.image_s
+            self.image_s = 0.8 * previous + 0.2 * per_image
             self._on_batch(len(batch), seconds)
             for job, raw in zip(batch, raws, strict=True):
                 if not job.future.done():

@@ -18,14 +18,22 @@ MIB = 1024 * 1024
 class ServeConfig:
     """Settings of the gRPC detection server (flags of `detect serve`).
 
-    ``port`` and ``metrics_port`` 0 pick free ports (the chosen ones are printed). TLS needs both
+    ``model`` (one ONNX file) or ``models`` (a model repository, `server.repository`) is served;
+    ``default_model`` answers requests that name none, ``versions`` is how many of each model's
+    newest versions are served, and every ``poll_s`` seconds the files are looked at again (0:
+    only on the ReloadModels RPC). ``port`` and ``metrics_port`` 0 pick free ports (the chosen
+    ones are printed). TLS needs both
     ``tls_cert`` and ``tls_key`` (PEM); ``tls_client_ca`` additionally requires client
     certificates signed by that CA (mutual TLS). ``grace_s`` is how long SIGTERM/SIGINT wait for
     requests in flight before cancelling them. ``warmup_runs`` model runs happen before health
     turns SERVING.
     """
 
-    model: Path
+    model: Path | None = None
+    models: Path | None = None
+    default_model: str = ""
+    versions: int = 1
+    poll_s: float = 2.0
     host: str = "127.0.0.1"
     port: int = 50051
     device: str = "auto"
@@ -46,8 +54,30 @@ class ServeConfig:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         """`detect serve`'s flags."""
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--model", type=Path, help="exported NAME.onnx (card beside it)")
+        source.add_argument(
+            "--models",
+            type=Path,
+            metavar="DIR",
+            help="model repository: DIR/NAME/VERSION/model.onnx with its card model.json",
+        )
         p.add_argument(
-            "--model", type=Path, required=True, help="exported NAME.onnx (card beside it)"
+            "--default-model",
+            default="",
+            metavar="NAME",
+            help="model for requests that name none (default: the first by name)",
+        )
+        p.add_argument(
+            "--versions", type=int, default=1, help="newest versions of each model to serve"
+        )
+        p.add_argument(
+            "--poll",
+            dest="poll_s",
+            metavar="SECONDS",
+            type=float,
+            default=2.0,
+            help="look for new or changed model files this often (0: only on ReloadModels)",
         )
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
         p.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
@@ -104,6 +134,16 @@ class ServeConfig:
 
     def validate(self) -> None:
         """Raise `ConfigError` naming the first flag that is out of range or inconsistent."""
+        if (self.model is None) == (self.models is None):
+            raise ConfigError("serve one model file (--model) or a model repository (--models)")
+        if self.models is not None and not self.models.is_dir():
+            raise ConfigError(
+                f"--models {self.models}: no such folder; it holds NAME/VERSION/model.onnx"
+            )
+        if self.versions < 1:
+            raise ConfigError(f"--versions {self.versions}: use 1 or more")
+        if not self.poll_s >= 0:
+            raise ConfigError(f"--poll {self.poll_s}: use 0 (off) or more seconds")
         if self.device not in DEVICES:
             raise ConfigError(f"--device {self.device}: use one of {', '.join(DEVICES)}")
         if self.backend not in ENGINES:

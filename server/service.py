@@ -1,11 +1,15 @@
 """The detect.v1.Detector service: decode, batch, postprocess, answer.
 
-Per image: the request is checked and decoded on a worker thread (``decode``), waits for a batch
-(``queue``), runs in the batch (``inference``), and its detections are thresholded, pasted and
-traced to polygons on a worker thread (``postprocess``); the event loop only moves messages.
-Client mistakes end the RPC with INVALID_ARGUMENT and a message naming the field; a full queue
-with RESOURCE_EXHAUSTED; anything unexpected with INTERNAL (logged with its traceback) while the
-server keeps serving.
+Per image: the model version is picked (the request's ``model_name`` and ``model_version``, or
+the default model's newest) and held until the answer is built; the request is checked and
+decoded on a worker thread (``decode``), waits for a batch of its model version (``queue``), runs
+in the batch (``inference``), and its detections are thresholded, pasted and traced to polygons
+on a worker thread (``postprocess``); the event loop only moves messages.
+
+Client mistakes end the RPC with INVALID_ARGUMENT and a message naming the field; a model that is
+not served with NOT_FOUND; a full queue, or an expected wait longer than the call's deadline
+(load shedding), with RESOURCE_EXHAUSTED at once and the trailing metadata ``retry-after-ms``;
+anything unexpected with INTERNAL (logged with its traceback) while the server keeps serving.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from detect.runtime.detector import Detector
 from detect.structures import DetectOptions
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
-from server.batcher import Batcher, BatchResult, DeadlineExpiredError, QueueFullError
+from server.batcher import BatchResult, DeadlineExpiredError, OverloadedError, QueueFullError
 from server.config import ServeConfig
 from server.metrics import ServerMetrics
+from server.repository import ModelNotFoundError, ModelRepository, ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +49,13 @@ STREAM_WINDOW = 32
 class RequestError(Exception):
     """A request the server refuses: the status code and the message sent to the client."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(
+        self, code: grpc.StatusCode, message: str, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
 def _invalid(exc: DetectError, prefix: str = "") -> RequestError:
@@ -55,18 +63,17 @@ def _invalid(exc: DetectError, prefix: str = "") -> RequestError:
 
 
 class DetectorService(pb_grpc.DetectorServicer):
-    """Serves a `Detector` through a `Batcher`; answers UNAVAILABLE until `ready` is called."""
+    """Serves the models of a `ModelRepository`; answers UNAVAILABLE until `ready` is called."""
 
     def __init__(self, config: ServeConfig, metrics: ServerMetrics, workers: ThreadPoolExecutor):
         self.config = config
         self.metrics = metrics
         self.workers = workers
-        self.detector: Detector | None = None
-        self.batcher: Batcher | None = None
+        self.repository: ModelRepository | None = None
+        self.last_call = 0.0  # time.monotonic() when the last call started
 
-    def ready(self, detector: Detector, batcher: Batcher) -> None:
-        self.detector = detector
-        self.batcher = batcher
+    def ready(self, repository: ModelRepository) -> None:
+        self.repository = repository
 
     # --- RPCs ---
 
@@ -122,28 +129,67 @@ class DetectorService(pb_grpc.DetectorServicer):
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInfo:
         async with self._status("GetModelInfo", context):
-            detector = self._detector()
-            return model_info_message(
-                detector.card,
-                detector.info,
-                provider=detector.provider,
-                max_pixels=detector.max_pixels,
-                max_batch=self.config.max_batch,
-                batch_timeout_ms=self.config.batch_timeout_ms,
-                max_queue=self.config.max_queue,
-                max_message_bytes=self.config.max_message_bytes,
+            return self._info(self._get(request.model_name, request.model_version))
+        raise AssertionError("unreachable")
+
+    async def ListModels(  # noqa: N802
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        async with self._status("ListModels", context):
+            repository = self._repository()
+            return pb.ListModelsResponse(
+                models=[self._info(served) for served in repository.all()],
+                default_model=repository.default,
             )
         raise AssertionError("unreachable")
+
+    async def ReloadModels(  # noqa: N802
+        self, request: pb.ReloadModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReloadModelsResponse:
+        async with self._status("ReloadModels", context):
+            repository = self._repository()
+            try:
+                changes = await repository.reload()
+            except OSError as exc:
+                raise RequestError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"cannot read the model repository: {exc}",
+                ) from None
+            for line in changes:
+                log.info("ReloadModels: %s", line)
+            return pb.ReloadModelsResponse(
+                changes=changes, models=[self._info(served) for served in repository.all()]
+            )
+        raise AssertionError("unreachable")
+
+    def _info(self, served: ServedModel) -> pb.ModelInfo:
+        detector = served.detector
+        message = model_info_message(
+            detector.card,
+            served.info,
+            provider=detector.provider,
+            max_pixels=detector.max_pixels,
+            max_batch=self.config.max_batch,
+            batch_timeout_ms=self.config.batch_timeout_ms,
+            max_queue=self.config.max_queue,
+            max_message_bytes=self.config.max_message_bytes,
+        )
+        message.sha256 = detector.card.sha256
+        return message
 
     @contextlib.asynccontextmanager
     async def _status(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         """End the RPC with the right status on failure and count it by method and code:
         `RequestError` -> its code and message; anything unexpected -> INTERNAL (logged)."""
         code = grpc.StatusCode.OK
+        self.last_call = time.monotonic()
         try:
             yield
         except RequestError as exc:
             code = exc.code
+            if exc.retry_after_s is not None:
+                retry_ms = str(max(1, round(1000 * exc.retry_after_s)))
+                context.set_trailing_metadata((("retry-after-ms", retry_ms),))
             await context.abort(exc.code, exc.message)
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -157,20 +203,37 @@ class DetectorService(pb_grpc.DetectorServicer):
 
     # --- one image ---
 
-    def _detector(self) -> Detector:
-        if self.detector is None:
+    def _repository(self) -> ModelRepository:
+        if self.repository is None:
             raise RequestError(
                 grpc.StatusCode.UNAVAILABLE,
-                "the model is still loading; retry when grpc.health.v1 reports SERVING",
+                "the models are still loading; retry when grpc.health.v1 reports SERVING",
             )
-        return self.detector
+        return self.repository
+
+    def _get(self, name: str, version: str) -> ServedModel:
+        try:
+            return self._repository().get(name, version)
+        except ModelNotFoundError as exc:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, str(exc)) from None
 
     async def _detect(
         self, request: pb.DetectRequest, context: grpc.aio.ServicerContext, method: str
     ) -> pb.DetectResponse:
         received = time.perf_counter()
-        detector = self._detector()
-        assert self.batcher is not None
+        served = self._get(request.model_name, request.model_version)
+        with self._repository().hold(served):
+            return await self._detect_with(served, request, context, method, received)
+
+    async def _detect_with(
+        self,
+        served: ServedModel,
+        request: pb.DetectRequest,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        received: float,
+    ) -> pb.DetectResponse:
+        detector = served.detector
         loop = asyncio.get_running_loop()
         options = _options(request.options, detector)
         image = await loop.run_in_executor(self.workers, _image, request, detector)
@@ -178,55 +241,65 @@ class DetectorService(pb_grpc.DetectorServicer):
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         try:
-            batch = await self.batcher.submit(image, deadline)
+            batch = await served.batcher.submit(image, deadline)
         except QueueFullError as exc:
             raise RequestError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"server busy: {exc} (--max-queue {self.config.max_queue}); retry with backoff",
+            ) from None
+        except OverloadedError as exc:
+            raise RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server busy: {exc} of this call's deadline; retry in {exc.wait_s:.1f} s "
+                "or with a longer deadline",
+                retry_after_s=exc.wait_s,
             ) from None
         except DeadlineExpiredError:
             raise RequestError(
                 grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the model ran"
             ) from None
         batched = time.perf_counter()
-        response = await loop.run_in_executor(self.workers, self._response, request, batch, options)
+        response = await loop.run_in_executor(
+            self.workers, _response, served, request, batch, options
+        )
         done = time.perf_counter()
         timings = response.timings
         timings.decode_ms = 1000 * (decoded - received)
         timings.postprocess_ms = 1000 * (done - batched)
         timings.total_ms = 1000 * (done - received)
-        stages = self.metrics.stage
-        stages.labels("decode").observe(decoded - received)
-        stages.labels("queue").observe(batch.queue_ms / 1000)
-        stages.labels("inference").observe(batch.inference_ms / 1000)
-        stages.labels("postprocess").observe(done - batched)
-        self.metrics.latency.labels(method).observe(done - received)
+        stage = self.metrics.stage
+        labels = (served.name, served.version)
+        stage.labels("decode", *labels).observe(decoded - received)
+        stage.labels("queue", *labels).observe(batch.queue_ms / 1000)
+        stage.labels("inference", *labels).observe(batch.inference_ms / 1000)
+        stage.labels("postprocess", *labels).observe(done - batched)
+        self.metrics.latency.labels(method, *labels).observe(done - received)
         return response
 
-    def _response(
-        self,
-        request: pb.DetectRequest,
-        batch: BatchResult,
-        options: DetectOptions,
-    ) -> pb.DetectResponse:
-        """Postprocess one image's raw detections into its response (runs on a worker)."""
-        detector = self._detector()
-        height, width = batch.raw.image_size
-        detections = detector.postprocess(batch.raw, options)
-        return pb.DetectResponse(
-            frame_id=request.frame_id,
-            timestamp_ms=request.timestamp_ms,
-            image_width=width,
-            image_height=height,
-            detections=[detection_message(d) for d in detections],
-            model_name=detector.name,
-            model_version=detector.version,
-            timings=pb.Timings(
-                queue_ms=batch.queue_ms,
-                inference_ms=batch.inference_ms,
-                batch_size=batch.batch_size,
-            ),
-        )
+
+def _response(
+    served: ServedModel,
+    request: pb.DetectRequest,
+    batch: BatchResult,
+    options: DetectOptions,
+) -> pb.DetectResponse:
+    """Postprocess one image's raw detections into its response (runs on a worker)."""
+    height, width = batch.raw.image_size
+    detections = served.detector.postprocess(batch.raw, options)
+    return pb.DetectResponse(
+        frame_id=request.frame_id,
+        timestamp_ms=request.timestamp_ms,
+        image_width=width,
+        image_height=height,
+        detections=[detection_message(d) for d in detections],
+        model_name=served.name,
+        model_version=served.version,
+        timings=pb.Timings(
+            queue_ms=batch.queue_ms,
+            inference_ms=batch.inference_ms,
+            batch_size=batch.batch_size,
+        ),
+    )
 
 
 def _options(message: pb.DetectOptions, detector: Detector) -> DetectOptions:

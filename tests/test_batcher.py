@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from detect.structures import RawDetections
-from server.batcher import Batcher, DeadlineExpiredError, QueueFullError
+from server.batcher import Batcher, DeadlineExpiredError, OverloadedError, QueueFullError
 
 
 class Model:
@@ -132,3 +132,31 @@ def test_expired_deadline_fails_without_running_and_a_failing_batch_fails_only_i
 
     result = run(scenario())
     assert calls == [1, 1] and result.batch_size == 1
+
+
+def test_a_deadline_the_queue_cannot_meet_is_refused_at_once_with_the_expected_wait() -> None:
+    model = Model(seconds=0.1)  # 0.1 s per batch of one
+
+    async def scenario():
+        batcher = Batcher(model, max_batch=1, timeout_ms=0, max_queue=100)
+        batcher.start()
+        await batcher.submit(_image(0))  # the first batch measures the model: 0.1 s per image
+        queued = [asyncio.ensure_future(batcher.submit(_image(i))) for i in range(1, 11)]
+        await asyncio.sleep(0.01)
+        wait_s = batcher.expected_wait()  # ten images ahead: about a second
+        started = time.monotonic()
+        with pytest.raises(OverloadedError) as refused:
+            await batcher.submit(_image(99), deadline=time.monotonic() + 0.3)
+        refused_after = time.monotonic() - started
+        generous = await batcher.submit(_image(50), deadline=time.monotonic() + 30)
+        results = await asyncio.gather(*queued)
+        await batcher.stop()
+        return wait_s, refused.value, refused_after, generous, results
+
+    wait_s, refused, refused_after, generous, results = run(scenario())
+    assert 0.8 < wait_s < 1.5
+    assert refused_after < 0.05  # at once, not after the deadline
+    assert 0.8 < refused.wait_s < 1.5
+    assert round(float(generous.raw.scores[0]) * 255) == 50
+    assert len(results) == 10
+    assert 99 not in [v for batch in model.batches for v in batch]  # it never ran

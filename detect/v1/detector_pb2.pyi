@@ -23,18 +23,22 @@ PIXEL_FORMAT_RGBA8: PixelFormat
 PIXEL_FORMAT_BGRA8: PixelFormat
 
 class DetectRequest(_message.Message):
-    __slots__ = ("encoded_image", "raw_image", "options", "frame_id", "timestamp_ms")
+    __slots__ = ("encoded_image", "raw_image", "options", "frame_id", "timestamp_ms", "model_name", "model_version")
     ENCODED_IMAGE_FIELD_NUMBER: _ClassVar[int]
     RAW_IMAGE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     encoded_image: bytes
     raw_image: RawImage
     options: DetectOptions
     frame_id: str
     timestamp_ms: int
-    def __init__(self, encoded_image: _Optional[bytes] = ..., raw_image: _Optional[_Union[RawImage, _Mapping]] = ..., options: _Optional[_Union[DetectOptions, _Mapping]] = ..., frame_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    model_name: str
+    model_version: str
+    def __init__(self, encoded_image: _Optional[bytes] = ..., raw_image: _Optional[_Union[RawImage, _Mapping]] = ..., options: _Optional[_Union[DetectOptions, _Mapping]] = ..., frame_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class RawImage(_message.Message):
     __slots__ = ("data", "width", "height", "channels", "pixel_format")
@@ -141,11 +145,39 @@ class Timings(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., queue_ms: _Optional[float] = ..., inference_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
+    __slots__ = ("model_name", "model_version")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models", "default_model")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_MODEL_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    default_model: str
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., default_model: _Optional[str] = ...) -> None: ...
+
+class ReloadModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadModelsResponse(_message.Message):
+    __slots__ = ("changes", "models")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, changes: _Optional[_Iterable[str]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "version", "arch", "backbone", "roi", "classes", "has_masks", "input", "provider", "precision", "default_score_threshold", "default_agnostic_nms", "agnostic_nms_iou", "mask_threshold", "batching", "max_pixels", "max_message_bytes", "server_version")
+    __slots__ = ("name", "version", "arch", "backbone", "roi", "classes", "has_masks", "input", "provider", "precision", "default_score_threshold", "default_agnostic_nms", "agnostic_nms_iou", "mask_threshold", "batching", "max_pixels", "max_message_bytes", "server_version", "sha256")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +196,7 @@ class ModelInfo(_message.Message):
     MAX_PIXELS_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     arch: str
@@ -182,7 +215,8 @@ class ModelInfo(_message.Message):
     max_pixels: int
     max_message_bytes: int
     server_version: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., arch: _Optional[str] = ..., backbone: _Optional[str] = ..., roi: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., has_masks: _Optional[bool] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., provider: _Optional[str] = ..., precision: _Optional[str] = ..., default_score_threshold: _Optional[float] = ..., default_agnostic_nms: _Optional[bool] = ..., agnostic_nms_iou: _Optional[float] = ..., mask_threshold: _Optional[float] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., max_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., server_version: _Optional[str] = ...) -> None: ...
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., arch: _Optional[str] = ..., backbone: _Optional[str] = ..., roi: _Optional[str] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., has_masks: _Optional[bool] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., provider: _Optional[str] = ..., precision: _Optional[str] = ..., default_score_threshold: _Optional[float] = ..., default_agnostic_nms: _Optional[bool] = ..., agnostic_nms_iou: _Optional[float] = ..., mask_threshold: _Optional[float] = ..., batching: _Optional[_Union[Batching, _Mapping]] = ..., max_pixels: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., server_version: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ModelClass(_message.Message):
     __slots__ = ("name", "class_id")

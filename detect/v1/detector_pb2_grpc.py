@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class DetectorStub:
-    """Runs an exported detection model (ONNX Runtime) on images.
+    """Runs exported detection models (ONNX Runtime or OpenVINO) on images. A server serves one model
+    (`detect serve --model FILE`) or every model of a repository (`detect serve --models DIR`:
+    DIR/NAME/VERSION/model.onnx with its card model.json); requests name the model they want.
     """
 
     def __init__(self, channel):
@@ -50,10 +52,22 @@ class DetectorStub:
                 request_serializer=detect_dot_v1_dot_detector__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=detect_dot_v1_dot_detector__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/detect.v1.Detector/ListModels',
+                request_serializer=detect_dot_v1_dot_detector__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=detect_dot_v1_dot_detector__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
+        self.ReloadModels = channel.unary_unary(
+                '/detect.v1.Detector/ReloadModels',
+                request_serializer=detect_dot_v1_dot_detector__pb2.ReloadModelsRequest.SerializeToString,
+                response_deserializer=detect_dot_v1_dot_detector__pb2.ReloadModelsResponse.FromString,
+                _registered_method=True)
 
 
 class DetectorServicer:
-    """Runs an exported detection model (ONNX Runtime) on images.
+    """Runs exported detection models (ONNX Runtime or OpenVINO) on images. A server serves one model
+    (`detect serve --model FILE`) or every model of a repository (`detect serve --models DIR`:
+    DIR/NAME/VERSION/model.onnx with its card model.json); requests name the model they want.
     """
 
     def Detect(self, request, context):
@@ -73,7 +87,25 @@ class DetectorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetModelInfo(self, request, context):
-        """Describes the loaded model and the server's settings.
+        """Describes one served model (the request's, or the default) and the server's settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Lists every served model version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadModels(self, request, context):
+        """Looks for new, changed and removed versions in the model repository now (the server also
+        does so on its own every --poll seconds) and loads them beside the ones serving: traffic
+        moves to a new version once it is loaded and warmed up, and an old one is unloaded after its
+        calls finish. A version that fails to load is refused and the old one keeps serving.
+        Answers when done. Needs a token like every call when the server requires one.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,6 +129,16 @@ def add_DetectorServicer_to_server(servicer, server):
                     request_deserializer=detect_dot_v1_dot_detector__pb2.GetModelInfoRequest.FromString,
                     response_serializer=detect_dot_v1_dot_detector__pb2.ModelInfo.SerializeToString,
             ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=detect_dot_v1_dot_detector__pb2.ListModelsRequest.FromString,
+                    response_serializer=detect_dot_v1_dot_detector__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'ReloadModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadModels,
+                    request_deserializer=detect_dot_v1_dot_detector__pb2.ReloadModelsRequest.FromString,
+                    response_serializer=detect_dot_v1_dot_detector__pb2.ReloadModelsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'detect.v1.Detector', rpc_method_handlers)
@@ -106,7 +148,9 @@ def add_DetectorServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Detector:
-    """Runs an exported detection model (ONNX Runtime) on images.
+    """Runs exported detection models (ONNX Runtime or OpenVINO) on images. A server serves one model
+    (`detect serve --model FILE`) or every model of a repository (`detect serve --models DIR`:
+    DIR/NAME/VERSION/model.onnx with its card model.json); requests name the model they want.
     """
 
     @staticmethod
@@ -180,6 +224,60 @@ class Detector:
             '/detect.v1.Detector/GetModelInfo',
             detect_dot_v1_dot_detector__pb2.GetModelInfoRequest.SerializeToString,
             detect_dot_v1_dot_detector__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/detect.v1.Detector/ListModels',
+            detect_dot_v1_dot_detector__pb2.ListModelsRequest.SerializeToString,
+            detect_dot_v1_dot_detector__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/detect.v1.Detector/ReloadModels',
+            detect_dot_v1_dot_detector__pb2.ReloadModelsRequest.SerializeToString,
+            detect_dot_v1_dot_detector__pb2.ReloadModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,409 @@
+"""The model repository: every served model version, loaded, swapped and unloaded while serving.
+
+Two sources, one behaviour:
+
+- ``detect serve --models DIR``: ``DIR/NAME/VERSION/model.onnx`` with its card ``model.json``
+  beside it (and its batch graphs ``model.bB.onnx``, if exported with them), Triton's layout.
+  VERSION folders are whole numbers; the latest ``--versions`` of each model are served (1:
+  only the newest). Other folders and files are ignored (logged once).
+- ``detect serve --model FILE``: a repository of one model, named by the file's stem, whose one
+  version is named by the first 12 hex digits of its sha256 (from its card).
+
+A reload (`ModelRepository.reload`: every ``--poll`` seconds, and on the ReloadModels RPC)
+compares what is on disk with what is served, by the files' size and modification time:
+
+- a new version, or a served one whose files changed, is loaded and warmed up beside the one
+  serving; requests move to it once it is ready (each request picks its model version when it
+  arrives, so a stream's frames move over between two frames and none is lost);
+- a version no longer wanted (an older one past ``--versions``, a removed folder, the old copy of
+  a changed file) stops taking requests at once and is unloaded when its last call has finished;
+- a version that fails to load (a bad file, a card that does not match) is refused with a log
+  line, the version serving before keeps serving, and the same files are not tried again until
+  they change.
+
+While polling, a version is acted on only once its files look the same on two polls in a row,
+so a file still being copied is not loaded half-written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from detect.errors import ConfigError, DetectError
+from detect.runtime.detector import Detector, check_model
+from detect.runtime.model_card import card_path
+from detect.structures import ModelInfo
+from server.batcher import Batcher
+from server.config import ServeConfig
+from server.metrics import ServerMetrics
+
+log = logging.getLogger("detect.serve")
+
+MODEL_FILE = "model.onnx"
+
+Stamp = tuple[tuple[int, int], ...]
+"""(size, mtime_ns) of a version's ONNX file and its card: what a reload compares."""
+
+
+class ModelNotFoundError(DetectError):
+    """The request names a model or version that is not served."""
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """A model version found on disk; ``version`` None when its card cannot say (file mode)."""
+
+    name: str
+    version: str | None
+    path: Path
+    stamp: Stamp
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """One loaded model version: its `Detector`, its `Batcher` and the calls using it."""
+
+    name: str
+    version: str
+    path: Path
+    stamp: Stamp
+    detector: Detector
+    batcher: Batcher
+    calls: int = 0
+    retired: bool = False
+    unloaded: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def info(self) -> ModelInfo:
+        """The detector's `ModelInfo` under this name and version."""
+        return dataclasses.replace(self.detector.info, name=self.name, version=self.version)
+
+
+def _stamp(path: Path) -> Stamp:
+    """Size and modification time of the ONNX file and its card (raises OSError if missing)."""
+    stats = [p.stat() for p in (path, card_path(path))]
+    return tuple((s.st_size, s.st_mtime_ns) for s in stats)
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    """Newest last: whole numbers by value (file-mode versions, hex digests, sort as one)."""
+    return (int(version), "") if version.isdigit() else (-1, version)
+
+
+class ModelRepository:
+    """The served model versions of ``config.models`` (a repository folder) or ``config.model``
+    (one file), with their batchers, and the reloads that change them.
+
+    Use it on the server's event loop: `load` once before serving, `get` and `hold` per
+    request, `reload` (or `watch`) while serving, `close` at the end.
+    """
+
+    def __init__(
+        self,
+        config: ServeConfig,
+        metrics: ServerMetrics,
+        loader: ThreadPoolExecutor,
+        batcher: Callable[[Detector, str, str], Batcher],
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.loader = loader
+        self.make_batcher = batcher
+        self.served: dict[str, list[ServedModel]] = {}  # name -> versions, newest first
+        self.default = ""
+        self._refused: dict[tuple[str, Path], Stamp] = {}
+        self._seen: dict[Path, Stamp] = {}  # last poll's stamps, for files still changing
+        self._ignored: set[Path] = set()
+        self._lock = asyncio.Lock()
+        self._unloading: set[asyncio.Task[None]] = set()
+        self._loaded: set[ServedModel] = set()  # loaded and not unloaded, retired or not
+
+    # --- what is on disk ---
+
+    def scan(self) -> dict[str, list[OnDisk]]:
+        """The model versions on disk: by model name, newest version first."""
+        if self.config.models is None:
+            on_disk = self._file_version(self.config.model)
+            return {on_disk.name: [on_disk]}
+        found = {}
+        for model_dir in sorted(p for p in self.config.models.iterdir() if p.is_dir()):
+            versions = []
+            for version_dir in model_dir.iterdir():
+                path = version_dir / MODEL_FILE
+                if not (version_dir.name.isdigit() and path.is_file()):
+                    self._ignore(version_dir)
+                    continue
+                with contextlib.suppress(OSError):  # removed or half-copied: next time
+                    versions.append(OnDisk(model_dir.name, version_dir.name, path, _stamp(path)))
+            if versions:
+                found[model_dir.name] = sorted(
+                    versions, key=lambda d: _version_key(d.version or ""), reverse=True
+                )
+        return found
+
+    def _ignore(self, path: Path) -> None:
+        if path not in self._ignored:
+            self._ignored.add(path)
+            log.warning(
+                "ignoring %s: a model version is a whole-number folder holding %s and its card",
+                path,
+                MODEL_FILE,
+            )
+
+    def _file_version(self, path: Path | None) -> OnDisk:
+        """``--model FILE``: one version named by the sha256 its card records."""
+        assert path is not None
+        try:
+            stamp = _stamp(path)
+            sha256 = json.loads(card_path(path).read_text(encoding="utf-8"))["sha256"]
+            version = str(sha256)[:12]
+        except (OSError, ValueError, KeyError, TypeError):
+            return OnDisk(path.stem, None, path, ())
+        return OnDisk(path.stem, version, path, stamp)
+
+    # --- serving ---
+
+    def get(self, name: str = "", version: str = "") -> ServedModel:
+        """The served version asked for (empty: the default model, its newest version).
+
+        Raises `ModelNotFoundError` naming what is served."""
+        name = name or self.default
+        versions = self.served.get(name)
+        if not versions:
+            served = ", ".join(sorted(self.served)) or "none"
+            raise ModelNotFoundError(f"model {name!r} is not served; served models: {served}")
+        if not version:
+            return versions[0]
+        for served_model in versions:
+            if served_model.version == version:
+                return served_model
+        have = ", ".join(v.version for v in versions)
+        raise ModelNotFoundError(
+            f"model {name!r} has no version {version!r} serving; serving versions: {have}"
+        )
+
+    @contextlib.contextmanager
+    def hold(self, served_model: ServedModel) -> Iterator[ServedModel]:
+        """A version `get` returned, held for one call: if it is retired meanwhile, it is
+        unloaded only after the call (take it with no ``await`` between `get` and `hold`)."""
+        served_model.calls += 1
+        try:
+            yield served_model
+        finally:
+            served_model.calls -= 1
+            if served_model.retired and served_model.calls == 0:
+                self._schedule_unload(served_model)
+
+    def all(self) -> list[ServedModel]:
+        """Every served version: by model name, newest version first."""
+        return [v for name in sorted(self.served) for v in self.served[name]]
+
+    # --- loading ---
+
+    async def load(self) -> None:
+        """The first load: every version wanted must load, else `DetectError` naming it."""
+        await self.reload(strict=True)
+        if not self.served:
+            raise ConfigError(
+                f"--models {self.config.models}: no model found; put each model at "
+                f"NAME/VERSION/{MODEL_FILE} with its card model.json (for example person/1/)"
+            )
+        default = self.config.default_model
+        if default and default not in self.served:
+            served = ", ".join(sorted(self.served))
+            raise ConfigError(f"--default-model {default}: no such model; served: {served}")
+        self.default = default or sorted(self.served)[0]
+
+    async def _load(self, on_disk: OnDisk) -> ServedModel:
+        """Load and warm up one version on the loader thread (raises `DetectError`)."""
+        config = self.config
+        loop = asyncio.get_running_loop()
+
+        def load() -> Detector:
+            card = check_model(on_disk.path)
+            return Detector(
+                on_disk.path,
+                config.device,
+                config.max_pixels,
+                warmup_runs=config.warmup_runs,
+                card=card,
+                backend=config.backend,
+            )
+
+        detector = await loop.run_in_executor(self.loader, load)
+        assert on_disk.version is not None
+        batcher = self.make_batcher(detector, on_disk.name, on_disk.version)
+        served_model = ServedModel(
+            on_disk.name, on_disk.version, on_disk.path, on_disk.stamp, detector, batcher
+        )
+        batcher.start()
+        self._loaded.add(served_model)
+        self.metrics.model.labels(
+            on_disk.name, on_disk.version, detector.provider, detector.card.precision
+        ).set(1)
+        return served_model
+
+    def _add(self, served_model: ServedModel) -> None:
+        versions = self.served.setdefault(served_model.name, [])
+        versions.append(served_model)
+        versions.sort(key=lambda v: _version_key(v.version), reverse=True)
+
+    async def reload(self, settled: bool = False, strict: bool = False) -> list[str]:
+        """Bring the served versions in line with the disk; one line per change.
+
+        Each model serves its newest ``--versions`` versions that load: a refused new version
+        leaves the one before it serving. ``settled``: act only on files that look as they did
+        at the last call (the poller's rule, so that files still being copied wait).
+        ``strict``: raise the first refusal (the first load)."""
+        async with self._lock:
+            found = self.scan()
+            changes: list[str] = []
+            keep: set[int] = set()
+            for versions in found.values():
+                wanted = self.config.versions
+                for on_disk in versions:
+                    if wanted == 0:
+                        break
+                    if await self._serve(on_disk, settled, strict, keep, changes):
+                        wanted -= 1
+            self._seen = {d.path: d.stamp for versions in found.values() for d in versions}
+            for served_model in self.all():
+                if id(served_model) not in keep:
+                    self._retire(served_model)
+                    changes.append(f"unloaded {served_model.name} {served_model.version}")
+            return changes
+
+    async def _serve(
+        self, on_disk: OnDisk, settled: bool, strict: bool, keep: set[int], changes: list[str]
+    ) -> bool:
+        """Serve ``on_disk``: keep it, load it, or keep its path's old copy; whether anything
+        serves from its path now (kept instances' ids go into ``keep``)."""
+        current = self._current(on_disk)
+        if current is not None:
+            keep.add(id(current))
+            return True
+        key = (on_disk.name, on_disk.path)
+        waiting = settled and self._seen.get(on_disk.path) != on_disk.stamp
+        if waiting or self._refused.get(key) == on_disk.stamp:
+            return self._keep_old(on_disk, keep)
+        try:
+            if on_disk.version is None:
+                check_model(on_disk.path)  # raises with the reason
+            served_model = await self._load(on_disk)
+        except DetectError as exc:
+            if strict:
+                raise
+            self._refused[key] = on_disk.stamp
+            line = f"refused {on_disk.name} {on_disk.version or '?'}: {exc}"
+            log.error("%s; still serving what was serving", line)
+            changes.append(line)
+            return self._keep_old(on_disk, keep)
+        self._refused.pop(key, None)
+        changes.append(f"loaded {served_model.name} {served_model.version}")
+        for old in self._replaced_by(served_model):
+            keep.discard(id(old))
+            self._retire(old)
+            changes.append(f"unloaded {old.name} {old.version}")
+        self._add(served_model)
+        keep.add(id(served_model))
+        log.info("loaded %s version %s from %s", on_disk.name, on_disk.version, on_disk.path)
+        return True
+
+    def _current(self, on_disk: OnDisk) -> ServedModel | None:
+        """The served instance of exactly these files, if any."""
+        for served_model in self.served.get(on_disk.name, []):
+            if served_model.path == on_disk.path and served_model.stamp == on_disk.stamp:
+                return served_model
+        return None
+
+    def _keep_old(self, on_disk: OnDisk, keep: set[int]) -> bool:
+        """Keep serving what serves from ``on_disk``'s path (its new files are not loaded; in
+        file mode, the one version); whether there is one."""
+        kept = False
+        for served_model in self.served.get(on_disk.name, []):
+            if served_model.path == on_disk.path:
+                keep.add(id(served_model))
+                kept = True
+        return kept
+
+    def _replaced_by(self, new: ServedModel) -> list[ServedModel]:
+        """What ``new`` replaces: the old copy of its files (same path; in file mode, the one
+        version)."""
+        return [
+            served_model
+            for served_model in self.served.get(new.name, [])
+            if served_model.path == new.path or self.config.models is None
+        ]
+
+    def _retire(self, served_model: ServedModel) -> None:
+        """No new calls from now; unloaded when its calls have finished."""
+        versions = self.served.get(served_model.name, [])
+        if served_model in versions:
+            versions.remove(served_model)
+            if not versions:
+                del self.served[served_model.name]
+        if served_model.retired:
+            return
+        served_model.retired = True
+        log.info(
+            "retiring %s version %s (%d calls in flight)",
+            served_model.name,
+            served_model.version,
+            served_model.calls,
+        )
+        if served_model.calls == 0:
+            self._schedule_unload(served_model)
+
+    def _schedule_unload(self, served_model: ServedModel) -> None:
+        if served_model.unloaded.is_set():
+            return
+        task = asyncio.get_running_loop().create_task(self._unload(served_model))
+        self._unloading.add(task)
+        task.add_done_callback(self._unloading.discard)
+
+    async def _unload(self, served_model: ServedModel) -> None:
+        if served_model.unloaded.is_set():
+            return
+        served_model.unloaded.set()
+        self._loaded.discard(served_model)
+        await served_model.batcher.stop()
+        detector = served_model.detector
+        still = any(
+            v.version == served_model.version for v in self.served.get(served_model.name, [])
+        )
+        if not still:  # a changed file reloaded under the same version keeps its series
+            self.metrics.forget(
+                served_model.name, served_model.version, detector.provider, detector.card.precision
+            )
+        detector.close()
+        log.info("unloaded %s version %s", served_model.name, served_model.version)
+
+    async def watch(self) -> None:
+        """Reload every ``--poll`` seconds until cancelled (a failed scan is logged)."""
+        while True:
+            await asyncio.sleep(self.config.poll_s)
+            try:
+                for line in await self.reload(settled=True):
+                    _say(line)
+            except OSError as exc:  # the folder went away or is unreadable: keep serving
+                log.error("cannot read the model repository: %s", exc)
+
+    async def close(self) -> None:
+        """Unload everything (after `grpc.aio.Server.stop`: no calls are left)."""
+        for served_model in self.all():
+            self._retire(served_model)
+        for served_model in list(self._loaded):
+            await self._unload(served_model)
+        await asyncio.gather(*self._unloading, return_exceptions=True)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
