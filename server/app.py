@@ -33,6 +33,7 @@ from detect.v1 import detector_pb2_grpc as pb_grpc
 from server.auth import TokenAuth, read_tokens
 from server.batcher import Batcher
 from server.config import ServeConfig
+from server.memory import hold_memory
 from server.metrics import ServerMetrics
 from server.repository import ModelRepository
 from server.service import DetectorService
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 def serve(config: ServeConfig) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a clean drain. Raises `DetectError`."""
     config.validate()
+    hold_memory()  # before any worker thread exists
     if config.model is not None:
         check_model(config.model)  # one line and exit 1 before listening
     credentials = _server_credentials(config)

@@ -272,3 +272,28 @@ def test_a_server_with_batch_graphs_answers_concurrent_calls_as_single_images(
         got_boxes = np.array([d.box for d in result.detections]).reshape(-1, 4)
         want_boxes = np.array([d.box for d in want]).reshape(-1, 4)
         np.testing.assert_allclose(got_boxes, want_boxes, atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "eager"])
+def test_an_image_far_larger_than_the_model_is_shrunk_first_and_answers_in_its_pixels(
+    shapes_small: Path, tiny_runs: dict, mask_model: Path, backend: str
+) -> None:
+    """The tiny model's input is 96 px, the images' size. The same image blown up 4x (each pixel
+    a 4x4 block) is shrunk back to exactly it by area averaging, so it gives the same detections
+    at 4x the coordinates, masks included, on ONNX Runtime and in torch eager alike."""
+    if backend == "eager":
+        model = open_backend(checkpoint=tiny_runs["mask_rcnn", "align"])
+    else:
+        model = open_backend(model=mask_model, device="cpu", engine="onnxruntime")
+    rgb = decode_image(_images(shapes_small)[0])
+    big = np.repeat(np.repeat(rgb, 4, axis=0), 4, axis=1)
+    small_raw, big_raw = model.infer_batch([rgb, big])
+    assert big_raw.image_size == (4 * rgb.shape[0], 4 * rgb.shape[1])
+    assert len(small_raw) == len(big_raw) > 0
+    np.testing.assert_array_equal(small_raw.labels, big_raw.labels)
+    np.testing.assert_allclose(big_raw.boxes, 4 * small_raw.boxes, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(big_raw.scores, small_raw.scores, atol=1e-6)
+    small, big_detections = (model.postprocess(r, ALL) for r in (small_raw, big_raw))
+    areas = [(sum(p.area for p in d.polygons), sum(p.area for p in b.polygons))
+             for d, b in zip(small, big_detections, strict=True)]  # fmt: skip
+    assert all(abs(b - 16 * a) <= 0.1 * 16 * a + 64 for a, b in areas)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -21,6 +22,7 @@ from detect.models.inputs import image_tensor
 from detect.runtime.image import DEFAULT_MAX_PIXELS, to_rgb
 from detect.runtime.model_card import DEFAULT_SCORE
 from detect.runtime.postprocess import postprocess
+from detect.runtime.shrink import boxes_to_original, shrink_for_model
 from detect.structures import Detection, DetectOptions, ModelInfo, RawDetections
 
 
@@ -66,9 +68,15 @@ class EagerModel:
     def infer_batch(
         self, images: list[np.ndarray], options: DetectOptions | None = None
     ) -> list[RawDetections]:
-        """One forward pass of the model over the list of ``(H, W, 3) uint8`` RGB images."""
+        """One forward pass of the model over the list of ``(H, W, 3) uint8`` RGB images (each
+        more than twice the model's input size shrunk first, as `Detector` does)."""
         device = next(self.model.parameters()).device
-        tensors = [image_tensor(rgb).to(device) for rgb in images]
+        transform = self.model.transform
+        inputs = [
+            shrink_for_model(rgb, int(transform.min_size[0]), int(transform.max_size))
+            for rgb in images
+        ]
+        tensors = [image_tensor(small).to(device) for small, _, _ in inputs]
         captured: dict[str, Any] = {}
         hooks = [
             self.model.transform.register_forward_hook(
@@ -84,12 +92,18 @@ class EagerModel:
         raws = []
         for k, (rgb, out) in enumerate(zip(images, outputs, strict=True)):
             height, width = rgb.shape[:2]
+            small, sx, sy = inputs[k]
             resized_h, resized_w = captured["sizes"][k]
-            scale = np.array([width / resized_w, height / resized_h] * 2, np.float32)
+            scale = np.array([small.shape[1] / resized_w, small.shape[0] / resized_h] * 2)
+            scale = (scale / np.array([sx, sy, sx, sy])).astype(np.float32)
             masks = out["masks"][:, 0].float().cpu().numpy() if "masks" in out else None
+            if masks is not None and small is not rgb:  # pasted on the shrunk image
+                masks = np.stack([cv2.resize(m, (width, height)) for m in masks]).reshape(
+                    -1, height, width
+                )
             raws.append(
                 RawDetections(
-                    out["boxes"].float().cpu().numpy(),
+                    boxes_to_original(out["boxes"].float().cpu().numpy(), sx, sy),
                     out["scores"].float().cpu().numpy(),
                     out["labels"].cpu().numpy().astype(np.int64),
                     (height, width),

@@ -28,6 +28,7 @@ from detect.runtime.engines import Engine, open_engine
 from detect.runtime.image import DEFAULT_MAX_PIXELS, to_rgb
 from detect.runtime.model_card import ModelCard, batch_graph_path, card_path
 from detect.runtime.postprocess import postprocess
+from detect.runtime.shrink import boxes_to_original, shrink_for_model
 from detect.structures import Detection, DetectOptions, ModelInfo, RawDetections
 
 log = logging.getLogger(__name__)
@@ -154,12 +155,19 @@ class Detector:
 
     def infer(self, rgb: np.ndarray) -> RawDetections:
         """Run the graph on one ``(H, W, 3) uint8`` RGB image; all its detections."""
-        return self._raw(self.engine.run({"image": rgb}), (rgb.shape[0], rgb.shape[1]))
+        return self.infer_batch([rgb])[0]
+
+    def _shrink(self, rgb: np.ndarray) -> tuple[np.ndarray, float, float]:
+        spec = self.card.input
+        return shrink_for_model(rgb, int(spec["min_size"]), int(spec["max_size"]))
 
     @staticmethod
-    def _raw(values: dict[str, np.ndarray], size: tuple[int, int]) -> RawDetections:
+    def _raw(
+        values: dict[str, np.ndarray], size: tuple[int, int], sx: float, sy: float
+    ) -> RawDetections:
+        boxes = values["boxes"].astype(np.float32, copy=False)
         return RawDetections(
-            values["boxes"].astype(np.float32, copy=False),
+            boxes_to_original(boxes, sx, sy),
             values["scores"].astype(np.float32, copy=False),
             values["labels"].astype(np.int64, copy=False),
             size,
@@ -171,29 +179,35 @@ class Detector:
     ) -> list[RawDetections]:
         """`infer` for several ``(H, W, 3) uint8`` RGB images, results in the same order.
 
-        Images of the same size run through the model's batch graphs, largest batch first
+        An image more than twice the model's input size is shrunk to it first
+        (`detect.runtime.shrink`); boxes come back in the original image's pixels. Images of the
+        same size then run through the model's batch graphs, largest batch first
         (`plan_batches`); the rest one at a time (intra-op threads use every core for each).
         ``options`` are not needed before `postprocess`.
         """
         results: list[RawDetections | None] = [None] * len(images)
+        inputs = [self._shrink(rgb) for rgb in images]
         groups: dict[tuple[int, ...], list[int]] = {}
-        for index, rgb in enumerate(images):
-            groups.setdefault(rgb.shape, []).append(index)
+        for index, (small, _, _) in enumerate(inputs):
+            groups.setdefault(small.shape, []).append(index)
         for indices in groups.values():
             start = 0
             for size in plan_batches(len(indices), list(self.batch_engines)):
                 chunk = indices[start : start + size]
                 start += size
                 if size == 1:
-                    results[chunk[0]] = self.infer(images[chunk[0]])
+                    small, sx, sy = inputs[chunk[0]]
+                    values = self.engine.run({"image": small})
+                    results[chunk[0]] = self._raw(values, images[chunk[0]].shape[:2], sx, sy)
                     continue
-                stacked = np.stack([images[i] for i in chunk])
+                stacked = np.stack([inputs[i][0] for i in chunk])
                 values = self.batch_engines[size].run({"images": stacked})
                 counts = values.pop("counts")
                 ends = np.cumsum(counts)
                 for i, begin, end in zip(chunk, ends - counts, ends, strict=True):
                     rows = {name: value[begin:end] for name, value in values.items()}
-                    results[i] = self._raw(rows, (stacked.shape[1], stacked.shape[2]))
+                    _, sx, sy = inputs[i]
+                    results[i] = self._raw(rows, images[i].shape[:2], sx, sy)
         return results  # type: ignore[return-value]
 
     def postprocess(
