@@ -395,6 +395,8 @@ class ModelRepository:
                     _say(line)
             except OSError as exc:  # the folder went away or is unreadable: keep serving
                 log.error("cannot read the model repository: %s", exc)
+            except Exception:  # a bug must not end the watching, nor the serving
+                log.exception("reloading the model repository failed")
 
     async def close(self) -> None:
         """Unload everything (after `grpc.aio.Server.stop`: no calls are left)."""

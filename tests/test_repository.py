@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from helpers import run_detect
 from serving import metric_value, start_server
 
 from detect.client import DetectorClient, Frame, ServerError
@@ -233,3 +234,22 @@ def test_under_overload_calls_past_their_deadline_are_shed_at_once(image: bytes)
         metrics, "detect_requests_total", method="Detect", code="RESOURCE_EXHAUSTED"
     )
     assert code == len(shed)
+
+
+def test_an_empty_repository_or_a_missing_default_stops_serve_with_one_line(
+    mask_model: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "person" / "latest").mkdir(parents=True)  # not a version folder
+    repository = tmp_path / "models"
+    add_version(repository, "shapes", 1, mask_model)
+    for args, problem in [
+        ((str(empty),), "no model found; put each model at NAME/VERSION/model.onnx"),
+        ((str(repository), "--default-model", "person"), "--default-model person: no such"),
+        ((str(tmp_path / "nowhere"),), "no such folder"),
+    ]:
+        result = run_detect("serve", "--models", *args, "--port", "0", "--metrics-port", "0")
+        assert result.returncode == 1
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and problem in errors[0], result.stderr
