@@ -185,26 +185,20 @@ class DetectorClient:
     def model_info(self) -> pb.ModelInfo:
         """The model's name, version, classes, input spec, provider and batching."""
         request = pb.GetModelInfoRequest(model_name=self.model, model_version=self.model_version)
-        try:
-            return self._stub.GetModelInfo(request, timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            raise self._error(exc) from None
+        return self._unary(self._stub.GetModelInfo, request)
 
     def list_models(self) -> pb.ListModelsResponse:
         """Every served model version, and the default model."""
-        try:
-            return self._stub.ListModels(
-                pb.ListModelsRequest(), timeout=self.timeout, metadata=self._metadata
-            )
-        except grpc.RpcError as exc:
-            raise self._error(exc) from None
+        return self._unary(self._stub.ListModels, pb.ListModelsRequest())
 
     def reload_models(self) -> pb.ReloadModelsResponse:
         """Have the server load new and changed model versions now; what changed."""
+        return self._unary(self._stub.ReloadModels, pb.ReloadModelsRequest())
+
+    def _unary(self, method: Any, request: Any) -> Any:
+        """One unary call with this client's deadline and token; `ServerError` on failure."""
         try:
-            return self._stub.ReloadModels(
-                pb.ReloadModelsRequest(), timeout=self.timeout, metadata=self._metadata
-            )
+            return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise self._error(exc) from None
 
