@@ -93,14 +93,14 @@ class EagerModel:
         for k, (rgb, out) in enumerate(zip(images, outputs, strict=True)):
             height, width = rgb.shape[:2]
             small, sx, sy = inputs[k]
-            resized_h, resized_w = captured["sizes"][k]
-            scale = np.array([small.shape[1] / resized_w, small.shape[0] / resized_h] * 2)
-            scale = (scale / np.array([sx, sy, sx, sy])).astype(np.float32)
+            resized_h, resized_w = captured["sizes"][k]  # after the model's own resize
+            scale = np.array([width / resized_w, height / resized_h] * 2, np.float32)
             masks = out["masks"][:, 0].float().cpu().numpy() if "masks" in out else None
             if masks is not None and small is not rgb:  # pasted on the shrunk image
-                masks = np.stack([cv2.resize(m, (width, height)) for m in masks]).reshape(
-                    -1, height, width
-                )
+                full = np.empty((len(masks), height, width), masks.dtype)
+                for mask, into in zip(masks, full, strict=True):
+                    into[:] = cv2.resize(mask, (width, height))
+                masks = full
             raws.append(
                 RawDetections(
                     boxes_to_original(out["boxes"].float().cpu().numpy(), sx, sy),
