@@ -226,4 +226,5 @@ def model_info_message(
         max_pixels=max_pixels,
         max_message_bytes=max_message_bytes,
         server_version=__version__,
+        sha256=card.sha256,
     )

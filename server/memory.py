@@ -12,7 +12,7 @@ of following the live data.
 `hold_memory` fixes both at start, before the worker threads exist: at most two arenas, and
 every block of 1 MiB or more is mmapped (a fixed threshold also turns the adjustment off), so a
 large image's buffers go back to the system when its request ends. It changes nothing on other C
-libraries (musl, macOS), where it returns False. ``MALLOC_ARENA_MAX`` and
+libraries (musl, macOS). ``MALLOC_ARENA_MAX`` and
 ``MALLOC_MMAP_THRESHOLD_`` set in the environment win.
 """
 
@@ -31,20 +31,18 @@ ARENA_MAX = 2
 MMAP_THRESHOLD = 1 << 20
 
 
-def hold_memory() -> bool:
-    """Set glibc's arena count and mmap threshold (see the module); whether they were set."""
+def hold_memory() -> None:
+    """Set glibc's arena count and mmap threshold (see the module)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
-        return False
+        return
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    done = True
     for param, env, value in (
         (M_ARENA_MAX, "MALLOC_ARENA_MAX", ARENA_MAX),
         (M_MMAP_THRESHOLD, "MALLOC_MMAP_THRESHOLD_", MMAP_THRESHOLD),
     ):
         if env not in os.environ:
-            done = bool(mallopt(param, value)) and done
-    return done
+            mallopt(param, value)

@@ -34,7 +34,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from detect.errors import ConfigError, DetectError
@@ -79,7 +79,7 @@ class ServedModel:
     batcher: Batcher
     calls: int = 0
     retired: bool = False
-    unloaded: asyncio.Event = field(default_factory=asyncio.Event)
+    unloaded: bool = False
 
     @property
     def info(self) -> ModelInfo:
@@ -239,7 +239,7 @@ class ModelRepository:
             )
 
         detector = await loop.run_in_executor(self.loader, load)
-        assert on_disk.version is not None
+        assert on_disk.version is not None  # else the card was unreadable: check_model raised
         batcher = self.make_batcher(detector, on_disk.name, on_disk.version)
         served_model = ServedModel(
             on_disk.name, on_disk.version, on_disk.path, on_disk.stamp, detector, batcher
@@ -266,7 +266,7 @@ class ModelRepository:
         async with self._lock:
             found = self.scan()
             changes: list[str] = []
-            keep: set[int] = set()
+            keep: set[ServedModel] = set()
             for versions in found.values():
                 wanted = self.config.versions
                 for on_disk in versions:
@@ -276,28 +276,31 @@ class ModelRepository:
                         wanted -= 1
             self._seen = {d.path: d.stamp for versions in found.values() for d in versions}
             for served_model in self.all():
-                if id(served_model) not in keep:
+                if served_model not in keep:
                     self._retire(served_model)
                     changes.append(f"unloaded {served_model.name} {served_model.version}")
             return changes
 
     async def _serve(
-        self, on_disk: OnDisk, settled: bool, strict: bool, keep: set[int], changes: list[str]
+        self,
+        on_disk: OnDisk,
+        settled: bool,
+        strict: bool,
+        keep: set[ServedModel],
+        changes: list[str],
     ) -> bool:
         """Serve ``on_disk``: keep it, load it, or keep its path's old copy; whether anything
-        serves from its path now (kept instances' ids go into ``keep``)."""
+        serves from its path now (kept instances go into ``keep``)."""
         current = self._current(on_disk)
         if current is not None:
-            keep.add(id(current))
+            keep.add(current)
             return True
         key = (on_disk.name, on_disk.path)
         waiting = settled and self._seen.get(on_disk.path) != on_disk.stamp
         if waiting or self._refused.get(key) == on_disk.stamp:
             return self._keep_old(on_disk, keep)
         try:
-            if on_disk.version is None:
-                check_model(on_disk.path)  # raises with the reason
-            served_model = await self._load(on_disk)
+            served_model = await self._load(on_disk)  # an unreadable card: its reason
         except DetectError as exc:
             if strict:
                 raise
@@ -309,11 +312,11 @@ class ModelRepository:
         self._refused.pop(key, None)
         changes.append(f"loaded {served_model.name} {served_model.version}")
         for old in self._replaced_by(served_model):
-            keep.discard(id(old))
+            keep.discard(old)
             self._retire(old)
             changes.append(f"unloaded {old.name} {old.version}")
         self._add(served_model)
-        keep.add(id(served_model))
+        keep.add(served_model)
         log.info("loaded %s version %s from %s", on_disk.name, on_disk.version, on_disk.path)
         return True
 
@@ -324,13 +327,13 @@ class ModelRepository:
                 return served_model
         return None
 
-    def _keep_old(self, on_disk: OnDisk, keep: set[int]) -> bool:
+    def _keep_old(self, on_disk: OnDisk, keep: set[ServedModel]) -> bool:
         """Keep serving what serves from ``on_disk``'s path (its new files are not loaded; in
         file mode, the one version); whether there is one."""
         kept = False
         for served_model in self.served.get(on_disk.name, []):
             if served_model.path == on_disk.path:
-                keep.add(id(served_model))
+                keep.add(served_model)
                 kept = True
         return kept
 
@@ -363,16 +366,16 @@ class ModelRepository:
             self._schedule_unload(served_model)
 
     def _schedule_unload(self, served_model: ServedModel) -> None:
-        if served_model.unloaded.is_set():
+        if served_model.unloaded:
             return
         task = asyncio.get_running_loop().create_task(self._unload(served_model))
         self._unloading.add(task)
         task.add_done_callback(self._unloading.discard)
 
     async def _unload(self, served_model: ServedModel) -> None:
-        if served_model.unloaded.is_set():
+        if served_model.unloaded:
             return
-        served_model.unloaded.set()
+        served_model.unloaded = True
         self._loaded.discard(served_model)
         await served_model.batcher.stop()
         detector = served_model.detector

@@ -164,7 +164,7 @@ class DetectorService(pb_grpc.DetectorServicer):
 
     def _info(self, served: ServedModel) -> pb.ModelInfo:
         detector = served.detector
-        message = model_info_message(
+        return model_info_message(
             detector.card,
             served.info,
             provider=detector.provider,
@@ -174,8 +174,6 @@ class DetectorService(pb_grpc.DetectorServicer):
             max_queue=self.config.max_queue,
             max_message_bytes=self.config.max_message_bytes,
         )
-        message.sha256 = detector.card.sha256
-        return message
 
     @contextlib.asynccontextmanager
     async def _status(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:

@@ -94,9 +94,7 @@ def test_two_models_are_served_side_by_side_by_name(
         assert metric_value(metrics, "detect_model_info", name=model, version=version) == 1
 
 
-def _stream(
-    client: DetectorClient, image: bytes, switched: threading.Event, after: int = 10
-) -> Iterator[Frame]:
+def _stream(image: bytes, switched: threading.Event, after: int = 10) -> Iterator[Frame]:
     """Frames every 50 ms until ``after`` frames have gone since ``switched`` (at most 600)."""
     since = 0
     for index in range(600):
@@ -117,7 +115,7 @@ def test_a_new_version_under_a_running_stream_loses_no_frame_and_changes_model_v
         switched = threading.Event()
         versions, frame_ids = [], []
         with DetectorClient(server.address, timeout=120) as client:
-            frames = _stream(client, image, switched)
+            frames = _stream(image, switched)
             for result in client.detect_stream(frames, score_threshold=LOW):
                 frame_ids.append(result.frame_id)
                 versions.append(result.model_version)
