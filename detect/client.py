@@ -74,7 +74,8 @@ class DetectResult:
     where the time went.
 
     ``timings`` holds ``decode_ms``, ``queue_ms``, ``inference_ms``, ``postprocess_ms``,
-    ``total_ms`` (server side) and ``batch_size``.
+    ``total_ms`` (server side) and ``batch_size``. ``dropped``: a stream frame the server did not
+    run because its deadline could not be met (no detections).
     """
 
     detections: list[Detection]
@@ -85,6 +86,7 @@ class DetectResult:
     model_name: str
     model_version: str
     timings: dict[str, float] = field(default_factory=dict)
+    dropped: bool = False
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -265,12 +267,15 @@ class DetectorClient:
         frames: Iterable[Frame | Image],
         color: str | None = None,
         options: DetectOptions | None = None,
+        frame_deadline_ms: int = 0,
         **fields: Any,
     ) -> Iterator[DetectResult]:
         """Results of a stream of frames, in order. Plain images get frame ids "0", "1", ...
 
         Frames are sent as they are consumed; the server works on several at once. ``options``,
-        or the `DetectOptions` fields as keywords, apply to every frame.
+        or the `DetectOptions` fields as keywords, apply to every frame. ``frame_deadline_ms``
+        (0: none): a frame the server cannot start within this many milliseconds of receiving it
+        comes back ``dropped`` at once, and the stream goes on.
         """
         options = DetectOptions.of(options, **fields)
 
@@ -280,7 +285,9 @@ class DetectorClient:
                     frame = Frame(frame, str(index), 0, color)
                 elif frame.color is None and color is not None:
                     frame = Frame(frame.image, frame.frame_id, frame.timestamp_ms, color)
-                yield self.request(frame, options)
+                request = self.request(frame, options)
+                request.deadline_ms = frame_deadline_ms
+                yield request
 
         try:
             for response in self._stub.DetectStream(
@@ -360,6 +367,7 @@ def detect_result(response: pb.DetectResponse) -> DetectResult:
             "total_ms": t.total_ms,
             "batch_size": t.batch_size,
         },
+        dropped=response.dropped,
     )
 
 

@@ -60,6 +60,12 @@ class ServerMetrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        self.dropped = Counter(
+            "detect_frames_dropped",
+            "Stream frames answered `dropped` because their deadline_ms could not be met.",
+            ["model", "version"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "detect_queue_depth",
             "Requests waiting for a batch.",
@@ -79,6 +85,7 @@ class ServerMetrics:
             (self.latency, [(m,) for m in METHODS]),
             (self.stage, [(s,) for s in STAGES]),
             (self.batch_size, [()]),
+            (self.dropped, [()]),
             (self.queue_depth, [()]),
         ):
             for prefix in prefixes:

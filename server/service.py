@@ -10,6 +10,8 @@ Client mistakes end the RPC with INVALID_ARGUMENT and a message naming the field
 not served with NOT_FOUND; a full queue, or an expected wait longer than the call's deadline
 (load shedding), with RESOURCE_EXHAUSTED at once and the trailing metadata ``retry-after-ms``;
 anything unexpected with INTERNAL (logged with its traceback) while the server keeps serving.
+A stream frame with its own ``deadline_ms`` that cannot be met is answered ``dropped`` instead,
+and the stream goes on.
 """
 
 from __future__ import annotations
@@ -219,9 +221,30 @@ class DetectorService(pb_grpc.DetectorServicer):
         self, request: pb.DetectRequest, context: grpc.aio.ServicerContext, method: str
     ) -> pb.DetectResponse:
         received = time.perf_counter()
+        deadline = (
+            None if request.deadline_ms == 0 else time.monotonic() + request.deadline_ms / 1000
+        )
         served = self._get(request.model_name, request.model_version)
         with self._repository().hold(served):
-            return await self._detect_with(served, request, context, method, received)
+            return await self._detect_with(served, request, context, method, received, deadline)
+
+    def _refusal(self, exc: Exception) -> RequestError:
+        """The answer to a request the batcher would not queue or run in time."""
+        if isinstance(exc, QueueFullError):
+            return RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server busy: {exc} (--max-queue {self.config.max_queue}); retry with backoff",
+            )
+        if isinstance(exc, OverloadedError):
+            return RequestError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"server busy: {exc} of this call's deadline; retry in {exc.wait_s:.1f} s "
+                "or with a longer deadline",
+                retry_after_s=exc.wait_s,
+            )
+        return RequestError(
+            grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the model ran"
+        )
 
     async def _detect_with(
         self,
@@ -230,32 +253,25 @@ class DetectorService(pb_grpc.DetectorServicer):
         context: grpc.aio.ServicerContext,
         method: str,
         received: float,
+        frame_deadline: float | None,
     ) -> pb.DetectResponse:
+        """One image's answer; ``frame_deadline`` (`time.monotonic`) is the request's
+        ``deadline_ms``, which in a stream drops the frame instead of ending the stream."""
         detector = served.detector
         loop = asyncio.get_running_loop()
         options = _options(request.options, detector)
         image = await loop.run_in_executor(self.workers, _image, request, detector)
         decoded = time.perf_counter()
         remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
+        call_deadline = None if remaining is None else time.monotonic() + remaining
+        deadline = min((d for d in (frame_deadline, call_deadline) if d is not None), default=None)
         try:
             batch = await served.batcher.submit(image, deadline)
-        except QueueFullError as exc:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"server busy: {exc} (--max-queue {self.config.max_queue}); retry with backoff",
-            ) from None
-        except OverloadedError as exc:
-            raise RequestError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"server busy: {exc} of this call's deadline; retry in {exc.wait_s:.1f} s "
-                "or with a longer deadline",
-                retry_after_s=exc.wait_s,
-            ) from None
-        except DeadlineExpiredError:
-            raise RequestError(
-                grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the model ran"
-            ) from None
+        except (QueueFullError, OverloadedError, DeadlineExpiredError) as exc:
+            if method == "DetectStream" and frame_deadline is not None:
+                self.metrics.dropped.labels(served.name, served.version).inc()
+                return _dropped(served, request, image)
+            raise self._refusal(exc) from None
         batched = time.perf_counter()
         response = await loop.run_in_executor(
             self.workers, _response, served, request, batch, options
@@ -311,6 +327,22 @@ def _options(message: pb.DetectOptions, detector: Detector) -> DetectOptions:
     except DetectError as exc:
         raise _invalid(exc, "options.classes: ") from None
     return options
+
+
+def _dropped(
+    served: ServedModel, request: pb.DetectRequest, image: np.ndarray
+) -> pb.DetectResponse:
+    """The answer to a stream frame not run because its ``deadline_ms`` could not be met."""
+    height, width = image.shape[:2]
+    return pb.DetectResponse(
+        frame_id=request.frame_id,
+        timestamp_ms=request.timestamp_ms,
+        image_width=width,
+        image_height=height,
+        model_name=served.name,
+        model_version=served.version,
+        dropped=True,
+    )
 
 
 def _image(request: pb.DetectRequest, detector: Detector) -> np.ndarray:

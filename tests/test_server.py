@@ -191,6 +191,33 @@ def test_stream_with_a_bad_frame_ends_invalid_argument_naming_it_after_the_good_
     _still_serving(server, images[0])
 
 
+def test_a_stream_behind_a_full_queue_drops_frames_with_deadlines_and_goes_on(
+    mask_model: Path, images: list[bytes]
+) -> None:
+    """Frames with their own deadline that find the queue full come back `dropped` (no
+    detections, in order) and the stream ends OK; without one, the full queue ends the stream."""
+    process = start_server(mask_model, "--max-batch", "1", "--max-queue", "2")
+    try:
+        frames = [Frame(images[i % len(images)], f"f{i}", i) for i in range(16)]
+        with DetectorClient(process.address) as client:
+            results = list(client.detect_stream(frames, frame_deadline_ms=60_000))
+            assert [r.frame_id for r in results] == [f.frame_id for f in frames]
+            dropped = [r for r in results if r.dropped]
+            assert 1 <= len(dropped) < len(frames) and not results[0].dropped
+            assert all(not r.detections and r.width > 0 for r in dropped)
+            metrics = process.metrics()
+            assert metric_value(metrics, "detect_frames_dropped_total") == len(dropped)
+            assert (
+                metric_value(metrics, "detect_requests_total", method="DetectStream", code="OK")
+                == 1
+            )
+            with pytest.raises(ServerError) as info:
+                list(client.detect_stream(frames))
+            assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        assert process.stop() == 0
+
+
 def test_model_info_names_the_model_classes_input_provider_and_batching(
     client: DetectorClient, mask_model: Path
 ) -> None:

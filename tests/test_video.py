@@ -129,6 +129,8 @@ def test_server_run_matches_the_local_run_frame_for_frame(
             "0.01",
             "--in-flight",
             "3",
+            "--frame-deadline-ms",
+            "60000",  # always met here: frames are only dropped when the server falls behind
             "--jsonl",
             remote,
         )

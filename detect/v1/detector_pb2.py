@@ -24,51 +24,51 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x65tect/v1/detector.proto\x12\tdetect.v1\"\xd9\x01\n\rDetectRequest\x12\x17\n\rencoded_image\x18\x01 \x01(\x0cH\x00\x12(\n\traw_image\x18\x02 \x01(\x0b\x32\x13.detect.v1.RawImageH\x00\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.detect.v1.DetectOptions\x12\x10\n\x08\x66rame_id\x18\x04 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x12\x12\n\nmodel_name\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\tB\x07\n\x05image\"w\n\x08RawImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12,\n\x0cpixel_format\x18\x05 \x01(\x0e\x32\x16.detect.v1.PixelFormat\"\x96\x02\n\rDetectOptions\x12\x1c\n\x0fscore_threshold\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0emax_detections\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x1c\n\x0freturn_polygons\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x1e\n\x11polygon_tolerance\x18\x05 \x01(\x02H\x03\x88\x01\x01\x12\x19\n\x0c\x61gnostic_nms\x18\x06 \x01(\x08H\x04\x88\x01\x01\x42\x12\n\x10_score_thresholdB\x11\n\x0f_max_detectionsB\x12\n\x10_return_polygonsB\x14\n\x12_polygon_toleranceB\x0f\n\r_agnostic_nms\"\xdd\x01\n\x0e\x44\x65tectResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12\x13\n\x0bimage_width\x18\x03 \x01(\r\x12\x14\n\x0cimage_height\x18\x04 \x01(\r\x12(\n\ndetections\x18\x05 \x03(\x0b\x32\x14.detect.v1.Detection\x12\x12\n\nmodel_name\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12#\n\x07timings\x18\x08 \x01(\x0b\x32\x12.detect.v1.Timings\"o\n\tDetection\x12\x1b\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x0e.detect.v1.Box\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x10\n\x08\x63lass_id\x18\x03 \x01(\x05\x12$\n\x08polygons\x18\x04 \x03(\x0b\x32\x12.detect.v1.Polygon\"N\n\x03\x42ox\x12\x0b\n\x03top\x18\x01 \x01(\x02\x12\x0c\n\x04left\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\x12\r\n\x05label\x18\x05 \x01(\t\")\n\x07Polygon\x12\x1e\n\x05rings\x18\x01 \x03(\x0b\x32\x0f.detect.v1.Ring\"\x12\n\x04Ring\x12\n\n\x02xy\x18\x01 \x03(\x02\"\x82\x01\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x10\n\x08queue_ms\x18\x02 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x02\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x02\x12\x10\n\x08total_ms\x18\x05 \x01(\x02\x12\x12\n\nbatch_size\x18\x06 \x01(\r\"@\n\x13GetModelInfoRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x13\n\x11ListModelsRequest\"Q\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.detect.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t\"\x15\n\x13ReloadModelsRequest\"M\n\x14ReloadModelsResponse\x12\x0f\n\x07\x63hanges\x18\x01 \x03(\t\x12$\n\x06models\x18\x02 \x03(\x0b\x32\x14.detect.v1.ModelInfo\"\xcb\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04\x61rch\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x04 \x01(\t\x12\x0b\n\x03roi\x18\x05 \x01(\t\x12&\n\x07\x63lasses\x18\x06 \x03(\x0b\x32\x15.detect.v1.ModelClass\x12\x11\n\thas_masks\x18\x07 \x01(\x08\x12#\n\x05input\x18\x08 \x01(\x0b\x32\x14.detect.v1.InputSpec\x12\x10\n\x08provider\x18\t \x01(\t\x12\x11\n\tprecision\x18\n \x01(\t\x12\x1f\n\x17\x64\x65\x66\x61ult_score_threshold\x18\x0b \x01(\x02\x12\x1c\n\x14\x64\x65\x66\x61ult_agnostic_nms\x18\x11 \x01(\x08\x12\x18\n\x10\x61gnostic_nms_iou\x18\x12 \x01(\x02\x12\x16\n\x0emask_threshold\x18\x0c \x01(\x02\x12%\n\x08\x62\x61tching\x18\r \x01(\x0b\x32\x13.detect.v1.Batching\x12\x12\n\nmax_pixels\x18\x0e \x01(\x04\x12\x19\n\x11max_message_bytes\x18\x0f \x01(\x04\x12\x16\n\x0eserver_version\x18\x10 \x01(\t\x12\x0e\n\x06sha256\x18\x13 \x01(\t\",\n\nModelClass\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63lass_id\x18\x02 \x01(\x05\"Y\n\tInputSpec\x12\r\n\x05\x63olor\x18\x01 \x01(\t\x12\x10\n\x08min_size\x18\x02 \x01(\r\x12\x10\n\x08max_size\x18\x03 \x01(\r\x12\x0c\n\x04mean\x18\x04 \x03(\x02\x12\x0b\n\x03std\x18\x05 \x03(\x02\"J\n\x08\x42\x61tching\x12\x11\n\tmax_batch\x18\x01 \x01(\r\x12\x18\n\x10\x62\x61tch_timeout_ms\x18\x02 \x01(\x02\x12\x11\n\tmax_queue\x18\x03 \x01(\r*\xa1\x01\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11PIXEL_FORMAT_RGB8\x10\x01\x12\x15\n\x11PIXEL_FORMAT_BGR8\x10\x02\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x03\x12\x16\n\x12PIXEL_FORMAT_RGBA8\x10\x04\x12\x16\n\x12PIXEL_FORMAT_BGRA8\x10\x05\x32\xf4\x02\n\x08\x44\x65tector\x12=\n\x06\x44\x65tect\x12\x18.detect.v1.DetectRequest\x1a\x19.detect.v1.DetectResponse\x12G\n\x0c\x44\x65tectStream\x12\x18.detect.v1.DetectRequest\x1a\x19.detect.v1.DetectResponse(\x01\x30\x01\x12\x44\n\x0cGetModelInfo\x12\x1e.detect.v1.GetModelInfoRequest\x1a\x14.detect.v1.ModelInfo\x12I\n\nListModels\x12\x1c.detect.v1.ListModelsRequest\x1a\x1d.detect.v1.ListModelsResponse\x12O\n\x0cReloadModels\x12\x1e.detect.v1.ReloadModelsRequest\x1a\x1f.detect.v1.ReloadModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64\x65tect/v1/detector.proto\x12\tdetect.v1\"\xee\x01\n\rDetectRequest\x12\x17\n\rencoded_image\x18\x01 \x01(\x0cH\x00\x12(\n\traw_image\x18\x02 \x01(\x0b\x32\x13.detect.v1.RawImageH\x00\x12)\n\x07options\x18\x03 \x01(\x0b\x32\x18.detect.v1.DetectOptions\x12\x10\n\x08\x66rame_id\x18\x04 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x05 \x01(\x03\x12\x12\n\nmodel_name\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x08 \x01(\rB\x07\n\x05image\"w\n\x08RawImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12,\n\x0cpixel_format\x18\x05 \x01(\x0e\x32\x16.detect.v1.PixelFormat\"\x96\x02\n\rDetectOptions\x12\x1c\n\x0fscore_threshold\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x1b\n\x0emax_detections\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x07\x63lasses\x18\x03 \x03(\t\x12\x1c\n\x0freturn_polygons\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x1e\n\x11polygon_tolerance\x18\x05 \x01(\x02H\x03\x88\x01\x01\x12\x19\n\x0c\x61gnostic_nms\x18\x06 \x01(\x08H\x04\x88\x01\x01\x42\x12\n\x10_score_thresholdB\x11\n\x0f_max_detectionsB\x12\n\x10_return_polygonsB\x14\n\x12_polygon_toleranceB\x0f\n\r_agnostic_nms\"\xee\x01\n\x0e\x44\x65tectResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12\x13\n\x0bimage_width\x18\x03 \x01(\r\x12\x14\n\x0cimage_height\x18\x04 \x01(\r\x12(\n\ndetections\x18\x05 \x03(\x0b\x32\x14.detect.v1.Detection\x12\x12\n\nmodel_name\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12#\n\x07timings\x18\x08 \x01(\x0b\x32\x12.detect.v1.Timings\x12\x0f\n\x07\x64ropped\x18\t \x01(\x08\"o\n\tDetection\x12\x1b\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x0e.detect.v1.Box\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x10\n\x08\x63lass_id\x18\x03 \x01(\x05\x12$\n\x08polygons\x18\x04 \x03(\x0b\x32\x12.detect.v1.Polygon\"N\n\x03\x42ox\x12\x0b\n\x03top\x18\x01 \x01(\x02\x12\x0c\n\x04left\x18\x02 \x01(\x02\x12\r\n\x05width\x18\x03 \x01(\x02\x12\x0e\n\x06height\x18\x04 \x01(\x02\x12\r\n\x05label\x18\x05 \x01(\t\")\n\x07Polygon\x12\x1e\n\x05rings\x18\x01 \x03(\x0b\x32\x0f.detect.v1.Ring\"\x12\n\x04Ring\x12\n\n\x02xy\x18\x01 \x03(\x02\"\x82\x01\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x02\x12\x10\n\x08queue_ms\x18\x02 \x01(\x02\x12\x14\n\x0cinference_ms\x18\x03 \x01(\x02\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x02\x12\x10\n\x08total_ms\x18\x05 \x01(\x02\x12\x12\n\nbatch_size\x18\x06 \x01(\r\"@\n\x13GetModelInfoRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x13\n\x11ListModelsRequest\"Q\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.detect.v1.ModelInfo\x12\x15\n\rdefault_model\x18\x02 \x01(\t\"\x15\n\x13ReloadModelsRequest\"M\n\x14ReloadModelsResponse\x12\x0f\n\x07\x63hanges\x18\x01 \x03(\t\x12$\n\x06models\x18\x02 \x03(\x0b\x32\x14.detect.v1.ModelInfo\"\xcb\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04\x61rch\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x04 \x01(\t\x12\x0b\n\x03roi\x18\x05 \x01(\t\x12&\n\x07\x63lasses\x18\x06 \x03(\x0b\x32\x15.detect.v1.ModelClass\x12\x11\n\thas_masks\x18\x07 \x01(\x08\x12#\n\x05input\x18\x08 \x01(\x0b\x32\x14.detect.v1.InputSpec\x12\x10\n\x08provider\x18\t \x01(\t\x12\x11\n\tprecision\x18\n \x01(\t\x12\x1f\n\x17\x64\x65\x66\x61ult_score_threshold\x18\x0b \x01(\x02\x12\x1c\n\x14\x64\x65\x66\x61ult_agnostic_nms\x18\x11 \x01(\x08\x12\x18\n\x10\x61gnostic_nms_iou\x18\x12 \x01(\x02\x12\x16\n\x0emask_threshold\x18\x0c \x01(\x02\x12%\n\x08\x62\x61tching\x18\r \x01(\x0b\x32\x13.detect.v1.Batching\x12\x12\n\nmax_pixels\x18\x0e \x01(\x04\x12\x19\n\x11max_message_bytes\x18\x0f \x01(\x04\x12\x16\n\x0eserver_version\x18\x10 \x01(\t\x12\x0e\n\x06sha256\x18\x13 \x01(\t\",\n\nModelClass\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63lass_id\x18\x02 \x01(\x05\"Y\n\tInputSpec\x12\r\n\x05\x63olor\x18\x01 \x01(\t\x12\x10\n\x08min_size\x18\x02 \x01(\r\x12\x10\n\x08max_size\x18\x03 \x01(\r\x12\x0c\n\x04mean\x18\x04 \x03(\x02\x12\x0b\n\x03std\x18\x05 \x03(\x02\"J\n\x08\x42\x61tching\x12\x11\n\tmax_batch\x18\x01 \x01(\r\x12\x18\n\x10\x62\x61tch_timeout_ms\x18\x02 \x01(\x02\x12\x11\n\tmax_queue\x18\x03 \x01(\r*\xa1\x01\n\x0bPixelFormat\x12\x1c\n\x18PIXEL_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11PIXEL_FORMAT_RGB8\x10\x01\x12\x15\n\x11PIXEL_FORMAT_BGR8\x10\x02\x12\x16\n\x12PIXEL_FORMAT_GRAY8\x10\x03\x12\x16\n\x12PIXEL_FORMAT_RGBA8\x10\x04\x12\x16\n\x12PIXEL_FORMAT_BGRA8\x10\x05\x32\xf4\x02\n\x08\x44\x65tector\x12=\n\x06\x44\x65tect\x12\x18.detect.v1.DetectRequest\x1a\x19.detect.v1.DetectResponse\x12G\n\x0c\x44\x65tectStream\x12\x18.detect.v1.DetectRequest\x1a\x19.detect.v1.DetectResponse(\x01\x30\x01\x12\x44\n\x0cGetModelInfo\x12\x1e.detect.v1.GetModelInfoRequest\x1a\x14.detect.v1.ModelInfo\x12I\n\nListModels\x12\x1c.detect.v1.ListModelsRequest\x1a\x1d.detect.v1.ListModelsResponse\x12O\n\x0cReloadModels\x12\x1e.detect.v1.ReloadModelsRequest\x1a\x1f.detect.v1.ReloadModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'detect.v1.detector_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PIXELFORMAT']._serialized_start=2222
-  _globals['_PIXELFORMAT']._serialized_end=2383
+  _globals['_PIXELFORMAT']._serialized_start=2260
+  _globals['_PIXELFORMAT']._serialized_end=2421
   _globals['_DETECTREQUEST']._serialized_start=40
-  _globals['_DETECTREQUEST']._serialized_end=257
-  _globals['_RAWIMAGE']._serialized_start=259
-  _globals['_RAWIMAGE']._serialized_end=378
-  _globals['_DETECTOPTIONS']._serialized_start=381
-  _globals['_DETECTOPTIONS']._serialized_end=659
-  _globals['_DETECTRESPONSE']._serialized_start=662
-  _globals['_DETECTRESPONSE']._serialized_end=883
-  _globals['_DETECTION']._serialized_start=885
-  _globals['_DETECTION']._serialized_end=996
-  _globals['_BOX']._serialized_start=998
-  _globals['_BOX']._serialized_end=1076
-  _globals['_POLYGON']._serialized_start=1078
-  _globals['_POLYGON']._serialized_end=1119
-  _globals['_RING']._serialized_start=1121
-  _globals['_RING']._serialized_end=1139
-  _globals['_TIMINGS']._serialized_start=1142
-  _globals['_TIMINGS']._serialized_end=1272
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1274
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1338
-  _globals['_LISTMODELSREQUEST']._serialized_start=1340
-  _globals['_LISTMODELSREQUEST']._serialized_end=1359
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1361
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1442
-  _globals['_RELOADMODELSREQUEST']._serialized_start=1444
-  _globals['_RELOADMODELSREQUEST']._serialized_end=1465
-  _globals['_RELOADMODELSRESPONSE']._serialized_start=1467
-  _globals['_RELOADMODELSRESPONSE']._serialized_end=1544
-  _globals['_MODELINFO']._serialized_start=1547
-  _globals['_MODELINFO']._serialized_end=2006
-  _globals['_MODELCLASS']._serialized_start=2008
-  _globals['_MODELCLASS']._serialized_end=2052
-  _globals['_INPUTSPEC']._serialized_start=2054
-  _globals['_INPUTSPEC']._serialized_end=2143
-  _globals['_BATCHING']._serialized_start=2145
-  _globals['_BATCHING']._serialized_end=2219
-  _globals['_DETECTOR']._serialized_start=2386
-  _globals['_DETECTOR']._serialized_end=2758
+  _globals['_DETECTREQUEST']._serialized_end=278
+  _globals['_RAWIMAGE']._serialized_start=280
+  _globals['_RAWIMAGE']._serialized_end=399
+  _globals['_DETECTOPTIONS']._serialized_start=402
+  _globals['_DETECTOPTIONS']._serialized_end=680
+  _globals['_DETECTRESPONSE']._serialized_start=683
+  _globals['_DETECTRESPONSE']._serialized_end=921
+  _globals['_DETECTION']._serialized_start=923
+  _globals['_DETECTION']._serialized_end=1034
+  _globals['_BOX']._serialized_start=1036
+  _globals['_BOX']._serialized_end=1114
+  _globals['_POLYGON']._serialized_start=1116
+  _globals['_POLYGON']._serialized_end=1157
+  _globals['_RING']._serialized_start=1159
+  _globals['_RING']._serialized_end=1177
+  _globals['_TIMINGS']._serialized_start=1180
+  _globals['_TIMINGS']._serialized_end=1310
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1312
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1376
+  _globals['_LISTMODELSREQUEST']._serialized_start=1378
+  _globals['_LISTMODELSREQUEST']._serialized_end=1397
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1399
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1480
+  _globals['_RELOADMODELSREQUEST']._serialized_start=1482
+  _globals['_RELOADMODELSREQUEST']._serialized_end=1503
+  _globals['_RELOADMODELSRESPONSE']._serialized_start=1505
+  _globals['_RELOADMODELSRESPONSE']._serialized_end=1582
+  _globals['_MODELINFO']._serialized_start=1585
+  _globals['_MODELINFO']._serialized_end=2044
+  _globals['_MODELCLASS']._serialized_start=2046
+  _globals['_MODELCLASS']._serialized_end=2090
+  _globals['_INPUTSPEC']._serialized_start=2092
+  _globals['_INPUTSPEC']._serialized_end=2181
+  _globals['_BATCHING']._serialized_start=2183
+  _globals['_BATCHING']._serialized_end=2257
+  _globals['_DETECTOR']._serialized_start=2424
+  _globals['_DETECTOR']._serialized_end=2796
 # @@protoc_insertion_point(module_scope)

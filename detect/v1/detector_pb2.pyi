@@ -23,7 +23,7 @@ PIXEL_FORMAT_RGBA8: PixelFormat
 PIXEL_FORMAT_BGRA8: PixelFormat
 
 class DetectRequest(_message.Message):
-    __slots__ = ("encoded_image", "raw_image", "options", "frame_id", "timestamp_ms", "model_name", "model_version")
+    __slots__ = ("encoded_image", "raw_image", "options", "frame_id", "timestamp_ms", "model_name", "model_version", "deadline_ms")
     ENCODED_IMAGE_FIELD_NUMBER: _ClassVar[int]
     RAW_IMAGE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class DetectRequest(_message.Message):
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
     encoded_image: bytes
     raw_image: RawImage
     options: DetectOptions
@@ -38,7 +39,8 @@ class DetectRequest(_message.Message):
     timestamp_ms: int
     model_name: str
     model_version: str
-    def __init__(self, encoded_image: _Optional[bytes] = ..., raw_image: _Optional[_Union[RawImage, _Mapping]] = ..., options: _Optional[_Union[DetectOptions, _Mapping]] = ..., frame_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+    deadline_ms: int
+    def __init__(self, encoded_image: _Optional[bytes] = ..., raw_image: _Optional[_Union[RawImage, _Mapping]] = ..., options: _Optional[_Union[DetectOptions, _Mapping]] = ..., frame_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., deadline_ms: _Optional[int] = ...) -> None: ...
 
 class RawImage(_message.Message):
     __slots__ = ("data", "width", "height", "channels", "pixel_format")
@@ -71,7 +73,7 @@ class DetectOptions(_message.Message):
     def __init__(self, score_threshold: _Optional[float] = ..., max_detections: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., return_polygons: _Optional[bool] = ..., polygon_tolerance: _Optional[float] = ..., agnostic_nms: _Optional[bool] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
-    __slots__ = ("frame_id", "timestamp_ms", "image_width", "image_height", "detections", "model_name", "model_version", "timings")
+    __slots__ = ("frame_id", "timestamp_ms", "image_width", "image_height", "detections", "model_name", "model_version", "timings", "dropped")
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +82,7 @@ class DetectResponse(_message.Message):
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
     frame_id: str
     timestamp_ms: int
     image_width: int
@@ -88,7 +91,8 @@ class DetectResponse(_message.Message):
     model_name: str
     model_version: str
     timings: Timings
-    def __init__(self, frame_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    dropped: bool
+    def __init__(self, frame_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., image_width: _Optional[int] = ..., image_height: _Optional[int] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., dropped: _Optional[bool] = ...) -> None: ...
 
 class Detection(_message.Message):
     __slots__ = ("box", "score", "class_id", "polygons")

@@ -16,8 +16,9 @@ from detect.client import DetectorClient, Frame, ServerError
 from detect.structures import Detection, DetectOptions
 from detect.video.source import FrameSource, backoff
 
-Result = tuple[int, float, np.ndarray, list[Detection]]
-"""``(frame index, timestamp ms, frame (H, W, 3) uint8 BGR, detections)``."""
+Result = tuple[int, float, np.ndarray, list[Detection] | None]
+"""``(frame index, timestamp ms, frame (H, W, 3) uint8 BGR, detections)``; detections None: the
+server dropped the frame (its deadline could not be met)."""
 
 
 def stream(
@@ -26,9 +27,11 @@ def stream(
     options: DetectOptions,
     in_flight: int = 4,
     retry: int = 0,
+    frame_deadline_ms: int = 0,
 ) -> Iterator[Result]:
     """Results of one ``DetectStream`` call with up to ``in_flight`` frames on their way,
-    reopened after UNAVAILABLE up to ``retry`` times in a row.
+    reopened after UNAVAILABLE up to ``retry`` times in a row; frames the server cannot start
+    within ``frame_deadline_ms`` (0: no limit) come back dropped.
 
     The request generator runs on gRPC's thread; it pulls frames from one shared iterator, so a
     reopened stream goes on where the failed one stopped, after sending again, in order, the
@@ -58,13 +61,15 @@ def stream(
 
     while True:
         slots = threading.Semaphore(in_flight)
-        results = client.detect_stream(requests(current[0], slots), options=options)
+        results = client.detect_stream(
+            requests(current[0], slots), options=options, frame_deadline_ms=frame_deadline_ms
+        )
         try:
             for result in results:
                 attempt = 0
                 index, timestamp, frame = pending.pop(result.frame_id)
                 slots.release()
-                yield index, timestamp, frame, result.detections
+                yield index, timestamp, frame, None if result.dropped else result.detections
             return
         except ServerError as exc:
             with pull:

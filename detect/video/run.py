@@ -64,6 +64,7 @@ class VideoConfig:
     reconnect: int = 5
     retry: int = 0
     in_flight: int = 4
+    frame_deadline_ms: int = 0
     max_frames: int | None = None
     connection: Connection = field(default_factory=Connection)
 
@@ -96,6 +97,12 @@ class VideoConfig:
             help="--server: reopen after UNAVAILABLE this many times",
         )
         p.add_argument("--in-flight", type=int, default=4, help="--server: frames on their way")
+        p.add_argument(
+            "--frame-deadline-ms",
+            type=int,
+            default=0,
+            help="--server: a frame the server cannot start within this is dropped (default: none)",
+        )
         p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
         add_connection_flags(p)
 
@@ -114,6 +121,10 @@ class VideoConfig:
             raise ConfigError("--target-fps needs a positive rate and cannot go with --every")
         if self.reconnect < 0 or self.retry < 0 or self.in_flight < 1:
             raise ConfigError("--reconnect and --retry must be 0 or more, --in-flight 1 or more")
+        if self.frame_deadline_ms < 0 or (self.frame_deadline_ms and self.server is None):
+            raise ConfigError(
+                f"--frame-deadline-ms {self.frame_deadline_ms}: give 1 or more, with --server"
+            )
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames {self.max_frames}: use 1 or more")
         for flag, path in (("--out-video", self.out_video), ("--jsonl", self.jsonl)):
@@ -184,7 +195,14 @@ def _results(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
         from detect.video.remote import stream
 
         with DetectorClient(config.server, **asdict(config.connection), timeout=None) as client:
-            yield from stream(client, frames, config.options, config.in_flight, config.retry)
+            yield from stream(
+                client,
+                frames,
+                config.options,
+                config.in_flight,
+                config.retry,
+                config.frame_deadline_ms,
+            )
         return
     from detect.runtime.backend import detect_batch, open_backend
 
@@ -297,6 +315,9 @@ def run_video(config: VideoConfig) -> VideoSummary:
             tqdm(total=total, unit="frame", disable=not sys.stderr.isatty()) as bar,
         ):
             for index, timestamp, frame, detections in _results(config, frames):
+                if detections is None:  # dropped by the server
+                    summary.frames_dropped += 1
+                    continue
                 ids = [-1] * len(detections)
                 if tracker is not None and detections:
                     boxes = np.array([d.box for d in detections])
