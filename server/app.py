@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from detect.errors import ConfigError
 from detect.runtime.detector import Detector, check_model
+from detect.runtime.model_card import ModelCard
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
 from server.auth import TokenAuth, read_tokens
@@ -57,14 +58,14 @@ def serve(config: ServeConfig) -> int:
     """Run the server until SIGTERM/SIGINT; 0 after a clean drain. Raises `DetectError`."""
     config.validate()
     hold_memory()  # before any worker thread exists
-    if config.model is not None:
-        check_model(config.model)  # one line and exit 1 before listening
+    # --model FILE: a missing file or a wrong sha256 is one line and exit 1 before listening
+    checked = None if config.model is None else check_model(config.model)
     credentials = _server_credentials(config)
     tokens = read_tokens(config.auth_token_file) if config.auth_token_file else None
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return asyncio.run(_run(config, credentials, tokens))
+    return asyncio.run(_run(config, credentials, tokens, checked))
 
 
 def _server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
@@ -86,6 +87,7 @@ async def _run(
     config: ServeConfig,
     credentials: grpc.ServerCredentials | None,
     tokens: list[str] | None,
+    checked: ModelCard | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -154,7 +156,7 @@ async def _run(
         )
 
     loader = ThreadPoolExecutor(1, thread_name_prefix="loader")
-    repository = ModelRepository(config, metrics, loader, make_batcher)
+    repository = ModelRepository(config, metrics, loader, make_batcher, checked)
     loading = asyncio.ensure_future(repository.load())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from detect.errors import ConfigError, DetectError
 from detect.runtime.detector import Detector, check_model
-from detect.runtime.model_card import card_path
+from detect.runtime.model_card import ModelCard, card_path
 from detect.structures import ModelInfo
 from server.batcher import Batcher
 from server.config import ServeConfig
@@ -112,8 +112,12 @@ class ModelRepository:
         metrics: ServerMetrics,
         loader: ThreadPoolExecutor,
         batcher: Callable[[Detector, str, str], Batcher],
+        checked: ModelCard | None = None,
     ) -> None:
+        """``checked``: ``config.model``'s card as `check_model` returned it before the server
+        listened, so that its first load does not hash the file again."""
         self.config = config
+        self._checked = checked
         self.metrics = metrics
         self.loader = loader
         self.make_batcher = batcher
@@ -227,8 +231,10 @@ class ModelRepository:
         config = self.config
         loop = asyncio.get_running_loop()
 
+        checked, self._checked = self._checked, None
+
         def load() -> Detector:
-            card = check_model(on_disk.path)
+            card = checked or check_model(on_disk.path)
             return Detector(
                 on_disk.path,
                 config.device,
