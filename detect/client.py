@@ -274,8 +274,8 @@ class DetectorClient:
 
         Frames are sent as they are consumed; the server works on several at once. ``options``,
         or the `DetectOptions` fields as keywords, apply to every frame. ``frame_deadline_ms``
-        (0: none): a frame the server cannot start within this many milliseconds of receiving it
-        comes back ``dropped`` at once, and the stream goes on.
+        (0: none): a frame the server cannot run within this many milliseconds of reading it
+        comes back ``dropped`` (in its place in the order), and the stream goes on.
         """
         options = DetectOptions.of(options, **fields)
 

@@ -27,8 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from detect.errors import ConfigError
-from detect.runtime.detector import Detector, check_model
-from detect.runtime.model_card import ModelCard
+from detect.runtime.detector import Detector
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
 from server.auth import TokenAuth, read_tokens
@@ -36,7 +35,7 @@ from server.batcher import Batcher
 from server.config import ServeConfig
 from server.memory import hold_memory
 from server.metrics import ServerMetrics
-from server.repository import ModelRepository
+from server.repository import CheckedModel, ModelRepository, check_file
 from server.service import DetectorService
 
 log = logging.getLogger("detect.serve")
@@ -59,7 +58,7 @@ def serve(config: ServeConfig) -> int:
     config.validate()
     hold_memory()  # before any worker thread exists
     # --model FILE: a missing file or a wrong sha256 is one line and exit 1 before listening
-    checked = None if config.model is None else check_model(config.model)
+    checked = None if config.model is None else check_file(config.model)
     credentials = _server_credentials(config)
     tokens = read_tokens(config.auth_token_file) if config.auth_token_file else None
     logging.basicConfig(
@@ -87,7 +86,7 @@ async def _run(
     config: ServeConfig,
     credentials: grpc.ServerCredentials | None,
     tokens: list[str] | None,
-    checked: ModelCard | None,
+    checked: CheckedModel | None,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -9,6 +9,8 @@
   ``inference`` (the whole batch's run) and ``postprocess``.
 - ``detect_batch_size{model, version}``: images per model call; ``detect_queue_depth{model,
   version}``: requests waiting.
+- ``detect_frames_dropped_total{model, version}``: stream frames answered ``dropped`` because
+  their own ``deadline_ms`` could not be met.
 - ``detect_model_info{name, version, provider, precision}``: 1 for each served model version;
   names the engine's provider in use.
 

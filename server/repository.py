@@ -87,6 +87,24 @@ class ServedModel:
         return dataclasses.replace(self.detector.info, name=self.name, version=self.version)
 
 
+@dataclass(frozen=True)
+class CheckedModel:
+    """A model file whose sha256 matched its card, and its stamp from before the check."""
+
+    path: Path
+    stamp: Stamp | None
+    card: ModelCard
+
+
+def check_file(path: Path) -> CheckedModel:
+    """`check_model` for ``--model FILE`` before the server listens (raises `DetectError`)."""
+    try:
+        stamp = _stamp(path)  # taken first: a file changed during the hash will not match
+    except OSError:
+        stamp = None  # check_model says what is missing
+    return CheckedModel(path, stamp, check_model(path))
+
+
 def _stamp(path: Path) -> Stamp:
     """Size and modification time of the ONNX file and its card (raises OSError if missing)."""
     stats = [p.stat() for p in (path, card_path(path))]
@@ -112,10 +130,10 @@ class ModelRepository:
         metrics: ServerMetrics,
         loader: ThreadPoolExecutor,
         batcher: Callable[[Detector, str, str], Batcher],
-        checked: ModelCard | None = None,
+        checked: CheckedModel | None = None,
     ) -> None:
-        """``checked``: ``config.model``'s card as `check_model` returned it before the server
-        listened, so that its first load does not hash the file again."""
+        """``checked``: ``config.model`` as `check_file` found it before the server listened, so
+        that its first load does not hash the file again (unless the file changed since)."""
         self.config = config
         self._checked = checked
         self.metrics = metrics
@@ -232,9 +250,11 @@ class ModelRepository:
         loop = asyncio.get_running_loop()
 
         checked, self._checked = self._checked, None
+        if checked is not None and (checked.path, checked.stamp) != (on_disk.path, on_disk.stamp):
+            checked = None
 
         def load() -> Detector:
-            card = checked or check_model(on_disk.path)
+            card = checked.card if checked is not None else check_model(on_disk.path)
             return Detector(
                 on_disk.path,
                 config.device,

@@ -101,7 +101,11 @@ class DetectorService(pb_grpc.DetectorServicer):
                         self._detect(request, context, "DetectStream"),
                         name=repr(request.frame_id),
                     )
-                    await in_flight.put(task)
+                    try:
+                        await in_flight.put(task)
+                    except asyncio.CancelledError:  # the stream ended while the window was full
+                        task.cancel()
+                        raise
                 await in_flight.put(None)
             except asyncio.CancelledError:
                 raise
@@ -238,7 +242,7 @@ class DetectorService(pb_grpc.DetectorServicer):
         if isinstance(exc, OverloadedError):
             return RequestError(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"server busy: {exc} of this call's deadline; retry in {exc.wait_s:.1f} s "
+                f"server busy: {exc} of this request's deadline; retry in {exc.wait_s:.1f} s "
                 "or with a longer deadline",
                 retry_after_s=exc.wait_s,
             )

@@ -203,6 +203,8 @@ def test_failures_are_one_clear_line(clip: Path, mask_model: Path, tmp_path: Pat
         ([clip, "--model", mask_model, "--zones", tmp_path / "none.json"], "--zones"),
         ([clip, "--model", mask_model, "--line", "1,2"], "--line"),
         ([clip, "--model", mask_model, "--every", "0"], "--every"),
+        ([clip, "--model", mask_model, "--frame-deadline-ms", "100"], "goes with --server"),
+        ([clip, "--server", "127.0.0.1:1", "--frame-deadline-ms", "-1"], "--frame-deadline-ms"),
     ]
     for args, fragment in cases:
         result = _video(*args)

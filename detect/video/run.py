@@ -101,7 +101,7 @@ class VideoConfig:
             "--frame-deadline-ms",
             type=int,
             default=0,
-            help="--server: a frame the server cannot start within this is dropped (default: none)",
+            help="--server: a frame the server cannot run within this is dropped (default: none)",
         )
         p.add_argument("--max-frames", type=int, help="stop after this many processed frames")
         add_connection_flags(p)
@@ -121,10 +121,12 @@ class VideoConfig:
             raise ConfigError("--target-fps needs a positive rate and cannot go with --every")
         if self.reconnect < 0 or self.retry < 0 or self.in_flight < 1:
             raise ConfigError("--reconnect and --retry must be 0 or more, --in-flight 1 or more")
-        if self.frame_deadline_ms < 0 or (self.frame_deadline_ms and self.server is None):
+        if self.frame_deadline_ms < 0:
             raise ConfigError(
-                f"--frame-deadline-ms {self.frame_deadline_ms}: give 1 or more, with --server"
+                f"--frame-deadline-ms {self.frame_deadline_ms}: give milliseconds (0: no deadline)"
             )
+        if self.frame_deadline_ms and self.server is None:
+            raise ConfigError("--frame-deadline-ms goes with --server: a local model drops nothing")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames {self.max_frames}: use 1 or more")
         for flag, path in (("--out-video", self.out_video), ("--jsonl", self.jsonl)):
@@ -140,7 +142,8 @@ class VideoSummary:
 
     frames_read: int = 0
     frames_processed: int = 0
-    frames_dropped: int = 0
+    frames_dropped: int = 0  # by the source (--realtime); its reader thread counts them
+    frames_dropped_by_server: int = 0  # --frame-deadline-ms; counted on the main thread
     seconds: float = 0.0
     detections: Counter = field(default_factory=Counter)  # label -> detections
     tracks: dict[str, set[int]] = field(default_factory=dict)  # label -> track ids
@@ -157,7 +160,8 @@ class VideoSummary:
         return {
             "frames_read": self.frames_read,
             "frames_processed": self.frames_processed,
-            "frames_dropped": self.frames_dropped,
+            "frames_dropped": self.frames_dropped + self.frames_dropped_by_server,
+            "frames_dropped_by_server": self.frames_dropped_by_server,
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 3),
             "detections": dict(self.detections),
@@ -316,7 +320,8 @@ def run_video(config: VideoConfig) -> VideoSummary:
         ):
             for index, timestamp, frame, detections in _results(config, frames):
                 if detections is None:  # dropped by the server
-                    summary.frames_dropped += 1
+                    summary.frames_dropped_by_server += 1
+                    bar.update()
                     continue
                 ids = [-1] * len(detections)
                 if tracker is not None and detections:
