@@ -171,7 +171,13 @@ class OpenVinoEngine:
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with long texts
             raise ModelError(f"OpenVINO cannot load {path}: {_openvino_reason(exc)}") from None
-        self._outputs = [(o, o.get_any_name()) for o in self.compiled.outputs]
+        # a compiled output may carry the names of tensors merged into it (an fp16 model's
+        # "scores" is also "graph_output_cast_2"), and get_any_name picks any one of them
+        onnx_names = {name for port in model.outputs for name in port.get_names()}
+        self._outputs = [
+            (o, min(o.get_names() & onnx_names, default=o.get_any_name()))
+            for o in self.compiled.outputs
+        ]
         key = ["framework", NUM_CLASSES_KEY]
         self.num_classes = (
             int(model.get_rt_info(key).astype(str)) if model.has_rt_info(key) else None
