@@ -155,7 +155,6 @@ class Batcher:
             self._on_queue(len(self._waiting))
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             while not self._waiting:
                 self._wake.clear()
@@ -172,12 +171,13 @@ class Batcher:
                     break
             # in a call of its own, so that no local keeps the batch's images (a 12-MP photo
             # decodes to 36 MB) alive while the loop waits for the next request
-            await self._run_batch(loop, self._take())
+            await self._run_batch(self._take())
 
-    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Job]) -> None:
+    async def _run_batch(self, batch: list[_Job]) -> None:
         """Run one batch on the executor and settle its jobs' futures."""
         if not batch:
             return
+        loop = asyncio.get_running_loop()
         started = time.monotonic()
         self._running, self._running_since = len(batch), started
         try:

@@ -302,16 +302,10 @@ def _response(
     options: DetectOptions,
 ) -> pb.DetectResponse:
     """Postprocess one image's raw detections into its response (runs on a worker)."""
-    height, width = batch.raw.image_size
     detections = served.detector.postprocess(batch.raw, options)
     return pb.DetectResponse(
-        frame_id=request.frame_id,
-        timestamp_ms=request.timestamp_ms,
-        image_width=width,
-        image_height=height,
+        **_echo(served, request, batch.raw.image_size),
         detections=[detection_message(d) for d in detections],
-        model_name=served.name,
-        model_version=served.version,
         timings=pb.Timings(
             queue_ms=batch.queue_ms,
             inference_ms=batch.inference_ms,
@@ -337,16 +331,22 @@ def _dropped(
     served: ServedModel, request: pb.DetectRequest, image: np.ndarray
 ) -> pb.DetectResponse:
     """The answer to a stream frame not run because its ``deadline_ms`` could not be met."""
-    height, width = image.shape[:2]
-    return pb.DetectResponse(
-        frame_id=request.frame_id,
-        timestamp_ms=request.timestamp_ms,
-        image_width=width,
-        image_height=height,
-        model_name=served.name,
-        model_version=served.version,
-        dropped=True,
-    )
+    return pb.DetectResponse(**_echo(served, request, image.shape[:2]), dropped=True)
+
+
+def _echo(
+    served: ServedModel, request: pb.DetectRequest, size: tuple[int, ...]
+) -> dict[str, object]:
+    """What every answer carries: the request's frame id and time, the image's ``(height,
+    width)`` and the model version that answered."""
+    return {
+        "frame_id": request.frame_id,
+        "timestamp_ms": request.timestamp_ms,
+        "image_height": size[0],
+        "image_width": size[1],
+        "model_name": served.name,
+        "model_version": served.version,
+    }
 
 
 def _image(request: pb.DetectRequest, detector: Detector) -> np.ndarray:
