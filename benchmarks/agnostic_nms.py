@@ -56,14 +56,15 @@ def main() -> None:
         rows.append((name, result.metrics, video))
 
     print(f"\n{args.model}: {args.images} images (seed 999), {args.frames}-frame clip (seed 7)")
-    print("NMS        box AP  AP50  mask AP  AP50  P@thr  R@thr | clip AP50  ID sw  ids/object")
+    print("NMS        box AP  AP50  mask AP  AP50  P@thr  R@thr | clip AP50  ID sw   IDF1   HOTA")
     for name, metrics, video in rows:
         box, segm = metrics["bbox"], metrics.get("segm", {"AP": 0.0, "AP50": 0.0})
         point = metrics["operating_point"]
         print(
             f"{name:<10} {box['AP']:6.3f} {box['AP50']:5.3f} {segm['AP']:8.3f} "
             f"{segm['AP50']:5.3f} {point['precision']:6.3f} {point['recall']:6.3f} | "
-            f"{video['AP50']:9.3f} {video['id_switches']:6d} {video['ids_per_object']:11.2f}"
+            f"{video['AP50']:9.3f} {video['id_switches']:6d} {video['IDF1']:6.3f} "
+            f"{video['HOTA']:6.3f}"
         )
 
 

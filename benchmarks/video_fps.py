@@ -2,7 +2,8 @@
 
 Writes a synthetic clip, runs `detect video --track` on it locally (`--model`) and through a
 server on 127.0.0.1 (`--server`, several frames in flight), each as its own process, and prints
-processed frames per second of both plus AP50 and ID switches against the clip's ground truth.
+processed frames per second of both plus AP50, MOTA, IDF1, HOTA and ID switches against the
+clip's ground truth.
 
     python benchmarks/video_fps.py --model models/demo.onnx --frames 300
 """
@@ -53,8 +54,9 @@ def main() -> None:
         for (name, summary), jsonl in zip(rows, (local, remote), strict=True):
             quality = score_video(gt, jsonl)
             print(
-                f"{name:<22} {summary}\n{'':<22} AP50 {quality['AP50']:.3f}, "
-                f"{quality['id_switches']} ID switches, {quality['ids_per_object']:.2f} ids/object"
+                f"{name:<22} {summary}\n{'':<22} AP50 {quality['AP50']:.3f}, MOTA "
+                f"{quality['MOTA']:.3f}, IDF1 {quality['IDF1']:.3f}, HOTA {quality['HOTA']:.3f}, "
+                f"{quality['id_switches']} ID switches"
             )
 
 

@@ -103,6 +103,7 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
     from detect.runtime.image import decode_image
     from detect.structures import DetectOptions
     from detect.video import VideoConfig, run_video
+    from detect.zones import Line, read_zones
 
     config.validate()
     model = config.resolved_model()
@@ -149,8 +150,8 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
                     source=str(clip),
                     server=server.address,
                     track=True,
-                    zones=zones,
-                    line=line,
+                    zones=read_zones(zones),
+                    lines=[Line.parse(line)],
                     out_video=paths["annotated video"],
                     jsonl=paths["JSONL"],
                 )
@@ -161,8 +162,9 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
             print(
                 f"      against the clip's ground truth: AP50 {quality['AP50']:.3f}, "
                 f"AP {quality['AP']:.3f} over {quality['frames']} frames; "
-                f"{quality['id_switches']} ID switches, {quality['ids_per_object']:.2f} track "
-                f"ids per object ({quality['objects']} objects)"
+                f"MOTA {quality['MOTA']:.3f}, IDF1 {quality['IDF1']:.3f}, HOTA "
+                f"{quality['HOTA']:.3f}, {quality['id_switches']} ID switches "
+                f"({quality['objects']} objects)"
             )
             paths["video summary"].write_text(
                 json.dumps({**summary.as_dict(), "ground_truth": quality}, indent=2)

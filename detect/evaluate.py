@@ -12,6 +12,9 @@ The backends are asked for every detection the graph keeps (down to its own scor
 most 100 per image) so that AP sees the low-score tail; ``score`` is the operating threshold of
 the P/R/F1 figures and the confusion matrix. Masks are compared as RLE of the polygons' pixels
 (holes kept), traced without simplification.
+
+A video run (``--video CLIP.json --jsonl RUN.jsonl``): `detect.metrics.video.score_video`, box AP
+over the run's frames and the tracking figures (MOTA, MOTP, IDF1, HOTA, ID switches) by TrackEval.
 """
 
 from __future__ import annotations
@@ -76,10 +79,12 @@ class EvalConfig:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         """`detect eval`'s flags."""
-        p.add_argument("--gt", type=Path, required=True, help="COCO ground-truth JSON")
+        p.add_argument("--gt", type=Path, help="COCO ground-truth JSON of images")
         p.add_argument("--images", type=Path, help="image folder (default: the GT file's folder)")
-        p.add_argument("--out", type=Path, required=True, help="report folder")
-        source = p.add_mutually_exclusive_group(required=True)
+        p.add_argument("--out", type=Path, help="report folder (--video: optional)")
+        p.add_argument("--video", type=Path, help="a clip's ground truth (`detect synth --video`)")
+        p.add_argument("--jsonl", type=Path, help="--video: the JSONL of a `detect video` run")
+        source = p.add_mutually_exclusive_group()
         source.add_argument("--predictions", type=Path, help="COCO results JSON")
         source.add_argument("--model", type=Path, help="exported NAME.onnx (local ONNX Runtime)")
         source.add_argument("--checkpoint", type=Path, help="training checkpoint (PyTorch)")
@@ -331,6 +336,13 @@ add_arguments = EvalConfig.add_arguments
 
 def run(args: argparse.Namespace) -> int:
     """`detect eval` from parsed flags: the table on stdout, exit 1 if an image failed."""
+    if args.video is not None or args.jsonl is not None:
+        return run_video_eval(args)
+    if args.gt is None or args.out is None:
+        raise ConfigError(
+            "give --gt GT.json --out DIR and a source of predictions (images), or --video "
+            "CLIP.json --jsonl RUN.jsonl (a video run)"
+        )
     config = EvalConfig.from_args(args)
     result = evaluate(config)
     print(stdout_table(result.metrics))
@@ -338,4 +350,28 @@ def run(args: argparse.Namespace) -> int:
     if result.failed:
         print(f"{len(result.failed)} images could not be predicted; see above", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_video_eval(args: argparse.Namespace) -> int:
+    """``detect eval --video CLIP.json --jsonl RUN.jsonl [--out DIR]``: the figures on stdout
+    and in ``DIR/video_metrics.json``."""
+    from detect.metrics.video import score_video, video_table
+
+    if args.video is None or args.jsonl is None:
+        raise ConfigError("a video run is scored with both --video CLIP.json and --jsonl RUN.jsonl")
+    others = [name for name in ("gt", *SOURCES) if getattr(args, name) is not None]
+    if others:
+        raise ConfigError(f"--video scores a JSONL; leave out --{others[0]}")
+    for flag, path in (("--video", args.video), ("--jsonl", args.jsonl)):
+        if not path.is_file():
+            raise ConfigError(f"{flag} {path}: no such file")
+    scores = score_video(args.video, args.jsonl)
+    print(video_table(scores))
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            raise ConfigError(f"--out {args.out} is a file; give a folder")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "video_metrics.json").write_text(json.dumps(scores, indent=2))
+        print(f"figures in {args.out / 'video_metrics.json'}")
     return 0

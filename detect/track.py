@@ -112,6 +112,11 @@ class Tracker:
                 ids[det] = track.track_id
         return ids
 
+    def live_ids(self) -> set[int]:
+        """Ids of the shown tracks still followed (matched lately or coasting up to
+        ``max_age`` frames); a shown id missing from it has ended for good."""
+        return {t.track_id for t in self.tracks if t.hits >= self.config.min_hits}
+
     def _associate(
         self, boxes: np.ndarray, labels: np.ndarray, chosen: np.ndarray, tracks: list[int]
     ) -> list[tuple[int, int]]:

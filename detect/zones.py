@@ -1,17 +1,29 @@
-"""Zone occupancy and line crossings for tracked objects (surveillance counting).
+"""Zone occupancy, zone visits and line crossings of tracked objects (surveillance counting).
 
-An object's position is its **anchor**: the bottom-centre of its box (where it stands on the
-ground), ``((x1 + x2) / 2, y2)`` of its xyxy box, in pixels.
+Where an object is: its **anchor** points, from its xyxy box in pixels:
 
-- `Zones`: named polygons from ``zones.json`` (``{"zones": [{"name": "door", "polygon":
-  [[x, y], ...]}, ...]}``). Each frame: the count per zone and class of objects whose anchor is
-  inside (shapely ``covers``: the edge counts as inside), and ``enter``/``exit`` events of tracked
-  objects whose inside/outside state changed since the frame they were last seen.
-- `LineCounter`: a line ``x1,y1,x2,y2``; a tracked object whose anchor moves from one side to the
-  other through the segment counts once per crossing, ``forward`` from the line's left to its
-  right as seen on screen looking from (x1, y1) towards (x2, y2) — for a line drawn left to
-  right, from above it to below it — or ``backward``. An anchor exactly on the line has not
-  crossed yet.
+- ``bottom_center`` (default): ``((x1 + x2) / 2, y2)``, where it stands on the ground;
+- ``center``: the box centre;
+- ``box``: the four corners; the object is in a zone when the whole box is, and on a side of a
+  line when all four corners are (a box across the line is on neither side yet).
+
+Zones are named polygons (shapely ``covers``: the edge counts as inside); lines are named
+segments. `Counting` follows each tracked object and reports, as event dicts:
+
+- ``enter`` / ``exit`` of a zone: the object's anchor changed sides of the zone's edge and stayed
+  there for ``min_frames`` processed frames in which the object was seen. The event carries the
+  frame and time (``timestamp_ms``, video time) of the **first** of those frames, so waiting for
+  confirmation delays the event but does not bias it. An exit carries ``dwell_s``, the seconds
+  since the matching enter. A track that the tracker drops while inside exits at the last frame
+  it was seen, with ``"lost": true``. A new object first seen inside enters.
+- ``cross`` of a line: the anchor moved from one side of the line to the other *through the
+  segment* (not beside it) and stayed on the new side for ``min_frames`` seen frames.
+  ``direction`` is ``forward`` from the line's left to its right as seen on screen looking from
+  (x1, y1) towards (x2, y2) — for a line drawn left to right, from above it to below it — or
+  ``backward``. A box that flickers over the line for fewer than ``min_frames`` frames is not
+  counted; one that stays counts once.
+
+Untracked detections (track id -1) count in the per-frame occupancy but make no events.
 """
 
 from __future__ import annotations
@@ -22,9 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import shapely
 
 from detect.errors import ConfigError
+
+ANCHORS = ("bottom_center", "center", "box")
 
 
 @dataclass(frozen=True)
@@ -35,129 +50,304 @@ class Tracked:
     label: str
     box: tuple[float, float, float, float]
 
-    @property
-    def anchor(self) -> tuple[float, float]:
-        """The bottom centre of the box, ``(x, y)``."""
-        x1, _, x2, y2 = self.box
-        return ((x1 + x2) / 2, y2)
+
+def anchor_points(box: tuple[float, float, float, float], anchor: str) -> np.ndarray:
+    """The ``(K, 2)`` points ``(x, y)`` that place an xyxy box (see the module docstring)."""
+    x1, y1, x2, y2 = box
+    if anchor == "bottom_center":
+        return np.array([[(x1 + x2) / 2, y2]])
+    if anchor == "center":
+        return np.array([[(x1 + x2) / 2, (y1 + y2) / 2]])
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
 
 
-@dataclass
-class Zones:
-    """Named polygons and the inside/outside state of every tracked object."""
+@dataclass(frozen=True)
+class Zone:
+    """A named polygon (pixels)."""
 
-    names: list[str]
-    polygons: list[shapely.Polygon]
-    _inside: dict[int, set[str]] = field(default_factory=dict)
-    totals: Counter = field(default_factory=Counter)  # (zone, "enter"/"exit") -> count
+    name: str
+    polygon: shapely.Polygon
 
-    @classmethod
-    def read(cls, path: Path) -> Zones:
-        """Zones from a ``zones.json`` file; `ConfigError` naming the problem otherwise."""
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"--zones {path}: no such file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"--zones {path}: not a readable JSON file ({exc})") from None
-        return cls.from_dict(data, str(path))
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "zones") -> Zones:
-        if not isinstance(data, dict) or not isinstance(data.get("zones"), list):
-            raise ConfigError(f'{where}: expected {{"zones": [{{"name": ..., "polygon": ...}}]}}')
-        names, polygons = [], []
-        for i, zone in enumerate(data["zones"]):
-            name = zone.get("name") if isinstance(zone, dict) else None
-            points = zone.get("polygon") if isinstance(zone, dict) else None
-            if not isinstance(name, str) or not name or name in names:
-                raise ConfigError(f"{where}: zone {i} needs a unique, non-empty 'name'")
-            try:
-                polygon = shapely.Polygon([(float(x), float(y)) for x, y in points])
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"{where}: zone {name!r} needs a 'polygon' of at least 3 [x, y] points"
-                ) from None
-            if not polygon.is_valid or polygon.area <= 0:
-                raise ConfigError(
-                    f"{where}: zone {name!r} is not a simple polygon with an area "
-                    "(do its edges cross?)"
-                )
-            names.append(name)
-            polygons.append(polygon)
-        return cls(names, polygons)
-
-    def update(self, objects: list[Tracked]) -> tuple[dict[str, dict[str, int]], list[dict]]:
-        """``(counts, events)`` for one frame: ``counts[zone][label]`` of objects inside, and
-        ``{"zone", "event": "enter"|"exit", "track_id", "label"}`` for tracked objects that
-        crossed a zone's edge since they were last seen (a new object inside enters)."""
-        counts: dict[str, dict[str, int]] = {name: {} for name in self.names}
-        events = []
-        for obj in objects:
-            point = shapely.Point(obj.anchor)
-            inside = {n for n, p in zip(self.names, self.polygons, strict=True) if p.covers(point)}
-            for name in inside:
-                counts[name][obj.label] = counts[name].get(obj.label, 0) + 1
-            if obj.track_id < 0:
-                continue
-            before = self._inside.get(obj.track_id, set())
-            for name in self.names:
-                if (name in inside) == (name in before):
-                    continue
-                change = "enter" if name in inside else "exit"
-                events.append(
-                    {"zone": name, "event": change, "track_id": obj.track_id, "label": obj.label}
-                )
-                self.totals[name, change] += 1
-            self._inside[obj.track_id] = inside
-        return counts, events
+    def holds(self, points: np.ndarray) -> bool:
+        """Whether every anchor point ``(K, 2)`` is inside or on the edge."""
+        return bool(self.polygon.covers(shapely.points(points)).all())
 
 
-@dataclass
-class LineCounter:
-    """Crossings of a line segment by tracked objects' anchors, per direction and class."""
+@dataclass(frozen=True)
+class Line:
+    """A named segment from ``(x1, y1)`` to ``(x2, y2)`` (pixels)."""
 
+    name: str
     x1: float
     y1: float
     x2: float
     y2: float
-    _last: dict[int, tuple[float, float]] = field(default_factory=dict)
-    totals: Counter = field(default_factory=Counter)  # ("forward"/"backward", label) -> count
 
     @classmethod
-    def parse(cls, text: str) -> LineCounter:
+    def parse(cls, text: str, default_name: str = "line") -> Line:
+        """``[NAME=]x1,y1,x2,y2`` (the ``--line`` flag)."""
+        name, named, coords = text.rpartition("=")
+        if named and not name:
+            raise ConfigError(f"--line {text!r}: give a name before '=', or leave '=' out")
         try:
-            x1, y1, x2, y2 = (float(v) for v in text.split(","))
+            x1, y1, x2, y2 = (float(v) for v in coords.split(","))
         except ValueError:
-            raise ConfigError(f"--line {text!r}: use x1,y1,x2,y2 in pixels") from None
+            raise ConfigError(f"--line {text!r}: use [NAME=]x1,y1,x2,y2 in pixels") from None
+        return cls.of(name or default_name, [[x1, y1], [x2, y2]], f"--line {text!r}")
+
+    @classmethod
+    def of(cls, name: Any, points: Any, where: str) -> Line:
+        """A line from a name and ``[[x1, y1], [x2, y2]]``; `ConfigError` naming ``where``."""
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}: a line needs a non-empty 'name'")
+        try:
+            (x1, y1), (x2, y2) = ((float(x), float(y)) for x, y in points)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{where}: line {name!r} needs 'points': [[x1, y1], [x2, y2]] in pixels"
+            ) from None
         if (x1, y1) == (x2, y2):
-            raise ConfigError(f"--line {text!r}: the two points must differ")
-        return cls(x1, y1, x2, y2)
+            raise ConfigError(f"{where}: line {name!r}: the two points must differ")
+        return cls(name, x1, y1, x2, y2)
 
-    def _side(self, x: float, y: float) -> float:
-        return (self.x2 - self.x1) * (y - self.y1) - (self.y2 - self.y1) * (x - self.x1)
+    def side(self, points: np.ndarray) -> int:
+        """+1 when every point ``(K, 2)`` is right of the line (looking from the first point to
+        the second, on screen), -1 when every one is left of it, 0 otherwise (on or across)."""
+        cross = (self.x2 - self.x1) * (points[:, 1] - self.y1) - (self.y2 - self.y1) * (
+            points[:, 0] - self.x1
+        )
+        if (cross > 0).all():
+            return 1
+        if (cross < 0).all():
+            return -1
+        return 0
 
-    def update(self, objects: list[Tracked]) -> list[dict]:
-        """Crossing events of this frame: ``{"direction", "track_id", "label"}``."""
-        events = []
+    def passes(self, start: np.ndarray, end: np.ndarray) -> bool:
+        """Whether the path from point ``start`` to ``end`` (each ``(2,)``) meets the segment."""
         segment = shapely.LineString([(self.x1, self.y1), (self.x2, self.y2)])
+        return bool(segment.intersects(shapely.LineString([start, end])))
+
+
+def zones_from_dict(data: Any, where: str = "zones") -> list[Zone]:
+    """Zones of ``{"zones": [{"name": ..., "polygon": [[x, y], ...]}, ...]}`` (or of the list
+    alone); `ConfigError` naming ``where`` and the zone otherwise."""
+    items = data.get("zones") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise ConfigError(f'{where}: expected {{"zones": [{{"name": ..., "polygon": ...}}]}}')
+    zones: list[Zone] = []
+    for i, zone in enumerate(items):
+        name = zone.get("name") if isinstance(zone, dict) else None
+        points = zone.get("polygon") if isinstance(zone, dict) else None
+        if not isinstance(name, str) or not name or name in {z.name for z in zones}:
+            raise ConfigError(f"{where}: zone {i} needs a unique, non-empty 'name'")
+        try:
+            polygon = shapely.Polygon([(float(x), float(y)) for x, y in points])
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{where}: zone {name!r} needs a 'polygon' of at least 3 [x, y] points"
+            ) from None
+        if not polygon.is_valid or polygon.area <= 0:
+            raise ConfigError(
+                f"{where}: zone {name!r} is not a simple polygon with an area (do its edges cross?)"
+            )
+        zones.append(Zone(name, polygon))
+    return zones
+
+
+def read_zones(path: Path, what: str = "--zones") -> list[Zone]:
+    """Zones from a ``zones.json`` file (`zones_from_dict`); errors name ``what`` and the path."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{what} {path}: not a readable JSON file ({exc})") from None
+    return zones_from_dict(data, str(path))
+
+
+@dataclass
+class _Debounce:
+    """A confirmed state and the change waiting for ``min_frames`` agreeing frames.
+
+    ``state``: zone: inside (bool); line: the side (-1/+1, 0 not known yet). ``since``: the
+    frame and time the state was confirmed as of; ``point``: a line's last anchor on that side.
+    """
+
+    state: Any
+    since: tuple[int, float] = (0, 0.0)
+    point: np.ndarray | None = None
+    waiting: int = 0
+    first: tuple[int, float, np.ndarray] | None = None  # the first frame of the change
+
+    def observe(self, value: Any, frame: int, time_ms: float, point: np.ndarray, need: int) -> bool:
+        """Record one frame's observation; True when a change is confirmed (then ``first`` holds
+        where it started and ``state`` is still the old one)."""
+        if value == self.state:
+            self.waiting, self.first = 0, None
+            self.point = point
+            return False
+        if self.waiting == 0:
+            self.first = (frame, time_ms, point)
+        self.waiting += 1
+        return self.waiting >= need
+
+    def confirm(self, value: Any) -> None:
+        assert self.first is not None
+        frame, time_ms, point = self.first
+        self.state, self.since, self.point = value, (frame, time_ms), point
+        self.waiting, self.first = 0, None
+
+
+@dataclass
+class Counting:
+    """Counts in ``zones`` and across ``lines`` for one camera (see the module docstring).
+
+    ``totals[(name, event, label)]``: events per zone or line, kind (``enter``, ``exit``,
+    ``forward``, ``backward``) and class. ``dwell[zone]``: seconds of each finished visit.
+    """
+
+    zones: list[Zone] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
+    anchor: str = "bottom_center"
+    min_frames: int = 2
+    totals: Counter = field(default_factory=Counter)
+    dwell: dict[str, list[float]] = field(default_factory=dict)
+    _zone: dict[tuple[int, str], _Debounce] = field(default_factory=dict)
+    _line: dict[tuple[int, str], _Debounce] = field(default_factory=dict)
+    _seen: dict[int, tuple[int, float, str]] = field(default_factory=dict)  # frame, ms, label
+
+    def __post_init__(self) -> None:
+        if self.anchor not in ANCHORS:
+            raise ConfigError(f"anchor {self.anchor!r}: use one of {', '.join(ANCHORS)}")
+        if self.min_frames < 1:
+            raise ConfigError(f"min_frames {self.min_frames}: use 1 or more")
+        names = [z.name for z in self.zones] + [x.name for x in self.lines]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"zone and line names must differ from one another: {names}")
+
+    def __bool__(self) -> bool:
+        return bool(self.zones or self.lines)
+
+    def update(
+        self,
+        objects: list[Tracked],
+        frame: int,
+        time_ms: float,
+        live: set[int] | None = None,
+    ) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
+        """``(counts, events)`` of one processed frame: ``counts[zone][label]`` of the objects
+        whose anchor is inside now (tracked or not), and the events confirmed in this frame.
+        ``live``: the track ids the tracker still follows; tracks missing from it have ended
+        (None: none has)."""
+        counts: dict[str, dict[str, int]] = {z.name: {} for z in self.zones}
+        events: list[dict[str, Any]] = []
         for obj in objects:
-            if obj.track_id < 0:
-                continue
-            now = obj.anchor
-            before = self._last.get(obj.track_id)
-            self._last[obj.track_id] = now
-            if before is None:
-                continue
-            s0, s1 = self._side(*before), self._side(*now)
-            if s1 == 0:  # on the line: decided when it leaves it
-                self._last[obj.track_id] = before
-                continue
-            if s0 * s1 > 0 or s0 == 0:
-                continue
-            if not segment.intersects(shapely.LineString([before, now])):
-                continue  # passed beside the segment, not through it
-            direction = "forward" if s0 < 0 < s1 else "backward"
-            self.totals[direction, obj.label] += 1
-            events.append({"direction": direction, "track_id": obj.track_id, "label": obj.label})
+            points = anchor_points(obj.box, self.anchor)
+            for zone in self.zones:
+                inside = zone.holds(points)
+                if inside:
+                    counts[zone.name][obj.label] = counts[zone.name].get(obj.label, 0) + 1
+                if obj.track_id >= 0:
+                    events += self._visit(obj, zone, inside, frame, time_ms, points)
+            if obj.track_id >= 0:
+                for line in self.lines:
+                    events += self._cross(obj, line, frame, time_ms, points)
+                self._seen[obj.track_id] = (frame, time_ms, obj.label)
+        if live is not None:
+            events += self._end([t for t in self._seen if t not in live])
+        return counts, events
+
+    def _visit(
+        self, obj: Tracked, zone: Zone, inside: bool, frame: int, time_ms: float, points: np.ndarray
+    ) -> list[dict[str, Any]]:
+        state = self._zone.setdefault((obj.track_id, zone.name), _Debounce(False))
+        if not state.observe(inside, frame, time_ms, points.mean(axis=0), self.min_frames):
+            return []
+        entered_ms = state.since[1]
+        state.confirm(inside)
+        what = "enter" if inside else "exit"
+        event = self._event("zone", zone.name, what, obj.track_id, obj.label, state.since)
+        if not inside:
+            event["dwell_s"] = self._dwelt(zone.name, state.since[1] - entered_ms)
+        return [event]
+
+    def _cross(
+        self, obj: Tracked, line: Line, frame: int, time_ms: float, points: np.ndarray
+    ) -> list[dict[str, Any]]:
+        side = line.side(points)
+        if side == 0:  # on the line (or across it): decided when it leaves
+            return []
+        centre = points.mean(axis=0)
+        state = self._line.get((obj.track_id, line.name))
+        if state is None:
+            self._line[obj.track_id, line.name] = _Debounce(side, (frame, time_ms), centre)
+            return []
+        before = state.point
+        if not state.observe(side, frame, time_ms, centre, self.min_frames):
+            return []
+        assert state.first is not None and before is not None
+        through = line.passes(before, state.first[2])
+        state.confirm(side)
+        if not through:  # went round the segment's end
+            return []
+        direction = "forward" if side > 0 else "backward"
+        event = self._event("line", line.name, "cross", obj.track_id, obj.label, state.since)
+        event["direction"] = direction
+        self.totals[line.name, direction, obj.label] += 1
+        return [event]
+
+    def _event(
+        self, kind: str, name: str, what: str, track_id: int, label: str, at: tuple[int, float]
+    ) -> dict[str, Any]:
+        frame, time_ms = at
+        if what != "cross":
+            self.totals[name, what, label] += 1
+        return {
+            kind: name,
+            "event": what,
+            "track_id": track_id,
+            "label": label,
+            "frame": frame,
+            "timestamp_ms": round(time_ms, 3),
+        }
+
+    def _dwelt(self, zone: str, ms: float) -> float:
+        seconds = round(ms / 1000, 3)
+        self.dwell.setdefault(zone, []).append(seconds)
+        return seconds
+
+    def _end(self, ended: list[int]) -> list[dict[str, Any]]:
+        """Exits (``lost``) of ended tracks still inside a zone, at the frame last seen."""
+        events = []
+        for track_id in ended:
+            frame, time_ms, label = self._seen.pop(track_id)
+            for zone in self.zones:
+                state = self._zone.pop((track_id, zone.name), None)
+                if state is None or not state.state:
+                    continue
+                event = self._event("zone", zone.name, "exit", track_id, label, (frame, time_ms))
+                event["dwell_s"] = self._dwelt(zone.name, time_ms - state.since[1])
+                event["lost"] = True
+                events.append(event)
+            for line in self.lines:
+                self._line.pop((track_id, line.name), None)
         return events
+
+    def summary(self) -> dict[str, Any]:
+        """Totals as ``{"NAME EVENT LABEL": n}`` and dwell as ``{zone: {visits, mean_s,
+        max_s}}``; ``inside``: tracked objects inside each zone now."""
+        inside = Counter(name for (_, name), s in self._zone.items() if s.state)
+        return {
+            "counts": {
+                f"{n} {what} {label}": k for (n, what, label), k in sorted(self.totals.items())
+            },
+            "dwell": {
+                zone: {
+                    "visits": len(times),
+                    "mean_s": round(float(np.mean(times)), 3),
+                    "max_s": round(max(times), 3),
+                }
+                for zone, times in sorted(self.dwell.items())
+            },
+            "inside": {z.name: inside[z.name] for z in self.zones},
+        }

@@ -14,7 +14,7 @@ import pytest
 from helpers import run_detect
 
 from detect.errors import DataError
-from detect.metrics.tracking import score_tracking
+from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.metrics.video import score_video
 from detect.track import Tracker
 
@@ -74,12 +74,13 @@ def test_tracker_follows_the_clips_objects_through_noise_and_missed_frames(tmp_p
         scores = rng.uniform(0.3, 1.0, len(boxes))
         labels = np.array([a["category_id"] for a in anns], int)[seen]
         ids = tracker.update(boxes, scores, labels)
-        frames.append((gt_ids, gt_boxes, ids, boxes))
-    score = score_tracking(frames)
+        gt_labels = np.array([a["category_id"] for a in anns], int)
+        frames.append(TrackedFrame(gt_ids, gt_boxes, gt_labels, ids, boxes, labels))
+    score = tracking_metrics(frames)
     objects = len({a["track_id"] for a in gt["annotations"]})
-    assert score.matches > 0.7 * sum(len(f[0]) for f in frames)
-    assert score.id_switches <= objects  # at most about one switch per object in 80 frames
-    assert score.ids_per_object <= 2.0
+    assert score["matches"] > 0.7 * sum(len(f.gt_ids) for f in frames)
+    assert score["id_switches"] <= objects  # at most about one switch per object in 80 frames
+    assert score["tracks"] <= 2 * score["gt_objects"]
 
 
 def test_bad_video_arguments_are_one_line(tmp_path: Path) -> None:
@@ -125,9 +126,11 @@ def test_score_video_of_the_truth_is_perfect_and_counts_exchanged_ids(tmp_path: 
     perfect = score_video(gt, _write(tmp_path / "p.jsonl", _records(data)))
     assert perfect["frames"] == 20 and perfect["objects"] == 4
     assert perfect["AP50"] == pytest.approx(1.0) and perfect["AP"] == pytest.approx(1.0)
-    assert (perfect["id_switches"], perfect["misses"], perfect["ids_per_object"]) == (0, 0, 1.0)
+    assert (perfect["id_switches"], perfect["misses"], perfect["false_positives"]) == (0, 0, 0)
+    for name in ("MOTA", "MOTP", "IDF1", "HOTA"):
+        assert perfect[name] == pytest.approx(1.0), name
     swapped = score_video(gt, _write(tmp_path / "s.jsonl", _records(data, swap_from=10)))
-    assert swapped["id_switches"] == 2 and swapped["ids_per_object"] == 1.5
+    assert swapped["id_switches"] >= 1 and swapped["IDF1"] < 1 and swapped["MOTP"] == 1.0
     assert swapped["AP50"] == pytest.approx(1.0)
     half = score_video(gt, _write(tmp_path / "h.jsonl", _records(data)[::2]))
     assert half["frames"] == 10  # only the processed frames are scored

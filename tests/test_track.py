@@ -1,5 +1,5 @@
 """`detect.track.Tracker` on scripted scenes with known identities, scored by
-`detect.metrics.tracking.score_tracking` (itself checked on a hand-made case)."""
+`detect.metrics.tracking.tracking_metrics` (TrackEval; checked in test_tracking_metrics.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from detect.errors import ConfigError
-from detect.metrics.tracking import score_tracking
+from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.track import Tracker, TrackerConfig
 
 
@@ -25,22 +25,12 @@ def _run(scene: list[list[tuple[int, list[float], float, int]]], tracker: Tracke
         scores = np.array([o[2] for o in objects], float)
         labels = np.array([o[3] for o in objects], int)
         ids = tracker.update(boxes, scores, labels)
-        frames.append((gt_ids, boxes, ids, boxes))
+        frames.append(TrackedFrame(gt_ids, boxes, labels, ids, boxes, labels))
     return frames
 
 
-def test_score_tracking_counts_switches_misses_and_ids_by_hand() -> None:
-    box_a, box_b = _box(0, 0), _box(100, 0)
-    frames = [
-        (np.array([1, 2]), np.array([box_a, box_b]), np.array([7, 8]), np.array([box_a, box_b])),
-        (np.array([1, 2]), np.array([box_a, box_b]), np.array([7, -1]), np.array([box_a, box_b])),
-        (np.array([1, 2]), np.array([box_a, box_b]), np.array([9, 8]), np.array([box_a, box_b])),
-        (np.array([1]), np.array([box_a]), np.array([7]), np.array([_box(50, 50)])),
-    ]
-    score = score_tracking(frames)
-    # object 1: 7, 7, 9 (switch), then missed; object 2: 8, untracked (miss), 8 (no switch)
-    assert (score.id_switches, score.matches, score.misses) == (1, 5, 2)
-    assert score.ids_per_object == 1.5
+def score_tracking(frames: list[TrackedFrame]) -> dict:
+    return tracking_metrics(frames)
 
 
 def test_objects_moving_apart_keep_distinct_stable_ids() -> None:
@@ -48,10 +38,10 @@ def test_objects_moving_apart_keep_distinct_stable_ids() -> None:
         [(1, _box(50 - 3 * t, 50), 0.9, 1), (2, _box(80 + 3 * t, 50), 0.8, 1)] for t in range(30)
     ]
     frames = _run(scene)
-    ids = np.array([f[2] for f in frames[1:]])  # shown from the second match on
+    ids = np.array([f.track_ids for f in frames[1:]])  # shown from the second match on
     assert (ids >= 1).all() and len(set(ids[:, 0])) == 1 and len(set(ids[:, 1])) == 1
     assert ids[0, 0] != ids[0, 1]
-    assert score_tracking(frames).id_switches == 0
+    assert score_tracking(frames)["id_switches"] == 0
 
 
 def test_crossing_objects_of_one_class_keep_their_ids_by_their_motion() -> None:
@@ -59,7 +49,7 @@ def test_crossing_objects_of_one_class_keep_their_ids_by_their_motion() -> None:
         [(1, _box(10 + 4 * t, 50), 0.9, 1), (2, _box(170 - 4 * t, 54), 0.9, 1)] for t in range(40)
     ]
     score = score_tracking(_run(scene))
-    assert score.id_switches == 0 and score.ids_per_object == 1.0
+    assert score["id_switches"] == 0 and score["tracks"] == score["gt_objects"]
 
 
 def test_an_occluded_object_gets_its_id_back_within_max_age() -> None:
@@ -71,9 +61,9 @@ def test_an_occluded_object_gets_its_id_back_within_max_age() -> None:
         scene.append(objects)
     frames = _run(scene, Tracker(TrackerConfig(max_age=15)))
     score = score_tracking(frames)
-    assert score.id_switches == 0 and score.ids_per_object == 1.0
+    assert score["id_switches"] == 0 and score["tracks"] == score["gt_objects"]
     frames = _run(scene, Tracker(TrackerConfig(max_age=5)))  # forgotten: a new id
-    assert score_tracking(frames).id_switches == 1
+    assert score_tracking(frames)["id_switches"] == 1
 
 
 def test_low_scores_keep_a_track_alive_but_never_start_one() -> None:
@@ -82,18 +72,18 @@ def test_low_scores_keep_a_track_alive_but_never_start_one() -> None:
         score = 0.25 if 10 <= t < 20 else 0.9  # blurred frames
         scene.append([(1, _box(10 + 2 * t, 40), score, 1), (9, _box(200, 200), 0.2, 1)])
     frames = _run(scene)
-    ids = [f[2] for f in frames]
+    ids = [f.track_ids for f in frames]
     assert all(i[0] == ids[1][0] for i in ids[1:])  # one id, through the blur
     assert all(i[1] == -1 for i in ids)  # a low-score-only object gets none
-    assert score_tracking(frames).id_switches == 0
+    assert score_tracking(frames)["id_switches"] == 0
 
 
 def test_another_class_does_not_take_a_track_and_one_frame_alarms_get_no_id() -> None:
     scene = [[(1, _box(40, 40), 0.9, 1)] for _ in range(10)]
     scene[5] = [(3, _box(40, 40), 0.95, 2)]  # same place, other class, one frame
     frames = _run(scene)
-    assert frames[5][2].tolist() == [-1]  # new track, not yet confirmed
-    ids = [int(f[2][0]) for i, f in enumerate(frames) if i not in (0, 5)]
+    assert frames[5].track_ids.tolist() == [-1]  # new track, not yet confirmed
+    ids = [int(f.track_ids[0]) for i, f in enumerate(frames) if i not in (0, 5)]
     assert len(set(ids)) == 1 and ids[0] > 0
 
 

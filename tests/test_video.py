@@ -78,7 +78,7 @@ def test_local_run_writes_a_line_and_a_video_frame_per_processed_frame(
     lines = _lines(jsonl)
     assert [r["frame"] for r in lines] == list(range(30))
     assert [r["timestamp_ms"] for r in lines[:3]] == [0, 100, 200]
-    assert all("line_events" in r for r in lines)
+    assert all("events" in r for r in lines)
     for record in lines:
         for d in record["detections"]:
             assert {

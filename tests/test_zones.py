@@ -1,4 +1,6 @@
-"""Zone counts, enter/exit events and line crossings on scripted tracks with known answers."""
+"""Zone counts, enter/exit events with dwell times, and line crossings on scripted tracks with
+known answers: anchors, the minimum frames that keep a flickering box from counting twice, and
+tracks that end inside a zone."""
 
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from detect.errors import ConfigError
-from detect.zones import LineCounter, Tracked, Zones
+from detect.zones import Counting, Line, Tracked, read_zones, zones_from_dict
 
 
 def _at(track_id: int, x: float, y: float, label: str = "car") -> Tracked:
-    """An object whose anchor (bottom-centre) is at (x, y): a 10 x 10 box above it."""
+    """An object whose bottom-centre is at (x, y): a 10 x 10 box above it."""
     return Tracked(track_id, label, (x - 5, y - 10, x + 5, y))
 
 
@@ -24,12 +26,19 @@ ZONES = {
 }
 
 
+def _feed(counting: Counting, script: list[list[Tracked]], step_ms: float = 100.0) -> list[dict]:
+    """Every frame of the script through ``counting``; all events, in order."""
+    events = []
+    for frame, objects in enumerate(script):
+        events += counting.update(objects, frame, frame * step_ms)[1]
+    return events
+
+
 def test_counts_and_enter_exit_events_follow_a_tracked_object_across_zones() -> None:
-    zones = Zones.from_dict(ZONES)
-    script = [20, 60, 120, 160, 260]  # x of object 1's anchor, y = 50
+    counting = Counting(zones_from_dict(ZONES), min_frames=1)
     seen = []
-    for x in script:
-        counts, events = zones.update([_at(1, x, 50), _at(-1, 30, 30, "person")])
+    for frame, x in enumerate([20, 60, 120, 160, 260]):  # object 1's anchor, y = 50
+        counts, events = counting.update([_at(1, x, 50), _at(-1, 30, 30, "person")], frame, 0.0)
         seen.append((counts, [(e["zone"], e["event"]) for e in events]))
     assert seen[0] == ({"left": {"car": 1, "person": 1}, "right": {}}, [("left", "enter")])
     assert seen[1] == ({"left": {"car": 1, "person": 1}, "right": {}}, [])
@@ -41,63 +50,126 @@ def test_counts_and_enter_exit_events_follow_a_tracked_object_across_zones() -> 
         {"left": {"person": 1}, "right": {}},
         [("right", "exit")],
     )
-    assert dict(zones.totals) == {
-        ("left", "enter"): 1,
-        ("left", "exit"): 1,
-        ("right", "enter"): 1,
-        ("right", "exit"): 1,
+    assert counting.summary()["counts"] == {
+        "left enter car": 1,
+        "left exit car": 1,
+        "right enter car": 1,
+        "right exit car": 1,
     }
+
+
+def test_enter_and_exit_are_dated_at_their_first_frame_and_exits_carry_the_dwell() -> None:
+    counting = Counting(zones_from_dict(ZONES), min_frames=3)
+    # outside (y = 150) for frames 0-1, inside 2-8 with one flicker out at 5, out from 9 on
+    ys = [150, 150, 50, 50, 50, 150, 50, 50, 50, 150, 150, 150, 150]
+    events = _feed(counting, [[_at(4, 50, y, "person")] for y in ys])
+    assert [(e["event"], e["frame"], e["timestamp_ms"]) for e in events] == [
+        ("enter", 2, 200.0),
+        ("exit", 9, 900.0),
+    ]
+    assert events[1]["dwell_s"] == pytest.approx(0.7) and "lost" not in events[1]
+    summary = counting.summary()
+    assert summary["dwell"] == {"left": {"visits": 1, "mean_s": 0.7, "max_s": 0.7}}
+    assert summary["counts"] == {"left enter person": 1, "left exit person": 1}
+
+
+def test_a_track_that_ends_inside_exits_where_it_was_last_seen() -> None:
+    counting = Counting(zones_from_dict(ZONES), min_frames=2)
+    events = []
+    for frame in range(6):
+        objects = [_at(2, 50, 50)] if frame < 4 else []
+        live = {2} if frame < 5 else set()  # the tracker forgets it at frame 5
+        events += counting.update(objects, frame, 100.0 * frame, live)[1]
+    assert [(e["event"], e["frame"]) for e in events] == [("enter", 0), ("exit", 3)]
+    assert events[1]["lost"] is True and events[1]["dwell_s"] == pytest.approx(0.3)
+    assert counting.summary()["inside"] == {"left": 0, "right": 0}
 
 
 def test_line_crossings_by_direction_only_through_the_segment() -> None:
-    line = LineCounter.parse("0,30,300,30")  # drawn left to right: forward = downwards
-    events = []
-    for y in (10, 20, 40, 50, 20):  # down across, then back up across
-        events += line.update([_at(1, 150, y)])
-    for y in (10, 30, 30, 45):  # touches the line, stays, then leaves downwards: once
-        events += line.update([_at(2, 100, y, "person")])
-    for y in (10, 50):  # beside the segment (x = 400): no crossing
-        events += line.update([_at(3, 400, y)])
-    for y in (10, 50):  # untracked: not counted
-        events += line.update([_at(-1, 150, y)])
-    assert [(e["track_id"], e["direction"]) for e in events] == [
-        (1, "forward"),
-        (1, "backward"),
-        (2, "forward"),
+    line = Line.parse("0,30,300,30")  # drawn left to right: forward = downwards
+    counting = Counting(lines=[line], min_frames=1)
+    script = [[_at(1, 150, y)] for y in (10, 20, 40, 50, 20)]  # down across, back up
+    script += [[_at(2, 100, y, "person")] for y in (10, 30, 30, 45)]  # on the line, then down
+    script += [[_at(3, 400, y)] for y in (10, 50)]  # beside the segment (x = 400)
+    script += [[_at(-1, 150, y)] for y in (10, 50)]  # untracked
+    events = _feed(counting, script)
+    assert [(e["track_id"], e["direction"], e["frame"]) for e in events] == [
+        (1, "forward", 2),
+        (1, "backward", 4),
+        (2, "forward", 8),
     ]
-    assert dict(line.totals) == {
-        ("forward", "car"): 1,
-        ("backward", "car"): 1,
-        ("forward", "person"): 1,
+    assert counting.summary()["counts"] == {
+        "line backward car": 1,
+        "line forward car": 1,
+        "line forward person": 1,
     }
+
+
+def test_a_box_flickering_over_a_line_counts_once() -> None:
+    """A box whose bottom edge jitters around y = 30 as it creeps down: with min_frames 3 one
+    forward crossing, dated at the first frame of the run of frames below the line; every flip
+    counts with min_frames 1."""
+    ys = [20, 25, 32, 28, 33, 29, 31, 27, 34, 36, 38, 40, 42]
+    script = [[_at(7, 150, y)] for y in ys]
+    steady = _feed(Counting(lines=[Line.parse("door=0,30,300,30")], min_frames=3), script)
+    assert [(e["line"], e["direction"], e["frame"]) for e in steady] == [("door", "forward", 8)]
+    jumpy = _feed(Counting(lines=[Line.parse("door=0,30,300,30")], min_frames=1), script)
+    assert len(jumpy) == 7
+
+
+def test_anchors_place_an_object_by_its_foot_its_centre_or_its_whole_box() -> None:
+    square = [[0, 0], [100, 0], [100, 100], [0, 100]]
+    zone = zones_from_dict([{"name": "z", "polygon": square}])
+    box = Tracked(1, "car", (70.0, 40.0, 110.0, 90.0))  # foot and centre inside, right part out
+    for anchor, inside in (("bottom_center", True), ("center", True), ("box", False)):
+        counts, _ = Counting(zone, anchor=anchor).update([box], 0, 0.0)
+        assert counts == {"z": {"car": 1} if inside else {}}, anchor
+    line = Line.parse("50,0,50,200")  # vertical: the box straddles it
+    across = Tracked(1, "car", (40.0, 40.0, 60.0, 90.0))
+    right = Tracked(1, "car", (45.0, 40.0, 65.0, 90.0))
+    for anchor, crossings in (("center", 0), ("box", 0)):
+        counting = Counting(lines=[line], anchor=anchor, min_frames=1)
+        events = _feed(counting, [[across], [right]])
+        assert len(events) == crossings, anchor
+    # with whole boxes, a crossing needs the box off the line on both sides
+    left = Tracked(2, "car", (10.0, 40.0, 30.0, 90.0))
+    beyond = Tracked(2, "car", (70.0, 40.0, 90.0, 90.0))
+    counting = Counting(lines=[line], anchor="box", min_frames=1)
+    events = _feed(counting, [[left], [Tracked(2, "car", across.box)], [beyond]])
+    assert [(e["direction"], e["frame"]) for e in events] == [("backward", 2)]
 
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
     [
-        ("[1, 2]", "expected"),
+        ("[1, 2]", "name"),
         ('{"zones": [{"name": "a", "polygon": [[0, 0], [1, 1]]}]}', "at least 3"),
         ('{"zones": [{"name": "a", "polygon": [[0, 0], [9, 9], [0, 9], [9, 0]]}]}', "cross"),
         ('{"zones": [{"polygon": [[0, 0], [9, 0], [9, 9]]}]}', "name"),
         ('{"zones": [{"name": "a", "polygon": "square"}]}', "polygon"),
+        ('{"zones": 3}', "expected"),
         ("{not json", "JSON"),
     ],
 )
-def test_bad_zone_files_and_lines_are_config_errors(
-    tmp_path: Path, content: str, fragment: str
-) -> None:
+def test_bad_zone_files_are_config_errors(tmp_path: Path, content: str, fragment: str) -> None:
     path = tmp_path / "zones.json"
     path.write_text(content)
     with pytest.raises(ConfigError, match=fragment):
-        Zones.read(path)
+        read_zones(path)
 
 
-def test_bad_lines_and_missing_zone_file(tmp_path: Path) -> None:
-    for text in ("1,2,3", "a,b,c,d", "5,5,5,5"):
-        with pytest.raises(ConfigError, match="--line"):
-            LineCounter.parse(text)
+def test_bad_lines_anchors_and_missing_zone_file(tmp_path: Path) -> None:
+    for text in ("1,2,3", "a,b,c,d", "5,5,5,5", "=1,2,3,4"):
+        with pytest.raises(ConfigError, match="--line|name"):
+            Line.parse(text)
     with pytest.raises(ConfigError, match="no such file"):
-        Zones.read(tmp_path / "none.json")
+        read_zones(tmp_path / "none.json")
+    with pytest.raises(ConfigError, match="anchor"):
+        Counting(anchor="feet")
+    with pytest.raises(ConfigError, match="min_frames"):
+        Counting(min_frames=0)
+    with pytest.raises(ConfigError, match="differ"):
+        Counting(zones_from_dict(ZONES), [Line.parse("left=0,0,5,5")])
     ok = tmp_path / "ok.json"
     ok.write_text(json.dumps(ZONES))
-    assert Zones.read(ok).names == ["left", "right"]
+    assert [z.name for z in read_zones(ok)] == ["left", "right"]

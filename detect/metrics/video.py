@@ -3,7 +3,9 @@
 Detection: COCO AP and AP50 of the boxes over the processed frames, each frame one COCOeval
 image (pycocotools). The JSONL holds only the detections the run kept (its score threshold), so
 AP here is that of the run's output, a lower bound of the model's AP on the clip.
-Tracking: ID switches, matches, misses and ids per object (`detect.metrics.tracking`).
+Tracking: MOTA, MOTP, IDF1, HOTA (DetA, AssA), ID switches, matches, misses and false positives
+by TrackEval (`detect.metrics.tracking`), over the same frames; detections without a track id
+(-1: the run did not track, or the track was not confirmed yet) are not tracker output.
 
 Ground truth: the clip's COCO JSON, images with ``frame_index``, annotations with ``track_id``
 and TLWH ``bbox``. The JSONL lines: ``frame`` and ``detections`` with ``top``, ``left``,
@@ -21,7 +23,7 @@ import numpy as np
 from detect.data.coco import load_json
 from detect.errors import DataError
 from detect.metrics.coco import load_gt, run_cocoeval, summary
-from detect.metrics.tracking import score_tracking
+from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.ops.boxes import xywh_to_xyxy
 
 
@@ -56,7 +58,7 @@ def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
     """AP, AP50 and the tracking figures of a run's JSONL against the clip's ground truth.
 
     Returns ``frames`` (scored), ``objects`` (distinct ground-truth tracks in them), ``AP``,
-    ``AP50``, ``id_switches``, ``matches``, ``misses`` and ``ids_per_object``.
+    ``AP50`` and `tracking_metrics`' figures.
     """
     data = load_json(gt_path)
     image_of = {int(img["frame_index"]): int(img["id"]) for img in data["images"]}
@@ -90,22 +92,41 @@ def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
         truth = by_image.get(image_of[record["frame"]], [])
         found = record["detections"]
         tracked.append(
-            (
+            TrackedFrame(
                 np.array([a["track_id"] for a in truth], int),
                 _xyxy([a["bbox"] for a in truth]),
+                np.array([a["category_id"] for a in truth], int),
                 np.array([d.get("track_id", -1) for d in found], int),
                 _xyxy([[d["left"], d["top"], d["width"], d["height"]] for d in found]),
+                np.array([category_of[d["label"]] for d in found], int),
             )
         )
-    tracking = score_tracking(tracked)
     objects = {a["track_id"] for i in frames for a in by_image.get(i, [])}
     return {
         "frames": len(frames),
         "objects": len(objects),
         "AP": figures["AP"],
         "AP50": figures["AP50"],
-        "id_switches": tracking.id_switches,
-        "matches": tracking.matches,
-        "misses": tracking.misses,
-        "ids_per_object": tracking.ids_per_object,
+        **tracking_metrics(tracked),
     }
+
+
+def video_table(scores: dict[str, Any]) -> str:
+    """The figures of `score_video` as a small text table."""
+    rows = [
+        ("frames scored", f"{scores['frames']}"),
+        ("objects (ground truth)", f"{scores['objects']}"),
+        ("box AP / AP50", f"{scores['AP']:.3f} / {scores['AP50']:.3f}"),
+        ("MOTA", f"{scores['MOTA']:.3f}"),
+        ("MOTP (IoU)", f"{scores['MOTP']:.3f}"),
+        ("IDF1", f"{scores['IDF1']:.3f}"),
+        ("HOTA (DetA, AssA)", f"{scores['HOTA']:.3f} ({scores['DetA']:.3f}, {scores['AssA']:.3f})"),
+        ("ID switches", f"{scores['id_switches']}"),
+        (
+            "matches / misses / false positives",
+            f"{scores['matches']} / {scores['misses']} / {scores['false_positives']}",
+        ),
+        ("tracks for objects", f"{scores['tracks']} for {scores['gt_objects']}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -26,12 +26,12 @@ def stream(
     frames: FrameSource,
     options: DetectOptions,
     in_flight: int = 4,
-    retry: int = 0,
+    retry: int | None = 0,
     frame_deadline_ms: int = 0,
 ) -> Iterator[Result]:
     """Results of one ``DetectStream`` call with up to ``in_flight`` frames on their way,
-    reopened after UNAVAILABLE up to ``retry`` times in a row; frames the server cannot start
-    within ``frame_deadline_ms`` (0: no limit) come back dropped.
+    reopened after UNAVAILABLE up to ``retry`` times in a row (None: for ever); frames the
+    server cannot start within ``frame_deadline_ms`` (0: no limit) come back dropped.
 
     The request generator runs on gRPC's thread; it pulls frames from one shared iterator, so a
     reopened stream goes on where the failed one stopped, after sending again, in order, the
@@ -76,12 +76,13 @@ def stream(
                 current[0] += 1
                 backlog[:0] = sorted(pending.values(), key=lambda item: item[0])
                 pending.clear()
-            if exc.code != grpc.StatusCode.UNAVAILABLE or attempt >= retry:
+            if exc.code != grpc.StatusCode.UNAVAILABLE or (retry is not None and attempt >= retry):
                 raise
             pause = backoff(attempt)
             attempt += 1
             print(
-                f"warning: {exc}; retrying in {pause:g} s ({attempt}/{retry})",
+                f"warning: {exc}; retrying in {pause:g} s "
+                f"({attempt}/{'forever' if retry is None else retry})",
                 file=sys.stderr,
             )
             if frames.stopped.wait(pause):

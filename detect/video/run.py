@@ -1,7 +1,10 @@
 """The `detect video` run: frames from `detect.video.source`, detections from a local backend or
-the server (`detect.video.remote`), then tracks, zone and line counts, the annotated MP4, JSONL
-and the summary. SIGTERM/SIGINT end the run after the frame in hand: the MP4 is finalised
-(playable) and every JSONL line is complete (each is flushed when written).
+the server (`detect.video.remote`), then tracks, zone and line counts (`detect.zones`), the
+annotated MP4, JSONL and the summary. SIGTERM/SIGINT end the run after the frame in hand: the MP4
+is finalised (playable) and every JSONL line is complete (each is flushed when written).
+
+`VideoRun` is one camera's run; `detect watch` runs one per camera, in threads, sharing a local
+backend or each with its own stream to the server.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,10 +40,14 @@ from detect.runtime.draw import class_color, draw_detections
 from detect.structures import Detection, DetectOptions
 from detect.track import Tracker
 from detect.video.source import FrameSource
-from detect.zones import LineCounter, Tracked, Zones
+from detect.zones import ANCHORS, Counting, Line, Tracked, Zone, read_zones
 
 if TYPE_CHECKING:  # the gRPC side loads only for --server
+    from detect.runtime.backend import Backend
     from detect.video.remote import Result
+
+EventSink = Callable[[dict[str, Any]], None]
+"""Receives each zone or line event of a run as it is confirmed (`detect.zones`)."""
 
 
 @dataclass
@@ -54,19 +61,22 @@ class VideoConfig:
     target_fps: float | None = None
     realtime: bool = False
     track: bool = False
-    zones: Path | None = None
-    line: str | None = None
+    zones: list[Zone] = field(default_factory=list)
+    lines: list[Line] = field(default_factory=list)
+    anchor: str = "bottom_center"
+    min_frames: int = 2
     out_video: Path | None = None
     jsonl: Path | None = None
     options: DetectOptions = field(default_factory=DetectOptions)
     device: str = "auto"
     backend: str = "auto"
-    reconnect: int = 5
-    retry: int = 0
+    reconnect: int | None = 5  # None: for ever
+    retry: int | None = 0  # None: for ever
     in_flight: int = 4
     frame_deadline_ms: int = 0
     max_frames: int | None = None
     connection: Connection = field(default_factory=Connection)
+    name: str = ""  # the camera's name (`detect watch`)
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,7 +90,24 @@ class VideoConfig:
         p.add_argument("--realtime", action="store_true", help="drop frames instead of lagging")
         p.add_argument("--track", action="store_true", help="give objects stable track ids")
         p.add_argument("--zones", type=Path, help="zones.json: named polygons to count in")
-        p.add_argument("--line", help="x1,y1,x2,y2: count crossings of this line by direction")
+        p.add_argument(
+            "--line",
+            action="append",
+            default=[],
+            help="[NAME=]x1,y1,x2,y2: count crossings of this line by direction (repeatable)",
+        )
+        p.add_argument(
+            "--anchor",
+            default="bottom_center",
+            choices=ANCHORS,
+            help="the point(s) of a box that place it in zones and on sides of lines",
+        )
+        p.add_argument(
+            "--min-frames",
+            type=int,
+            default=2,
+            help="frames an object must stay in or out of a zone, or past a line, to count",
+        )
         p.add_argument("--out-video", type=Path, help="annotated .mp4")
         p.add_argument("--jsonl", type=Path, help="one JSON line per processed frame")
         p.add_argument("--score", type=float, help="score threshold (default: the model card's)")
@@ -108,9 +135,22 @@ class VideoConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> VideoConfig:
+        lines = [
+            Line.parse(text, f"line{k + 1}" if len(args.line) > 1 else "line")
+            for k, text in enumerate(args.line)
+        ]
         return from_flags(
-            cls, args, options=detect_options(args), connection=Connection.from_args(args)
+            cls,
+            args,
+            zones=read_zones(args.zones) if args.zones is not None else [],
+            lines=lines,
+            options=detect_options(args),
+            connection=Connection.from_args(args),
         )
+
+    @property
+    def counting(self) -> bool:
+        return bool(self.zones or self.lines)
 
     def validate(self) -> None:
         if (self.model is None) == (self.server is None):
@@ -119,7 +159,7 @@ class VideoConfig:
             raise ConfigError(f"--every {self.every}: use 1 or more")
         if self.target_fps is not None and (self.target_fps <= 0 or self.every != 1):
             raise ConfigError("--target-fps needs a positive rate and cannot go with --every")
-        if self.reconnect < 0 or self.retry < 0 or self.in_flight < 1:
+        if (self.reconnect or 0) < 0 or (self.retry or 0) < 0 or self.in_flight < 1:
             raise ConfigError("--reconnect and --retry must be 0 or more, --in-flight 1 or more")
         if self.frame_deadline_ms < 0:
             raise ConfigError(
@@ -127,6 +167,8 @@ class VideoConfig:
             )
         if self.frame_deadline_ms and self.server is None:
             raise ConfigError("--frame-deadline-ms goes with --server: a local model drops nothing")
+        if self.min_frames < 1:
+            raise ConfigError(f"--min-frames {self.min_frames}: use 1 or more")
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames {self.max_frames}: use 1 or more")
         for flag, path in (("--out-video", self.out_video), ("--jsonl", self.jsonl)):
@@ -138,7 +180,7 @@ class VideoConfig:
 
 @dataclass
 class VideoSummary:
-    """What a run did: frame counts, speed, classes, tracks, zone and line totals."""
+    """What a run did: frame counts, speed, classes, tracks, zone and line totals, dwell."""
 
     frames_read: int = 0
     frames_processed: int = 0
@@ -147,8 +189,7 @@ class VideoSummary:
     seconds: float = 0.0
     detections: Counter = field(default_factory=Counter)  # label -> detections
     tracks: dict[str, set[int]] = field(default_factory=dict)  # label -> track ids
-    zones: dict[str, int] = field(default_factory=dict)  # "zone enter" -> count
-    line: dict[str, int] = field(default_factory=dict)  # "forward car" -> count
+    counting: dict[str, Any] = field(default_factory=dict)  # `Counting.summary()`
     reconnects: int = 0
     stopped: str = "end of source"
 
@@ -167,8 +208,7 @@ class VideoSummary:
             "detections": dict(self.detections),
             "tracks": {label: len(ids) for label, ids in self.tracks.items()},
             "unique_tracks": sum(len(ids) for ids in self.tracks.values()),
-            "zones": self.zones,
-            "line": self.line,
+            **self.counting,
             "reconnects": self.reconnects,
             "stopped": self.stopped,
         }
@@ -184,16 +224,49 @@ class VideoSummary:
         if self.tracks:
             per_class = ", ".join(f"{k} {v}" for k, v in d["tracks"].items())
             out.append(f"tracks: {d['unique_tracks']} ({per_class})")
-        if self.zones:
-            out.append("zones: " + ", ".join(f"{k} {v}" for k, v in self.zones.items()))
-        if self.line:
-            out.append("line: " + ", ".join(f"{k} {v}" for k, v in self.line.items()))
+        if self.counting:
+            counts = self.counting["counts"]
+            out.append("counts: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+            for zone, dwell in self.counting["dwell"].items():
+                out.append(
+                    f"dwell in {zone}: {dwell['visits']} visits, mean {dwell['mean_s']:.2f} s, "
+                    f"max {dwell['max_s']:.2f} s"
+                )
         return out
 
 
-def _results(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
+@dataclass
+class LocalModel:
+    """An open backend that several runs share; one frame at a time goes through it."""
+
+    backend: Backend
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def detect(self, frame: np.ndarray, options: DetectOptions) -> list[Detection]:
+        """Detections of one ``(H, W, 3)`` uint8 BGR frame."""
+        from detect.runtime.backend import detect_batch
+
+        with self.lock:
+            (detected,) = detect_batch(self.backend, [frame], options, "BGR")
+        return detected.detections
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, config: VideoConfig) -> Iterator[LocalModel]:
+        from detect.runtime.backend import open_backend
+
+        backend = open_backend(model=config.model, device=config.device, engine=config.backend)
+        try:
+            yield cls(backend)
+        finally:
+            backend.close()
+
+
+def _results(
+    config: VideoConfig, frames: FrameSource, local: LocalModel | None
+) -> Iterator[Result]:
     """Each frame with its detections: through the server (`detect.video.remote.stream`) or a
-    local backend, one frame at a time."""
+    local backend (``local``, else opened here), one frame at a time."""
     if config.server is not None:
         from detect.client import DetectorClient
         from detect.video.remote import stream
@@ -208,40 +281,34 @@ def _results(config: VideoConfig, frames: FrameSource) -> Iterator[Result]:
                 config.frame_deadline_ms,
             )
         return
-    from detect.runtime.backend import detect_batch, open_backend
-
-    backend = open_backend(model=config.model, device=config.device, engine=config.backend)
-    try:
+    with contextlib.ExitStack() as stack:
+        if local is None:
+            local = stack.enter_context(LocalModel.open(config))
         for index, timestamp, frame in frames:
-            (detected,) = detect_batch(backend, [frame], config.options, "BGR")
-            yield index, timestamp, frame, detected.detections
-    finally:
-        backend.close()
+            yield index, timestamp, frame, local.detect(frame, config.options)
 
 
 def _annotate(
     frame: np.ndarray,
     detections: list[Detection],
     ids: list[int],
-    zones: Zones | None,
-    line: LineCounter | None,
+    counting: Counting,
     panel: list[str],
 ) -> np.ndarray:
-    """The frame (BGR) with detections, track ids, zone outlines, the line and a counter panel."""
+    """The frame (BGR) with detections, track ids, zone outlines, lines and a counter panel."""
     rgb = np.ascontiguousarray(frame[:, :, ::-1])
     captions = [
         f"{d.label} {d.score:.2f}" + (f" #{i}" if i >= 0 else "")
         for d, i in zip(detections, ids, strict=True)
     ]
     canvas = draw_detections(rgb, detections, captions)
-    if zones is not None:
-        for k, (name, polygon) in enumerate(zip(zones.names, zones.polygons, strict=True)):
-            points = np.round(np.asarray(polygon.exterior.coords)).astype(np.int32)
-            color = class_color(k + 7)
-            cv2.polylines(canvas, [points], True, color, 2, cv2.LINE_AA)
-            x, y = points.min(axis=0)
-            cv2.putText(canvas, name, (int(x) + 3, int(y) + 14), 0, 0.45, color, 1, cv2.LINE_AA)
-    if line is not None:
+    for k, zone in enumerate(counting.zones):
+        points = np.round(np.asarray(zone.polygon.exterior.coords)).astype(np.int32)
+        color = class_color(k + 7)
+        cv2.polylines(canvas, [points], True, color, 2, cv2.LINE_AA)
+        x, y = points.min(axis=0)
+        cv2.putText(canvas, zone.name, (int(x) + 3, int(y) + 14), 0, 0.45, color, 1, cv2.LINE_AA)
+    for line in counting.lines:
         ends = (round(line.x1), round(line.y1)), (round(line.x2), round(line.y2))
         cv2.line(canvas, *ends, (255, 255, 0), 2, cv2.LINE_AA)
     if panel:
@@ -270,15 +337,16 @@ def _detection_record(d: Detection, track_id: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(frames: FrameSource) -> Iterator[None]:
-    """SIGTERM/SIGINT end the run after the frame in hand (main thread only)."""
+def stop_on_signals(stop: Callable[[str], None]) -> Iterator[None]:
+    """SIGTERM/SIGINT call ``stop(reason)`` instead of killing the process (main thread only;
+    elsewhere this does nothing)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def handler(signum: int, _frame: object) -> None:
-        frames.stop(f"{signal.Signals(signum).name} received")
+        stop(f"{signal.Signals(signum).name} received")
 
     for s in previous:
         signal.signal(s, handler)
@@ -289,91 +357,130 @@ def _stop_on_signals(frames: FrameSource) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def run_video(config: VideoConfig) -> VideoSummary:
-    """Process the source (see the module docstring); the summary of the run."""
-    config.validate()
-    zones = Zones.read(config.zones) if config.zones is not None else None
-    line = LineCounter.parse(config.line) if config.line is not None else None
-    tracker = Tracker() if config.track or zones is not None or line is not None else None
-    summary = VideoSummary()
-    frames = FrameSource(config, summary)
-    writer = jsonl = None
-    labels: dict[str, int] = {}
-    started = time.perf_counter()
-    try:
-        if config.out_video is not None:
-            config.out_video.parent.mkdir(parents=True, exist_ok=True)
-            rate = frames.fps or 25.0
-            rate = config.target_fps or rate / config.every
-            writer = cv2.VideoWriter(
-                str(config.out_video), cv2.VideoWriter_fourcc(*"mp4v"), rate, frames.size
+class VideoRun:
+    """One source's run (see the module docstring). Opening it opens the source (`DataError`
+    when it cannot be read); `run` processes it; `stop` ends it after the frame in hand, from
+    any thread. ``summary`` counts as the run goes (a status line may read it).
+
+    ``local``: a backend shared with other runs (else ``config.model`` is opened for this run);
+    ``on_event``: receives each zone and line event as it is confirmed.
+    """
+
+    def __init__(
+        self,
+        config: VideoConfig,
+        local: LocalModel | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.local = local
+        self.on_event = on_event
+        self.counting = Counting(config.zones, config.lines, config.anchor, config.min_frames)
+        wanted = config.track or bool(self.counting)
+        self.tracker = Tracker() if wanted else None
+        self.summary = VideoSummary()
+        self.frames = FrameSource(config, self.summary)
+        self._labels: dict[str, int] = {}
+
+    def stop(self, reason: str) -> None:
+        self.frames.stop(reason)
+
+    def run(self, progress: Callable[[], None] = lambda: None) -> VideoSummary:
+        """Process the source; ``progress`` is called after each frame. The summary."""
+        config, summary = self.config, self.summary
+        writer = jsonl = None
+        started = time.perf_counter()
+        try:
+            if config.jsonl is not None:
+                config.jsonl.parent.mkdir(parents=True, exist_ok=True)
+                jsonl = config.jsonl.open("w", encoding="utf-8")
+            with stop_on_signals(self.stop):
+                for index, timestamp, frame, detections in _results(
+                    config, self.frames, self.local
+                ):
+                    if detections is None:  # dropped by the server
+                        summary.frames_dropped_by_server += 1
+                        progress()
+                        continue
+                    if writer is None and config.out_video is not None:
+                        writer = self._open_writer(frame)
+                    record, ids = self._process(index, timestamp, detections)
+                    if jsonl is not None:
+                        jsonl.write(json.dumps(record) + "\n")
+                        jsonl.flush()
+                    if writer is not None:
+                        writer.write(self._frame(frame, index, detections, ids))
+                    progress()
+        finally:
+            summary.seconds = time.perf_counter() - started
+            self.frames.close()
+            if writer is not None:
+                writer.release()
+            if jsonl is not None:
+                jsonl.close()
+        return summary
+
+    def _open_writer(self, frame: np.ndarray) -> cv2.VideoWriter:
+        config = self.config
+        assert config.out_video is not None
+        config.out_video.parent.mkdir(parents=True, exist_ok=True)
+        rate = config.target_fps or (self.frames.fps or 25.0) / config.every
+        size = (frame.shape[1], frame.shape[0])
+        writer = cv2.VideoWriter(str(config.out_video), cv2.VideoWriter_fourcc(*"mp4v"), rate, size)
+        if not writer.isOpened():
+            raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there")
+        return writer
+
+    def _process(self, index: int, timestamp: float, detections: list[Detection]) -> dict[str, Any]:
+        """Track and count one frame's detections; its JSONL record (``ids``: the track ids)."""
+        summary, tracker = self.summary, self.tracker
+        ids = [-1] * len(detections)
+        if tracker is not None:
+            boxes = np.array([d.box for d in detections]).reshape(-1, 4)
+            classes = np.array(
+                [self._labels.setdefault(d.label, len(self._labels)) for d in detections], int
             )
-            if not writer.isOpened():
-                raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there")
-        if config.jsonl is not None:
-            config.jsonl.parent.mkdir(parents=True, exist_ok=True)
-            jsonl = config.jsonl.open("w", encoding="utf-8")
-        total = frames.total // config.every if frames.total and not config.realtime else None
-        with (
-            _stop_on_signals(frames),
-            tqdm(total=total, unit="frame", disable=not sys.stderr.isatty()) as bar,
-        ):
-            for index, timestamp, frame, detections in _results(config, frames):
-                if detections is None:  # dropped by the server
-                    summary.frames_dropped_by_server += 1
-                    bar.update()
-                    continue
-                ids = [-1] * len(detections)
-                if tracker is not None and detections:
-                    boxes = np.array([d.box for d in detections])
-                    classes = np.array(
-                        [labels.setdefault(d.label, len(labels)) for d in detections]
-                    )
-                    scores = np.array([d.score for d in detections])
-                    ids = [int(i) for i in tracker.update(boxes, scores, classes)]
-                elif tracker is not None:
-                    tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
-                objects = [Tracked(i, d.label, d.box) for d, i in zip(detections, ids, strict=True)]
-                counts, events = zones.update(objects) if zones is not None else ({}, [])
-                crossings = line.update(objects) if line is not None else []
-                summary.frames_processed += 1
-                for d, i in zip(detections, ids, strict=True):
-                    summary.detections[d.label] += 1
-                    if i >= 0:
-                        summary.tracks.setdefault(d.label, set()).add(i)
-                if zones is not None:
-                    summary.zones = {f"{z} {e}": n for (z, e), n in sorted(zones.totals.items())}
-                if line is not None:
-                    summary.line = {f"{k} {c}": n for (k, c), n in sorted(line.totals.items())}
-                if jsonl is not None:
-                    record = {
-                        "frame": index,
-                        "timestamp_ms": round(timestamp, 3),
-                        "detections": [
-                            _detection_record(d, i) for d, i in zip(detections, ids, strict=True)
-                        ],
-                    }
-                    if zones is not None:
-                        record["zones"] = counts
-                        record["events"] = events
-                    if line is not None:
-                        record["line_events"] = crossings
-                    jsonl.write(json.dumps(record) + "\n")
-                    jsonl.flush()
-                if writer is not None:
-                    panel = [f"frame {index}  {len(detections)} objects"]
-                    panel += [f"{k}: {v}" for k, v in {**summary.zones, **summary.line}.items()]
-                    writer.write(_annotate(frame, detections, ids, zones, line, panel))
-                bar.update()
-    finally:
-        summary.seconds = time.perf_counter() - started
-        frames.stopped.set()
-        frames.close()
-        if writer is not None:
-            writer.release()
-        if jsonl is not None:
-            jsonl.close()
-    return summary
+            scores = np.array([d.score for d in detections])
+            ids = [int(i) for i in tracker.update(boxes, scores, classes)]
+        objects = [Tracked(i, d.label, d.box) for d, i in zip(detections, ids, strict=True)]
+        summary.frames_processed += 1
+        for d, i in zip(detections, ids, strict=True):
+            summary.detections[d.label] += 1
+            if i >= 0:
+                summary.tracks.setdefault(d.label, set()).add(i)
+        record: dict[str, Any] = {
+            "frame": index,
+            "timestamp_ms": round(timestamp, 3),
+            "detections": [_detection_record(d, i) for d, i in zip(detections, ids, strict=True)],
+        }
+        if self.counting:
+            live = tracker.live_ids() if tracker is not None else None
+            counts, events = self.counting.update(objects, index, timestamp, live)
+            summary.counting = self.counting.summary()
+            if self.counting.zones:
+                record["zones"] = counts
+            record["events"] = events
+            if self.on_event is not None:
+                for event in events:
+                    self.on_event(event)
+        return record, ids
+
+    def _frame(
+        self, frame: np.ndarray, index: int, detections: list[Detection], ids: list[int]
+    ) -> np.ndarray:
+        panel = [f"frame {index}  {len(detections)} objects"]
+        panel += [f"{k}: {v}" for k, v in self.summary.counting.get("counts", {}).items()]
+        return _annotate(frame, detections, ids, self.counting, panel)
+
+
+def run_video(config: VideoConfig) -> VideoSummary:
+    """Process the source (see the module docstring) with a progress bar; the summary."""
+    video = VideoRun(config)
+    frames = video.frames
+    total = frames.total // config.every if frames.total and not config.realtime else None
+    with tqdm(total=total, unit="frame", disable=not sys.stderr.isatty()) as bar:
+        return video.run(bar.update)
 
 
 add_arguments = VideoConfig.add_arguments

@@ -4,7 +4,8 @@ Sources: a file, an ``rtsp://`` / ``http(s)://`` URL, or a webcam index. Samplin
 ``every``-th frame, or ``target_fps`` frames per second of video time; ``realtime``: a reader
 thread keeps only the newest frame and processing takes whatever is newest (a file is read at
 its own frame rate), so a slow detector drops frames instead of lagging. A stream that fails is
-reopened up to ``reconnect`` times with growing pauses (`backoff`), then iteration ends.
+reopened up to ``reconnect`` times (None: for ever) with growing pauses (`backoff`), then
+iteration ends.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Sampling(Protocol):
     every: int
     target_fps: float | None
     realtime: bool
-    reconnect: int
+    reconnect: int | None
     max_frames: int | None
 
 
@@ -121,11 +122,14 @@ class FrameSource:
         return None
 
     def _reconnect(self) -> bool:
-        for attempt in range(self.config.reconnect):
+        limit = self.config.reconnect
+        attempt = 0
+        while limit is None or attempt < limit:
             pause = backoff(attempt)
+            attempt += 1
             print(
                 f"warning: {self.config.source} dropped; reconnecting in {pause:g} s "
-                f"({attempt + 1}/{self.config.reconnect})",
+                f"({attempt}/{'forever' if limit is None else limit})",
                 file=sys.stderr,
             )
             if self.stopped.wait(pause):
@@ -139,7 +143,7 @@ class FrameSource:
             self.summary.reconnects += 1
             if opened:
                 return True
-        self.summary.stopped = f"stream lost after {self.config.reconnect} reconnect attempts"
+        self.summary.stopped = f"stream lost after {limit} reconnect attempts"
         return False
 
     def _wanted(self, index: int, timestamp: float, due: list[float]) -> bool:
