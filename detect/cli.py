@@ -142,11 +142,13 @@ VERBS = (
         "eval",
         "detect.evaluate",
         "Evaluate predictions against COCO ground truth: COCO AP/AR (pycocotools), per-class "
-        "P/R/F1 at an operating threshold, confusion matrix, PR curves, proposal recall.",
+        "P/R/F1 at an operating threshold, confusion matrix, PR curves, proposal recall; or a "
+        "video run against its clip: AP plus MOTA, MOTP, IDF1 and HOTA (TrackEval).",
         "  detect eval --gt data/test.json --model models/shapes.onnx --out runs/eval\n"
         "  detect eval --gt data/test.json --predictions runs/eval/predictions.json --out re\n"
         "  detect eval --gt data/test.json --server 127.0.0.1:50051 --out runs/eval-server\n"
-        "  detect eval --gt data/test.json --checkpoint runs/shapes/best.pt --out runs/eval-pt\n",
+        "  detect eval --gt data/test.json --checkpoint runs/shapes/best.pt --out runs/eval-pt\n"
+        "  detect eval --video clips/street.json --jsonl runs/street.jsonl   # MOTA, IDF1, HOTA\n",
     ),
     Verb(
         "video",
@@ -156,6 +158,16 @@ VERBS = (
         "  detect video clip.mp4 --model models/shapes.onnx --track --out-video out.mp4\n"
         "  detect video rtsp://cam/1 --server 127.0.0.1:50051 --realtime --jsonl cam1.jsonl\n"
         "  detect video clip.mp4 --model m.onnx --zones zones.json --line 0,200,640,200\n",
+    ),
+    Verb(
+        "watch",
+        "detect.watch",
+        "Watch a site: every camera of site.yaml through one server (or model), one tracker, "
+        "zones, lines and outputs per camera, one event log (zone enter/exit with dwell time, "
+        "line crossings), a live status line per camera, cameras reconnecting on their own.",
+        "  detect watch site.yaml\n"
+        "  detect watch site.yaml --server 127.0.0.1:50051 --events out/events.jsonl\n"
+        "  detect synth --video site/ --cameras 3 && detect watch site/site.yaml --model m.onnx\n",
     ),
     Verb(
         "demo",
@@ -205,6 +217,7 @@ _EXTRA_OF = {
     "albumentations": "train",
     "onnx": "train",
     "pycocotools": "eval",
+    "trackeval": "eval",
     "matplotlib": "eval",
     "onnxruntime": "serve",
     "shapely": "serve",

@@ -13,6 +13,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
+from detect.errors import ConfigError
 from detect.structures import DetectOptions, options_from_flags
 
 T = TypeVar("T")
@@ -106,3 +109,20 @@ def detect_options(args: argparse.Namespace, **fixed: Any) -> DetectOptions:
     if getattr(args, "no_polygons", False):
         values["polygons"] = False
     return options_from_flags(**{**values, **fixed})
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; ConfigError names the file when it is missing or malformed."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}; check the path") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config {path} must be a mapping of key: value lines")
+    return values

@@ -6,7 +6,9 @@ same class only, pairs under ``iou_threshold`` refused); then the detections sco
 ``low`` and ``high`` are matched to the tracks still unmatched (a blurred or half-occluded object
 keeps its track, but such detections never start one); unmatched high-score detections start new
 tracks; a track unmatched for more than ``max_age`` frames ends. A track gets its id shown once
-it has been matched ``min_hits`` times, so one-frame false alarms do not take ids.
+it has been matched ``min_hits`` times, so one-frame false alarms do not take ids; as in
+ByteTrack, tracks born in the first frame are shown at once (nothing came before them to
+confirm them against).
 
 Boxes are ``xyxy`` float pixels. Torch-free (NumPy and SciPy's assignment).
 """
@@ -32,6 +34,7 @@ class Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
     hits: int = 1
     missed: int = 0  # frames since the last match
+    shown: bool = False  # its id is reported (matched min_hits times, or born in frame one)
 
     def predicted(self) -> np.ndarray:
         """Where the box should be in the next frame."""
@@ -69,13 +72,21 @@ class TrackerConfig:
 
 
 class Tracker:
-    """Frame-by-frame tracker; `update` returns each detection's track id (-1: none)."""
+    """Frame-by-frame tracker; `update` returns each detection's track id (-1: none).
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    New tracks are numbered ``first_id``, ``first_id + id_step``, ...: trackers of different
+    cameras (`detect watch`) number theirs apart, so a track id names one object on the site.
+    """
+
+    def __init__(
+        self, config: TrackerConfig | None = None, first_id: int = 1, id_step: int = 1
+    ) -> None:
         self.config = config or TrackerConfig()
         self.config.validate()
         self.tracks: list[Track] = []
-        self._next_id = 1
+        self._next_id = first_id
+        self._id_step = id_step
+        self._frames = 0
 
     def update(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Advance one frame with its detections: ``boxes (N, 4)`` xyxy, ``scores (N,)``,
@@ -104,18 +115,21 @@ class Tracker:
         for det in np.flatnonzero(scores >= self.config.high):
             if det not in owner:
                 track = Track(self._next_id, boxes[det].copy(), int(labels[det]))
-                self._next_id += 1
+                track.shown = self._frames == 0
+                self._next_id += self._id_step
                 self.tracks.append(track)
                 owner[det] = track
+        self._frames += 1
         for det, track in owner.items():
-            if track.hits >= self.config.min_hits:
+            track.shown = track.shown or track.hits >= self.config.min_hits
+            if track.shown:
                 ids[det] = track.track_id
         return ids
 
     def live_ids(self) -> set[int]:
         """Ids of the shown tracks still followed (matched lately or coasting up to
         ``max_age`` frames); a shown id missing from it has ended for good."""
-        return {t.track_id for t in self.tracks if t.hits >= self.config.min_hits}
+        return {t.track_id for t in self.tracks if t.shown}
 
     def _associate(
         self, boxes: np.ndarray, labels: np.ndarray, chosen: np.ndarray, tracks: list[int]

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from detect.config import load_yaml
 from detect.errors import ConfigError
 
 ARCHS = ("faster_rcnn", "mask_rcnn")
@@ -168,23 +167,6 @@ class TrainConfig:
             value = getattr(self, f.name)
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
-
-
-def load_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; ConfigError names the file when it is missing or malformed."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}; check the path") from None
-    try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"config {path} must be a mapping of key: value lines")
-    return values
 
 
 def _bool_flag(parser: argparse.ArgumentParser, name: str, help_text: str) -> None:

@@ -5,6 +5,7 @@ tracker following its objects from (noisy, gappy) ground-truth detections, and t
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -89,6 +90,9 @@ def test_bad_video_arguments_are_one_line(tmp_path: Path) -> None:
         (["--video", str(tmp_path / "x.mp4"), "--frames", "0"], "frames"),
         (["--video", str(tmp_path / "x.mp4"), "--video-size", "big"], "WIDTHxHEIGHT"),
         (["--video", str(tmp_path / "x.mp4"), "--out", str(tmp_path)], "not allowed"),
+        (["--video", str(tmp_path / "x.mp4"), "--cameras", "2"], "name a folder"),
+        (["--out", str(tmp_path / "d"), "--cameras", "2"], "--cameras"),
+        (["--video", str(tmp_path / "site"), "--cameras", "0"], "--cameras"),
     ):
         result = run_detect("synth", *args)
         assert result.returncode in (1, 2) and fragment in result.stderr, result.stderr
@@ -132,6 +136,13 @@ def test_score_video_of_the_truth_is_perfect_and_counts_exchanged_ids(tmp_path: 
     swapped = score_video(gt, _write(tmp_path / "s.jsonl", _records(data, swap_from=10)))
     assert swapped["id_switches"] >= 1 and swapped["IDF1"] < 1 and swapped["MOTP"] == 1.0
     assert swapped["AP50"] == pytest.approx(1.0)
+    shown = run_detect(
+        *("eval", "--video", str(gt), "--jsonl", str(tmp_path / "s.jsonl")),
+        *("--out", str(tmp_path / "eval")),
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^IDF1\s+0\.\d{3}$", shown.stdout, re.M), shown.stdout
+    assert json.loads((tmp_path / "eval" / "video_metrics.json").read_text()) == swapped
     half = score_video(gt, _write(tmp_path / "h.jsonl", _records(data)[::2]))
     assert half["frames"] == 10  # only the processed frames are scored
     bad = _write(tmp_path / "b.jsonl", [*_records(data)[:3]])

@@ -548,7 +548,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """`detect synth`'s flags: an image dataset (``--out``) or a clip (``--video``)."""
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--out", type=Path, help="output folder of an image dataset")
-    target.add_argument("--video", type=Path, help="output .mp4 (ground truth: same name .json)")
+    target.add_argument(
+        "--video",
+        type=Path,
+        help="output .mp4 (ground truth: same name .json); with --cameras, the site's folder",
+    )
     p.add_argument("--images", type=int, default=100, help="number of images")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same annotations)")
     p.add_argument("--size", type=int, default=320, help="image side in pixels")
@@ -559,12 +563,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=10.0, help="--video: frames per second")
     p.add_argument("--objects", type=int, default=6, help="--video: moving objects")
     p.add_argument("--video-size", default="320x240", help="--video: WIDTHxHEIGHT")
+    p.add_argument(
+        "--cameras",
+        type=int,
+        help="--video: a site of this many clips plus site.yaml for `detect watch`",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """`detect synth` from parsed flags."""
+    if args.cameras is not None and args.video is None:
+        raise ConfigError("--cameras makes a site of clips: give --video FOLDER with it")
     if args.video is not None:
-        from detect.data.synth_video import write_clip
+        from detect.data.synth_video import write_clip, write_site
 
         try:
             width, height = (int(v) for v in args.video_size.lower().split("x"))
@@ -572,6 +583,20 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--video-size {args.video_size!r}: use WIDTHxHEIGHT, e.g. 320x240"
             ) from None
+        if args.cameras is not None:
+            path = write_site(
+                args.video,
+                args.cameras,
+                frames=args.frames,
+                seed=args.seed,
+                width=width,
+                height=height,
+                fps=args.fps,
+                objects=args.objects,
+                degrade=args.degrade,
+            )
+            print(f"wrote {args.cameras} clips of {args.frames} frames and {path}")
+            return 0
         path = write_clip(
             args.video,
             frames=args.frames,

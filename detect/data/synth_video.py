@@ -65,8 +65,11 @@ def _bounce(x: float, low: float, high: float) -> float:
     return low + (t if t <= span else 2 * span - t)
 
 
-def movers(seed: int, objects: int, width: int, height: int, speed: float) -> list[Mover]:
-    """``objects`` objects of random class, look, place and direction (``speed`` px/frame)."""
+def movers(
+    seed: int, objects: int, width: int, height: int, speed: float, street: bool = False
+) -> list[Mover]:
+    """``objects`` objects of random class, look, place and direction (``speed`` px/frame);
+    ``street``: left or right, within 15 degrees of horizontal, as along a street."""
     rng = np.random.default_rng([seed, 1_000_003])
     size = min(width, height)
     out = []
@@ -79,6 +82,8 @@ def movers(seed: int, objects: int, width: int, height: int, speed: float) -> li
             cy=float(rng.uniform(0, height)),
         )
         heading = rng.uniform(0, 2 * math.pi)
+        if street:
+            heading = math.radians(rng.uniform(-15, 15)) + math.pi * (heading > math.pi)
         pace = speed * rng.uniform(0.5, 1.5)
         out.append(Mover(track_id, shape, pace * math.cos(heading), pace * math.sin(heading)))
     return out
@@ -94,8 +99,10 @@ def write_clip(
     objects: int = 6,
     speed: float = 4.0,
     degrade: bool = False,
+    street: bool = False,
 ) -> Path:
     """Write ``out`` (an .mp4) and its ground truth ``out.with_suffix('.json')``; the JSON path.
+    ``street``: objects move left or right (`movers`).
 
     Raises `ConfigError` for out-of-range arguments and `DataError` when ``out`` cannot be
     written.
@@ -113,7 +120,7 @@ def write_clip(
     rng = np.random.default_rng([seed, 7])
     scene = render_background(rng, height, width)
     lighting = sample_lighting(rng)
-    cast = movers(seed, objects, width, height, speed)
+    cast = movers(seed, objects, width, height, speed, street)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -175,6 +182,7 @@ def write_clip(
             "fps": fps,
             "objects": objects,
             "degrade": bool(degrade),
+            "street": bool(street),
         },
         "images": images,
         "categories": [
@@ -188,3 +196,65 @@ def write_clip(
     except OSError as exc:
         raise DataError(f"{json_path}: cannot write it ({exc.strerror})") from None
     return json_path
+
+
+def write_site(
+    out: Path,
+    cameras: int,
+    frames: int,
+    seed: int,
+    width: int = 320,
+    height: int = 240,
+    fps: float = 10.0,
+    objects: int = 6,
+    speed: float = 4.0,
+    degrade: bool = False,
+) -> Path:
+    """A synthetic site for `detect watch`: ``out/camK.mp4`` and ``out/camK.json`` (K = 1 ...
+    ``cameras``; clip K is `write_clip` with seed ``seed * 1000 + K``, objects moving along a
+    street: left or right) and ``out/site.yaml``.
+
+    Each camera has a zone ``centre`` (the middle third of the frame's width, full height) and a
+    line ``middle`` (the vertical centre line, drawn bottom to top: ``forward`` is left to right);
+    outputs go to ``out/out/`` (per-camera JSONL and MP4, the event log, the summary). The site
+    names a server at 127.0.0.1:50051; ``detect watch --server`` or ``--model`` overrides it.
+    Returns the path of site.yaml.
+    """
+    if cameras < 1:
+        raise ConfigError(f"--cameras {cameras}: use 1 or more")
+    out = Path(out)
+    if out.suffix.lower() == ".mp4":
+        raise ConfigError(f"--video {out} with --cameras: name a folder for the site")
+    w, h = width, height
+    centre = [[w // 3, 0], [2 * w // 3, 0], [2 * w // 3, h], [w // 3, h]]
+    entries = []
+    for k in range(1, cameras + 1):
+        clip = out / f"cam{k}.mp4"
+        write_clip(
+            clip, frames, seed * 1000 + k, width, height, fps, objects, speed, degrade, street=True
+        )
+        entries.append(
+            {
+                "name": f"cam{k}",
+                "source": clip.name,
+                "zones": [{"name": "centre", "polygon": [list(p) for p in centre]}],
+                "lines": [{"name": "middle", "points": [[w // 2, h], [w // 2, 0]]}],
+                "jsonl": f"out/cam{k}.jsonl",
+                "out_video": f"out/cam{k}.mp4",
+            }
+        )
+    site = {
+        "server": "127.0.0.1:50051",
+        "events": "out/events.jsonl",
+        "summary": "out/summary.json",
+        "cameras": entries,
+    }
+    import yaml
+
+    path = out / "site.yaml"
+    text = "# detect watch site.yaml [--server HOST:PORT | --model NAME.onnx]\n"
+    try:
+        path.write_text(text + yaml.safe_dump(site, sort_keys=False, default_flow_style=None))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot write it ({exc.strerror})") from None
+    return path

@@ -229,7 +229,8 @@ class VideoSummary:
             out.append("counts: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
             for zone, dwell in self.counting["dwell"].items():
                 out.append(
-                    f"dwell in {zone}: {dwell['visits']} visits, mean {dwell['mean_s']:.2f} s, "
+                    f"dwell in {zone}: {dwell['visits']} visit{'s' * (dwell['visits'] != 1)}, "
+                    f"mean {dwell['mean_s']:.2f} s, "
                     f"max {dwell['max_s']:.2f} s"
                 )
         return out
@@ -363,7 +364,8 @@ class VideoRun:
     any thread. ``summary`` counts as the run goes (a status line may read it).
 
     ``local``: a backend shared with other runs (else ``config.model`` is opened for this run);
-    ``on_event``: receives each zone and line event as it is confirmed.
+    ``on_event``: receives each zone and line event as it is confirmed; ``track_ids``: the first
+    track id and the step between ids (`Tracker`).
     """
 
     def __init__(
@@ -371,6 +373,7 @@ class VideoRun:
         config: VideoConfig,
         local: LocalModel | None = None,
         on_event: EventSink | None = None,
+        track_ids: tuple[int, int] = (1, 1),
     ) -> None:
         config.validate()
         self.config = config
@@ -378,7 +381,7 @@ class VideoRun:
         self.on_event = on_event
         self.counting = Counting(config.zones, config.lines, config.anchor, config.min_frames)
         wanted = config.track or bool(self.counting)
-        self.tracker = Tracker() if wanted else None
+        self.tracker = Tracker(None, *track_ids) if wanted else None
         self.summary = VideoSummary()
         self.frames = FrameSource(config, self.summary)
         self._labels: dict[str, int] = {}

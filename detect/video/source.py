@@ -86,6 +86,7 @@ class FrameSource:
         )
         self.total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.live else 0
         self.stopped = threading.Event()
+        self.reconnecting = False  # between losing a live source and getting it back
         self._index = 0
         # OpenCV's FFmpeg decoder must not be used from two threads at once (it aborts the
         # process): reads may come from gRPC's request thread or the real-time reader while
@@ -122,6 +123,13 @@ class FrameSource:
         return None
 
     def _reconnect(self) -> bool:
+        self.reconnecting = True
+        try:
+            return self._reopen()
+        finally:
+            self.reconnecting = False
+
+    def _reopen(self) -> bool:
         limit = self.config.reconnect
         attempt = 0
         while limit is None or attempt < limit:

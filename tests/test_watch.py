@@ -1,0 +1,275 @@
+"""`detect watch`: a synthetic three-camera site (`detect synth --video DIR --cameras 3`) through
+one real server with the committed demo model, one camera an MJPEG stream over HTTP that drops
+half-way and comes back while the others go on; the per-camera JSONL, independent trackers, and
+zone and line events against the ground truth's; SIGTERM; site-file mistakes."""
+
+from __future__ import annotations
+
+import http.server
+import itertools
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import cv2
+import pytest
+import yaml
+from helpers import run_detect
+from serving import start_server
+
+from detect.errors import ConfigError
+from detect.watch import read_site
+from detect.zones import Counting, Line, Tracked, zones_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "demo.onnx"
+FRAMES = 40
+DROP_AT = 20  # the HTTP camera's first connection serves frames 0..19
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three 40-frame clips of two objects each, with site.yaml."""
+    folder = tmp_path_factory.mktemp("site")
+    made = run_detect(
+        *("synth", "--video", str(folder), "--cameras", "3", "--frames", str(FRAMES)),
+        *("--objects", "2", "--seed", "4"),
+    )
+    assert made.returncode == 0, made.stderr
+    return folder
+
+
+def _jpegs(clip: Path) -> list[bytes]:
+    capture = cv2.VideoCapture(str(clip))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+
+
+class _Camera(http.server.BaseHTTPRequestHandler):
+    """An MJPEG camera: the first connection serves frames 0..19 and drops; the next attempt is
+    refused (503), the one after serves the rest; then the camera is gone (503)."""
+
+    frames: ClassVar[list[bytes]] = []
+    requests = 0
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        cls.requests += 1
+        parts = {1: cls.frames[:DROP_AT], 3: cls.frames[DROP_AT:]}.get(cls.requests)
+        if parts is None:
+            self.send_error(503)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        for jpeg in parts:
+            head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+            self.wfile.write(head % len(jpeg) + jpeg + b"\r\n")
+            time.sleep(0.02)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _truth_events(clip_gt: Path, camera: dict) -> list[dict]:
+    """The zone and line events of the clip's ground truth (identities and visible boxes),
+    counted the way `detect watch` counts (same zones, lines, anchor, min_frames)."""
+    data = json.loads(clip_gt.read_text())
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    lines = [Line.of(x["name"], x["points"], "site") for x in camera["lines"]]
+    counting = Counting(zones_from_dict(camera["zones"]), lines, min_frames=2)
+    per_image: dict[int, list[dict]] = {}
+    for a in data["annotations"]:
+        per_image.setdefault(a["image_id"], []).append(a)
+    events = []
+    for image in data["images"]:
+        objects = [
+            Tracked(a["track_id"], names[a["category_id"]], (x, y, x + w, y + h))
+            for a in per_image.get(image["id"], [])
+            for x, y, w, h in [a["bbox"]]
+        ]
+        events += counting.update(objects, image["frame_index"], image["timestamp_ms"])[1]
+    return events
+
+
+def _kind(e: dict) -> tuple:
+    return (e.get("zone") or e.get("line"), e["event"], e.get("direction"), e["label"])
+
+
+def _visits(events: list[dict]) -> list[tuple]:
+    """Each event as (kind, frame, dwell in frames: exit frame minus its track's enter frame)."""
+    entered: dict[tuple, int] = {}
+    out = []
+    for e in sorted(events, key=lambda e: e["frame"]):
+        dwell = None
+        if e["event"] == "enter":
+            entered[e["zone"], e["track_id"]] = e["frame"]
+        elif e["event"] == "exit":
+            dwell = e["frame"] - entered.pop((e["zone"], e["track_id"]))
+        out.append((_kind(e), e["frame"], dwell))
+    return sorted(out, key=lambda v: (v[0], v[1]))
+
+
+def _status_blocks(stderr: str) -> list[dict[str, int]]:
+    """Processed frames per camera in each round of status lines."""
+    blocks, current = [], {}
+    for name, count in re.findall(
+        r"^status (cam\d): \w+, [\d.]+ frames/s, (\d+) processed", stderr, re.M
+    ):
+        if name in current:
+            blocks.append(current)
+            current = {}
+        current[name] = int(count)
+    return [*blocks, current]
+
+
+def test_three_cameras_through_one_server_with_one_that_drops_and_comes_back(
+    site: Path, tmp_path: Path
+) -> None:
+    config = yaml.safe_load((site / "site.yaml").read_text())
+    _Camera.frames = _jpegs(site / "cam3.mp4")
+    camera = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Camera)
+    threading.Thread(target=camera.serve_forever, daemon=True).start()
+    cams = config["cameras"]
+    cams[2] |= {"source": f"http://127.0.0.1:{camera.server_address[1]}/cam3", "reconnect": 3}
+    for cam in cams:
+        cam["source"] = cam["source"] if "://" in cam["source"] else str(site / cam["source"])
+    config |= {"events": str(tmp_path / "events.jsonl"), "summary": str(tmp_path / "sum.json")}
+    for cam in cams:
+        cam.pop("out_video")
+        cam["jsonl"] = str(tmp_path / f"{cam['name']}.jsonl")
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(config))
+    try:
+        with start_server(MODEL) as server:
+            result = run_detect(
+                "watch", str(site_file), "--server", server.address, "--status-every", "0.3"
+            )
+    finally:
+        camera.shutdown()
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+
+    # every camera's JSONL complete and in order; the HTTP camera's frames keep their numbers
+    records = {}
+    for cam in cams:
+        lines = (tmp_path / f"{cam['name']}.jsonl").read_text().splitlines()
+        records[cam["name"]] = [json.loads(line) for line in lines]
+        assert [r["frame"] for r in records[cam["name"]]] == list(range(FRAMES)), cam["name"]
+    summary = json.loads((tmp_path / "sum.json").read_text())
+    assert summary["frames_processed"] == 3 * FRAMES
+    assert summary["cameras"]["cam3"]["reconnects"] >= 2
+    assert "stream lost after 3 reconnect attempts" in summary["cameras"]["cam3"]["stopped"]
+    assert "reconnecting in 0.5 s (1/3)" in result.stderr
+
+    # the other cameras went on while cam3 was away
+    blocks = [b for b in _status_blocks(result.stderr) if len(b) == 3]
+    away = [
+        (a, b)
+        for a, b in itertools.pairwise(blocks)
+        if a["cam3"] == b["cam3"] == DROP_AT and b["cam1"] + b["cam2"] > a["cam1"] + a["cam2"]
+    ]
+    assert away, result.stderr[-3000:]
+
+    # independent trackers: no track id in two cameras
+    ids = {
+        name: {d["track_id"] for r in rs for d in r["detections"] if d["track_id"] >= 0}
+        for name, rs in records.items()
+    }
+    assert all(ids.values())
+    assert not (ids["cam1"] & ids["cam2"] or ids["cam1"] & ids["cam3"] or ids["cam2"] & ids["cam3"])
+
+    # the site's events: those of the ground truth, each within one frame, dwell too
+    log = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert {"camera", "time", "track_id", "label", "frame", "timestamp_ms"} <= log[0].keys()
+    for cam in cams:
+        found = [e for e in log if e["camera"] == cam["name"]]
+        assert all(e["track_id"] in ids[cam["name"]] for e in found)
+        truth = _truth_events(site / f"{cam['name']}.json", cam)
+        assert truth, cam["name"]
+        ours, theirs = _visits(found), _visits(truth)
+        assert [v[0] for v in ours] == [v[0] for v in theirs], (cam["name"], ours, theirs)
+        for (kind, frame, dwell), (_, true_frame, true_dwell) in zip(ours, theirs, strict=True):
+            assert abs(frame - true_frame) <= 1, (cam["name"], kind, frame, true_frame)
+            if dwell is not None:
+                assert abs(dwell - true_dwell) <= 1, (cam["name"], kind, dwell, true_dwell)
+    entered = {}
+    for e in sorted(log, key=lambda e: e["frame"]):  # dwell in seconds of video time
+        if e["event"] == "enter":
+            entered[e["track_id"]] = e["timestamp_ms"]
+        elif e["event"] == "exit":
+            seconds = (e["timestamp_ms"] - entered.pop(e["track_id"])) / 1000
+            assert e["dwell_s"] == pytest.approx(seconds, abs=1e-3)
+    assert "site: 3 cameras, 120 frames processed" in result.stdout
+
+
+def test_sigterm_finishes_every_camera_with_complete_outputs(site: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load((site / "site.yaml").read_text())
+    config.pop("server")
+    config |= {"model": str(MODEL), "events": str(tmp_path / "events.jsonl")}
+    config["defaults"] = {"realtime": True}  # files play at their own rate: the run takes 4 s
+    for cam in config["cameras"]:
+        cam |= {
+            "source": str(site / cam["source"]),
+            "jsonl": str(tmp_path / f"{cam['name']}.jsonl"),
+            "out_video": str(tmp_path / f"{cam['name']}.mp4"),
+        }
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(config))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "detect", "watch", str(site_file), "--status-every", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    jsonl = tmp_path / "cam1.jsonl"
+    while time.monotonic() < deadline and (not jsonl.exists() or not jsonl.read_text()):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-3000:]
+    assert stdout.count("stopped: SIGTERM received") == 3, stdout
+    for cam in ("cam1", "cam2", "cam3"):
+        lines = (tmp_path / f"{cam}.jsonl").read_text().splitlines()
+        frames = [json.loads(line)["frame"] for line in lines]  # every line whole
+        assert frames == sorted(frames)
+        capture = cv2.VideoCapture(str(tmp_path / f"{cam}.mp4"))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)  # playable
+
+
+def test_site_file_mistakes_name_the_camera_and_the_key(site: Path, tmp_path: Path) -> None:
+    good = yaml.safe_load((site / "site.yaml").read_text())
+
+    def check(change: dict, fragment: str, camera: dict | None = None) -> None:
+        data = json.loads(json.dumps(good)) | change
+        if camera is not None:
+            data["cameras"][0] |= camera
+        path = site / "bad.yaml"
+        path.write_text(yaml.safe_dump(data))
+        with pytest.raises(ConfigError, match=fragment):
+            read_site(path)
+
+    check({"camras": []}, "unknown key 'camras'")
+    check({"model": str(MODEL)}, "exactly one of 'server'")
+    check({"cameras": []}, "at least one camera")
+    check({}, "camera 'cam1': unknown key 'zone'", {"zone": []})
+    check({}, "camera 'cam1': source .*nope.mp4: no such file", {"source": "nope.mp4"})
+    check({}, "camera 'cam1': .*anchor", {"anchor": "feet"})
+    check({}, "camera 'cam1': reconnect", {"reconnect": "always"})
+    check({}, "camera 'cam1': line 'middle' needs 'points'", {"lines": [{"name": "middle"}]})
+    check({}, "'cam2' is used twice", {"name": "cam2"})
+    check({}, "same output file", {"jsonl": "out/cam2.jsonl"})
+    result = run_detect("watch", str(site / "missing.yaml"))
+    assert result.returncode == 1 and result.stderr.count("error:") == 1
+    assert "missing.yaml" in result.stderr and "Traceback" not in result.stderr
