@@ -1,13 +1,14 @@
 """`detect demo`: the serving path end to end on this machine, with the committed demo model.
 
 1. data: a synthetic test split (``images`` images of 256 px, a seed the model never saw) and a
-   synthetic surveillance clip (``frames`` frames of 320x240 with ground-truth identities), plus
-   two zones (the clip's left and right halves) and a counting line down its middle;
+   synthetic site of two cameras (`detect synth --video DIR --cameras 2`: clips of ``frames``
+   frames of 320x240 with ground-truth identities, a zone and a counting line each, site.yaml);
 2. serve: ``detect serve`` in its own process on 127.0.0.1 (free ports), ready when it says so;
 3. images: the first few test images through the ``Detect`` RPC, printed as
    ``image,top,left,width,height,label,score`` lines, with annotated copies;
-4. video: the clip through ``DetectStream`` (`detect.video` with tracking, zones and the line):
-   annotated MP4, JSONL, summary, and AP50 / ID switches against the clip's ground truth;
+4. site: both cameras through the server at once (`detect watch`: one ``DetectStream`` and one
+   tracker per camera): annotated MP4s, JSONL, the site's event log (zone enter/exit with dwell,
+   line crossings), summaries, and per camera AP50, MOTA, IDF1 and HOTA against its ground truth;
 5. eval: `detect eval --server` on the test split (report, plots);
 6. the server is stopped with SIGTERM (it drains), and the output paths are printed.
 
@@ -28,13 +29,14 @@ from pathlib import Path
 import cv2
 
 from detect.config import from_flags
-from detect.errors import ConfigError
+from detect.errors import ConfigError, DetectError
 
 DEMO_MODEL = Path("models/demo.onnx")
 TEST_SEED = 1  # the demo model was trained on seed 0 (models/README.md)
 IMAGE_SIZE = 256
 CLIP_SIZE = (320, 240)
 CLIP_SEED = 7
+CAMERAS = 2
 SHOWN_IMAGES = 4
 
 
@@ -76,25 +78,11 @@ def _step(number: int, title: str) -> Iterator[None]:
     print(f"      ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
-def _write_zones(path: Path) -> str:
-    """Zones: the clip's left and right halves; the line: its vertical middle (x1,y1,x2,y2)."""
-    width, height = CLIP_SIZE
-    half = width // 2
-    zones = {
-        "zones": [
-            {"name": "left", "polygon": [[0, 0], [half, 0], [half, height], [0, height]]},
-            {"name": "right", "polygon": [[half, 0], [width, 0], [width, height], [half, height]]},
-        ]
-    }
-    path.write_text(json.dumps(zones, indent=2))
-    return f"{half},0,{half},{height}"
-
-
 def run_demo(config: DemoConfig) -> dict[str, Path]:
     """Run the six steps; the output paths by name."""
     from detect.client import DetectorClient
     from detect.data.synth import write_dataset
-    from detect.data.synth_video import write_clip
+    from detect.data.synth_video import write_site
     from detect.evaluate import EvalConfig, evaluate, stdout_table
     from detect.local_server import LocalServer
     from detect.metrics.video import score_video
@@ -102,8 +90,7 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
     from detect.runtime.draw import draw_detections
     from detect.runtime.image import decode_image
     from detect.structures import DetectOptions
-    from detect.video import VideoConfig, run_video
-    from detect.zones import Line, read_zones
+    from detect.watch import read_site, watch
 
     config.validate()
     model = config.resolved_model()
@@ -111,21 +98,27 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
     started = time.perf_counter()
     paths = {
         "annotated images": out / "images",
-        "annotated video": out / "video" / "annotated.mp4",
-        "JSONL": out / "video" / "detections.jsonl",
-        "video summary": out / "video" / "summary.json",
+        "site": out / "site" / "site.yaml",
+        "annotated video": out / "site" / "out" / "cam1.mp4",
+        "JSONL": out / "site" / "out" / "cam1.jsonl",
+        "events": out / "site" / "out" / "events.jsonl",
+        "site summary": out / "site" / "out" / "summary.json",
         "eval report": out / "eval" / "report.md",
     }
 
-    with _step(1, f"data: {config.images} test images and a {config.frames}-frame clip"):
+    title = f"{config.images} test images, {CAMERAS} cameras of {config.frames} frames"
+    with _step(1, f"data: {title}"):
         gt = write_dataset(out / "data", images=config.images, seed=TEST_SEED, size=IMAGE_SIZE)
-        clip = out / "data" / "clip.mp4"
-        clip_gt = write_clip(
-            clip, frames=config.frames, seed=CLIP_SEED, width=CLIP_SIZE[0], height=CLIP_SIZE[1]
+        site_file = write_site(
+            out / "site",
+            CAMERAS,
+            frames=config.frames,
+            seed=CLIP_SEED,
+            width=CLIP_SIZE[0],
+            height=CLIP_SIZE[1],
+            objects=3,
         )
-        zones = out / "data" / "zones.json"
-        line = _write_zones(zones)
-        print(f"      {gt}, {clip} (+ {clip_gt.name}), {zones}")
+        print(f"      {gt}, {site_file} (cam1.mp4, cam2.mp4 with their ground truth)")
 
     with _step(2, f"serve: detect serve --model {model} on 127.0.0.1"):
         server = LocalServer(model).start()
@@ -144,31 +137,31 @@ def run_demo(config: DemoConfig) -> dict[str, Path]:
                     target = paths["annotated images"] / path.name
                     cv2.imwrite(str(target), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
 
-        with _step(4, "video through DetectStream: tracks, zones, line"):
-            summary = run_video(
-                VideoConfig(
-                    source=str(clip),
-                    server=server.address,
-                    track=True,
-                    zones=read_zones(zones),
-                    lines=[Line.parse(line)],
-                    out_video=paths["annotated video"],
-                    jsonl=paths["JSONL"],
+        with _step(4, f"site: {CAMERAS} cameras through DetectStream at once (detect watch)"):
+            site = read_site(site_file, server=server.address)
+            watched = watch(site)
+            report = watched.as_dict()
+            for name, summary in watched.summaries.items():
+                print(f"      camera {name}:")
+                for text in summary.lines():
+                    print(f"        {text}")
+                quality = score_video(
+                    site_file.parent / f"{name}.json", site_file.parent / "out" / f"{name}.jsonl"
                 )
-            )
-            for text in summary.lines():
-                print(f"      {text}")
-            quality = score_video(clip_gt, paths["JSONL"])
+                print(
+                    f"        against its ground truth: AP50 {quality['AP50']:.3f}, "
+                    f"MOTA {quality['MOTA']:.3f}, IDF1 {quality['IDF1']:.3f}, "
+                    f"HOTA {quality['HOTA']:.3f}, {quality['id_switches']} ID switches "
+                    f"({quality['objects']} objects)"
+                )
+                report["cameras"][name]["ground_truth"] = quality
             print(
-                f"      against the clip's ground truth: AP50 {quality['AP50']:.3f}, "
-                f"AP {quality['AP']:.3f} over {quality['frames']} frames; "
-                f"MOTA {quality['MOTA']:.3f}, IDF1 {quality['IDF1']:.3f}, HOTA "
-                f"{quality['HOTA']:.3f}, {quality['id_switches']} ID switches "
-                f"({quality['objects']} objects)"
+                f"      site: {report['frames_processed']} frames in {report['seconds']:.1f} s "
+                f"({report['fps']:.2f} frames/s), {report['events']} events in {paths['events']}"
             )
-            paths["video summary"].write_text(
-                json.dumps({**summary.as_dict(), "ground_truth": quality}, indent=2)
-            )
+            paths["site summary"].write_text(json.dumps(report, indent=2))
+            for name, error in watched.errors.items():
+                raise DetectError(f"camera {name}: {error}")
 
         with _step(5, f"eval: detect eval --server {server.address} --gt {gt}"):
             result = evaluate(EvalConfig(gt=gt, out=out / "eval", server=server.address))

@@ -32,21 +32,23 @@ def test_demo_serves_the_committed_model_and_prints_where_its_outputs_are(
     assert len(lines) >= 4  # the demo model finds the shapes of the first 4 images
     assert "ready: serving demo" in result.stdout and "exit code 0" in result.stdout
     assert len(list((out / "images").glob("*.jpg"))) == 4
-    records = [
-        json.loads(x) for x in (out / "video" / "detections.jsonl").read_text().split("\n")[:-1]
-    ]
-    assert [r["frame"] for r in records] == list(range(24))
-    capture = cv2.VideoCapture(str(out / "video" / "annotated.mp4"))
-    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
-    summary = json.loads((out / "video" / "summary.json").read_text())
-    assert summary["frames_processed"] == 24 and summary["unique_tracks"] >= 1
-    quality = summary["ground_truth"]
-    assert quality["frames"] == 24 and 0.05 < quality["AP50"] <= 1 and quality["id_switches"] >= 0
-    assert summary["counts"] is not None and "dwell" in summary
+    site = out / "site" / "out"
+    for camera in ("cam1", "cam2"):
+        records = [json.loads(x) for x in (site / f"{camera}.jsonl").read_text().splitlines()]
+        assert [r["frame"] for r in records] == list(range(24))
+        capture = cv2.VideoCapture(str(site / f"{camera}.mp4"))
+        assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+    summary = json.loads((site / "summary.json").read_text())
+    assert summary["frames_processed"] == 48 and summary["events"] >= 1
+    for camera in summary["cameras"].values():
+        assert camera["unique_tracks"] >= 1 and camera["error"] is None
+        quality = camera["ground_truth"]
+        assert quality["frames"] == 24 and 0.05 < quality["AP50"] <= 1 and quality["MOTA"] <= 1
+    assert (site / "events.jsonl").read_text().count("\n") == summary["events"]
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["bbox"]["AP50"] > 0.05 and (out / "eval" / "report.md").is_file()
     tail = result.stdout.split("outputs:")[-1]
-    for name in ("images", "annotated.mp4", "detections.jsonl", "report.md"):
+    for name in ("images", "cam1.mp4", "cam1.jsonl", "events.jsonl", "report.md"):
         assert name in tail
 
 
