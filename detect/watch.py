@@ -7,7 +7,10 @@ Each camera is a `detect.video.VideoRun` on its own thread: through ``server`` (
 number their tracks apart (camera k of n: k, k + n, k + 2n, ...), so a track id names one
 object on the whole site. A camera that drops (a live source) reconnects on its own, for ever by
 default, while the others go on; a live source that cannot be opened at the start is retried the
-same way. SIGTERM/SIGINT finish every camera after the frame in hand.
+same way, and so is the server once the cameras run (a server that cannot be reached at the start
+is an error: more likely a wrong address than a restart). A camera that fails for good (out of
+attempts, or an error) stops alone, with a warning, and makes the exit code 1. SIGTERM/SIGINT
+finish every camera after the frame in hand.
 
 The site file (paths in it are relative to its folder):
 
@@ -20,7 +23,7 @@ cameras:
   - name: gate
     source: rtsp://10.0.0.7/stream1
     zones: [{name: door, polygon: [[0, 0], [160, 0], [160, 240], [0, 240]]}]  # or a zones.json
-    lines: [{name: entry, points: [[160, 0], [160, 240]]}]
+    lines: [{name: entry, points: [[160, 240], [160, 0]]}]   # forward: left to right
     jsonl: out/gate.jsonl
     out_video: out/gate.mp4
 ```
@@ -42,7 +45,7 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -93,9 +96,6 @@ class Site:
     cameras: list[VideoConfig]
     events: Path | None = None
     summary: Path | None = None
-    model: Path | None = None
-    device: str = "auto"
-    backend: str = "auto"
 
 
 def _attempts(value: Any, where: str) -> int | None:
@@ -129,6 +129,8 @@ def _camera(
     """One camera's `VideoConfig` from its entry merged over ``defaults``."""
     if not isinstance(item, dict):
         raise ConfigError(f"camera {k + 1}: expected a mapping with at least name and source")
+    if item.keys() & {"every", "target_fps"}:  # a camera's own sampling replaces the default's
+        defaults = {k: v for k, v in defaults.items() if k not in ("every", "target_fps")}
     values = {**defaults, **item}
     name = values.get("name")
     where = f"camera {name!r}" if isinstance(name, str) and name else f"camera {k + 1}"
@@ -166,7 +168,12 @@ def _camera(
     reconnect = _attempts(values.get("reconnect", FOREVER), f"{where}: reconnect")
     retry = _attempts(values.get("retry", FOREVER), f"{where}: retry")
     try:
-        classes = tuple(str(c) for c in values.get("classes") or ())
+        classes = values.get("classes") or []
+        if isinstance(classes, str | int):
+            classes = [classes]
+        if not isinstance(classes, list):
+            raise ConfigError("'classes' is a list of class names or category ids")
+        classes = tuple(str(c) for c in classes)
         options = options_from_flags(
             score_threshold=values.get("score"),
             classes=classes,
@@ -223,8 +230,11 @@ def read_site(
             f"{path}: unknown key {unknown[0]!r}; known: {', '.join(sorted(SITE_KEYS))}"
         )
     if server is None and model is None:
-        server = data.get("server")
-        model = root / data["model"] if data.get("model") is not None else None
+        server, model = data.get("server"), data.get("model")
+        for key, value in (("server", server), ("model", model)):
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{path}: '{key}' is a text (HOST:PORT, or an .onnx path)")
+        model = root / model if model is not None else None
     if (server is None) == (model is None):
         raise ConfigError(f"{path}: give exactly one of 'server' (HOST:PORT) or 'model' (an .onnx)")
     if model is not None and not Path(model).is_file():
@@ -249,13 +259,23 @@ def read_site(
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"{path}: camera name {repeated[0]!r} is used twice")
-    outputs = [p for c in configs for p in (c.jsonl, c.out_video) if p is not None]
-    if len(set(outputs)) != len(outputs):
-        raise ConfigError(f"{path}: two cameras write the same output file")
     if events is None and data.get("events") is not None:
         events = root / str(data["events"])
     summary = root / str(data["summary"]) if data.get("summary") is not None else None
-    return Site(configs, events, summary, model, common["device"], common["backend"])
+    owners: dict[Path, str] = {}
+    named = [(f"camera {c.name!r}", c.jsonl) for c in configs]
+    named += [(f"camera {c.name!r}", c.out_video) for c in configs]
+    named += [("the event log", events), ("the summary", summary)]
+    for owner, output in named:
+        if output is None:
+            continue
+        where = Path(output).resolve()
+        if where in owners:
+            raise ConfigError(
+                f"{path}: {owners[where]} and {owner} both write {output}; give each its own file"
+            )
+        owners[where] = owner
+    return Site(configs, events, summary)
 
 
 class EventLog:
@@ -266,8 +286,13 @@ class EventLog:
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = path.open("w", encoding="utf-8")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = path.open("w", encoding="utf-8")
+            except OSError as exc:
+                raise DataError(
+                    f"events log {path}: cannot write it ({exc.strerror}); give a writable path"
+                ) from None
         self.count = 0
 
     def write(self, camera: str, event: dict[str, Any]) -> None:
@@ -276,8 +301,13 @@ class EventLog:
         with self._lock:
             self.count += 1
             if self._file is not None:
-                self._file.write(line + "\n")
-                self._file.flush()
+                try:
+                    self._file.write(line + "\n")
+                    self._file.flush()
+                except OSError as exc:
+                    raise DataError(
+                        f"events log {self._file.name}: cannot write it ({exc.strerror})"
+                    ) from None
 
     def close(self) -> None:
         if self._file is not None:
@@ -315,7 +345,10 @@ class CameraWorker:
         return not self._thread.is_alive()
 
     def stop(self, reason: str) -> None:
+        """End the camera after the frame in hand (nothing, if it has already ended)."""
         with self._lock:
+            if self._stopped.is_set() or self.state in ("ended", "failed"):
+                return
             self._stopped.set()
             self.summary.stopped = reason
             if self._video is not None:
@@ -357,12 +390,19 @@ class CameraWorker:
                 self.summary = video.summary
                 self.state = "running"
             video.run()
-            self.state = "ended"
+            if video.frames.lost:  # gave up reconnecting: this camera is gone for good
+                self._fail(video.summary.stopped)
+            else:
+                self.state = "ended"
         except DetectError as exc:
-            self.error, self.state = str(exc), "failed"
+            self._fail(str(exc))
         except Exception as exc:  # a bug: this camera stops, the others go on
             traceback.print_exc()
-            self.error, self.state = f"internal error: {exc!r}", "failed"
+            self._fail(f"internal error: {exc!r}")
+
+    def _fail(self, error: str) -> None:
+        self.error, self.state = error, "failed"
+        print(f"warning: camera {self.name} stopped: {error}", file=sys.stderr)
 
     def status(self, fps: float) -> str:
         s = self.summary
@@ -432,12 +472,18 @@ class WatchResult:
 def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -> WatchResult:
     """Run every camera of the site until each ends or SIGTERM/SIGINT (see the module
     docstring); the summaries."""
+    first = site.cameras[0]
+    if first.server is not None:  # a wrong address is one error now, not retries for ever
+        from detect.client import DetectorClient
+
+        with DetectorClient(first.server, **asdict(first.connection), timeout=10) as client:
+            client.health("")
     log = EventLog(site.events)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.callback(log.close)
         local = None
-        if site.model is not None:
+        if site.cameras[0].model is not None:
             local = stack.enter_context(LocalModel.open(site.cameras[0]))
         n = len(site.cameras)
         workers = [
@@ -452,12 +498,17 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         with stop_on_signals(stop_all):
             for worker in workers:
                 worker.start()
-            due = time.monotonic() + board.every
-            while not all(w.join(timeout=0.1) for w in workers):
-                if time.monotonic() >= due:
-                    board.tick()
-                    due += board.every
-            board.tick()
+            try:
+                due = time.monotonic() + board.every
+                while not all(w.join(timeout=0.1) for w in workers):
+                    if time.monotonic() >= due:
+                        board.tick()
+                        due += board.every
+                board.tick()
+            finally:  # whatever ended the loop, the cameras finish before the model closes
+                stop_all("watch ended")
+                for worker in workers:
+                    worker.join()
     seconds = time.perf_counter() - started
     return WatchResult(
         {w.name: w.summary for w in workers},
@@ -526,8 +577,11 @@ def run(args: argparse.Namespace) -> int:
     outputs = [str(p) for p in (site.events, site.summary) if p is not None]
     outputs += [str(p) for c in site.cameras for p in (c.jsonl, c.out_video) if p is not None]
     if site.summary is not None:
-        site.summary.parent.mkdir(parents=True, exist_ok=True)
-        site.summary.write_text(json.dumps(totals, indent=2))
+        try:
+            site.summary.parent.mkdir(parents=True, exist_ok=True)
+            site.summary.write_text(json.dumps(totals, indent=2))
+        except OSError as exc:
+            raise DataError(f"summary {site.summary}: cannot write it ({exc.strerror})") from None
     if outputs:
         print("outputs: " + ", ".join(outputs))
     for name, error in result.errors.items():

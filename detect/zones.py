@@ -15,7 +15,9 @@ segments. `Counting` follows each tracked object and reports, as event dicts:
   frame and time (``timestamp_ms``, video time) of the **first** of those frames, so waiting for
   confirmation delays the event but does not bias it. An exit carries ``dwell_s``, the seconds
   since the matching enter. A track that the tracker drops while inside exits at the last frame
-  it was seen, with ``"lost": true``. A new object first seen inside enters.
+  it was seen, with ``"lost": true`` (or, if it was already seen leaving, where it left). A new
+  object first seen inside enters. Visits still open when the run ends have no exit: the summary
+  counts them under ``inside``, and its dwell figures cover finished visits only.
 - ``cross`` of a line: the anchor moved from one side of the line to the other *through the
   segment* (not beside it) and stayed on the new side for ``min_frames`` seen frames.
   ``direction`` is ``forward`` from the line's left to its right as seen on screen looking from
@@ -325,9 +327,14 @@ class Counting:
                 state = self._zone.pop((track_id, zone.name), None)
                 if state is None or not state.state:
                     continue
-                event = self._event("zone", zone.name, "exit", track_id, label, (frame, time_ms))
-                event["dwell_s"] = self._dwelt(zone.name, time_ms - state.since[1])
-                event["lost"] = True
+                if state.first is not None:  # seen leaving, not yet for min_frames: it left then
+                    at, lost = state.first[:2], False
+                else:
+                    at, lost = (frame, time_ms), True
+                event = self._event("zone", zone.name, "exit", track_id, label, at)
+                event["dwell_s"] = self._dwelt(zone.name, at[1] - state.since[1])
+                if lost:
+                    event["lost"] = True
                 events.append(event)
             for line in self.lines:
                 self._line.pop((track_id, line.name), None)

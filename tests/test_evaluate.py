@@ -454,7 +454,7 @@ def test_bad_ground_truth_and_flags(tmp_path: Path, mask_model: Path) -> None:
             1,
             "images",
         ),
-        (["--gt", str(tmp_path / "none.json")], 2, "one of the arguments"),
+        (["--gt", str(tmp_path / "none.json")], 1, "give exactly one of --predictions"),
         (
             ["--gt", preds, "--predictions", preds, "--model", str(mask_model)],
             2,

@@ -38,7 +38,7 @@ def test_objects_moving_apart_keep_distinct_stable_ids() -> None:
         [(1, _box(50 - 3 * t, 50), 0.9, 1), (2, _box(80 + 3 * t, 50), 0.8, 1)] for t in range(30)
     ]
     frames = _run(scene)
-    ids = np.array([f.track_ids for f in frames[1:]])  # shown from the second match on
+    ids = np.array([f.track_ids for f in frames[1:]])
     assert (ids >= 1).all() and len(set(ids[:, 0])) == 1 and len(set(ids[:, 1])) == 1
     assert ids[0, 0] != ids[0, 1]
     assert score_tracking(frames)["id_switches"] == 0
@@ -92,3 +92,27 @@ def test_bad_tracker_settings_are_config_errors() -> None:
         Tracker(TrackerConfig(low=0.6, high=0.5))
     with pytest.raises(ConfigError):
         Tracker(TrackerConfig(iou_threshold=0))
+
+
+def test_tracks_of_the_first_frame_are_shown_at_once_and_later_ones_from_their_second_match() -> (
+    None
+):
+    tracker = Tracker(first_id=2, id_step=3)  # a site's camera 2 of 3: ids 2, 5, 8, ...
+    boxes = np.array([_box(0, 0), _box(100, 0)], float)
+    first = tracker.update(boxes, np.array([0.9, 0.9]), np.array([1, 1]))
+    assert first.tolist() == [2, 5] and tracker.live_ids() == {2, 5}
+    later = np.vstack([boxes, [_box(200, 100)]])
+    second = tracker.update(later, np.array([0.9, 0.9, 0.9]), np.array([1, 1, 1]))
+    assert second.tolist() == [2, 5, -1] and tracker.live_ids() == {2, 5}
+    third = tracker.update(later, np.array([0.9, 0.9, 0.9]), np.array([1, 1, 1]))
+    assert third.tolist() == [2, 5, 8] and tracker.live_ids() == {2, 5, 8}
+
+
+def test_a_track_stays_live_while_it_coasts_and_ends_after_max_age() -> None:
+    tracker = Tracker(TrackerConfig(max_age=2))
+    tracker.update(np.array([_box(0, 0)], float), np.array([0.9]), np.array([1]))
+    for _ in range(2):  # unseen, coasting
+        tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+        assert tracker.live_ids() == {1}
+    tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+    assert tracker.live_ids() == set()

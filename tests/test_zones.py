@@ -85,6 +85,16 @@ def test_a_track_that_ends_inside_exits_where_it_was_last_seen() -> None:
     assert counting.summary()["inside"] == {"left": 0, "right": 0}
 
 
+def test_a_track_lost_while_leaving_exits_where_it_left() -> None:
+    counting = Counting(zones_from_dict(ZONES), min_frames=3)
+    events = []
+    for frame, y in enumerate([50, 50, 50, 50, 150, 150]):  # inside 0-3, seen outside at 4, 5
+        events += counting.update([_at(3, 50, y)], frame, 100.0 * frame, {3})[1]
+    events += counting.update([], 6, 600.0, set())[1]  # then the tracker drops it
+    assert [(e["event"], e["frame"]) for e in events] == [("enter", 0), ("exit", 4)]
+    assert events[1]["dwell_s"] == pytest.approx(0.4) and "lost" not in events[1]
+
+
 def test_line_crossings_by_direction_only_through_the_segment() -> None:
     line = Line.parse("0,30,300,30")  # drawn left to right: forward = downwards
     counting = Counting(lines=[line], min_frames=1)
@@ -124,19 +134,17 @@ def test_anchors_place_an_object_by_its_foot_its_centre_or_its_whole_box() -> No
     for anchor, inside in (("bottom_center", True), ("center", True), ("box", False)):
         counts, _ = Counting(zone, anchor=anchor).update([box], 0, 0.0)
         assert counts == {"z": {"car": 1} if inside else {}}, anchor
-    line = Line.parse("50,0,50,200")  # vertical: the box straddles it
-    across = Tracked(1, "car", (40.0, 40.0, 60.0, 90.0))
-    right = Tracked(1, "car", (45.0, 40.0, 65.0, 90.0))
-    for anchor, crossings in (("center", 0), ("box", 0)):
-        counting = Counting(lines=[line], anchor=anchor, min_frames=1)
-        events = _feed(counting, [[across], [right]])
-        assert len(events) == crossings, anchor
-    # with whole boxes, a crossing needs the box off the line on both sides
+    line = Line.parse("50,0,50,200")  # vertical; its right (forward) side is x < 50
     left = Tracked(2, "car", (10.0, 40.0, 30.0, 90.0))
+    across = Tracked(2, "car", (42.0, 40.0, 62.0, 90.0))  # centre just past the line
     beyond = Tracked(2, "car", (70.0, 40.0, 90.0, 90.0))
-    counting = Counting(lines=[line], anchor="box", min_frames=1)
-    events = _feed(counting, [[left], [Tracked(2, "car", across.box)], [beyond]])
-    assert [(e["direction"], e["frame"]) for e in events] == [("backward", 2)]
+    for anchor, frames in (("center", [1]), ("bottom_center", [1]), ("box", [2])):
+        counting = Counting(lines=[line], anchor=anchor, min_frames=1)
+        events = _feed(counting, [[left], [across], [beyond]])
+        # the centre crosses when the box is across; the whole box only once it is beyond
+        assert [(e["direction"], e["frame"]) for e in events] == [
+            ("backward", f) for f in frames
+        ], anchor
 
 
 @pytest.mark.parametrize(

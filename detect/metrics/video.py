@@ -49,6 +49,24 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+DETECTION_KEYS = {"top", "left", "width", "height", "label", "score"}
+
+
+def _clip_truth(path: Path) -> dict[str, Any]:
+    """A clip's ground truth (`detect synth --video`); DataError naming what it lacks."""
+    data = load_json(path)
+    fix = "give the .json that `detect synth --video` wrote beside the clip"
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise DataError(f"{path}: not COCO JSON (images, annotations, categories); {fix}")
+    if any("frame_index" not in img or "id" not in img for img in data["images"]):
+        raise DataError(f"{path}: an image has no 'frame_index', so it is not a clip; {fix}")
+    if any("track_id" not in a or "bbox" not in a for a in data["annotations"]):
+        raise DataError(f"{path}: an annotation has no 'track_id' (identity); {fix}")
+    return data
+
+
 def _xyxy(xywh: list[list[float]]) -> np.ndarray:
     """(N, 4) COCO ``[x, y, w, h]`` rows (N may be 0) → (N, 4) xyxy."""
     return xywh_to_xyxy(np.asarray(xywh, np.float64).reshape(-1, 4))
@@ -60,10 +78,20 @@ def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
     Returns ``frames`` (scored), ``objects`` (distinct ground-truth tracks in them), ``AP``,
     ``AP50`` and `tracking_metrics`' figures.
     """
-    data = load_json(gt_path)
+    data = _clip_truth(gt_path)
     image_of = {int(img["frame_index"]): int(img["id"]) for img in data["images"]}
     category_of = {c["name"]: int(c["id"]) for c in data["categories"]}
     records = read_jsonl(jsonl_path)
+    if not records:
+        raise DataError(f"{jsonl_path} has no frames; score the JSONL of a run that processed some")
+    for number, record in enumerate(records, 1):
+        for d in record["detections"]:
+            missing = DETECTION_KEYS - d.keys() if isinstance(d, dict) else DETECTION_KEYS
+            if missing:
+                raise DataError(
+                    f"{jsonl_path} record {number}: a detection without {sorted(missing)[0]!r}; "
+                    "score the JSONL of `detect video` or `detect watch`"
+                )
     unknown = sorted({r["frame"] for r in records} - image_of.keys())
     if unknown:
         raise DataError(

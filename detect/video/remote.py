@@ -80,10 +80,11 @@ def stream(
                 raise
             pause = backoff(attempt)
             attempt += 1
-            print(
-                f"warning: {exc}; retrying in {pause:g} s "
-                f"({attempt}/{'forever' if retry is None else retry})",
-                file=sys.stderr,
-            )
-            if frames.stopped.wait(pause):
-                return
+            count = f"{attempt}/{retry}" if retry is not None else f"attempt {attempt}"
+            print(f"warning: {exc}; retrying in {pause:g} s ({count})", file=sys.stderr)
+            frames.reconnecting = True
+            try:
+                if frames.stopped.wait(pause):
+                    return
+            finally:
+                frames.reconnecting = False

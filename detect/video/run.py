@@ -148,10 +148,6 @@ class VideoConfig:
             connection=Connection.from_args(args),
         )
 
-    @property
-    def counting(self) -> bool:
-        return bool(self.zones or self.lines)
-
     def validate(self) -> None:
         if (self.model is None) == (self.server is None):
             raise ConfigError("give exactly one of --model (local) or --server (gRPC)")
@@ -396,8 +392,14 @@ class VideoRun:
         started = time.perf_counter()
         try:
             if config.jsonl is not None:
-                config.jsonl.parent.mkdir(parents=True, exist_ok=True)
-                jsonl = config.jsonl.open("w", encoding="utf-8")
+                try:
+                    config.jsonl.parent.mkdir(parents=True, exist_ok=True)
+                    jsonl = config.jsonl.open("w", encoding="utf-8")
+                except OSError as exc:
+                    raise DataError(
+                        f"--jsonl {config.jsonl}: cannot write it ({exc.strerror}); "
+                        "give a writable path"
+                    ) from None
             with stop_on_signals(self.stop):
                 for index, timestamp, frame, detections in _results(
                     config, self.frames, self.local
@@ -427,7 +429,10 @@ class VideoRun:
     def _open_writer(self, frame: np.ndarray) -> cv2.VideoWriter:
         config = self.config
         assert config.out_video is not None
-        config.out_video.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            config.out_video.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"--out-video {config.out_video}: {exc.strerror}") from None
         rate = config.target_fps or (self.frames.fps or 25.0) / config.every
         size = (frame.shape[1], frame.shape[0])
         writer = cv2.VideoWriter(str(config.out_video), cv2.VideoWriter_fourcc(*"mp4v"), rate, size)
@@ -435,8 +440,10 @@ class VideoRun:
             raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there")
         return writer
 
-    def _process(self, index: int, timestamp: float, detections: list[Detection]) -> dict[str, Any]:
-        """Track and count one frame's detections; its JSONL record (``ids``: the track ids)."""
+    def _process(
+        self, index: int, timestamp: float, detections: list[Detection]
+    ) -> tuple[dict[str, Any], list[int]]:
+        """Track and count one frame's detections: its JSONL record and the track ids."""
         summary, tracker = self.summary, self.tracker
         ids = [-1] * len(detections)
         if tracker is not None:

@@ -86,7 +86,10 @@ class FrameSource:
         )
         self.total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.live else 0
         self.stopped = threading.Event()
-        self.reconnecting = False  # between losing a live source and getting it back
+        self.reconnecting = (
+            False  # between losing a live source (or the server) and getting it back
+        )
+        self.lost = False  # a live source gave up after its reconnect attempts
         self._index = 0
         # OpenCV's FFmpeg decoder must not be used from two threads at once (it aborts the
         # process): reads may come from gRPC's request thread or the real-time reader while
@@ -95,7 +98,10 @@ class FrameSource:
         self._closed = False
 
     def stop(self, reason: str) -> None:
-        self.summary.stopped = reason
+        """End the iteration after the frame in hand; ``reason`` goes to the summary unless
+        something else ended it first."""
+        if not self.stopped.is_set():
+            self.summary.stopped = reason
         self.stopped.set()
 
     def _read(self) -> tuple[int, float, np.ndarray] | None:
@@ -137,7 +143,9 @@ class FrameSource:
             attempt += 1
             print(
                 f"warning: {self.config.source} dropped; reconnecting in {pause:g} s "
-                f"({attempt}/{'forever' if limit is None else limit})",
+                f"({attempt}/{limit})"
+                if limit is not None
+                else f"(attempt {attempt})",
                 file=sys.stderr,
             )
             if self.stopped.wait(pause):
@@ -152,6 +160,7 @@ class FrameSource:
             if opened:
                 return True
         self.summary.stopped = f"stream lost after {limit} reconnect attempts"
+        self.lost = True
         return False
 
     def _wanted(self, index: int, timestamp: float, due: list[float]) -> bool:
