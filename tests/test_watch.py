@@ -22,7 +22,7 @@ import cv2
 import pytest
 import yaml
 from helpers import run_detect
-from serving import start_server
+from serving import metric_value, start_server
 
 from detect.errors import ConfigError
 from detect.watch import read_site
@@ -159,6 +159,7 @@ def test_three_cameras_through_one_server_with_one_that_drops_and_comes_back(
             result = run_detect(
                 "watch", str(site_file), "--server", server.address, "--status-every", "0.3"
             )
+            metrics = server.metrics()
     finally:
         camera.shutdown()
     # cam3 gives up after its last connection: the one camera that failed, exit code 1
@@ -166,6 +167,11 @@ def test_three_cameras_through_one_server_with_one_that_drops_and_comes_back(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: camera cam3: stream lost after 3 reconnect attempts"], errors
     assert "Traceback" not in result.stderr
+
+    # the server gathered frames of different cameras into one batch (one stream per camera)
+    images = metric_value(metrics, "detect_batch_size_sum")
+    batches = metric_value(metrics, "detect_batch_size_count")
+    assert images == 3 * FRAMES and batches < images, (images, batches)
 
     # every camera's JSONL complete and in order; the HTTP camera's frames keep their numbers
     records = {}
