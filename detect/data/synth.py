@@ -583,30 +583,20 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--video-size {args.video_size!r}: use WIDTHxHEIGHT, e.g. 320x240"
             ) from None
+        clip = {
+            "frames": args.frames,
+            "seed": args.seed,
+            "width": width,
+            "height": height,
+            "fps": args.fps,
+            "objects": args.objects,
+            "degrade": args.degrade,
+        }
         if args.cameras is not None:
-            path = write_site(
-                args.video,
-                args.cameras,
-                frames=args.frames,
-                seed=args.seed,
-                width=width,
-                height=height,
-                fps=args.fps,
-                objects=args.objects,
-                degrade=args.degrade,
-            )
+            path = write_site(args.video, args.cameras, **clip)
             print(f"wrote {args.cameras} clips of {args.frames} frames and {path}")
             return 0
-        path = write_clip(
-            args.video,
-            frames=args.frames,
-            seed=args.seed,
-            width=width,
-            height=height,
-            fps=args.fps,
-            objects=args.objects,
-            degrade=args.degrade,
-        )
+        path = write_clip(args.video, **clip)
         print(f"wrote {args.frames} frames to {args.video} and the ground truth to {path}")
         return 0
     path = write_dataset(

@@ -205,14 +205,12 @@ def write_site(
     seed: int,
     width: int = 320,
     height: int = 240,
-    fps: float = 10.0,
-    objects: int = 6,
-    speed: float = 4.0,
-    degrade: bool = False,
+    **clip: Any,
 ) -> Path:
     """A synthetic site for `detect watch`: ``out/camK.mp4`` and ``out/camK.json`` (K = 1 ...
-    ``cameras``; clip K is `write_clip` with seed ``seed * 1000 + K``, objects moving along a
-    street: left or right) and ``out/site.yaml``.
+    ``cameras``; clip K is `write_clip` with seed ``seed * 1000 + K``, the keywords ``clip``
+    (``fps``, ``objects``, ``speed``, ``degrade``) and objects moving along a street: left or
+    right) and ``out/site.yaml``.
 
     Each camera has a zone ``centre`` (the middle third of the frame's width, full height) and a
     line ``middle`` (the vertical centre line, drawn bottom to top: ``forward`` is left to right);
@@ -229,14 +227,12 @@ def write_site(
     centre = [[w // 3, 0], [2 * w // 3, 0], [2 * w // 3, h], [w // 3, h]]
     entries = []
     for k in range(1, cameras + 1):
-        clip = out / f"cam{k}.mp4"
-        write_clip(
-            clip, frames, seed * 1000 + k, width, height, fps, objects, speed, degrade, street=True
-        )
+        path = out / f"cam{k}.mp4"
+        write_clip(path, frames, seed * 1000 + k, width, height, **clip, street=True)
         entries.append(
             {
                 "name": f"cam{k}",
-                "source": clip.name,
+                "source": path.name,
                 "zones": [{"name": "centre", "polygon": [list(p) for p in centre]}],
                 "lines": [{"name": "middle", "points": [[w // 2, h], [w // 2, 0]]}],
                 "jsonl": f"out/cam{k}.jsonl",
