@@ -7,8 +7,8 @@ DETECT := $(BIN)/detect
 
 .PHONY: install lock test lint proto demo demo-model bench-train study bench-predict bench-serve clean
 
-# .venv holds exactly what requirements.lock lists (every package of the train, serve and dev
-# extras, exact versions and hashes), then this checkout itself, editable and with no deps.
+# .venv holds exactly what requirements.lock lists (every package of the train, serve, openvino,
+# eval and dev extras, exact versions and hashes), then this checkout itself, editable and with no deps.
 # `pip check` may name one gap: opencv-python, which trackeval declares, is left out of the lock
 # on purpose (opencv-python-headless provides cv2; two cv2 distributions would overwrite each other).
 $(VENV)/.installed: requirements.lock pyproject.toml

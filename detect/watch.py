@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -85,6 +86,7 @@ CAMERA_KEYS = {
     "frame_deadline_ms",
     "max_frames",
 }
+FINISH_S = 30.0  # how long stopped cameras get to finish their frame in hand
 SITE_KEYS = {"server", "model", "device", "backend", "events", "summary", "defaults", "cameras"}
 FOREVER = "forever"
 
@@ -168,10 +170,12 @@ def _camera(
     reconnect = _attempts(values.get("reconnect", FOREVER), f"{where}: reconnect")
     retry = _attempts(values.get("retry", FOREVER), f"{where}: retry")
     try:
-        classes = values.get("classes") or []
-        if isinstance(classes, str | int):
+        classes = values.get("classes")
+        if classes is None:
+            classes = []
+        elif isinstance(classes, str | int) and not isinstance(classes, bool):
             classes = [classes]
-        if not isinstance(classes, list):
+        if not isinstance(classes, list) or any(isinstance(c, bool | dict | list) for c in classes):
             raise ConfigError("'classes' is a list of class names or category ids")
         classes = tuple(str(c) for c in classes)
         options = options_from_flags(
@@ -350,9 +354,10 @@ class CameraWorker:
             if self._stopped.is_set() or self.state in ("ended", "failed"):
                 return
             self._stopped.set()
-            self.summary.stopped = reason
             if self._video is not None:
-                self._video.stop(reason)
+                self._video.stop(reason)  # keeps a reason its source already gave
+            else:
+                self.summary.stopped = reason
 
     def _open(self) -> VideoRun | None:
         """The camera's run once its source opens; None when stopped or out of attempts."""
@@ -477,6 +482,7 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         from detect.client import DetectorClient
 
         with DetectorClient(first.server, **asdict(first.connection), timeout=10) as client:
+            client.wait_ready(timeout=10)  # rides out a server that is still starting
             client.health("")
     log = EventLog(site.events)
     started = time.perf_counter()
@@ -495,20 +501,36 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
             for worker in workers:
                 worker.stop(reason)
 
-        with stop_on_signals(stop_all):
+        asked: list[str] = []  # SIGTERM/SIGINT: the handler only records it, the loop acts
+
+        def on_signal(reason: str) -> None:
+            if asked:  # a second signal: the user does not want to wait
+                print(f"error: {reason} again: exiting without finishing", file=sys.stderr)
+                os._exit(130)
+            asked.append(reason)
+
+        with stop_on_signals(on_signal):
             for worker in workers:
                 worker.start()
             try:
                 due = time.monotonic() + board.every
                 while not all(w.join(timeout=0.1) for w in workers):
+                    if asked:
+                        stop_all(asked[0])
                     if time.monotonic() >= due:
                         board.tick()
                         due += board.every
                 board.tick()
             finally:  # whatever ended the loop, the cameras finish before the model closes
-                stop_all("watch ended")
+                stop_all(asked[0] if asked else "watch ended")
+                deadline = time.monotonic() + FINISH_S
                 for worker in workers:
-                    worker.join()
+                    if not worker.join(max(0.0, deadline - time.monotonic())):
+                        print(
+                            f"warning: camera {worker.name} did not finish within {FINISH_S:g} s "
+                            "of being stopped; leaving it",
+                            file=sys.stderr,
+                        )
     seconds = time.perf_counter() - started
     return WatchResult(
         {w.name: w.summary for w in workers},
@@ -576,14 +598,14 @@ def run(args: argparse.Namespace) -> int:
     )
     outputs = [str(p) for p in (site.events, site.summary) if p is not None]
     outputs += [str(p) for c in site.cameras for p in (c.jsonl, c.out_video) if p is not None]
+    if outputs:
+        print("outputs: " + ", ".join(outputs))
+    for name, error in result.errors.items():
+        print(f"error: camera {name}: {error}", file=sys.stderr)
     if site.summary is not None:
         try:
             site.summary.parent.mkdir(parents=True, exist_ok=True)
             site.summary.write_text(json.dumps(totals, indent=2))
         except OSError as exc:
             raise DataError(f"summary {site.summary}: cannot write it ({exc.strerror})") from None
-    if outputs:
-        print("outputs: " + ", ".join(outputs))
-    for name, error in result.errors.items():
-        print(f"error: camera {name}: {error}", file=sys.stderr)
     return 1 if result.errors else 0

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import cv2
@@ -25,6 +26,8 @@ from helpers import run_detect
 from serving import metric_value, start_server
 
 from detect.errors import ConfigError
+from detect.video.run import VideoSummary
+from detect.video.source import FrameSource
 from detect.watch import read_site
 from detect.zones import Counting, Line, Tracked, zones_from_dict
 
@@ -337,3 +340,26 @@ def test_site_file_mistakes_name_the_camera_and_the_key(site: Path, tmp_path: Pa
     result = run_detect("watch", str(site / "missing.yaml"))
     assert result.returncode == 1 and result.stderr.count("error:") == 1
     assert "missing.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_source_reconnecting_for_ever_counts_its_attempts(
+    site: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = SimpleNamespace(
+        source=str(site / "cam1.mp4"),
+        every=1,
+        target_fps=None,
+        realtime=False,
+        reconnect=None,  # for ever: `detect watch`'s default
+        max_frames=None,
+    )
+    frames = FrameSource(config, VideoSummary())
+    config.source = "http://127.0.0.1:1/gone"
+    stopper = threading.Timer(2.0, frames.stop, ["stopped by the test"])
+    stopper.start()
+    assert frames._reconnect() is False  # gave up only because it was stopped
+    stopper.join()
+    frames.close()
+    err = capsys.readouterr().err
+    assert "warning: http://127.0.0.1:1/gone dropped; reconnecting in 0.5 s (attempt 1)" in err
+    assert "reconnecting in 1 s (attempt 2)" in err and not frames.lost

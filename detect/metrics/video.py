@@ -52,18 +52,24 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 DETECTION_KEYS = {"top", "left", "width", "height", "label", "score"}
 
 
+CLIP_KEYS = {
+    "images": ("id", "frame_index"),
+    "annotations": ("image_id", "category_id", "track_id", "bbox"),
+    "categories": ("id", "name"),
+}
+
+
 def _clip_truth(path: Path) -> dict[str, Any]:
     """A clip's ground truth (`detect synth --video`); DataError naming what it lacks."""
     data = load_json(path)
     fix = "give the .json that `detect synth --video` wrote beside the clip"
-    if not isinstance(data, dict) or not all(
-        isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
-    ):
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in CLIP_KEYS):
         raise DataError(f"{path}: not COCO JSON (images, annotations, categories); {fix}")
-    if any("frame_index" not in img or "id" not in img for img in data["images"]):
-        raise DataError(f"{path}: an image has no 'frame_index', so it is not a clip; {fix}")
-    if any("track_id" not in a or "bbox" not in a for a in data["annotations"]):
-        raise DataError(f"{path}: an annotation has no 'track_id' (identity); {fix}")
+    for section, keys in CLIP_KEYS.items():
+        for item in data[section]:
+            missing = [k for k in keys if k not in item] if isinstance(item, dict) else keys
+            if missing:
+                raise DataError(f"{path}: an entry of '{section}' has no {missing[0]!r}; {fix}")
     return data
 
 
@@ -84,13 +90,14 @@ def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
     records = read_jsonl(jsonl_path)
     if not records:
         raise DataError(f"{jsonl_path} has no frames; score the JSONL of a run that processed some")
-    for number, record in enumerate(records, 1):
-        for d in record["detections"]:
+    for record in records:
+        found = record["detections"] if isinstance(record["detections"], list) else [None]
+        for d in found:
             missing = DETECTION_KEYS - d.keys() if isinstance(d, dict) else DETECTION_KEYS
             if missing:
                 raise DataError(
-                    f"{jsonl_path} record {number}: a detection without {sorted(missing)[0]!r}; "
-                    "score the JSONL of `detect video` or `detect watch`"
+                    f"{jsonl_path} frame {record['frame']}: a detection without "
+                    f"{sorted(missing)[0]!r}; score the JSONL of `detect video` or `detect watch`"
                 )
     unknown = sorted({r["frame"] for r in records} - image_of.keys())
     if unknown:

@@ -82,9 +82,6 @@ def stream(
             attempt += 1
             count = f"{attempt}/{retry}" if retry is not None else f"attempt {attempt}"
             print(f"warning: {exc}; retrying in {pause:g} s ({count})", file=sys.stderr)
-            frames.reconnecting = True
-            try:
+            with frames.reconnection():
                 if frames.stopped.wait(pause):
                     return
-            finally:
-                frames.reconnecting = False

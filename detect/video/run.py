@@ -412,8 +412,13 @@ class VideoRun:
                         writer = self._open_writer(frame)
                     record, ids = self._process(index, timestamp, detections)
                     if jsonl is not None:
-                        jsonl.write(json.dumps(record) + "\n")
-                        jsonl.flush()
+                        try:
+                            jsonl.write(json.dumps(record) + "\n")
+                            jsonl.flush()
+                        except OSError as exc:
+                            raise DataError(
+                                f"--jsonl {config.jsonl}: cannot write it ({exc.strerror})"
+                            ) from None
                     if writer is not None:
                         writer.write(self._frame(frame, index, detections, ids))
                     progress()

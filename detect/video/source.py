@@ -10,6 +10,7 @@ iteration ends.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -86,15 +87,14 @@ class FrameSource:
         )
         self.total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.live else 0
         self.stopped = threading.Event()
-        self.reconnecting = (
-            False  # between losing a live source (or the server) and getting it back
-        )
+        self._reconnecting = 0  # reopenings under way: the source's, the server stream's
         self.lost = False  # a live source gave up after its reconnect attempts
         self._index = 0
         # OpenCV's FFmpeg decoder must not be used from two threads at once (it aborts the
         # process): reads may come from gRPC's request thread or the real-time reader while
         # the main thread closes the source.
         self._lock = threading.Lock()
+        self._lock_flags = threading.Lock()
         self._closed = False
 
     def stop(self, reason: str) -> None:
@@ -129,11 +129,25 @@ class FrameSource:
         return None
 
     def _reconnect(self) -> bool:
-        self.reconnecting = True
-        try:
+        with self.reconnection():
             return self._reopen()
+
+    @property
+    def reconnecting(self) -> bool:
+        """Whether the source, or the server's stream (`detect.video.remote`), is being
+        reopened now."""
+        return self._reconnecting > 0
+
+    @contextlib.contextmanager
+    def reconnection(self) -> Iterator[None]:
+        """Marks a reopening under way (for status lines) while the block runs."""
+        with self._lock_flags:
+            self._reconnecting += 1
+        try:
+            yield
         finally:
-            self.reconnecting = False
+            with self._lock_flags:
+                self._reconnecting -= 1
 
     def _reopen(self) -> bool:
         limit = self.config.reconnect
@@ -141,11 +155,9 @@ class FrameSource:
         while limit is None or attempt < limit:
             pause = backoff(attempt)
             attempt += 1
+            count = f"{attempt}/{limit}" if limit is not None else f"attempt {attempt}"
             print(
-                f"warning: {self.config.source} dropped; reconnecting in {pause:g} s "
-                f"({attempt}/{limit})"
-                if limit is not None
-                else f"(attempt {attempt})",
+                f"warning: {self.config.source} dropped; reconnecting in {pause:g} s ({count})",
                 file=sys.stderr,
             )
             if self.stopped.wait(pause):
@@ -161,6 +173,7 @@ class FrameSource:
                 return True
         self.summary.stopped = f"stream lost after {limit} reconnect attempts"
         self.lost = True
+        self.stopped.set()  # ended for good: a later stop() keeps this reason
         return False
 
     def _wanted(self, index: int, timestamp: float, due: list[float]) -> bool:
