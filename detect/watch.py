@@ -10,7 +10,7 @@ default, while the others go on; a live source that cannot be opened at the star
 same way, and so is the server once the cameras run (a server that cannot be reached at the start
 is an error: more likely a wrong address than a restart). A camera that fails for good (out of
 attempts, or an error) stops alone, with a warning, and makes the exit code 1. SIGTERM/SIGINT
-finish every camera after the frame in hand.
+finish every camera after the frame in hand (each gets `FINISH_S`); a second signal exits at once.
 
 The site file (paths in it are relative to its folder):
 
