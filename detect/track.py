@@ -54,7 +54,7 @@ class TrackerConfig:
 
     high: float = 0.5
     low: float = 0.1
-    iou_threshold: float = 0.3
+    iou_threshold: float = 0.2  # ByteTrack's match_thresh 0.8 (a distance, 1 - IoU)
     max_age: int = 30
     min_hits: int = 2
 
