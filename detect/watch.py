@@ -61,7 +61,7 @@ from detect.config import (
 from detect.errors import ConfigError, DataError, DetectError
 from detect.structures import options_from_flags
 from detect.video.run import LocalModel, VideoConfig, VideoRun, VideoSummary, stop_on_signals
-from detect.video.source import backoff
+from detect.video.source import attempts_left, backoff, is_live
 from detect.zones import Counting, Line, read_zones, zones_from_dict
 
 CAMERA_KEYS = {
@@ -150,8 +150,7 @@ def _camera(
         raise ConfigError(
             f"{where}: give its 'source' (a file, an rtsp:// or http:// URL, a webcam)"
         )
-    live = "://" in source or source.isdigit()
-    if not live:
+    if not is_live(source):
         source = str(root / source)
         if not Path(source).is_file():
             raise ConfigError(f"{where}: source {source}: no such file")
@@ -362,14 +361,13 @@ class CameraWorker:
     def _open(self) -> VideoRun | None:
         """The camera's run once its source opens; None when stopped or out of attempts."""
         config, attempt = self.config, 0
-        live = "://" in config.source or config.source.isdigit()
         while not self._stopped.is_set():
             try:
                 return VideoRun(
                     config, self.local, lambda e: self.log.write(config.name, e), self.track_ids
                 )
             except DataError as exc:
-                if not live or (config.reconnect is not None and attempt >= config.reconnect):
+                if not is_live(config.source) or not attempts_left(attempt, config.reconnect):
                     raise
                 pause = backoff(attempt)
                 attempt += 1

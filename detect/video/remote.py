@@ -14,7 +14,7 @@ import numpy as np
 
 from detect.client import DetectorClient, Frame, ServerError
 from detect.structures import Detection, DetectOptions
-from detect.video.source import FrameSource, backoff
+from detect.video.source import FrameSource, attempt_label, attempts_left, backoff
 
 Result = tuple[int, float, np.ndarray, list[Detection] | None]
 """``(frame index, timestamp ms, frame (H, W, 3) uint8 BGR, detections)``; detections None: the
@@ -76,12 +76,12 @@ def stream(
                 current[0] += 1
                 backlog[:0] = sorted(pending.values(), key=lambda item: item[0])
                 pending.clear()
-            if exc.code != grpc.StatusCode.UNAVAILABLE or (retry is not None and attempt >= retry):
+            if exc.code != grpc.StatusCode.UNAVAILABLE or not attempts_left(attempt, retry):
                 raise
             pause = backoff(attempt)
             attempt += 1
-            count = f"{attempt}/{retry}" if retry is not None else f"attempt {attempt}"
-            print(f"warning: {exc}; retrying in {pause:g} s ({count})", file=sys.stderr)
+            label = attempt_label(attempt, retry)
+            print(f"warning: {exc}; retrying in {pause:g} s ({label})", file=sys.stderr)
             with frames.reconnection():
                 if frames.stopped.wait(pause):
                     return

@@ -63,9 +63,24 @@ def _open(source: str) -> cv2.VideoCapture:
     return capture
 
 
+def is_live(source: str) -> bool:
+    """Whether ``source`` is a stream or a webcam (reconnected when it drops), not a file."""
+    return "://" in source or source.isdigit()
+
+
 def backoff(attempt: int) -> float:
     """Seconds to wait before reopening attempt ``attempt`` (0-based): 0.5, 1, 2, 4, 8, 8, ..."""
     return min(0.5 * 2**attempt, 8.0)
+
+
+def attempts_left(attempt: int, limit: int | None) -> bool:
+    """Whether attempt ``attempt`` (0-based) may be made; ``limit`` None: for ever."""
+    return limit is None or attempt < limit
+
+
+def attempt_label(attempt: int, limit: int | None) -> str:
+    """How a warning names attempt ``attempt`` (1-based): ``2/5``, or ``attempt 2``."""
+    return f"{attempt}/{limit}" if limit is not None else f"attempt {attempt}"
 
 
 class FrameSource:
@@ -78,7 +93,7 @@ class FrameSource:
     def __init__(self, config: Sampling, summary: SourceCounts) -> None:
         self.config = config
         self.summary = summary
-        self.live = "://" in config.source or config.source.isdigit()
+        self.live = is_live(config.source)
         self.capture = _open(config.source)
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.size = (
@@ -152,12 +167,12 @@ class FrameSource:
     def _reopen(self) -> bool:
         limit = self.config.reconnect
         attempt = 0
-        while limit is None or attempt < limit:
+        while attempts_left(attempt, limit):
             pause = backoff(attempt)
             attempt += 1
-            count = f"{attempt}/{limit}" if limit is not None else f"attempt {attempt}"
             print(
-                f"warning: {self.config.source} dropped; reconnecting in {pause:g} s ({count})",
+                f"warning: {self.config.source} dropped; reconnecting in {pause:g} s "
+                f"({attempt_label(attempt, limit)})",
                 file=sys.stderr,
             )
             if self.stopped.wait(pause):
