@@ -267,11 +267,9 @@ class Counting:
             return []
         entered_ms = state.since[1]
         state.confirm(inside)
-        what = "enter" if inside else "exit"
-        event = self._event("zone", zone.name, what, obj.track_id, obj.label, state.since)
-        if not inside:
-            event["dwell_s"] = self._dwelt(zone.name, state.since[1] - entered_ms)
-        return [event]
+        if inside:
+            return [self._event("zone", zone.name, "enter", obj.track_id, obj.label, state.since)]
+        return [self._exit(zone.name, obj.track_id, obj.label, state.since, entered_ms)]
 
     def _cross(
         self, obj: Tracked, line: Line, frame: int, time_ms: float, points: np.ndarray
@@ -293,17 +291,25 @@ class Counting:
         if not through:  # went round the segment's end
             return []
         direction = "forward" if side > 0 else "backward"
-        event = self._event("line", line.name, "cross", obj.track_id, obj.label, state.since)
+        event = self._event(
+            "line", line.name, "cross", obj.track_id, obj.label, state.since, tally=direction
+        )
         event["direction"] = direction
-        self.totals[line.name, direction, obj.label] += 1
         return [event]
 
     def _event(
-        self, kind: str, name: str, what: str, track_id: int, label: str, at: tuple[int, float]
+        self,
+        kind: str,
+        name: str,
+        what: str,
+        track_id: int,
+        label: str,
+        at: tuple[int, float],
+        tally: str | None = None,
     ) -> dict[str, Any]:
+        """The event dict, counted in ``totals`` under ``tally`` (default: ``what``)."""
         frame, time_ms = at
-        if what != "cross":
-            self.totals[name, what, label] += 1
+        self.totals[name, tally or what, label] += 1
         return {
             kind: name,
             "event": what,
@@ -313,10 +319,14 @@ class Counting:
             "timestamp_ms": round(time_ms, 3),
         }
 
-    def _dwelt(self, zone: str, ms: float) -> float:
-        seconds = round(ms / 1000, 3)
-        self.dwell.setdefault(zone, []).append(seconds)
-        return seconds
+    def _exit(
+        self, zone: str, track_id: int, label: str, at: tuple[int, float], entered_ms: float
+    ) -> dict[str, Any]:
+        """An exit event at ``at`` with its dwell, which also goes to ``dwell[zone]``."""
+        event = self._event("zone", zone, "exit", track_id, label, at)
+        event["dwell_s"] = round((at[1] - entered_ms) / 1000, 3)
+        self.dwell.setdefault(zone, []).append(event["dwell_s"])
+        return event
 
     def _end(self, ended: list[int]) -> list[dict[str, Any]]:
         """Exits (``lost``) of ended tracks still inside a zone, at the frame last seen."""
@@ -331,8 +341,7 @@ class Counting:
                     at, lost = state.first[:2], False
                 else:
                     at, lost = (frame, time_ms), True
-                event = self._event("zone", zone.name, "exit", track_id, label, at)
-                event["dwell_s"] = self._dwelt(zone.name, at[1] - state.since[1])
+                event = self._exit(zone.name, track_id, label, at, state.since[1])
                 if lost:
                     event["lost"] = True
                 events.append(event)
@@ -340,14 +349,16 @@ class Counting:
                 self._line.pop((track_id, line.name), None)
         return events
 
+    def counts(self) -> dict[str, int]:
+        """Totals as ``{"NAME EVENT LABEL": n}``, sorted."""
+        return {f"{n} {what} {label}": k for (n, what, label), k in sorted(self.totals.items())}
+
     def summary(self) -> dict[str, Any]:
-        """Totals as ``{"NAME EVENT LABEL": n}`` and dwell as ``{zone: {visits, mean_s,
-        max_s}}``; ``inside``: tracked objects inside each zone now."""
+        """`counts`, dwell as ``{zone: {visits, mean_s, max_s}}`` and ``inside``: tracked
+        objects inside each zone now."""
         inside = Counter(name for (_, name), s in self._zone.items() if s.state)
         return {
-            "counts": {
-                f"{n} {what} {label}": k for (n, what, label), k in sorted(self.totals.items())
-            },
+            "counts": self.counts(),
             "dwell": {
                 zone: {
                     "visits": len(times),

@@ -185,7 +185,7 @@ class VideoSummary:
     seconds: float = 0.0
     detections: Counter = field(default_factory=Counter)  # label -> detections
     tracks: dict[str, set[int]] = field(default_factory=dict)  # label -> track ids
-    counting: dict[str, Any] = field(default_factory=dict)  # `Counting.summary()`
+    counting: dict[str, Any] = field(default_factory=dict)  # `Counting.summary()`, at the end
     reconnects: int = 0
     stopped: str = "end of source"
 
@@ -424,6 +424,8 @@ class VideoRun:
                     progress()
         finally:
             summary.seconds = time.perf_counter() - started
+            if self.counting:
+                summary.counting = self.counting.summary()
             self.frames.close()
             if writer is not None:
                 writer.release()
@@ -472,7 +474,6 @@ class VideoRun:
         if self.counting:
             live = tracker.live_ids() if tracker is not None else None
             counts, events = self.counting.update(objects, index, timestamp, live)
-            summary.counting = self.counting.summary()
             if self.counting.zones:
                 record["zones"] = counts
             record["events"] = events
@@ -485,7 +486,7 @@ class VideoRun:
         self, frame: np.ndarray, index: int, detections: list[Detection], ids: list[int]
     ) -> np.ndarray:
         panel = [f"frame {index}  {len(detections)} objects"]
-        panel += [f"{k}: {v}" for k, v in self.summary.counting.get("counts", {}).items()]
+        panel += [f"{k}: {v}" for k, v in self.counting.counts().items()]
         return _annotate(frame, detections, ids, self.counting, panel)
 
 
