@@ -62,7 +62,7 @@ from detect.errors import ConfigError, DataError, DetectError
 from detect.structures import options_from_flags
 from detect.video.run import LocalModel, VideoConfig, VideoRun, VideoSummary, stop_on_signals
 from detect.video.source import attempts_left, backoff, is_live
-from detect.zones import Counting, Line, read_zones, zones_from_dict
+from detect.zones import Line, read_zones, zones_from_dict
 
 CAMERA_KEYS = {
     "name",
@@ -205,7 +205,6 @@ def _camera(
             **common,
         )
         config.validate()
-        Counting(config.zones, config.lines, config.anchor, config.min_frames)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: a value has the wrong type ({exc})") from None
     except ConfigError as exc:

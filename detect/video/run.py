@@ -165,6 +165,7 @@ class VideoConfig:
             raise ConfigError("--frame-deadline-ms goes with --server: a local model drops nothing")
         if self.min_frames < 1:
             raise ConfigError(f"--min-frames {self.min_frames}: use 1 or more")
+        Counting(self.zones, self.lines, self.anchor, self.min_frames)  # the anchor, the names
         if self.max_frames is not None and self.max_frames < 1:
             raise ConfigError(f"--max-frames {self.max_frames}: use 1 or more")
         for flag, path in (("--out-video", self.out_video), ("--jsonl", self.jsonl)):
