@@ -16,18 +16,19 @@ import statistics
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from detect.client import DetectorClient, ServerError
-from detect.config import Connection, add_connection_flags, from_flags
+from detect.config import Connection, from_namespace
 from detect.errors import ConfigError, DataError, DetectError
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.image import decode_image
 from detect.runtime.sources import find_images, read_image
+from detect.settings import add_flags, from_flags
 from detect.structures import DetectOptions, options_from_flags
 
 
@@ -76,17 +77,17 @@ class BenchConfig:
             type=Path,
             help="checkpoint to run in torchvision eager (train extra)",
         )
-        add_connection_flags(p)
+        add_flags(p, Connection)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BenchConfig:
         options = options_from_flags(score_threshold=args.score, polygons=not args.no_polygons)
-        return from_flags(
+        return from_namespace(
             cls,
             args,
             images=args.images or [],
             options=options,
-            connection=Connection.from_args(args),
+            connection=from_flags(Connection, args),
         )
 
     def validate(self) -> None:
@@ -229,7 +230,7 @@ def bench(config: BenchConfig) -> list[Level]:
     config.validate()
     images = bench_images(config)
     options = config.options
-    with DetectorClient(config.server, **asdict(config.connection), timeout=120) as client:
+    with DetectorClient(config.server, **config.connection.client_kwargs(), timeout=120) as client:
         info = client.model_info()
         shapes = {decode_image(b).shape[:2] for b in images[:50]}
         sizes = ", ".join(sorted(f"{w}x{h}" for h, w in shapes))

@@ -152,7 +152,7 @@ VERBS = (
     ),
     Verb(
         "video",
-        "detect.video",
+        "detect.commands.video",
         "Detect (and track, and count) objects in a video file, stream or webcam, locally or "
         "through a server; annotated MP4, JSONL per frame, summary.",
         "  detect video clip.mp4 --model models/shapes.onnx --track --out-video out.mp4\n"
@@ -161,7 +161,7 @@ VERBS = (
     ),
     Verb(
         "watch",
-        "detect.watch",
+        "detect.commands.watch",
         "Watch a site: every camera of site.yaml through one server (or model), one tracker, "
         "zones, lines and outputs per camera, one event log (zone enter/exit with dwell time, "
         "line crossings), a live status line per camera, cameras reconnecting on their own.",

@@ -26,7 +26,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from detect.config import add_agnostic_nms_flag, add_connection_flags, detect_options, token
+from detect.config import Connection, add_agnostic_nms_flag, detect_options
 from detect.errors import ConfigError, DetectError, InputError
 from detect.messages import (
     detection_from_message,
@@ -35,6 +35,7 @@ from detect.messages import (
     raw_image_message,
 )
 from detect.runtime.sources import ReadError, read_image
+from detect.settings import add_flags, from_flags
 from detect.structures import Detection, DetectOptions, ModelInfo
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
@@ -392,7 +393,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-detections", type=int, help="per image, best first (default: all)")
     p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
     add_agnostic_nms_flag(p)
-    add_connection_flags(p)
+    add_flags(p, Connection)
     p.add_argument("--cert", type=Path, help="client certificate (PEM) for mutual TLS")
     p.add_argument("--key", type=Path, help="client private key (PEM) for mutual TLS")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
@@ -406,13 +407,9 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     with DetectorClient(
         args.server,
-        tls=args.tls,
-        ca=args.ca,
+        **from_flags(Connection, args).client_kwargs(),
         cert=args.cert,
         key=args.key,
-        token=token(args),
-        model=args.model_name,
-        model_version=args.model_version,
         timeout=args.timeout,
     ) as client:
         if args.health:

@@ -1,9 +1,10 @@
-"""What every verb's configuration shares: building itself from parsed flags, and the flags that
-several verbs have (device, connection to a server, the detection options).
+"""The settings several verbs share, each declared once (`detect.settings`): where a model runs
+(`Engine`: device, backend), how a verb reaches a server (`Connection`) and the detection options
+(`DetectSettings`); and reading a YAML file.
 
-Each verb's config dataclass registers its own flags (``add_arguments``) and builds itself from
-the parsed namespace (``from_args``, through `from_flags`); `detect.cli` only wires verbs. No
-torch, no ONNX Runtime, no gRPC here.
+Verbs not yet on `detect.settings` build their config from the parsed flags named as its fields
+(`from_namespace`) and take the detection flags with `detect_options`. No torch, no ONNX Runtime,
+no gRPC here.
 """
 
 from __future__ import annotations
@@ -16,31 +17,111 @@ from typing import Any, TypeVar
 import yaml
 
 from detect.errors import ConfigError
-from detect.structures import DetectOptions, options_from_flags
+from detect.settings import Check, setting
+from detect.structures import DetectOptions, OptionError, options_from_flags
 
 T = TypeVar("T")
 
 
-def from_flags(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
+def from_namespace(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
     """``cls(...)`` from the flags named as its fields (the others keep their defaults), with
     ``overrides`` for fields a flag does not give as is."""
     values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
     return cls(**{**values, **overrides})
 
 
-def add_device_flag(p: argparse.ArgumentParser, help_text: str = "ONNX Runtime device") -> None:
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=help_text)
+DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("auto", "onnxruntime", "openvino")
 
 
-def add_backend_flag(p: argparse.ArgumentParser) -> None:
-    """``--backend``: the engine that runs an exported model (`detect.runtime.engines`)."""
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "onnxruntime", "openvino"],
-        help="engine for the exported model (auto: OpenVINO on the CPU when installed, else "
+@dataclass(frozen=True)
+class Engine:
+    """Where and on what an exported model runs (`detect.runtime.backend.open_backend`)."""
+
+    device: str = setting("auto", "where the exported model runs", choices=DEVICES)
+    backend: str = setting(
+        "auto",
+        "engine for the exported model (auto: OpenVINO on the CPU when installed, else "
         "ONNX Runtime)",
+        choices=BACKENDS,
     )
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How a verb reaches a server: TLS (``ca``: the PEM certificate that verifies the server;
+    implies TLS), a bearer token (the first line of ``token_file``), and the served model and
+    version to ask for (empty: the server's default)."""
+
+    tls: bool = setting(False, "connect with TLS (system CA roots)")
+    ca: Path | None = setting(None, "CA certificate (PEM) to verify the server; implies TLS")
+    token_file: Path | None = setting(None, "bearer token (first line of the file)")
+    model_name: str = setting(
+        "", "served model to ask for (default: the server's default)", key="model_name"
+    )
+    model_version: str = setting("", "its version (default: its newest served one)")
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The keywords of `detect.client.DetectorClient`: tls, ca, token, model, model_version."""
+        token = None
+        if self.token_file is not None:
+            from server.auth import read_tokens
+
+            token = read_tokens(self.token_file)[0]
+        return {
+            "tls": self.tls,
+            "ca": self.ca,
+            "token": token,
+            "model": self.model_name,
+            "model_version": self.model_version,
+        }
+
+
+def _option_check(name: str) -> Check:
+    """`DetectOptions`' own check of its field ``name``."""
+
+    def check(value: Any) -> str | None:
+        try:
+            DetectOptions(**{name: value})
+        except OptionError as exc:
+            return exc.fix
+        return None
+
+    return check
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """The detection options a verb takes (`DetectOptions` by their flag and key names)."""
+
+    score: float | None = setting(
+        None,
+        "score threshold (default: the model card's)",
+        check=_option_check("score_threshold"),
+    )
+    max_detections: int | None = setting(
+        None, "keep at most this many detections per image", check=_option_check("max_detections")
+    )
+    classes: tuple[str, ...] = setting((), "keep only these class names or category ids")
+    agnostic_nms: bool | None = setting(
+        None,
+        "suppress overlapping boxes across classes, keeping the highest-scoring one "
+        "(default: the model card's)",
+    )
+    polygons: bool = setting(True, "trace masks to polygons (--no-polygons: boxes only)")
+    polygon_tolerance: float = setting(
+        1.0, "polygon simplification in pixels", check=_option_check("polygon_tolerance")
+    )
+
+    def options(self) -> DetectOptions:
+        return DetectOptions(
+            score_threshold=self.score,
+            max_detections=self.max_detections,
+            classes=self.classes,
+            agnostic_nms=self.agnostic_nms,
+            polygons=self.polygons,
+            polygon_tolerance=self.polygon_tolerance,
+        )
 
 
 def add_agnostic_nms_flag(p: argparse.ArgumentParser) -> None:
@@ -50,48 +131,6 @@ def add_agnostic_nms_flag(p: argparse.ArgumentParser) -> None:
         help="suppress overlapping boxes across classes, keeping the highest-scoring one "
         "(default: the model card's)",
     )
-
-
-def add_connection_flags(p: argparse.ArgumentParser) -> None:
-    """``--tls``, ``--ca``, ``--token-file``, ``--model-name`` and ``--model-version``: how a
-    verb reaches a server and which of its models it asks for."""
-    p.add_argument("--tls", action="store_true", help="connect with TLS (system CA roots)")
-    p.add_argument("--ca", type=Path, help="CA certificate (PEM) to verify the server; implies TLS")
-    p.add_argument("--token-file", type=Path, help="bearer token (first line of the file)")
-    p.add_argument(
-        "--model-name", default="", help="served model to ask for (default: the server's default)"
-    )
-    p.add_argument(
-        "--model-version", default="", help="its version (default: its newest served one)"
-    )
-
-
-@dataclass(frozen=True)
-class Connection:
-    """How a verb reaches a server: TLS (``ca``: the PEM certificate that verifies the server;
-    implies TLS), a bearer ``token``, and the served ``model`` and ``model_version`` to ask for
-    (empty: the server's default). The keywords of `detect.client.DetectorClient`."""
-
-    tls: bool = False
-    ca: Path | None = None
-    token: str | None = None
-    model: str = ""
-    model_version: str = ""
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Connection:
-        """From ``--tls``, ``--ca``, ``--token-file`` (its first line is the token),
-        ``--model-name`` and ``--model-version``."""
-        return cls(args.tls, args.ca, token(args), args.model_name, args.model_version)
-
-
-def token(args: argparse.Namespace) -> str | None:
-    """The bearer token of ``--token-file`` (its first line), or None."""
-    if getattr(args, "token_file", None) is None:
-        return None
-    from server.auth import read_tokens
-
-    return read_tokens(args.token_file)[0]
 
 
 def detect_options(args: argparse.Namespace, **fixed: Any) -> DetectOptions:

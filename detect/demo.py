@@ -28,7 +28,7 @@ from pathlib import Path
 
 import cv2
 
-from detect.config import from_flags
+from detect.config import from_namespace
 from detect.errors import ConfigError, DetectError
 
 DEMO_MODEL = Path("models/demo.onnx")
@@ -191,5 +191,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`detect demo` from parsed flags."""
-    run_demo(from_flags(DemoConfig, args))
+    run_demo(from_namespace(DemoConfig, args))
     return 0

@@ -24,20 +24,14 @@ import json
 import sys
 import time
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from detect.config import (
-    Connection,
-    add_backend_flag,
-    add_connection_flags,
-    add_device_flag,
-    from_flags,
-)
+from detect.config import Connection, Engine, from_namespace
 from detect.data.coco import read_json
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
@@ -47,6 +41,7 @@ from detect.metrics.plots import Plotter
 from detect.metrics.report import stdout_table, write_report
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.model_card import DEFAULT_SCORE
+from detect.settings import add_flags, from_flags
 from detect.structures import ModelInfo
 
 IOU_TYPES = ("bbox", "segm", "both")
@@ -103,13 +98,12 @@ class EvalConfig:
             help="--model/--server: suppress overlapping boxes across classes, keeping the "
             "highest-scoring one (default: the model card's)",
         )
-        add_device_flag(p, "for --model")
-        add_backend_flag(p)
-        add_connection_flags(p)
+        add_flags(p, Engine)
+        add_flags(p, Connection)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> EvalConfig:
-        return from_flags(cls, args, connection=Connection.from_args(args))
+        return from_namespace(cls, args, connection=from_flags(Connection, args))
 
     def source(self) -> str:
         given = [name for name in SOURCES if getattr(self, name) is not None]
@@ -248,7 +242,7 @@ def _from_backend(config: EvalConfig, source: str, paths: dict[int, Path], gt: C
         checkpoint=config.checkpoint,
         device=config.device,
         engine=config.backend,
-        connection={**asdict(config.connection), "timeout": 300},
+        connection={**config.connection.client_kwargs(), "timeout": 300},
     )
     with closing(backend):
         return predict_with(backend, config, paths, gt, what, 8 if source == "server" else 1)

@@ -38,7 +38,7 @@ from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
 
 from detect import __version__
-from detect.config import from_flags
+from detect.config import from_namespace
 from detect.errors import ConfigError, ModelError
 from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
 from detect.runtime.model_card import (
@@ -391,7 +391,7 @@ class ExportConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ExportConfig:
-        return from_flags(cls, args)
+        return from_namespace(cls, args)
 
 
 def _pretrained(name: str, tag: str) -> tuple[dict[str, Any], nn.Module]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from detect.config import add_device_flag
+from detect.config import Engine
 from detect.errors import DataError, DetectError
 from detect.models.eager import EagerModel
 from detect.ops import box_iou
@@ -30,6 +30,7 @@ from detect.runtime.backend import Backend
 from detect.runtime.detector import Detector
 from detect.runtime.masks import binary_masks
 from detect.runtime.sources import find_images, read_image
+from detect.settings import add_flags, from_flags
 from detect.structures import DetectOptions, RawDetections
 
 
@@ -281,12 +282,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", type=Path, nargs="+", help="image files or folders")
     p.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint exported")
     p.add_argument("--model", type=Path, required=True, help="the exported NAME.onnx")
-    add_device_flag(p)
+    add_flags(p, Engine, skip=("backend",))
     p.set_defaults(device="cpu")
 
 
 def run(args: argparse.Namespace) -> int:
     """`detect parity` from parsed flags: the table; exit 1 when it fails."""
-    report = parity(args.checkpoint, args.model, args.images, args.device)
+    report = parity(args.checkpoint, args.model, args.images, from_flags(Engine, args).device)
     print(report.table())
     return 0 if report.passed else 1

@@ -19,19 +19,14 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from detect.config import (
-    add_agnostic_nms_flag,
-    add_backend_flag,
-    add_device_flag,
-    detect_options,
-    from_flags,
-)
+from detect.config import Engine, add_agnostic_nms_flag, detect_options, from_namespace
 from detect.data.results import coco_result
 from detect.errors import ConfigError, DetectError
 from detect.runtime.backend import Backend, detect_each, open_backend
 from detect.runtime.draw import draw_detections
 from detect.runtime.image import DEFAULT_MAX_PIXELS, decode_image
 from detect.runtime.sources import IMAGE_SUFFIXES, find_images, read_image
+from detect.settings import add_flags
 from detect.structures import DetectOptions
 
 
@@ -61,8 +56,7 @@ class PredictConfig:
         p.add_argument(
             "--score", type=float, help="score threshold (default: the model card's, 0.5)"
         )
-        add_device_flag(p)
-        add_backend_flag(p)
+        add_flags(p, Engine)
         p.add_argument("--max-detections", type=int, default=100, help="per image, best first")
         p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
         add_agnostic_nms_flag(p)
@@ -73,7 +67,7 @@ class PredictConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> PredictConfig:
-        return from_flags(
+        return from_namespace(
             cls, args, options=detect_options(args), max_pixels=round(args.max_mp * 1_000_000)
         )
 

@@ -86,16 +86,17 @@ class Line:
     y2: float
 
     @classmethod
-    def parse(cls, text: str, default_name: str = "line") -> Line:
-        """``[NAME=]x1,y1,x2,y2`` (the ``--line`` flag)."""
+    def parse(cls, text: str, default_name: str = "line", what: str = "--line") -> Line:
+        """``[NAME=]x1,y1,x2,y2`` (the ``--line`` flag; ``what``: the setting as the user
+        spelled it, for messages)."""
         name, named, coords = text.rpartition("=")
         if named and not name:
-            raise ConfigError(f"--line {text!r}: give a name before '=', or leave '=' out")
+            raise ConfigError(f"{what} {text!r}: give a name before '=', or leave '=' out")
         try:
             x1, y1, x2, y2 = (float(v) for v in coords.split(","))
         except ValueError:
-            raise ConfigError(f"--line {text!r}: use [NAME=]x1,y1,x2,y2 in pixels") from None
-        return cls.of(name or default_name, [[x1, y1], [x2, y2]], f"--line {text!r}")
+            raise ConfigError(f"{what} {text!r}: use [NAME=]x1,y1,x2,y2 in pixels") from None
+        return cls.of(name or default_name, [[x1, y1], [x2, y2]], f"{what} {text!r}")
 
     @classmethod
     def of(cls, name: Any, points: Any, where: str) -> Line:

@@ -6,10 +6,11 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from detect.config import add_backend_flag, add_device_flag, from_flags
+from detect.config import Engine, from_namespace
 from detect.errors import ConfigError
 from detect.runtime.engines import DEVICES, ENGINES
 from detect.runtime.image import DEFAULT_MAX_PIXELS
+from detect.settings import add_flags
 
 MIB = 1024 * 1024
 
@@ -81,8 +82,7 @@ class ServeConfig:
         )
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
         p.add_argument("--port", type=int, default=50051, help="gRPC port (0: any free port)")
-        add_device_flag(p)
-        add_backend_flag(p)
+        add_flags(p, Engine)
         p.add_argument("--max-batch", type=int, default=8, help="most images per model call")
         p.add_argument(
             "--batch-timeout-ms", type=float, default=5.0, help="longest wait for a batch to fill"
@@ -126,7 +126,7 @@ class ServeConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeConfig:
-        return from_flags(cls, args)
+        return from_namespace(cls, args)
 
     @property
     def max_message_bytes(self) -> int:

@@ -326,17 +326,21 @@ def test_site_file_mistakes_name_the_camera_and_the_key(site: Path, tmp_path: Pa
         with pytest.raises(ConfigError, match=fragment):
             read_site(path)
 
-    check({"camras": []}, "unknown key 'camras'")
-    check({"model": str(MODEL)}, "exactly one of 'server'")
+    check({"camras": []}, r"bad.yaml: camras: unknown key \(did you mean cameras\?\)")
+    check({"model": str(MODEL)}, "exactly one of server")
     check({"cameras": []}, "at least one camera")
-    check({}, "camera 'cam1': unknown key 'zone'", {"zone": []})
+    check({}, r"camera 'cam1': zone: unknown key \(did you mean zones\?\)", {"zone": []})
+    check({}, r"camera 'cam1': min_frame: unknown key \(did you mean min_frames\?\)",
+          {"min_frame": 3})  # fmt: skip
+    check({}, "camera 'cam1': min_frames: 0: use 1 or more", {"min_frames": 0})
+    check({}, "camera 'cam1': every: True: use a whole number", {"every": True})
     check({}, "camera 'cam1': source .*nope.mp4: no such file", {"source": "nope.mp4"})
     check({}, "camera 'cam1': .*anchor", {"anchor": "feet"})
     check({}, "camera 'cam1': reconnect", {"reconnect": "always"})
-    check({}, "camera 'cam1': line 'middle' needs 'points'", {"lines": [{"name": "middle"}]})
+    check({}, "camera 'cam1': lines: line 'middle' needs 'points'", {"lines": [{"name": "middle"}]})
     check({}, "'cam2' is used twice", {"name": "cam2"})
     check({}, "camera 'cam1' and camera 'cam2' both write", {"jsonl": "out/cam2.jsonl"})
-    check({}, "camera 'cam1': 'classes' is a list", {"classes": {"a": 1}})
+    check({}, "camera 'cam1': classes: {'a': 1}: use a list of names", {"classes": {"a": 1}})
     result = run_detect("watch", str(site / "missing.yaml"))
     assert result.returncode == 1 and result.stderr.count("error:") == 1
     assert "missing.yaml" in result.stderr and "Traceback" not in result.stderr

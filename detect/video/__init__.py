@@ -14,8 +14,13 @@ gone mid-run) is a clear error, or, with ``retry``, the stream is reopened after
 pauses up to ``retry`` times in a row. SIGTERM/SIGINT end the run after the frame
 in hand: the MP4 is finalised (playable) and every JSONL line is complete (each is flushed when
 written).
+
+Modules: `config` (the settings), `source` (frames), `remote` (the server's stream), `run` (one
+camera's run), `annotate` (the MP4 frame and JSONL records), `summary`.
 """
 
-from detect.video.run import VideoConfig, VideoSummary, add_arguments, run, run_video
+from detect.video.config import VideoConfig
+from detect.video.run import run_video
+from detect.video.summary import VideoSummary
 
-__all__ = ["VideoConfig", "VideoSummary", "add_arguments", "run", "run_video"]
+__all__ = ["VideoConfig", "VideoSummary", "run_video"]

@@ -1,0 +1,382 @@
+"""One declaration per setting, and from it the flag, the file key, the ``--help`` line and the
+error message.
+
+A settings class is a dataclass whose fields are made with `setting`: the field's name, its
+annotation (the type), its default, and a `Setting` (help, choices, check, how text or a file's
+value becomes the field's value, its flag and key names). `add_flags` registers the flags of a
+class, `from_flags` builds it from parsed flags and `from_mapping` from a YAML mapping (a site
+file's camera, a config file); both check every value and then call the class's
+``validate(spell)`` for the checks that involve several settings. Every error is a `ConfigError`
+in the spelling the user used:
+
+- a flag: ``--min-frames 0: use 1 or more``
+- a file key: ``camera 'gate': min_frames: 0: use 1 or more``,
+  ``camera 'gate': min_frame: unknown key (did you mean min_frames?)``
+
+A field whose type is itself a settings class (the connection to a server, the detection
+options) contributes its settings as if they were the outer class's: the same flags and keys.
+
+No torch, no ONNX Runtime, no gRPC here; argparse only registers flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import functools
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from detect.errors import ConfigError
+
+T = TypeVar("T")
+
+Check = Callable[[Any], str | None]
+"""The fix for a bad value (``use 1 or more``), or None when the value is fine."""
+
+Parse = Callable[[Any, Path, str], Any]
+"""A flag's text or a file's value -> the field's value; ``root`` is the folder that relative
+paths start from (the site file's, or the working folder for flags), ``what`` the setting as the
+user spelled it, for messages. Raises `ConfigError`."""
+
+_META = "detect.setting"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a field declares beyond its name, type and default.
+
+    ``flag``: None for ``--name-with-dashes``, "" for none (a file key only); ``key``: None for
+    the field's name, "" for none (a flag only); ``repeat``: the flag may be given several times
+    (its texts reach ``parse`` as a list); ``positional``: the flag is a positional argument;
+    ``group``: flags of one group exclude each other (see `add_flags`); ``shown_default``: the
+    default as ``--help`` shows it when it is not the field's own (None: the field's)."""
+
+    help: str
+    choices: tuple[Any, ...] | None = None
+    check: Check | None = None
+    parse: Parse | None = None
+    flag: str | None = None
+    key: str | None = None
+    metavar: str | None = None
+    repeat: bool = False
+    positional: bool = False
+    group: str | None = None
+    shown_default: str | None = None
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    factory: Callable[[], Any] | None = None,
+    **declared: Any,
+) -> Any:
+    """A dataclass field declaring a setting (keywords: those of `Setting`)."""
+    spec = Setting(help=help, **declared)
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={_META: spec})
+    return dataclasses.field(default=default, metadata={_META: spec})
+
+
+def nested(factory: Callable[[], Any], *, keys: bool = True) -> Any:
+    """A field holding another settings class, whose settings become this class's (as flags;
+    as file keys too unless ``keys`` is False: a camera's server connection is the site's)."""
+    return dataclasses.field(default_factory=factory, metadata={_META: None, "keys": keys})
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def at_least(low: float) -> Check:
+    """``low`` or more (None passes: "not set")."""
+    return lambda v: None if v is None or v >= low else f"use {low:g} or more"
+
+
+def more_than(low: float) -> Check:
+    """More than ``low`` (None passes)."""
+    return lambda v: None if v is None or v > low else f"use more than {low:g}"
+
+
+# --------------------------------------------------------------------------- declarations
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting of a class, nested ones flattened: its field name, type, default and spec;
+    ``path`` is the field names from the outer class down to it."""
+
+    name: str
+    type: Any
+    default: Any
+    spec: Setting
+    path: tuple[str, ...]
+
+    @property
+    def flag(self) -> str | None:
+        if self.spec.flag == "":
+            return None
+        if self.spec.positional:
+            return self.name
+        return self.spec.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def key(self) -> str | None:
+        return None if self.spec.key == "" else (self.spec.key or self.name)
+
+
+@functools.cache
+def declared(cls: type) -> tuple[Declared, ...]:
+    """Every setting of ``cls``, nested classes' included, in declaration order."""
+    out: list[Declared] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if _META not in f.metadata:
+            continue
+        if f.metadata[_META] is None:  # a nested settings class
+            for d in declared(hints[f.name]):
+                spec = d.spec if f.metadata["keys"] else dataclasses.replace(d.spec, key="")
+                out.append(dataclasses.replace(d, spec=spec, path=(f.name, *d.path)))
+            continue
+        default = f.default
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        out.append(Declared(f.name, hints[f.name], default, f.metadata[_META], ()))
+    return tuple(out)
+
+
+def _base(annotation: Any) -> tuple[Any, bool]:
+    """``(the type without None, whether None is allowed)``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return (args[0] if len(args) == 1 else annotation), True
+    return annotation, False
+
+
+def _is_sequence(base: Any) -> bool:
+    return typing.get_origin(base) in (tuple, list)
+
+
+class Spelling:
+    """How the user wrote the settings: as flags or as the keys of a file (``where``: the part
+    of the file, e.g. ``camera 'gate'``; ``flagged``: settings given as flags over the file's).
+    ``spell(name)`` is a setting's name as the user wrote it."""
+
+    def __init__(
+        self, cls: type, kind: str, where: str = "", flagged: frozenset[str] = frozenset()
+    ) -> None:
+        self.kind = kind
+        self.where = where
+        self._names = {
+            d.name: (d.flag if kind == FLAGS or d.name in flagged else d.key) or d.name
+            for d in declared(cls)
+        }
+
+    def __call__(self, name: str) -> str:
+        return self._names.get(name, name)
+
+    def error(self, name: str, value: Any, fix: str) -> ConfigError:
+        """``--every 0: use 1 or more`` / ``camera 'gate': every: 0: use 1 or more``."""
+        if self(name).startswith("-") or self.kind == FLAGS:
+            shown = " ".join(map(str, value)) if isinstance(value, list | tuple) else value
+            return ConfigError(f"{self(name)} {shown}: {fix}")
+        return self.problem(f"{self(name)}: {value!r}: {fix}")
+
+    def problem(self, text: str) -> ConfigError:
+        """A message about one or several settings, placed in the file when it is one."""
+        return ConfigError(f"{self.where}: {text}" if self.where else text)
+
+
+FLAGS = "flag"
+KEYS = "key"
+
+
+# --------------------------------------------------------------------------- flags
+
+
+def _help(d: Declared) -> str:
+    text = d.spec.help
+    shown = d.spec.shown_default
+    unset = d.default is None or d.default is False or d.default in ((), [], "")
+    if shown is None and not unset and "(default" not in text:
+        shown = str(d.default)
+    return f"{text} (default: {shown})" if shown and "(default" not in text else text
+
+
+def add_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    skip: tuple[str, ...] = (),
+    required_groups: tuple[str, ...] = (),
+) -> None:
+    """Register the flags of ``cls``'s settings (but those in ``skip``). A flag not given stays
+    out of the parsed namespace, so a file's value or the declared default applies;
+    ``required_groups``: groups (`Setting.group`) of which one flag must be given."""
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for d in declared(cls):
+        if d.flag is None or d.name in skip:
+            continue
+        target: Any = parser
+        if d.spec.group is not None:
+            if d.spec.group not in groups:
+                groups[d.spec.group] = parser.add_mutually_exclusive_group(
+                    required=d.spec.group in required_groups
+                )
+            target = groups[d.spec.group]
+        kwargs: dict[str, Any] = {"help": _help(d)}
+        if not d.spec.positional:
+            kwargs |= {"dest": d.name, "default": argparse.SUPPRESS}
+        base, _ = _base(d.type)
+        if d.spec.metavar:
+            kwargs["metavar"] = d.spec.metavar
+        if d.spec.parse is not None:
+            kwargs["action"] = "append" if d.spec.repeat else "store"
+        elif base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif _is_sequence(base):
+            kwargs["nargs"] = "+"
+        else:
+            kwargs["type"] = base if base in (int, float, Path) else str
+            if d.spec.choices is not None:
+                kwargs["choices"] = d.spec.choices
+        target.add_argument(d.flag, **kwargs)
+
+
+def _given_flags(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    given = vars(args)
+    return {d.name: given[d.name] for d in declared(cls) if d.flag and d.name in given}
+
+
+def _known_keys(cls: type, mapping: Mapping[str, Any], spell: Spelling) -> dict[str, Any]:
+    """``mapping``'s values by field name; an unknown key is a `ConfigError` with the nearest
+    known one."""
+    by_key = {d.key: d for d in declared(cls) if d.key is not None}
+    for key in mapping:
+        if key not in by_key:
+            close = difflib.get_close_matches(str(key), list(by_key), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(by_key))}"
+            raise spell.problem(f"{key}: unknown key ({hint})")
+    return {by_key[key].name: value for key, value in mapping.items()}
+
+
+def from_flags(cls: type[T], args: argparse.Namespace, **fixed: Any) -> T:
+    """``cls`` from the flags given (the others keep their declared defaults) and ``fixed``
+    values; checked (`ConfigError` naming the flag)."""
+    spell = Spelling(cls, FLAGS)
+    return construct(cls, _typed(cls, _given_flags(cls, args), spell, Path()) | fixed, spell)
+
+
+def from_mapping(
+    cls: type[T],
+    mapping: Mapping[str, Any],
+    where: str,
+    root: Path = Path(),
+    args: argparse.Namespace | None = None,
+    **fixed: Any,
+) -> T:
+    """``cls`` from a file's keys (relative paths start at ``root``), the flags of ``args`` that
+    were given over them (a flag of a `Setting.group` drops the file's value of that group) and
+    ``fixed`` values; checked (`ConfigError` naming ``where`` and the key, or the flag)."""
+    flags = _given_flags(cls, args) if args is not None else {}
+    spell = Spelling(cls, KEYS, where, frozenset(flags))
+    values = _known_keys(cls, mapping, spell)
+    found = {d.name: d for d in declared(cls)}
+    groups = {found[name].spec.group for name in flags} - {None}
+    values = {k: v for k, v in values.items() if found[k].spec.group not in groups}
+    typed = _typed(cls, values, spell, root) | _typed(cls, flags, spell, Path())
+    return construct(cls, typed | fixed, spell)
+
+
+def _coerce(d: Declared, value: Any, root: Path, spell: Spelling) -> Any:
+    """A file's (or a flag's already typed) value as the field's type."""
+    base, optional = _base(d.type)
+    if value is None:
+        if optional:
+            return None
+        raise spell.error(d.name, value, "give a value")
+    if base is bool:
+        if not isinstance(value, bool):
+            raise spell.error(d.name, value, "use true or false")
+        return value
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise spell.error(d.name, value, "use a whole number")
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise spell.error(d.name, value, "use a number")
+        return float(value)
+    if base is Path:
+        if not isinstance(value, str | Path):
+            raise spell.error(d.name, value, "use a file path")
+        return root / value
+    if _is_sequence(base):
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list | tuple) or any(
+            isinstance(v, bool | dict | list) for v in value
+        ):
+            raise spell.error(d.name, value, "use a list of names")
+        return tuple(str(v) for v in value)
+    if base is str:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise spell.error(d.name, value, "use a text")
+        return str(value)
+    return value
+
+
+def _values(d: Declared, raw: Any, root: Path, spell: Spelling) -> Any:
+    if d.spec.parse is not None:
+        try:
+            value = d.spec.parse(raw, root, spell(d.name))
+        except ConfigError as exc:
+            raise spell.problem(str(exc)) from None
+    else:
+        value = _coerce(d, raw, root, spell)
+    if d.spec.choices is not None and value not in d.spec.choices:
+        raise spell.error(d.name, raw, f"use one of {', '.join(map(str, d.spec.choices))}")
+    fix = d.spec.check(value) if d.spec.check is not None else None
+    if fix is not None:
+        raise spell.error(d.name, raw, fix)
+    return value
+
+
+def _typed(cls: type, values: dict[str, Any], spell: Spelling, root: Path) -> dict[str, Any]:
+    """Raw ``values`` by field name, each parsed and checked."""
+    found = {d.name: d for d in declared(cls)}
+    return {name: _values(found[name], raw, root, spell) for name, raw in values.items()}
+
+
+def construct(cls: type[T], typed: dict[str, Any], spell: Spelling) -> T:
+    """``cls`` from typed values by field name, nested classes built from theirs, validated."""
+    kwargs: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get(_META, ...) is None:  # nested: built from its own settings' values
+            inner = {d.name for d in declared(hints[f.name])}
+            value = typed.get(f.name)
+            if value is None:
+                value = construct(
+                    hints[f.name], {k: v for k, v in typed.items() if k in inner}, spell
+                )
+            kwargs[f.name] = value
+        elif f.name in typed:
+            kwargs[f.name] = typed[f.name]
+    made = cls(**kwargs)
+    validate = getattr(made, "validate", None)
+    if validate is not None:
+        validate(spell)
+    return made
+
+
+def iter_declared(classes: tuple[type, ...]) -> Iterator[tuple[type, Declared]]:
+    """Every setting of each class (for the table-driven test and the docs)."""
+    for cls in classes:
+        for d in declared(cls):
+            yield cls, d

@@ -1,0 +1,177 @@
+"""`VideoConfig`: the settings of one camera's run, each declared once (`detect.settings`); from
+them come `detect video`'s flags and a site file's camera keys (`detect watch`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detect.config import Connection, DetectSettings, Engine
+from detect.errors import ConfigError
+from detect.settings import FLAGS, Spelling, at_least, more_than, nested, setting
+from detect.structures import DetectOptions
+from detect.video.source import is_live
+from detect.zones import ANCHORS, Counting, Line, Zone, read_zones, zones_from_dict
+
+FOREVER = "forever"
+
+
+def _source(value: Any, root: Path, what: str) -> str:
+    """A file (relative to ``root``), an ``rtsp://`` or ``http(s)://`` URL, or a webcam index."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what}: give a file, an rtsp:// or http:// URL, or a webcam index")
+    return value if is_live(value) or value.isdigit() else str(root / value)
+
+
+def _zones(value: Any, root: Path, what: str) -> list[Zone]:
+    """A zones.json path, or the zones inline (a site file)."""
+    if isinstance(value, str | Path):
+        return read_zones(root / value, what)
+    return zones_from_dict(value or [], what)
+
+
+def _lines(value: Any, root: Path, what: str) -> list[Line]:
+    """``[NAME=]x1,y1,x2,y2`` texts (the repeated flag) or ``{name, points}`` mappings."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{what}: a list of {{name, points: [[x1, y1], [x2, y2]]}}")
+    lines = []
+    for k, item in enumerate(value):
+        default = f"line{k + 1}" if len(value) > 1 else "line"
+        if isinstance(item, str):
+            lines.append(Line.parse(item, default, what))
+        elif isinstance(item, dict):
+            lines.append(Line.of(item.get("name"), item.get("points"), what))
+        else:
+            raise ConfigError(f"{what}: line {k + 1} is neither {{name, points}} nor 'x1,y1,x2,y2'")
+    return lines
+
+
+def _attempts(value: Any, root: Path, what: str) -> int | None:
+    """``forever`` (None) or a count of 0 or more."""
+    if value == FOREVER:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{what} {value}: give a number of attempts (0 or more) or '{FOREVER}'")
+    return value
+
+
+def _mp4(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    if path.is_dir():
+        return "is a folder; give a file name"
+    return None if path.suffix.lower() == ".mp4" else "name an .mp4 file"
+
+
+def _file(path: Path | None) -> str | None:
+    return "is a folder; give a file name" if path is not None and path.is_dir() else None
+
+
+@dataclass
+class VideoConfig:
+    """One camera's run (`detect.video.run.VideoRun`); see `detect.video` for what each does.
+    ``model``, ``server``, ``engine`` and ``connection`` are flags of `detect video` and keys of
+    the site, not of its cameras."""
+
+    source: str = setting(
+        "",
+        "video file, rtsp:// or http:// URL, or webcam index",
+        parse=_source,
+        positional=True,
+    )
+    model: Path | None = setting(
+        None, "exported NAME.onnx (local ONNX Runtime)", key="", group="where"
+    )
+    server: str | None = setting(
+        None, "HOST:PORT of a running `detect serve`", key="", group="where"
+    )
+    every: int = setting(1, "process every Nth frame", check=at_least(1))
+    target_fps: float | None = setting(
+        None, "process this many frames per video second", check=more_than(0)
+    )
+    realtime: bool = setting(False, "drop frames instead of lagging")
+    track: bool = setting(False, "give objects stable track ids")
+    zones: list[Zone] = setting(
+        factory=list,
+        help="named polygons to count in: a zones.json (or, in a site file, the list itself)",
+        parse=_zones,
+        metavar="zones.json",
+    )
+    lines: list[Line] = setting(
+        factory=list,
+        help="count crossings of this line by direction (repeatable)",
+        parse=_lines,
+        flag="--line",
+        metavar="[NAME=]x1,y1,x2,y2",
+        repeat=True,
+    )
+    anchor: str = setting(
+        "bottom_center",
+        "the point(s) of a box that place it in zones and on sides of lines",
+        choices=ANCHORS,
+    )
+    min_frames: int = setting(
+        2,
+        "frames an object must stay in or out of a zone, or past a line, to count",
+        check=at_least(1),
+    )
+    out_video: Path | None = setting(None, "annotated .mp4", check=_mp4)
+    jsonl: Path | None = setting(None, "one JSON line per processed frame", check=_file)
+    detection: DetectSettings = nested(DetectSettings)
+    engine: Engine = nested(Engine, keys=False)
+    reconnect: int | None = setting(
+        5,
+        f"reopen attempts for a lost stream (or {FOREVER})",
+        parse=_attempts,
+        metavar="N",
+    )
+    retry: int | None = setting(
+        0,
+        f"--server: reopen after UNAVAILABLE this many times (or {FOREVER})",
+        parse=_attempts,
+        metavar="N",
+    )
+    in_flight: int = setting(4, "--server: frames on their way", check=at_least(1))
+    frame_deadline_ms: int = setting(
+        0,
+        "--server: a frame the server cannot run within this is dropped (0: none)",
+        check=lambda v: None if v >= 0 else "give milliseconds (0: no deadline)",
+    )
+    max_frames: int | None = setting(
+        None, "stop after this many processed frames", check=at_least(1)
+    )
+    connection: Connection = nested(Connection, keys=False)
+    name: str = setting(
+        "",
+        "the camera's name",
+        flag="",
+        check=lambda v: None if v else "give it a name",
+    )
+    options: DetectOptions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.options = self.detection.options()
+
+    def validate(self, spell: Spelling | None = None) -> None:
+        """The checks that involve several settings; `ConfigError` in ``spell``'s spelling."""
+        spell = spell or Spelling(VideoConfig, FLAGS)
+        if (self.model is None) == (self.server is None):
+            raise spell.problem(
+                f"give exactly one of {spell('model')} (local) or {spell('server')} (gRPC)"
+            )
+        if self.target_fps is not None and self.every != 1:
+            raise spell.problem(f"{spell('target_fps')} cannot go with {spell('every')}")
+        if self.frame_deadline_ms and self.server is None:
+            raise spell.problem(
+                f"{spell('frame_deadline_ms')} goes with {spell('server')}: "
+                "a local model drops nothing"
+            )
+        try:
+            Counting(self.zones, self.lines, self.anchor, self.min_frames)  # the names
+        except ConfigError as exc:
+            raise spell.problem(str(exc)) from None

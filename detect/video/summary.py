@@ -1,0 +1,65 @@
+"""`VideoSummary`: what one camera's run did, counted as it goes (a status line may read it)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class VideoSummary:
+    """What a run did: frame counts, speed, classes, tracks, zone and line totals, dwell."""
+
+    frames_read: int = 0
+    frames_processed: int = 0
+    frames_dropped: int = 0  # by the source (--realtime); its reader thread counts them
+    frames_dropped_by_server: int = 0  # --frame-deadline-ms; counted on the main thread
+    seconds: float = 0.0
+    detections: Counter = field(default_factory=Counter)  # label -> detections
+    tracks: dict[str, set[int]] = field(default_factory=dict)  # label -> track ids
+    counting: dict[str, Any] = field(default_factory=dict)  # `Counting.summary()`, at the end
+    reconnects: int = 0
+    stopped: str = "end of source"
+
+    @property
+    def fps(self) -> float:
+        return self.frames_processed / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames_read": self.frames_read,
+            "frames_processed": self.frames_processed,
+            "frames_dropped": self.frames_dropped + self.frames_dropped_by_server,
+            "frames_dropped_by_server": self.frames_dropped_by_server,
+            "seconds": round(self.seconds, 3),
+            "fps": round(self.fps, 3),
+            "detections": dict(self.detections),
+            "tracks": {label: len(ids) for label, ids in self.tracks.items()},
+            "unique_tracks": sum(len(ids) for ids in self.tracks.values()),
+            **self.counting,
+            "reconnects": self.reconnects,
+            "stopped": self.stopped,
+        }
+
+    def lines(self) -> list[str]:
+        d = self.as_dict()
+        out = [
+            f"frames: {d['frames_read']} read, {d['frames_processed']} processed, "
+            f"{d['frames_dropped']} dropped; {d['fps']:.2f} processed frames/s; "
+            f"stopped: {d['stopped']}",
+            "detections: " + (", ".join(f"{k} {v}" for k, v in d["detections"].items()) or "none"),
+        ]
+        if self.tracks:
+            per_class = ", ".join(f"{k} {v}" for k, v in d["tracks"].items())
+            out.append(f"tracks: {d['unique_tracks']} ({per_class})")
+        if self.counting:
+            counts = self.counting["counts"]
+            out.append("counts: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+            for zone, dwell in self.counting["dwell"].items():
+                out.append(
+                    f"dwell in {zone}: {dwell['visits']} visit{'s' * (dwell['visits'] != 1)}, "
+                    f"mean {dwell['mean_s']:.2f} s, "
+                    f"max {dwell['max_s']:.2f} s"
+                )
+        return out

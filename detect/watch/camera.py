@@ -1,0 +1,117 @@
+"""`CameraWorker`: one camera of a site on its own thread: opens its source (retrying a live
+one), runs it, keeps its state for the status line."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+
+from detect.errors import DataError, DetectError
+from detect.video.config import VideoConfig
+from detect.video.run import LocalModel, VideoRun
+from detect.video.source import attempts_left, backoff, is_live
+from detect.video.summary import VideoSummary
+from detect.watch.events import EventLog
+
+
+@dataclass
+class CameraWorker:
+    """One camera's thread: opens its source (retrying a live one), runs it, keeps its state."""
+
+    config: VideoConfig
+    local: LocalModel | None
+    log: EventLog
+    track_ids: tuple[int, int]
+    summary: VideoSummary = field(default_factory=VideoSummary)
+    state: str = "starting"
+    error: str | None = None
+    _video: VideoRun | None = None
+    _stopped: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _thread: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=f"camera {self.name}", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Whether the thread has ended (waiting up to ``timeout`` seconds)."""
+        assert self._thread is not None
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def stop(self, reason: str) -> None:
+        """End the camera after the frame in hand (nothing, if it has already ended)."""
+        with self._lock:
+            if self._stopped.is_set() or self.state in ("ended", "failed"):
+                return
+            self._stopped.set()
+            if self._video is not None:
+                self._video.stop(reason)  # keeps a reason its source already gave
+            else:
+                self.summary.stopped = reason
+
+    def _open(self) -> VideoRun | None:
+        """The camera's run once its source opens; None when stopped or out of attempts."""
+        config, attempt = self.config, 0
+        while not self._stopped.is_set():
+            try:
+                return VideoRun(
+                    config, self.local, lambda e: self.log.write(config.name, e), self.track_ids
+                )
+            except DataError as exc:
+                if not is_live(config.source) or not attempts_left(attempt, config.reconnect):
+                    raise
+                pause = backoff(attempt)
+                attempt += 1
+                self.summary.reconnects += 1
+                self.state = "connecting"
+                print(
+                    f"warning: camera {self.name}: {exc}; retrying in {pause:g} s", file=sys.stderr
+                )
+                self._stopped.wait(pause)
+        return None
+
+    def _main(self) -> None:
+        try:
+            video = self._open()
+            with self._lock:
+                if video is None or self._stopped.is_set():
+                    self.state = "stopped"
+                    if video is not None:
+                        video.frames.close()
+                    return
+                self._video = video
+                video.summary.reconnects += self.summary.reconnects
+                self.summary = video.summary
+                self.state = "running"
+            video.run()
+            if video.frames.lost:  # gave up reconnecting: this camera is gone for good
+                self._fail(video.summary.stopped)
+            else:
+                self.state = "ended"
+        except DetectError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # a bug: this camera stops, the others go on
+            traceback.print_exc()
+            self._fail(f"internal error: {exc!r}")
+
+    def _fail(self, error: str) -> None:
+        self.error, self.state = error, "failed"
+        print(f"warning: camera {self.name} stopped: {error}", file=sys.stderr)
+
+    def status(self, fps: float) -> str:
+        s = self.summary
+        dropped = s.frames_dropped + s.frames_dropped_by_server
+        video = self._video
+        state = "reconnecting" if video is not None and video.frames.reconnecting else self.state
+        return (
+            f"{self.name}: {state}, {fps:.1f} frames/s, {s.frames_processed} processed, "
+            f"{dropped} dropped, {s.reconnects} reconnects"
+        )

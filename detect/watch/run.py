@@ -1,0 +1,108 @@
+"""`watch`: every camera of a site until each ends or SIGTERM/SIGINT (see `detect.watch`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from detect.video.run import LocalModel, stop_on_signals
+from detect.video.summary import VideoSummary
+from detect.watch.camera import CameraWorker
+from detect.watch.events import EventLog
+from detect.watch.site import Site
+from detect.watch.status import StatusBoard
+
+FINISH_S = 30.0  # how long stopped cameras get to finish their frame in hand
+
+
+@dataclass
+class WatchResult:
+    """Each camera's summary and error (None: it ran to its end), the site's totals."""
+
+    summaries: dict[str, VideoSummary]
+    errors: dict[str, str]
+    seconds: float
+    events: int
+
+    def as_dict(self) -> dict[str, Any]:
+        processed = sum(s.frames_processed for s in self.summaries.values())
+        return {
+            "cameras": {
+                name: {**s.as_dict(), "error": self.errors.get(name)}
+                for name, s in self.summaries.items()
+            },
+            "seconds": round(self.seconds, 3),
+            "frames_processed": processed,
+            "fps": round(processed / self.seconds, 3) if self.seconds else 0.0,
+            "events": self.events,
+        }
+
+
+def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -> WatchResult:
+    """Run every camera of the site until each ends or SIGTERM/SIGINT (see the module
+    docstring); the summaries."""
+    first = site.cameras[0]
+    if first.server is not None:  # a wrong address is one error now, not retries for ever
+        from detect.client import DetectorClient
+
+        with DetectorClient(first.server, **first.connection.client_kwargs(), timeout=10) as client:
+            client.wait_ready(timeout=10)  # rides out a server that is still starting
+            client.health("")
+    log = EventLog(site.events)
+    started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        stack.callback(log.close)
+        local = None
+        if site.cameras[0].model is not None:
+            local = stack.enter_context(LocalModel.open(site.cameras[0]))
+        n = len(site.cameras)
+        workers = [
+            CameraWorker(config, local, log, (k + 1, n)) for k, config in enumerate(site.cameras)
+        ]
+        board = StatusBoard(workers, status_every, stream)
+
+        def stop_all(reason: str) -> None:
+            for worker in workers:
+                worker.stop(reason)
+
+        asked: list[str] = []  # SIGTERM/SIGINT: the handler only records it, the loop acts
+
+        def on_signal(reason: str) -> None:
+            if asked:  # a second signal: the user does not want to wait
+                print(f"error: {reason} again: exiting without finishing", file=sys.stderr)
+                os._exit(130)
+            asked.append(reason)
+
+        with stop_on_signals(on_signal):
+            for worker in workers:
+                worker.start()
+            try:
+                due = time.monotonic() + board.every
+                while not all(w.join(timeout=0.1) for w in workers):
+                    if asked:
+                        stop_all(asked[0])
+                    if time.monotonic() >= due:
+                        board.tick()
+                        due += board.every
+                board.tick()
+            finally:  # whatever ended the loop, the cameras finish before the model closes
+                stop_all(asked[0] if asked else "watch ended")
+                deadline = time.monotonic() + FINISH_S
+                for worker in workers:
+                    if not worker.join(max(0.0, deadline - time.monotonic())):
+                        print(
+                            f"warning: camera {worker.name} did not finish within {FINISH_S:g} s "
+                            "of being stopped; leaving it",
+                            file=sys.stderr,
+                        )
+    seconds = time.perf_counter() - started
+    return WatchResult(
+        {w.name: w.summary for w in workers},
+        {w.name: w.error for w in workers if w.error is not None},
+        seconds,
+        log.count,
+    )

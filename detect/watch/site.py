@@ -1,0 +1,174 @@
+"""The site file of `detect watch`: its keys (`SiteSettings`, each declared once, the same
+declarations as ``detect watch``'s flags that override them) and its cameras (`VideoConfig`'s
+declarations: a camera key is a `detect video` flag).
+
+```yaml
+server: 127.0.0.1:50051          # or model: models/demo.onnx
+events: out/events.jsonl         # the site's event log (optional)
+summary: out/summary.json        # the summaries, as JSON (optional)
+defaults: {target_fps: 5, min_frames: 2}   # any camera key, for every camera
+cameras:
+  - name: gate
+    source: rtsp://10.0.0.7/stream1
+    zones: [{name: door, polygon: [[0, 0], [160, 0], [160, 240], [0, 240]]}]  # or a zones.json
+    lines: [{name: entry, points: [[160, 240], [160, 0]]}]   # forward: left to right
+    jsonl: out/gate.jsonl
+    out_video: out/gate.mp4
+```
+
+Paths in the file are relative to its folder. A camera's own ``every`` or ``target_fps`` replaces
+both of the defaults'. On a site, cameras track (``track: true``) and reconnect and retry for
+ever unless they say otherwise (`CAMERA_DEFAULTS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detect.config import Connection, Engine, load_yaml
+from detect.errors import ConfigError
+from detect.settings import Spelling, at_least, from_mapping, more_than, nested, setting
+from detect.video.config import FOREVER, VideoConfig
+from detect.video.source import is_live
+
+CAMERA_DEFAULTS: dict[str, Any] = {"track": True, "reconnect": FOREVER, "retry": FOREVER}
+"""Where a site's cameras differ from `detect video`'s defaults."""
+
+
+def _mapping(value: Any, root: Path, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what}: a mapping of camera keys")
+    return value
+
+
+def _cameras(value: Any, root: Path, what: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{what}: list at least one camera")
+    return value
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """A site file's keys and `detect watch`'s flags (a flag given overrides the key)."""
+
+    site: Path | None = setting(
+        None,
+        "site file: cameras (name, source, zones, lines, outputs); README: Watch a site",
+        positional=True,
+        key="",
+    )
+    server: str | None = setting(
+        None, "HOST:PORT of a running `detect serve` (overrides the file)", group="where"
+    )
+    model: Path | None = setting(
+        None, "exported NAME.onnx, run here (overrides the file)", group="where"
+    )
+    engine: Engine = nested(Engine)
+    connection: Connection = nested(Connection)
+    events: Path | None = setting(None, "the site's event log (overrides the file)")
+    summary: Path | None = setting(None, "the summaries, as JSON", flag="")
+    max_frames: int | None = setting(
+        None, "stop each camera after this many processed frames", key="", check=at_least(1)
+    )
+    status_every: float = setting(
+        10.0,
+        "seconds between status lines when stderr is not a terminal",
+        key="",
+        check=more_than(0),
+    )
+    defaults: dict[str, Any] = setting(
+        factory=dict, help="camera keys for every camera", flag="", parse=_mapping
+    )
+    cameras: list[Any] = setting(
+        factory=list, help="the cameras, each a mapping of camera keys", flag="", parse=_cameras
+    )
+
+    def validate(self, spell: Spelling) -> None:
+        if (self.server is None) == (self.model is None):
+            raise spell.problem(
+                f"give exactly one of {spell('server')} (HOST:PORT) or {spell('model')} (an .onnx)"
+            )
+        if self.model is not None and not self.model.is_file():
+            raise ConfigError(f"model {self.model}: no such file")
+
+
+@dataclass
+class Site:
+    """A parsed site: its settings and one `VideoConfig` per camera."""
+
+    settings: SiteSettings
+    cameras: list[VideoConfig]
+
+    @property
+    def events(self) -> Path | None:
+        return self.settings.events
+
+    @property
+    def summary(self) -> Path | None:
+        return self.settings.summary
+
+
+def _camera(item: Any, site: SiteSettings, root: Path, k: int) -> VideoConfig:
+    """One camera's `VideoConfig` from its entry over the site's ``defaults``."""
+    if not isinstance(item, dict):
+        raise ConfigError(f"camera {k + 1}: expected a mapping with at least name and source")
+    defaults = site.defaults
+    if item.keys() & {"every", "target_fps"}:  # a camera's own sampling replaces the default's
+        defaults = {k: v for k, v in defaults.items() if k not in ("every", "target_fps")}
+    values = {**CAMERA_DEFAULTS, **defaults, **item}
+    name = values.get("name")
+    where = f"camera {name!r}" if isinstance(name, str) and name else f"camera {k + 1}"
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}: give it a 'name'")
+    if "source" not in values:
+        raise ConfigError(
+            f"{where}: give its 'source' (a file, an rtsp:// or http:// URL, a webcam)"
+        )
+    fixed: dict[str, Any] = {
+        "server": site.server,
+        "model": site.model,
+        "engine": site.engine,
+        "connection": site.connection,
+    }
+    if site.max_frames is not None:
+        fixed["max_frames"] = site.max_frames
+    config = from_mapping(VideoConfig, values, where, root, **fixed)
+    local = not is_live(config.source) and not config.source.isdigit()
+    if local and not Path(config.source).is_file():
+        raise ConfigError(f"{where}: source {config.source}: no such file")
+    return config
+
+
+def read_site(path: Path, args: argparse.Namespace | None = None, **given: Any) -> Site:
+    """The site file at ``path``, with the flags given in ``args`` (`detect watch`'s) or the
+    ``given`` keyword values (typed, by setting name) over its keys. `ConfigError` names the
+    camera and key at fault."""
+    data = load_yaml(path)
+    if given.keys() & {"server", "model"}:  # the caller's detector replaces the file's
+        data = {k: v for k, v in data.items() if k not in ("server", "model")}
+    root = Path(path).parent
+    site = from_mapping(SiteSettings, data, str(path), root, args, site=Path(path), **given)
+    cameras = [_camera(item, site, root, k) for k, item in enumerate(site.cameras)]
+    names = [c.name for c in cameras]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{path}: camera name {repeated[0]!r} is used twice")
+    owners: dict[Path, str] = {}
+    named = [(f"camera {c.name!r}", c.jsonl) for c in cameras]
+    named += [(f"camera {c.name!r}", c.out_video) for c in cameras]
+    named += [("the event log", site.events), ("the summary", site.summary)]
+    for owner, output in named:
+        if output is None:
+            continue
+        where = Path(output).resolve()
+        if where in owners:
+            raise ConfigError(
+                f"{path}: {owners[where]} and {owner} both write {output}; give each its own file"
+            )
+        owners[where] = owner
+    return Site(site, cameras)

@@ -1,0 +1,39 @@
+"""`StatusBoard`: a status line per camera on stderr."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+from detect.watch.camera import CameraWorker
+
+
+class StatusBoard:
+    """A status line per camera on stderr: redrawn in place every second on a terminal, else
+    printed every ``every`` seconds. Frames per second are over the last interval."""
+
+    def __init__(self, workers: list[CameraWorker], every: float, stream: TextIO) -> None:
+        self.workers = workers
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.every = 1.0 if self.tty else every
+        self._last = (time.monotonic(), [0] * len(workers))
+        self._drawn = 0
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        then, counts = self._last
+        current = [w.summary.frames_processed for w in self.workers]
+        elapsed = max(now - then, 1e-9)
+        rows = [
+            w.status((c - p) / elapsed)
+            for w, c, p in zip(self.workers, current, counts, strict=True)
+        ]
+        self._last = (now, current)
+        if self.tty:  # back to the first line of the last drawing, each line cleared
+            up = f"\x1b[{self._drawn}F" if self._drawn else ""
+            self.stream.write(up + "".join(f"\x1b[2K{row}\n" for row in rows))
+        else:
+            self.stream.write("".join(f"status {row}\n" for row in rows))
+        self.stream.flush()
+        self._drawn = len(rows)
