@@ -1,4 +1,4 @@
-"""detect.ops (NumPy box ops for serving) against torchvision, plus Soft-NMS against a reference.
+"""detect.ops (NumPy box ops for serving) against torchvision.
 
 Floating results are compared bit for bit with torchvision wherever torchvision defines them
 (the ops replay its arithmetic in the same dtype), and indices exactly. The two documented
@@ -8,7 +8,6 @@ breaks exact score ties by increasing index where torchvision's CPU sort is unst
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import textwrap
@@ -77,8 +76,6 @@ def assert_same(actual: np.ndarray, expected: torch.Tensor | np.ndarray) -> None
 CONVERSIONS = [
     (ops.xyxy_to_xywh, "xyxy", "xywh"),
     (ops.xywh_to_xyxy, "xywh", "xyxy"),
-    (ops.xyxy_to_cxcywh, "xyxy", "cxcywh"),
-    (ops.cxcywh_to_xyxy, "cxcywh", "xyxy"),
 ]
 
 
@@ -107,7 +104,6 @@ def test_tlwh_is_coco_xywh_with_top_and_left_swapped(dtype) -> None:
 ROUND_TRIPS = [
     (ops.xyxy_to_tlwh, ops.tlwh_to_xyxy),
     (ops.xyxy_to_xywh, ops.xywh_to_xyxy),
-    (ops.xyxy_to_cxcywh, ops.cxcywh_to_xyxy),
 ]
 
 
@@ -137,12 +133,12 @@ def test_conversions_keep_leading_dims_and_float_inputs_unmodified() -> None:
     np.testing.assert_array_equal(boxes, before)
     # Integer (and list) input becomes float64; empty input stays empty.
     assert ops.xyxy_to_xywh(np.array([[0, 0, 2, 2]])).dtype == np.float64
-    assert ops.xyxy_to_cxcywh(np.zeros((0, 4), np.float32)).shape == (0, 4)
+    assert ops.xyxy_to_xywh(np.zeros((0, 4), np.float32)).shape == (0, 4)
     with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
         ops.xyxy_to_xywh(np.zeros((3, 5)))
 
 
-# --------------------------------------------------------------------------- area, IoU, clip
+# --------------------------------------------------------------------------- area, IoU
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -192,30 +188,6 @@ def test_box_iou_adversarial_cases_and_zero_union(dtype) -> None:
     assert ours[7, 8] == 0  # a point with itself
     assert ops.box_iou(np.zeros((0, 4)), boxes).shape == (0, len(boxes))
     assert ops.box_iou(boxes, np.zeros((0, 4))).shape == (len(boxes), 0)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_clip_boxes_matches_torchvision(dtype) -> None:
-    for seed in range(10):
-        rng = np.random.default_rng(seed)
-        boxes = (rng.uniform(-100, 300, (int(rng.integers(0, 300)), 4))).astype(dtype)
-        for height, width in [(200, 150), (1, 1), (0, 0), (99.5, 120.25)]:
-            expected = tvo.clip_boxes_to_image(_t(boxes), (height, width))
-            assert_same(ops.clip_boxes(boxes, height, width), expected)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_remove_small_boxes_matches_torchvision(dtype) -> None:
-    boxes = np.concatenate(
-        [ADVERSARIAL_BOXES, random_boxes(np.random.default_rng(0), 300, np.float64)]
-    ).astype(dtype)
-    for min_size in [0.0, 0.1, 1.0, 3.0, 10.0, 30.0, 1e9]:
-        expected = tvo.remove_small_boxes(_t(boxes), min_size)
-        assert_same(ops.remove_small_boxes(boxes, min_size), expected)
-    # A side equal to min_size is kept, including where min_size is not representable.
-    w = dtype(0.1)
-    assert_same(ops.remove_small_boxes(np.array([[0, 0, w, w]], dtype), 0.1), np.array([0]))
-    assert ops.remove_small_boxes(np.zeros((0, 4)), 1.0).shape == (0,)
 
 
 # --------------------------------------------------------------------------- nms
@@ -317,208 +289,6 @@ def test_nms_edge_inputs() -> None:
         ops.nms(np.zeros((3, 5)), np.zeros(3), 0.5)
 
 
-# --------------------------------------------------------------------------- batched_nms
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_batched_nms_matches_torchvision_on_random_boxes(dtype) -> None:
-    for seed in range(120):
-        rng = np.random.default_rng(seed)
-        n = int(rng.integers(0, 300))
-        boxes = random_boxes(rng, n, dtype, integer=seed % 3 == 0)
-        scores = distinct_scores(rng, n, dtype)
-        classes = rng.integers(0, int(rng.choice([1, 2, 5, 91])), n)
-        threshold = float(rng.choice([0.0, 0.3, 0.5, 0.7, 1.0]))
-        expected = tvo.batched_nms(_t(boxes), _t(scores), _t(classes), threshold)
-        assert_same(ops.batched_nms(boxes, scores, classes, threshold), expected)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_batched_nms_large_inputs_use_per_class_path_like_torchvision(dtype) -> None:
-    """Above 1000 boxes torchvision (CPU) runs one NMS per class; so does detect.ops."""
-    for seed, n in [(0, 1001), (1, 2500)]:
-        rng = np.random.default_rng(seed)
-        boxes = random_boxes(rng, n, dtype) * 5
-        scores = distinct_scores(rng, n, dtype)
-        classes = rng.integers(0, 91, n)
-        expected = tvo.batched_nms(_t(boxes), _t(scores), _t(classes), 0.5)
-        assert_same(ops.batched_nms(boxes, scores, classes, 0.5), expected)
-
-
-def test_batched_nms_reproduces_coordinate_trick_rounding() -> None:
-    """Large class ids push float32 offsets to ~1e6 (ulp 0.0625): the rounding is replayed."""
-    rng = np.random.default_rng(3)
-    boxes = random_boxes(rng, 1000, np.float32) * 5
-    scores = distinct_scores(rng, 1000, np.float32)
-    classes = rng.integers(0, 1000, 1000)
-    expected = tvo.batched_nms(_t(boxes), _t(scores), _t(classes), 0.5)
-    assert_same(ops.batched_nms(boxes, scores, classes, 0.5), expected)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_batched_nms_class_extremes_and_adversarial_boxes(dtype) -> None:
-    boxes = ADVERSARIAL_BOXES[:-1].astype(dtype)  # torchvision's domain: coordinates >= 0
-    n = len(boxes)
-    scores = distinct_scores(np.random.default_rng(0), n, dtype)
-    same = np.zeros(n, np.int64)
-    different = np.arange(n)
-    for threshold in (0.0, 0.3, 0.5):
-        # All one class: plain NMS.
-        np.testing.assert_array_equal(
-            ops.batched_nms(boxes, scores, same, threshold), ops.nms(boxes, scores, threshold)
-        )
-        # All different classes: nothing suppressed, sorted by score.
-        np.testing.assert_array_equal(
-            ops.batched_nms(boxes, scores, different, threshold), np.argsort(-scores)
-        )
-        for classes in (same, different, np.arange(n) % 3):
-            expected = tvo.batched_nms(_t(boxes), _t(scores), _t(classes), threshold)
-            assert_same(ops.batched_nms(boxes, scores, classes, threshold), expected)
-    # Ties: as nms, equal scores by increasing index.
-    for seed in range(20):
-        rng = np.random.default_rng(seed)
-        m = int(rng.integers(1, 300))
-        boxes = random_boxes(rng, m, dtype, integer=True)
-        scores = (rng.integers(0, 3, m) / 3).astype(dtype)
-        classes = rng.integers(0, 3, m)
-        expected = tvo.batched_nms(_t(boxes), _t(tie_free_scores(scores)), _t(classes), 0.5)
-        assert_same(ops.batched_nms(boxes, scores, classes, 0.5), expected)
-    empty = ops.batched_nms(np.zeros((0, 4), dtype), np.zeros(0, dtype), np.zeros(0, int), 0.5)
-    assert empty.dtype == np.int64 and empty.shape == (0,)
-
-
-def test_batched_nms_keeps_classes_apart_with_negative_coordinates() -> None:
-    """Documented difference: torchvision's offsets assume coordinates >= 0 and let a box with
-    negative coordinates reach into the previous class; detect.ops keeps classes apart."""
-    boxes = np.array([[0, 0, 10, 10], [-9, -9, 1, 1]], np.float32)  # max coordinate 10
-    scores = np.array([0.9, 0.8], np.float32)
-    classes = np.array([0, 1])  # box 1 shifted by 11: [2, 2, 12, 12], IoU 64/136 with box 0
-    np.testing.assert_array_equal(tvo.batched_nms(_t(boxes), _t(scores), _t(classes), 0.3), [0])
-    np.testing.assert_array_equal(ops.batched_nms(boxes, scores, classes, 0.3), [0, 1])
-    # Per class, negative coordinates are plain NMS, as torchvision's per-class path.
-    rng = np.random.default_rng(0)
-    boxes = random_boxes(rng, 300, np.float64) - 100
-    scores = distinct_scores(rng, 300)
-    classes = rng.integers(0, 4, 300)
-    expected = np.concatenate(
-        [
-            np.flatnonzero(classes == c)[ops.nms(boxes[classes == c], scores[classes == c], 0.5)]
-            for c in range(4)
-        ]
-    )
-    expected = expected[np.argsort(-scores[expected])]
-    assert_same(ops.batched_nms(boxes, scores, classes, 0.5), expected)
-    big = np.tile(boxes, (4, 1))  # > 1000 boxes: torchvision also runs per class
-    big_scores = distinct_scores(rng, 1200)
-    big_classes = np.tile(classes, 4)
-    expected = tvo.batched_nms(_t(big), _t(big_scores), _t(big_classes), 0.5)
-    assert_same(ops.batched_nms(big, big_scores, big_classes, 0.5), expected)
-
-
-# --------------------------------------------------------------------------- soft_nms
-
-
-def reference_soft_nms(boxes, scores, iou_threshold, sigma, score_threshold, method):
-    """Bodla et al. 2017, Algorithm 1, written plainly in Python floats."""
-
-    def iou(a, b):
-        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = w * h
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union != 0 else 0.0
-
-    boxes = [list(map(float, b)) for b in boxes]
-    current = {i: float(s) for i, s in enumerate(scores) if s >= score_threshold}
-    picked, picked_scores = [], []
-    while current:
-        best = max(current, key=lambda i: (current[i], -i))  # highest score, then lowest index
-        picked.append(best)
-        picked_scores.append(current.pop(best))
-        for j in list(current):
-            overlap = iou(boxes[best], boxes[j])
-            if method == "linear":
-                weight = 1 - overlap if overlap > iou_threshold else 1.0
-            else:
-                weight = math.exp(-(overlap * overlap) / sigma)
-            current[j] *= weight
-            if current[j] < score_threshold:
-                del current[j]
-    return picked, picked_scores
-
-
-@pytest.mark.parametrize("method", ["linear", "gaussian"])
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_soft_nms_matches_reference(method, dtype) -> None:
-    for seed in range(25):
-        rng = np.random.default_rng(seed)
-        n = int(rng.integers(0, 80))
-        boxes = random_boxes(rng, n, dtype, integer=seed % 2 == 0)
-        scores = rng.uniform(0, 1, n).astype(dtype)
-        params = {
-            "iou_threshold": float(rng.choice([0.0, 0.3, 0.5])),
-            "sigma": float(rng.choice([0.1, 0.5, 1.0])),
-            "score_threshold": float(rng.choice([0.0, 0.001, 0.1])),
-        }
-        indices, new_scores = ops.soft_nms(boxes, scores, method=method, **params)
-        ref_indices, ref_scores = reference_soft_nms(boxes, scores, method=method, **params)
-        assert indices.dtype == np.int64 and new_scores.dtype == dtype
-        np.testing.assert_array_equal(indices, ref_indices)
-        np.testing.assert_allclose(new_scores, ref_scores, rtol=1e-6, atol=1e-7)
-        assert np.all(np.diff(new_scores) <= 0)
-        assert np.all(new_scores >= params["score_threshold"])
-
-
-def test_soft_nms_hand_computed_linear() -> None:
-    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 5], [20, 20, 30, 30], [0, 0, 10, 2]], float)
-    scores = np.array([0.9, 0.8, 0.7, 0.6])
-    # Box 0 first. Box 1 (IoU 0.5 > 0.3) decays to 0.8 * 0.5 = 0.4; box 2 (IoU 0) and
-    # box 3 (IoU 0.2 <= 0.3) keep 0.7 and 0.6. Then 2 (IoU 0 with all), then 3 (0.6): box 1
-    # vs box 3 is IoU 20 / 50 = 0.4 > 0.3, so box 1 ends at 0.4 * 0.6 = 0.24.
-    indices, new_scores = ops.soft_nms(boxes, scores, iou_threshold=0.3, method="linear")
-    np.testing.assert_array_equal(indices, [0, 2, 3, 1])
-    np.testing.assert_allclose(new_scores, [0.9, 0.7, 0.6, 0.24], rtol=1e-12)
-    # score_threshold 0.3 drops box 1 once it falls to 0.24.
-    indices, new_scores = ops.soft_nms(boxes, scores, 0.3, score_threshold=0.3)
-    np.testing.assert_array_equal(indices, [0, 2, 3])
-    # An identical box decays to 0 and is dropped; it stays at 0 only with threshold 0.
-    twins = np.array([[0, 0, 10, 10], [0, 0, 10, 10]], float)
-    indices, _ = ops.soft_nms(twins, [0.9, 0.85])
-    np.testing.assert_array_equal(indices, [0])
-    indices, new_scores = ops.soft_nms(twins, [0.9, 0.85], score_threshold=0.0)
-    np.testing.assert_array_equal(indices, [0, 1])
-    np.testing.assert_array_equal(new_scores, [0.9, 0.0])
-
-
-def test_soft_nms_hand_computed_gaussian() -> None:
-    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 6], [0, 4, 10, 10], [20, 20, 30, 30]], float)
-    scores = np.array([0.9, 0.8, 0.5, 0.45])
-    # After box 0: boxes 1 and 2 have IoU 0.6 -> weight exp(-0.36 / 0.5); box 3 IoU 0 -> 1.
-    s1 = 0.8 * math.exp(-0.36 / 0.5)  # 0.3894
-    s2 = 0.5 * math.exp(-0.36 / 0.5)  # 0.2434
-    # Then box 3 (0.45), then box 1 (0.3894); box 2 vs box 1: IoU 20 / 100 = 0.2.
-    s2 *= math.exp(-0.04 / 0.5)  # 0.2247
-    indices, new_scores = ops.soft_nms(boxes, scores, sigma=0.5, method="gaussian")
-    np.testing.assert_array_equal(indices, [0, 3, 1, 2])
-    np.testing.assert_allclose(new_scores, [0.9, 0.45, s1, s2], rtol=1e-12)
-    np.testing.assert_allclose([s1, s2], [0.389402, 0.224664], atol=1e-6)
-
-
-def test_soft_nms_edge_inputs() -> None:
-    indices, new_scores = ops.soft_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
-    assert indices.shape == (0,) and indices.dtype == np.int64
-    assert new_scores.shape == (0,) and new_scores.dtype == np.float32
-    # Disjoint boxes: plain sort by score, scores untouched, ties by index; low scores dropped.
-    boxes = np.array([[20 * i, 0, 20 * i + 10, 10] for i in range(4)], float)
-    indices, new_scores = ops.soft_nms(boxes, [0.5, 0.9, 0.5, 0.0005], method="gaussian")
-    np.testing.assert_array_equal(indices, [1, 0, 2])
-    np.testing.assert_array_equal(new_scores, [0.9, 0.5, 0.5])
-    with pytest.raises(ValueError, match="method"):
-        ops.soft_nms(boxes, np.ones(4), method="hard")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="sigma"):
-        ops.soft_nms(boxes, np.ones(4), sigma=0.0, method="gaussian")
-
-
 # --------------------------------------------------------------------------- no torch
 
 
@@ -533,8 +303,6 @@ def test_ops_import_and_run_with_torch_blocked() -> None:
         boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 60, 60]], np.float32)
         scores = np.array([0.9, 0.8, 0.7], np.float32)
         assert ops.nms(boxes, scores, 0.5).tolist() == [0, 2]
-        assert ops.batched_nms(boxes, scores, np.array([0, 1, 0]), 0.5).tolist() == [0, 1, 2]
-        assert ops.soft_nms(boxes, scores)[0].tolist() == [0, 2, 1]
         assert ops.box_iou(boxes, boxes).shape == (3, 3)
         assert ops.xyxy_to_tlwh([[10, 20, 50, 80]]).tolist() == [[20, 10, 40, 60]]
         loaded = [m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision")]

@@ -7,8 +7,7 @@ to the right and y growing down. The column order of each format is named by the
   and the one every geometry function here expects);
 - ``tlwh``:   ``[top, left, width, height] = [y1, x1, x2 - x1, y2 - y1]``, the product's
   user-facing box;
-- ``xywh``:   ``[x1, y1, width, height]``, the COCO ``bbox`` field;
-- ``cxcywh``: ``[cx, cy, width, height]``, the centre and the size.
+- ``xywh``:   ``[x1, y1, width, height]``, the COCO ``bbox`` field.
 
 Floating inputs keep their dtype (the arithmetic is done in it, operation for operation as
 torchvision does, so float32 results are bit-identical); integer or boolean inputs are converted
@@ -23,18 +22,13 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "box_area",
     "box_iou",
-    "clip_boxes",
-    "cxcywh_to_xyxy",
-    "remove_small_boxes",
     "tlwh_to_xyxy",
     "xywh_to_xyxy",
-    "xyxy_to_cxcywh",
     "xyxy_to_tlwh",
     "xyxy_to_xywh",
 ]
 
 FloatArray = NDArray[np.floating]
-IndexArray = NDArray[np.int64]
 
 
 def _as_boxes(boxes: ArrayLike, *, upcast_half: bool = False) -> FloatArray:
@@ -114,36 +108,6 @@ def xywh_to_xyxy(boxes: ArrayLike) -> FloatArray:
     return np.stack((x, y, x + w, y + h), axis=-1)
 
 
-def xyxy_to_cxcywh(boxes: ArrayLike) -> FloatArray:
-    """Convert ``[x1, y1, x2, y2]`` corners to ``[cx, cy, width, height]``.
-
-    Args:
-        boxes: ``(..., 4)`` boxes, columns ``[x1, y1, x2, y2]``.
-
-    Returns:
-        ``(..., 4)`` boxes, columns ``[(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]``
-        (same as ``torchvision.ops.box_convert(boxes, "xyxy", "cxcywh")``).
-    """
-    b = _as_boxes(boxes)
-    x1, y1, x2, y2 = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
-    return np.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), axis=-1)
-
-
-def cxcywh_to_xyxy(boxes: ArrayLike) -> FloatArray:
-    """Convert ``[cx, cy, width, height]`` to ``[x1, y1, x2, y2]`` corners.
-
-    Args:
-        boxes: ``(..., 4)`` boxes, columns ``[cx, cy, w, h]`` with ``(cx, cy)`` the centre.
-
-    Returns:
-        ``(..., 4)`` boxes, columns ``[cx - w/2, cy - h/2, cx + w/2, cy + h/2]``
-        (same as ``torchvision.ops.box_convert(boxes, "cxcywh", "xyxy")``).
-    """
-    b = _as_boxes(boxes)
-    cx, cy, w, h = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
-    return np.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), axis=-1)
-
-
 # --------------------------------------------------------------------------- geometry
 
 
@@ -187,42 +151,3 @@ def box_iou(boxes1: ArrayLike, boxes2: ArrayLike) -> FloatArray:
     out = np.zeros(np.broadcast_shapes(inter.shape, union.shape), dtype=inter.dtype)
     np.divide(inter, union, out=out, where=nonzero)
     return out
-
-
-def clip_boxes(boxes: ArrayLike, height: float, width: float) -> FloatArray:
-    """Clip boxes to the image, as ``torchvision.ops.clip_boxes_to_image(boxes, (h, w))``.
-
-    Args:
-        boxes: ``(..., 4)`` boxes, columns ``[x1, y1, x2, y2]``.
-        height: image height in pixels; y coordinates are clamped to ``[0, height]``.
-        width: image width in pixels; x coordinates are clamped to ``[0, width]``.
-
-    Returns:
-        A new ``(..., 4)`` array, columns ``[x1, y1, x2, y2]``, same dtype as the input.
-        Boxes entirely outside the image become zero-width or zero-height; NaN stays NaN.
-    """
-    b = _as_boxes(boxes)
-    out = np.empty_like(b)
-    out[..., 0::2] = np.clip(b[..., 0::2], 0, width)
-    out[..., 1::2] = np.clip(b[..., 1::2], 0, height)
-    return out
-
-
-def remove_small_boxes(boxes: ArrayLike, min_size: float) -> IndexArray:
-    """Indices of the boxes whose sides are both at least ``min_size``.
-
-    Same as ``torchvision.ops.remove_small_boxes``: keeps ``(x2 - x1 >= min_size) &
-    (y2 - y1 >= min_size)``, compared in the boxes' dtype.
-
-    Args:
-        boxes: ``(N, 4)`` boxes, columns ``[x1, y1, x2, y2]``.
-        min_size: minimum width and height, in pixels.
-
-    Returns:
-        ``(K,)`` int64 indices of the kept boxes, increasing.
-    """
-    b = _as_boxes(boxes)
-    ws = b[..., 2] - b[..., 0]
-    hs = b[..., 3] - b[..., 1]
-    keep = (ws >= min_size) & (hs >= min_size)
-    return np.flatnonzero(keep).astype(np.int64, copy=False)

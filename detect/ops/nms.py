@@ -1,4 +1,4 @@
-"""Non-maximum suppression in NumPy: ``nms`` and ``batched_nms`` as torchvision, and Soft-NMS.
+"""Non-maximum suppression in NumPy: ``nms``, as ``torchvision.ops.nms``.
 
 All boxes are ``(N, 4)`` arrays in ``[x1, y1, x2, y2]`` pixel coordinates; scores are ``(N,)``.
 
@@ -6,27 +6,18 @@ Ties. Boxes with equal scores are visited in increasing index order (a stable so
 score; NaN scores sort first, as in torch). torchvision's CPU kernel uses torch's *unstable*
 sort, whose order among equal scores depends on the build and the CPU (x86-simd-sort on AVX2 /
 AVX-512 machines), so on exact ties torchvision itself is not reproducible across machines.
-Without ties the results are identical to torchvision's, index for index (``batched_nms``:
-for boxes in torchvision's documented domain, coordinates >= 0; see its docstring).
+Without ties the results are identical to torchvision's, index for index.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from detect.ops.boxes import box_iou
-
-__all__ = ["batched_nms", "nms", "soft_nms"]
+__all__ = ["nms"]
 
 FloatArray = NDArray[np.floating]
 IndexArray = NDArray[np.int64]
-
-# torchvision.ops.batched_nms on CPU offsets boxes per class (one NMS call) up to this many
-# box coordinates (boxes.numel()), and runs one NMS per class above it.
-_COORDINATE_TRICK_MAX_NUMEL = 4000
 
 
 def _as_nms_inputs(boxes: ArrayLike, scores: ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -112,107 +103,3 @@ def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float) -> IndexArray
             ovr = inter / (areas[i] + areas[rest] - inter)
             order = rest[~(ovr.astype(np.float64) > threshold)]
     return np.asarray(keep, dtype=np.int64)
-
-
-def batched_nms(
-    boxes: ArrayLike, scores: ArrayLike, class_ids: ArrayLike, iou_threshold: float
-) -> IndexArray:
-    """Class-aware NMS, identical to ``torchvision.ops.batched_nms`` (CPU).
-
-    Boxes of different classes never suppress each other. Like torchvision on CPU, up to 1000
-    boxes (4000 coordinates) it shifts every box by ``class_id * (boxes.max() + 1)`` in the
-    boxes' dtype and runs a single ``nms`` (the "coordinate trick", whose rounding is
-    reproduced exactly); above that it runs ``nms`` once per class and merges.
-
-    One deliberate difference: the trick assumes coordinates >= 0 (torchvision's documented
-    domain); with a negative (or NaN) coordinate, shifted boxes of different classes can
-    overlap and torchvision then suppresses across classes. Here such inputs take the
-    per-class path instead, so classes always stay separate.
-
-    Args:
-        boxes: ``(N, 4)`` boxes, columns ``[x1, y1, x2, y2]``.
-        scores: ``(N,)`` scores.
-        class_ids: ``(N,)`` integer class (or any category) of each box.
-        iou_threshold: suppress boxes with IoU strictly greater than this, within a class.
-
-    Returns:
-        ``(K,)`` int64 indices of the kept boxes, by decreasing score (ties by increasing
-        index). ``N = 0`` gives an empty array.
-    """
-    b, s = _as_nms_inputs(boxes, scores)
-    ids = np.asarray(class_ids)
-    if ids.shape != (b.shape[0],):
-        raise ValueError(f"class_ids must have shape ({b.shape[0]},), got {ids.shape}")
-    if b.shape[0] == 0:
-        return np.empty((0,), dtype=np.int64)
-    if b.size <= _COORDINATE_TRICK_MAX_NUMEL and b.min() >= 0:
-        one = b.dtype.type(1)
-        offsets = ids.astype(b.dtype) * (b.max() + one)
-        return nms(b + offsets[:, None], s, iou_threshold)
-    keep_mask = np.zeros(b.shape[0], dtype=bool)
-    for class_id in np.unique(ids):
-        members = np.flatnonzero(ids == class_id)
-        keep_mask[members[nms(b[members], s[members], iou_threshold)]] = True
-    kept = np.flatnonzero(keep_mask)
-    return kept[_descending_order(s[kept])].astype(np.int64, copy=False)
-
-
-def soft_nms(
-    boxes: ArrayLike,
-    scores: ArrayLike,
-    iou_threshold: float = 0.3,
-    sigma: float = 0.5,
-    score_threshold: float = 0.001,
-    method: Literal["linear", "gaussian"] = "linear",
-) -> tuple[IndexArray, FloatArray]:
-    """Soft-NMS (Bodla et al., ICCV 2017): decay the scores of overlapping boxes instead of
-    removing them.
-
-    Repeatedly selects the box with the highest current score (equal scores: lowest index),
-    then multiplies the score of every remaining box by a weight of its IoU with it:
-
-    - ``"linear"``:   ``1 - iou`` if ``iou > iou_threshold``, else 1;
-    - ``"gaussian"``: ``exp(-iou**2 / sigma)`` for every box (``iou_threshold`` is unused).
-
-    Boxes whose score is (or decays) below ``score_threshold`` are dropped. IoU is
-    :func:`detect.ops.box_iou` (continuous coordinates, no ``+1``; zero union gives 0); the
-    scores are updated in float64.
-
-    Args:
-        boxes: ``(N, 4)`` boxes, columns ``[x1, y1, x2, y2]``.
-        scores: ``(N,)`` initial scores. NaN scores are dropped.
-        iou_threshold: linear method only: overlaps above it are decayed.
-        sigma: gaussian method only: the Gaussian's spread, > 0.
-        score_threshold: boxes scoring below it (initially or after a decay) are dropped.
-        method: ``"linear"`` or ``"gaussian"``.
-
-    Returns:
-        ``(indices, new_scores)``: ``(K,)`` int64 indices in the order selected, and ``(K,)``
-        their scores at selection (decayed), which are non-increasing. ``new_scores`` has the
-        scores' floating dtype (float64 for integer scores).
-    """
-    if method not in ("linear", "gaussian"):
-        raise ValueError(f"method must be 'linear' or 'gaussian', got {method!r}")
-    if method == "gaussian" and not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
-    b, s = _as_nms_inputs(boxes, scores)
-    current = s.astype(np.float64)  # a copy: decayed in place
-    alive = np.flatnonzero(current >= score_threshold)  # increasing index: argmax ties -> lowest
-    keep: list[int] = []
-    kept_scores: list[float] = []
-    while alive.size:
-        k = int(np.argmax(current[alive]))
-        i = int(alive[k])
-        keep.append(i)
-        kept_scores.append(float(current[i]))
-        rest = np.delete(alive, k)
-        if rest.size == 0:
-            break
-        iou = box_iou(b[i : i + 1], b[rest])[0].astype(np.float64)
-        if method == "linear":
-            weight = np.where(iou > iou_threshold, 1.0 - iou, 1.0)
-        else:
-            weight = np.exp(-(iou * iou) / sigma)
-        current[rest] *= weight
-        alive = rest[current[rest] >= score_threshold]
-    return np.asarray(keep, dtype=np.int64), np.asarray(kept_scores, dtype=s.dtype)
