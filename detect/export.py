@@ -41,6 +41,7 @@ from detect import __version__
 from detect.config import from_namespace
 from detect.errors import ConfigError, ModelError
 from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
+from detect.models.spec import ModelSpec
 from detect.runtime.model_card import (
     AGNOSTIC_NMS_IOU,
     DEFAULT_SCORE,
@@ -247,7 +248,7 @@ def _card(
     agnostic_nms: bool = False,
     agnostic_nms_iou: float = AGNOSTIC_NMS_IOU,
 ) -> ModelCard:
-    spec = ckpt["model_spec"]
+    spec = ModelSpec.from_checkpoint(ckpt)
     transform = model.transform
     roi_heads = model.roi_heads
     outputs = {
@@ -263,9 +264,9 @@ def _card(
         )
     return ModelCard(
         name=name,
-        arch=spec["arch"],
-        backbone=spec["backbone"],
-        roi=spec["roi"],
+        arch=spec.arch,
+        backbone=spec.backbone,
+        roi=spec.roi,
         labels=list(ckpt["labels"]),
         category_ids=[int(c) for c in ckpt["category_ids"]],
         input={
@@ -397,21 +398,18 @@ class ExportConfig:
 def _pretrained(name: str, tag: str) -> tuple[dict[str, Any], nn.Module]:
     """A zoo model with its COCO weights, and what its card needs (a checkpoint's fields):
     COCO's 80 names and ids, the published metrics, where the weights came from."""
-    from detect.models.zoo import build_zoo_model, cache_file, coco_categories, zoo_model
+    from detect.models.zoo import cache_file, coco_categories, zoo_model
 
     entry = zoo_model(name)
     weights = entry.enum(tag)
-    model = build_zoo_model(name, tag).eval()
     labels, category_ids = coco_categories(weights)
+    spec = ModelSpec(
+        arch=entry.arch, backbone=entry.backbone, roi="align", num_classes=len(labels) + 1, zoo=name
+    )
+    model = spec.build(tag, coco_classes=True).eval()
     published = weights.meta.get("_metrics", {})
     ckpt = {
-        "model_spec": {
-            "arch": entry.arch,
-            "backbone": entry.backbone,
-            "roi": "align",
-            "zoo": name,
-            "num_classes": len(labels) + 1,
-        },
+        "model_spec": spec.as_dict(),
         "labels": labels,
         "category_ids": category_ids,
         "config": {"pretrained": name, "weights": str(weights)},

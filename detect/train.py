@@ -45,7 +45,6 @@ from detect.data.coco import CocoData, load_coco
 from detect.data.dataset import DetectionDataset, collate
 from detect.errors import ConfigError, DataError, DetectError
 from detect.metrics.curves import plot_training_curves
-from detect.models import build_model
 from detect.models.checkpoint import (
     CHECKPOINT_FORMAT,
     check_resume_spec,
@@ -56,6 +55,7 @@ from detect.models.checkpoint import (
 )
 from detect.models.ema import ModelEma
 from detect.models.infer import evaluate_records
+from detect.models.spec import ModelSpec
 from detect.models.weights import looks_like_path
 from detect.train_config import TrainConfig
 
@@ -353,34 +353,32 @@ class Trainer:
         self.train_data, self.val_data = _load_data(config, ctx)
         self.sizes = _resolved_sizes(config, self.train_data)
         zoo = config.zoo_weights()
-        spec = {
-            "arch": config.arch,
-            "backbone": config.backbone,
-            "roi": config.roi,
-            "num_classes": self.train_data.num_classes,
-            "sizes": self.sizes,
-        }
         if zoo is not None:
-            from detect.models.zoo import build_zoo_model, parse_zoo_weights
+            from detect.models.zoo import parse_zoo_weights
 
             entry, tag = parse_zoo_weights(config.weights)
-            spec |= {"backbone": entry.backbone, "roi": "align", "zoo": zoo}
-        if resume is not None:
-            check_resume_spec(resume, spec, config.resume)
-        if zoo is not None:
-            model = build_zoo_model(
-                zoo, None if resume is not None else tag, spec["num_classes"], **self.sizes
+            spec = ModelSpec(
+                arch=config.arch,
+                backbone=entry.backbone,
+                roi="align",
+                num_classes=self.train_data.num_classes,
+                sizes=self.sizes,
+                zoo=zoo,
             )
+            weights, backbone_weights = tag, None
         else:
-            model = build_model(
-                config.arch,
-                config.backbone,
-                self.train_data.num_classes,
-                config.roi,
-                weights=None if resume is not None else config.weights,
-                backbone_weights=None if resume is not None else config.backbone_weights,
-                **self.sizes,
+            spec = ModelSpec(
+                arch=config.arch,
+                backbone=config.backbone,
+                roi=config.roi,
+                num_classes=self.train_data.num_classes,
+                sizes=self.sizes,
             )
+            weights, backbone_weights = config.weights, config.backbone_weights
+        if resume is not None:  # the checkpoint's weights go in next
+            check_resume_spec(resume, spec, config.resume)
+            weights = backbone_weights = None
+        model = spec.build(weights, backbone_weights)
         self.model = model.to(ctx.device)
 
         augment = AugmentConfig.from_value(config.augment)
@@ -426,7 +424,7 @@ class Trainer:
         self.meta = {
             "format": CHECKPOINT_FORMAT,
             "version": __version__,
-            "model_spec": spec,
+            "model_spec": spec.as_dict(),
             "labels": self.train_data.label_names,
             "category_ids": self.train_data.category_ids,
         }

@@ -1,13 +1,18 @@
 """`detect train` checkpoints: atomic writes, weights-only reads, RNG state, spec checks.
 
-A checkpoint is a dict: `format`, `version`, `model_spec` (arch, backbone, roi, num_classes,
-sizes: the `build_model` arguments; with `zoo`, the torchvision COCO model it was fine-tuned
-from, rebuilt by `detect.models.zoo.build_zoo_model` with those sizes), `labels` (names of
-labels 1..K), `category_ids` (COCO id of each label), `config` (resolved training config),
-`model` (state dict), `epoch`, `metrics`.
-`last.pt` adds `optimizer`, `scheduler`, `scaler`, `rng`, `best_ap`, `best_epoch`,
-`bad_validations` so that `--resume` continues the same run. Everything is plain tensors and
-Python values, so `torch.load(weights_only=True)` reads it.
+A checkpoint (`best.pt`, `ckpt_e{E}_ap{AP}.pt`) is a dict: `format` ("detect-checkpoint/1"),
+`version` (detect's), `model_spec` (`detect.models.spec.ModelSpec.as_dict()`: arch, backbone,
+roi, num_classes, sizes: the builder's size arguments; with `zoo`, the torchvision COCO model it
+was fine-tuned from, rebuilt by `detect.models.zoo.build_zoo_model`), `labels` (names of labels
+1..K), `category_ids` (COCO id of each label), `config` (resolved training config), `model`
+(state dict of the weights validated: the EMA when on), `epoch`, and `metrics` (the epoch's
+val COCO metrics per type, bbox and segm; only when the epoch was validated).
+`last.pt` adds `optimizer`, `scheduler`, `scaler`, `rng` and `progress` (epoch, epochs,
+best_ap, best_epoch, bad_validations, elapsed_s), and with EMA `train_model` (the trained
+weights) and `ema_updates`, so that `--resume` continues the same run (a `last.pt` from before
+`progress` has best_ap, best_epoch and bad_validations at the top level). Everything is plain
+tensors and Python values, so `torch.load(weights_only=True)` reads it.
+`ModelSpec.from_checkpoint` reads the spec back; `model_from_checkpoint` rebuilds the model.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 
 from detect.errors import CheckpointError
+from detect.models.spec import ModelSpec
 
 CHECKPOINT_FORMAT = "detect-checkpoint/1"
 
@@ -56,7 +62,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a `detect train` checkpoint (weights_only); CheckpointError when it is not one."""
+    """Read a `detect train` checkpoint (weights_only); CheckpointError when it is not one or
+    its `model_spec` cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; check the path")
@@ -66,14 +73,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {path} ({exc.__class__.__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a `detect train` checkpoint")
+    ModelSpec.from_checkpoint(ckpt, str(path))  # a missing or bad spec: said now, with the path
     return ckpt
 
 
-def check_resume_spec(ckpt: dict[str, Any], spec: dict[str, Any], path: Path) -> None:
+def check_resume_spec(ckpt: dict[str, Any], spec: ModelSpec, path: Path) -> None:
     """CheckpointError unless the checkpoint's model is the one this run builds."""
     keys = ("arch", "backbone", "roi", "num_classes")
-    theirs = {k: ckpt["model_spec"][k] for k in keys}
-    ours = {k: spec[k] for k in keys}
+    saved = ModelSpec.from_checkpoint(ckpt, str(path))
+    theirs = {k: getattr(saved, k) for k in keys}
+    ours = {k: getattr(spec, k) for k in keys}
     if theirs != ours:
         raise CheckpointError(
             f"cannot resume from {path}: it was trained as {theirs}, this run is {ours}; "
@@ -82,17 +91,8 @@ def check_resume_spec(ckpt: dict[str, Any], spec: dict[str, Any], path: Path) ->
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
-    """The checkpoint's model, weights loaded, in eval mode on the CPU."""
-    spec = ckpt["model_spec"]
-    if "zoo" in spec:  # fine-tuned from (or exported as) a torchvision COCO model
-        from detect.models.zoo import build_zoo_model
-
-        model = build_zoo_model(spec["zoo"], None, spec["num_classes"], **spec["sizes"])
-    else:
-        from detect.models.build import build_model
-
-        model = build_model(
-            spec["arch"], spec["backbone"], spec["num_classes"], spec["roi"], **spec["sizes"]
-        )
+    """The checkpoint's model (`ModelSpec.build` of its spec), weights loaded, in eval mode on
+    the CPU."""
+    model = ModelSpec.from_checkpoint(ckpt).build()
     model.load_state_dict(ckpt["model"])
     return model.eval()
