@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DETECT := $(BIN)/detect
 
-.PHONY: install lock test lint proto demo demo-model bench-train study bench-predict bench-serve clean
+.PHONY: install lock check test lint proto demo demo-model bench-train study bench-predict bench-serve clean
 
 # .venv holds exactly what requirements.lock lists (every package of the train, serve, openvino,
 # eval and dev extras, exact versions and hashes), then this checkout itself, editable and with no deps.
@@ -39,6 +39,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The everyday loop: lint and every test not marked slow (under 3 minutes once the tiny fixture
+# models are cached; they retrain only when the model, data or training code or the lock change).
+check: lint
+	$(BIN)/pytest -m "not slow" -q
+
+# The whole suite (CI).
 test: lint
 	$(BIN)/pytest --durations=20
 

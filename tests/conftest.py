@@ -1,11 +1,11 @@
 """Shared fixtures: tiny synthetic datasets and tiny trained models.
 
 The trained models are the slowest thing the suite makes, so each is trained once per code
-version: under pytest's cache (`.pytest_cache/d/tiny-models/KEY`), where KEY hashes the `detect`
-package, `requirements.lock` and these fixture files. A run with other code (or with the cache
-plugin off) trains afresh. Every model is checked when it is made: a fixture whose model does not
-detect its own training images fails loudly instead of feeding degenerate detections to the
-tests that use it.
+version: under pytest's cache (`.pytest_cache/d/tiny-models/KEY`), where KEY hashes the model,
+data, metrics and training code (`TRAINING_CODE`), `requirements.lock` and these fixture files.
+A run with other such code (or with the cache plugin off) trains afresh. Every model is checked
+when it is made: a fixture whose model does not detect its own training images fails loudly
+instead of feeding degenerate detections to the tests that use it.
 """
 
 from __future__ import annotations
@@ -50,10 +50,18 @@ MASK_ALIGN_MIN_SEGM_AP50 = 0.75
 MIN_LOSS_DROP = 0.8  # the last epoch's loss is at most 20 % of the first's (mask/align)
 
 
+# What decides what the fixture models come out as: the model, data and training code and what
+# scores a run (an edit elsewhere under detect/ keeps the cached models), the lock, these files.
+TRAINING_CODE = ("models", "data", "metrics", "ops", "train.py", "train_config.py")
+
+
 def _code_key() -> str:
     """A digest of everything that decides what the fixture models come out as."""
     digest = hashlib.sha256()
-    files = sorted((REPO / "detect").rglob("*.py"))
+    files = []
+    for name in TRAINING_CODE:
+        path = REPO / "detect" / name
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
     files += [REPO / "requirements.lock", Path(__file__), REPO / "tests" / "helpers.py"]
     for path in files:
         digest.update(path.relative_to(REPO).as_posix().encode())

@@ -28,7 +28,9 @@ from detect.metrics.coco import load_gt
 from detect.runtime.backend import open_backend
 from detect.runtime.detector import Detector
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, ModelCard
+from detect.settings import from_flags
 from detect.structures import Detection, RawDetections
+from detect.video.config import VideoConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "demo.onnx"
@@ -213,6 +215,7 @@ def test_server_honours_agnostic_nms_per_request_and_reports_the_cards_default(
     assert agnostic_total < plain_total
 
 
+@pytest.mark.slow
 def test_video_through_the_server_and_locally_give_the_same_agnostic_detections(
     server: LocalServer, tmp_path: Path
 ) -> None:
@@ -283,9 +286,16 @@ def test_agnostic_nms_flags_default_to_the_cards_choice(verb: str) -> None:
         "client": ["--server", "127.0.0.1:1"],
     }[verb]
     parser = build_parser()
-    assert parser.parse_args([verb, *required]).agnostic_nms is None
-    assert parser.parse_args([verb, *required, "--agnostic-nms"]).agnostic_nms is True
-    assert parser.parse_args([verb, *required, "--no-agnostic-nms"]).agnostic_nms is False
+
+    def agnostic(*flags: str) -> bool | None:
+        args = parser.parse_args([verb, *required, *flags])
+        if verb == "video":  # declared settings: the options the run will ask for
+            return from_flags(VideoConfig, args).options.agnostic_nms
+        return args.agnostic_nms
+
+    assert agnostic() is None
+    assert agnostic("--agnostic-nms") is True
+    assert agnostic("--no-agnostic-nms") is False
 
 
 def test_eval_refuses_agnostic_nms_for_a_predictions_file(tmp_path: Path) -> None:

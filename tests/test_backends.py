@@ -201,6 +201,7 @@ def batch_model(tiny_runs: dict, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
 def test_a_batch_is_one_call_per_batch_graph_and_equals_single_images(
     shapes_small: Path, batch_model: Path, engine: str

@@ -21,6 +21,7 @@ MODEL = ROOT / "models" / "demo.onnx"
 LINE = re.compile(r"^\d{6}\.jpg,(\d+\.\d+,){4}[a-z]+,[01]\.\d+$")
 
 
+@pytest.mark.slow
 def test_demo_serves_the_committed_model_and_prints_where_its_outputs_are(
     tmp_path: Path,
 ) -> None:
@@ -52,6 +53,7 @@ def test_demo_serves_the_committed_model_and_prints_where_its_outputs_are(
         assert name in tail
 
 
+@pytest.mark.slow
 def test_demo_model_keeps_the_ap_its_card_records_on_fresh_synthetic_data(
     tmp_path: Path,
 ) -> None:

@@ -299,6 +299,7 @@ def val_gt(shapes_small: Path) -> Path:
     return shapes_small / "train.json"
 
 
+@pytest.mark.slow
 def test_model_server_and_checkpoint_sources_write_the_full_report(
     val_gt: Path, mask_model: Path, tiny_runs: dict, tmp_path: Path
 ) -> None:

@@ -23,6 +23,8 @@ from detect.models.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from detect.parity import parity
 from detect.runtime.model_card import ModelCard, sha256_file
 
+pytestmark = pytest.mark.slow  # minutes of training, export or installing (make check skips it)
+
 
 @pytest.fixture(scope="module")
 def verify_images(shapes_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -17,6 +17,8 @@ from detect.runtime.detector import Detector
 from detect.runtime.engines import installed_engines
 from detect.runtime.model_card import ModelCard, card_path
 
+pytestmark = pytest.mark.slow  # minutes of training, export or installing (make check skips it)
+
 
 def _export(tiny_runs: dict, shapes_small: Path, out: Path, *flags: str):
     # the tiny model scores AP 0 on its 4 validation images; its 8 training images show a cost

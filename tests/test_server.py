@@ -269,6 +269,7 @@ def test_32_concurrent_calls_form_batches_visible_in_the_metrics(
 # --------------------------------------------------------------------------- health, reflection
 
 
+@pytest.mark.slow
 def test_health_not_serving_while_loading_serving_when_ready_not_serving_while_draining(
     mask_model: Path, images: list[bytes]
 ) -> None:
@@ -766,6 +767,7 @@ def test_server_answers_from_several_client_threads_and_a_stream_at_once(
 # --------------------------------------------------------------------------- detect bench
 
 
+@pytest.mark.slow
 def test_bench_prints_latency_percentiles_per_level_and_the_eager_ratio(
     server: LocalServer, tiny_runs: dict
 ) -> None:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from serving import start_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -147,6 +148,7 @@ def _run(cmd: list[str | Path], cwd: Path, timeout: int = 600) -> subprocess.Com
     )
 
 
+@pytest.mark.slow  # a pip install into a fresh virtual environment
 def test_serve_extra_installs_without_torch(
     shapes_small: Path, mask_model: Path, tmp_path: Path
 ) -> None:

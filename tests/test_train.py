@@ -15,6 +15,8 @@ from helpers import TINY_SIZES, metrics_rows, run_detect, write_config
 from detect.data.synth import write_dataset
 from detect.models import build_model
 
+pytestmark = pytest.mark.slow  # minutes of training, export or installing (make check skips it)
+
 
 def test_overfits_its_training_images(tiny_runs: dict) -> None:
     """The classic sanity check, on the Mask R-CNN fixture run (8 images, from scratch, BatchNorm

@@ -192,6 +192,7 @@ def test_sigterm_mid_run_leaves_a_playable_video_and_complete_jsonl(
     assert _frames(out) == len(lines)
 
 
+@pytest.mark.slow
 def test_failures_are_one_clear_line(clip: Path, mask_model: Path, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\0\0\0\x18ftypmp42" + b"garbage" * 100)
@@ -219,6 +220,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_retry_waits_for_a_server_and_survives_its_restart_without_losing_a_frame(
     mask_model: Path, tmp_path: Path
 ) -> None:
@@ -276,6 +278,7 @@ class _Camera(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_a_dropping_stream_is_reopened_with_backoff_then_ends_with_a_summary(
     mask_model: Path, tmp_path: Path
 ) -> None:

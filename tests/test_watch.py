@@ -140,6 +140,7 @@ def _status_blocks(stderr: str) -> list[dict[str, int]]:
     return [*blocks, current]
 
 
+@pytest.mark.slow
 def test_three_cameras_through_one_server_with_one_that_drops_and_comes_back(
     site: Path, tmp_path: Path
 ) -> None:

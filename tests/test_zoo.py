@@ -18,6 +18,8 @@ from serving import start_server
 from detect.client import DetectorClient
 from detect.models.zoo import ZOO, build_zoo_model, cache_file, coco_categories, zoo_model
 
+pytestmark = pytest.mark.slow  # minutes of training, export or installing (make check skips it)
+
 # COCO's category ids as in its annotation files: 1..90 without the 10 ids no annotation uses
 COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
 SMALL = "fasterrcnn_mobilenet_v3_large_320_fpn"  # the quickest to export and serve
