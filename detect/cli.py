@@ -1,11 +1,11 @@
-"""The `detect` console script: one subcommand per verb, wired to the verb's module.
+"""The `detect` console script: one subcommand per verb, wired to the verb's command module.
 
-Each verb's module registers its own flags (``add_arguments(parser)``, usually its config
-dataclass's) and runs from the parsed flags (``run(args) -> exit code``); this file only names
-the verbs, their help and examples, and handles errors. Exit codes: 0 ok, 1 failure (a
-`DetectError`: the message names the thing and the fix), 2 usage error (argparse). Only the
-chosen verb's module is imported, so that `detect --help` is fast and a serving install (no
-torch) can run the verbs that do not need it.
+Each verb's command module (`detect.commands.<verb>`) registers its flags
+(``add_arguments(parser)``, from its settings' declarations) and runs from the parsed flags
+(``run(args) -> exit code``); this file only names the verbs, their help and examples, and
+handles errors. Exit codes: 0 ok, 1 failure (a `DetectError`: the message names the thing and
+the fix), 2 usage error (argparse). Only the chosen verb's module is imported, so that
+`detect --help` is fast and a serving install (no torch) can run the verbs that do not need it.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Verb:
 VERBS = (
     Verb(
         "synth",
-        "detect.data.synth",
+        "detect.commands.synth",
         "Generate a synthetic instance-segmentation dataset (COCO JSON + JPEG images), or a "
         "synthetic surveillance clip with per-frame ground truth and identities.",
         "  detect synth --out datasets/shapes --images 200 --seed 0\n"
@@ -53,7 +53,7 @@ VERBS = (
     ),
     Verb(
         "import",
-        "detect.data.importers",
+        "detect.commands.import_",
         "Convert a VOC, YOLO or instance-mask-PNG dataset to COCO JSON.",
         "  detect import voc VOCdevkit/VOC2012 --out datasets/voc.json\n"
         "  detect import yolo my_yolo_dataset --out datasets/yolo.json\n"
@@ -61,14 +61,14 @@ VERBS = (
     ),
     Verb(
         "split",
-        "detect.data.split",
+        "detect.commands.split",
         "Split a COCO JSON into train/val/test files by image (deterministic, no overlap).",
         "  detect split datasets/shapes/annotations.json\n"
         "  detect split gt.json --ratios 0.8 0.2 --seed 3 --out datasets/splits\n",
     ),
     Verb(
         "train",
-        "detect.train_config",
+        "detect.commands.train",
         "Train Faster/Mask R-CNN on COCO-format data (checkpoints, curves, val AP in runs/NAME).",
         "  detect train --data datasets/shapes/train.json --val datasets/shapes/val.json \\\n"
         "      --arch mask_rcnn --backbone resnet50_fpn --epochs 24 --out runs/shapes\n"
@@ -77,7 +77,7 @@ VERBS = (
     ),
     Verb(
         "models",
-        "detect.models.zoo",
+        "detect.commands.models",
         "List torchvision's COCO detectors that `detect export --pretrained` serves and "
         "`detect train --weights NAME:COCO_V1` fine-tunes: published AP, size, cached or not.",
         "  detect models\n"
@@ -85,7 +85,7 @@ VERBS = (
     ),
     Verb(
         "export",
-        "detect.export",
+        "detect.commands.export",
         "Export a `detect train` checkpoint, or a torchvision COCO model, to ONNX plus its model "
         "card (NAME.json).",
         "  detect export --checkpoint runs/shapes/best.pt --out models/shapes.onnx\n"
@@ -95,14 +95,14 @@ VERBS = (
     ),
     Verb(
         "parity",
-        "detect.parity",
+        "detect.commands.parity",
         "Compare a checkpoint (PyTorch) with its ONNX export on the same images (exit 1: fail).",
         "  detect parity --checkpoint runs/shapes/best.pt --model models/shapes.onnx "
         "datasets/shapes/images\n",
     ),
     Verb(
         "predict",
-        "detect.predict",
+        "detect.commands.predict",
         "Detect objects in images with an exported model: predictions.json, annotated images, "
         "and one `image,top,left,width,height,label,score` line per detection on stdout.",
         "  detect predict photos/ --model models/shapes.onnx --out runs/predict\n"
@@ -111,7 +111,7 @@ VERBS = (
     ),
     Verb(
         "serve",
-        "server.app",
+        "detect.commands.serve",
         "Serve an exported model over gRPC (detect.v1.Detector) with dynamic batching, "
         "health, reflection and Prometheus metrics. Stops cleanly on SIGTERM/SIGINT.",
         "  detect serve --model models/shapes.onnx --port 50051\n"
@@ -121,7 +121,7 @@ VERBS = (
     ),
     Verb(
         "client",
-        "detect.client",
+        "detect.commands.client",
         "Send images to a `detect serve` server; one `image,top,left,width,height,label,score` "
         "line per detection on stdout.",
         "  detect client street.jpg --server 127.0.0.1:50051\n"
@@ -131,7 +131,7 @@ VERBS = (
     ),
     Verb(
         "bench",
-        "detect.bench",
+        "detect.commands.bench",
         "Measure a running server: p50/p90/p99 latency and images/s per concurrency level, "
         "optionally against torchvision eager on the same weights.",
         "  detect bench --server 127.0.0.1:50051 --concurrency 1,8,32 --duration 20\n"
@@ -140,7 +140,7 @@ VERBS = (
     ),
     Verb(
         "eval",
-        "detect.evaluate",
+        "detect.commands.eval",
         "Evaluate predictions against COCO ground truth: COCO AP/AR (pycocotools), per-class "
         "P/R/F1 at an operating threshold, confusion matrix, PR curves, proposal recall; or a "
         "video run against its clip: AP plus MOTA, MOTP, IDF1 and HOTA (TrackEval).",
@@ -171,7 +171,7 @@ VERBS = (
     ),
     Verb(
         "demo",
-        "detect.demo",
+        "detect.commands.demo",
         "The serving path end to end in a few minutes: serve the committed demo model, send "
         "images and a synthetic surveillance clip through the gRPC API (tracks, zones, line "
         "counts), evaluate on a synthetic test split, print where the outputs are.",

@@ -84,10 +84,16 @@ def setting(
     return dataclasses.field(default=default, metadata={_META: spec})
 
 
-def nested(factory: Callable[[], Any], *, keys: bool = True) -> Any:
-    """A field holding another settings class, whose settings become this class's (as flags;
-    as file keys too unless ``keys`` is False: a camera's server connection is the site's)."""
-    return dataclasses.field(default_factory=factory, metadata={_META: None, "keys": keys})
+def nested(cls: type, *, keys: bool = True, defaults: Mapping[str, Any] | None = None) -> Any:
+    """A field holding the settings class ``cls``, whose settings become this class's (as flags;
+    as file keys too unless ``keys`` is False: a camera's server connection is the site's);
+    ``defaults``: this verb's own defaults of some of them (`detect predict` keeps the best 100
+    detections, `detect video` all)."""
+    defaults = dict(defaults or {})
+    return dataclasses.field(
+        default_factory=lambda: cls(**defaults),
+        metadata={_META: None, "keys": keys, "defaults": defaults},
+    )
 
 
 # --------------------------------------------------------------------------- checks
@@ -139,9 +145,13 @@ def declared(cls: type) -> tuple[Declared, ...]:
         if _META not in f.metadata:
             continue
         if f.metadata[_META] is None:  # a nested settings class
+            own = f.metadata["defaults"]
             for d in declared(hints[f.name]):
                 spec = d.spec if f.metadata["keys"] else dataclasses.replace(d.spec, key="")
-                out.append(dataclasses.replace(d, spec=spec, path=(f.name, *d.path)))
+                default = own.get(d.name, d.default)
+                out.append(
+                    dataclasses.replace(d, spec=spec, default=default, path=(f.name, *d.path))
+                )
             continue
         default = f.default
         if f.default_factory is not dataclasses.MISSING:
@@ -362,9 +372,8 @@ def construct(cls: type[T], typed: dict[str, Any], spell: Spelling) -> T:
             inner = {d.name for d in declared(hints[f.name])}
             value = typed.get(f.name)
             if value is None:
-                value = construct(
-                    hints[f.name], {k: v for k, v in typed.items() if k in inner}, spell
-                )
+                own = {k: v for k, v in typed.items() if k in inner}
+                value = construct(hints[f.name], f.metadata["defaults"] | own, spell)
             kwargs[f.name] = value
         elif f.name in typed:
             kwargs[f.name] = typed[f.name]
