@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -95,6 +95,83 @@ class Detection:
         return f"{top:.1f},{left:.1f},{width:.1f},{height:.1f},{self.label},{self.score:.3f}"
 
 
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """One frame's objects as columns, row ``i`` being one object: the shape of supervision's
+    ``Detections``, and the one detections object of the video path (the tracker, zones and
+    lines, drawing and the JSONL writer take and return it).
+
+    ``xyxy (N, 4)`` float64 pixels of the frame; ``labels (N,)`` class names (object array);
+    ``class_ids (N,)`` int64 category ids of the training annotations; ``scores (N,)``
+    float64; ``track_ids (N,)`` int64, -1 where no shown track owns the object; ``polygons``: N
+    lists of `Polygon` (empty lists for box models or when polygons were not asked for).
+    """
+
+    xyxy: np.ndarray
+    labels: np.ndarray
+    class_ids: np.ndarray
+    scores: np.ndarray
+    track_ids: np.ndarray
+    polygons: tuple[list[Polygon], ...]
+
+    @classmethod
+    def of(
+        cls,
+        xyxy: Iterable[Iterable[float]] | np.ndarray,
+        labels: Iterable[object],
+        scores: Iterable[float] | None = None,
+        class_ids: Iterable[int] | None = None,
+        track_ids: Iterable[int] | None = None,
+        polygons: Iterable[list[Polygon]] | None = None,
+    ) -> Detections:
+        """Columns from any sequences of one length N (scores: 1.0, class ids: -1, track ids:
+        -1 and polygons: none where not given)."""
+        boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        n = len(boxes)
+        names = np.empty(n, object)
+        names[:] = list(labels)
+        return cls(
+            boxes,
+            names,
+            np.full(n, -1, np.int64) if class_ids is None else np.asarray(class_ids, np.int64),
+            np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(n),
+            np.full(n, -1, np.int64) if track_ids is None else np.asarray(track_ids, np.int64),
+            tuple([] for _ in range(n)) if polygons is None else tuple(polygons),
+        )
+
+    @classmethod
+    def from_list(cls, detections: Iterable[Detection]) -> Detections:
+        """Columns of `Detection` rows (untracked)."""
+        items = list(detections)
+        return cls.of(
+            [d.box for d in items],
+            [d.label for d in items],
+            [d.score for d in items],
+            [d.class_id for d in items],
+            polygons=[d.polygons for d in items],
+        )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def tracked(self, track_ids: np.ndarray) -> Detections:
+        """The same objects with ``track_ids (N,)``."""
+        return replace(self, track_ids=np.asarray(track_ids, np.int64).reshape(len(self)))
+
+    def tlwh(self) -> np.ndarray:
+        """``(N, 4)`` ``[top, left, width, height]`` of the boxes (the edges' form)."""
+        return xyxy_to_tlwh(self.xyxy)
+
+    def rows(self) -> list[Detection]:
+        """Each object as a `Detection` (for drawers that take rows)."""
+        return [
+            Detection(tuple(map(float, box)), str(label), int(cid), float(score), list(polys))
+            for box, label, cid, score, polys in zip(
+                self.xyxy, self.labels, self.class_ids, self.scores, self.polygons, strict=True
+            )
+        ]
+
+
 @dataclass
 class RawDetections:
     """A model's outputs for one image of ``image_size = (height, width)`` pixels, before
@@ -162,18 +239,14 @@ class ModelInfo:
 
 class OptionError(ConfigError):
     """A `DetectOptions` field out of range. ``field`` is its name; the message is
-    ``FIELD VALUE: FIX``, and each edge renames the field as its users spell it
-    (`flag_message`: ``--score``; the server: ``options.score_threshold``)."""
+    ``FIELD VALUE: FIX``, and each edge names the field as its users spell it (a flag:
+    `detect.config.DetectSettings`' checks; the server: ``options.score_threshold``)."""
 
     def __init__(self, name: str, value: object, fix: str) -> None:
         super().__init__(f"{name} {value}: {fix}")
         self.field = name
         self.value = value
         self.fix = fix
-
-    def renamed(self, name: str) -> str:
-        """The message with the field spelled ``name``."""
-        return f"{name} {self.value}: {self.fix}"
 
 
 @dataclass(frozen=True)
@@ -222,21 +295,3 @@ class DetectOptions:
         if unknown:
             raise ConfigError(f"unknown detect options: {', '.join(unknown)}")
         return cls(**{k: v for k, v in fields.items() if v is not None})  # type: ignore[arg-type]
-
-
-FLAGS = {
-    "score_threshold": "--score",
-    "max_detections": "--max-detections",
-    "classes": "--classes",
-    "agnostic_nms": "--agnostic-nms",
-    "polygon_tolerance": "--polygon-tolerance",
-}
-"""The CLI flag of each `DetectOptions` field that has one."""
-
-
-def options_from_flags(**values: object) -> DetectOptions:
-    """`DetectOptions` from CLI values; a bad one is a `ConfigError` naming its flag."""
-    try:
-        return DetectOptions(**values)  # type: ignore[arg-type]
-    except OptionError as exc:
-        raise ConfigError(exc.renamed(FLAGS.get(exc.field, exc.field))) from None

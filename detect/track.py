@@ -22,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 
 from detect.errors import ConfigError
 from detect.ops.boxes import box_iou
+from detect.structures import Detections
 
 
 @dataclass
@@ -30,7 +31,7 @@ class Track:
 
     track_id: int
     box: np.ndarray
-    label: int
+    label: object  # the class name (any value its detections' labels compare equal to)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
     hits: int = 1
     missed: int = 0  # frames since the last match
@@ -72,7 +73,7 @@ class TrackerConfig:
 
 
 class Tracker:
-    """Frame-by-frame tracker; `update` returns each detection's track id (-1: none).
+    """Frame-by-frame tracker; `update` returns the frame's detections with their track ids.
 
     New tracks are numbered ``first_id``, ``first_id + id_step``, ...: trackers of different
     cameras (`detect watch`) number theirs apart, so a track id names one object on the site.
@@ -88,13 +89,11 @@ class Tracker:
         self._id_step = id_step
         self._frames = 0
 
-    def update(self, boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Advance one frame with its detections: ``boxes (N, 4)`` xyxy, ``scores (N,)``,
-        ``labels (N,)``. Returns ``(N,)`` int track ids, -1 for detections without a shown track
-        (below ``low``, unmatched low-score ones, and tracks not yet confirmed)."""
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-        scores = np.asarray(scores, np.float64).reshape(-1)
-        labels = np.asarray(labels).reshape(-1)
+    def update(self, detections: Detections) -> Detections:
+        """Advance one frame with its detections (their xyxy boxes, scores and labels); the same
+        detections with their track ids: -1 for those without a shown track (below ``low``,
+        unmatched low-score ones, and tracks not yet confirmed)."""
+        boxes, scores, labels = detections.xyxy, detections.scores, detections.labels
         ids = np.full(len(boxes), -1, np.int64)
         owner: dict[int, Track] = {}
         unmatched = list(range(len(self.tracks)))
@@ -114,7 +113,7 @@ class Tracker:
         self.tracks = [t for t in self.tracks if t.missed <= self.config.max_age]
         for det in np.flatnonzero(scores >= self.config.high):
             if det not in owner:
-                track = Track(self._next_id, boxes[det].copy(), int(labels[det]))
+                track = Track(self._next_id, boxes[det].copy(), labels[det])
                 track.shown = self._frames == 0
                 self._next_id += self._id_step
                 self.tracks.append(track)
@@ -124,7 +123,7 @@ class Tracker:
             track.shown = track.shown or track.hits >= self.config.min_hits
             if track.shown:
                 ids[det] = track.track_id
-        return ids
+        return detections.tracked(ids)
 
     def live_ids(self) -> set[int]:
         """Ids of the shown tracks still followed (matched lately or coasting up to
@@ -140,7 +139,9 @@ class Tracker:
             return []
         predicted = np.stack([self.tracks[t].predicted() for t in tracks])
         iou = box_iou(boxes[chosen], predicted)
-        same = labels[chosen][:, None] == np.array([self.tracks[t].label for t in tracks])[None]
+        known = np.empty(len(tracks), object)
+        known[:] = [self.tracks[t].label for t in tracks]
+        same = labels[chosen][:, None] == known[None]
         iou = np.where(same, iou, 0.0)
         rows, cols = linear_sum_assignment(-iou)
         return [

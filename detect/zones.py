@@ -40,13 +40,15 @@ import numpy as np
 import shapely
 
 from detect.errors import ConfigError
+from detect.structures import Detections
 
 ANCHORS = ("bottom_center", "center", "box")
 
 
 @dataclass(frozen=True)
-class Tracked:
-    """What counting needs of one detection: track id (-1: untracked), class, xyxy box."""
+class _Object:
+    """One row of a frame's `Detections` as counting sees it: track id (-1: untracked), class
+    name, xyxy box."""
 
     track_id: int
     label: str
@@ -233,18 +235,23 @@ class Counting:
 
     def update(
         self,
-        objects: list[Tracked],
+        detections: Detections,
         frame: int,
         time_ms: float,
         live: set[int] | None = None,
     ) -> tuple[dict[str, dict[str, int]], list[dict[str, Any]]]:
-        """``(counts, events)`` of one processed frame: ``counts[zone][label]`` of the objects
+        """``(counts, events)`` of one processed frame's (tracked) detections:
+        ``counts[zone][label]`` of the objects
         whose anchor is inside now (tracked or not), and the events confirmed in this frame.
         ``live``: the track ids the tracker still follows; tracks missing from it have ended
         (None: none has)."""
         counts: dict[str, dict[str, int]] = {z.name: {} for z in self.zones}
         events: list[dict[str, Any]] = []
-        for obj in objects:
+        rows = zip(
+            detections.track_ids.tolist(), detections.labels, detections.xyxy.tolist(), strict=True
+        )
+        for track_id, label, box in rows:
+            obj = _Object(track_id, str(label), tuple(box))
             points = anchor_points(obj.box, self.anchor)
             for zone in self.zones:
                 inside = zone.holds(points)
@@ -261,7 +268,7 @@ class Counting:
         return counts, events
 
     def _visit(
-        self, obj: Tracked, zone: Zone, inside: bool, frame: int, time_ms: float, points: np.ndarray
+        self, obj: _Object, zone: Zone, inside: bool, frame: int, time_ms: float, points: np.ndarray
     ) -> list[dict[str, Any]]:
         state = self._zone.setdefault((obj.track_id, zone.name), _Debounce(False))
         if not state.observe(inside, frame, time_ms, points.mean(axis=0), self.min_frames):
@@ -273,7 +280,7 @@ class Counting:
         return [self._exit(zone.name, obj.track_id, obj.label, state.since, entered_ms)]
 
     def _cross(
-        self, obj: Tracked, line: Line, frame: int, time_ms: float, points: np.ndarray
+        self, obj: _Object, line: Line, frame: int, time_ms: float, points: np.ndarray
     ) -> list[dict[str, Any]]:
         side = line.side(points)
         if side == 0:  # on the line (or across it): decided when it leaves

@@ -17,6 +17,7 @@ from helpers import run_detect
 from detect.errors import DataError
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.metrics.video import score_video
+from detect.structures import Detections
 from detect.track import Tracker
 
 
@@ -74,7 +75,7 @@ def test_tracker_follows_the_clips_objects_through_noise_and_missed_frames(tmp_p
         boxes = gt_boxes[seen] + rng.normal(0, 1.0, (int(seen.sum()), 4))
         scores = rng.uniform(0.3, 1.0, len(boxes))
         labels = np.array([a["category_id"] for a in anns], int)[seen]
-        ids = tracker.update(boxes, scores, labels)
+        ids = tracker.update(Detections.of(boxes, labels, scores)).track_ids
         gt_labels = np.array([a["category_id"] for a in anns], int)
         frames.append(TrackedFrame(gt_ids, gt_boxes, gt_labels, ids, boxes, labels))
     score = tracking_metrics(frames)

@@ -8,6 +8,7 @@ import pytest
 
 from detect.errors import ConfigError
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
+from detect.structures import Detections
 from detect.track import Tracker, TrackerConfig
 
 
@@ -24,7 +25,7 @@ def _run(scene: list[list[tuple[int, list[float], float, int]]], tracker: Tracke
         boxes = np.array([o[1] for o in objects], float).reshape(-1, 4)
         scores = np.array([o[2] for o in objects], float)
         labels = np.array([o[3] for o in objects], int)
-        ids = tracker.update(boxes, scores, labels)
+        ids = tracker.update(Detections.of(boxes, labels, scores)).track_ids
         frames.append(TrackedFrame(gt_ids, boxes, labels, ids, boxes, labels))
     return frames
 
@@ -99,20 +100,20 @@ def test_tracks_of_the_first_frame_are_shown_at_once_and_later_ones_from_their_s
 ):
     tracker = Tracker(first_id=2, id_step=3)  # a site's camera 2 of 3: ids 2, 5, 8, ...
     boxes = np.array([_box(0, 0), _box(100, 0)], float)
-    first = tracker.update(boxes, np.array([0.9, 0.9]), np.array([1, 1]))
+    first = tracker.update(Detections.of(boxes, [1, 1], [0.9, 0.9])).track_ids
     assert first.tolist() == [2, 5] and tracker.live_ids() == {2, 5}
-    later = np.vstack([boxes, [_box(200, 100)]])
-    second = tracker.update(later, np.array([0.9, 0.9, 0.9]), np.array([1, 1, 1]))
+    later = Detections.of(np.vstack([boxes, [_box(200, 100)]]), [1, 1, 1], [0.9, 0.9, 0.9])
+    second = tracker.update(later).track_ids
     assert second.tolist() == [2, 5, -1] and tracker.live_ids() == {2, 5}
-    third = tracker.update(later, np.array([0.9, 0.9, 0.9]), np.array([1, 1, 1]))
+    third = tracker.update(later).track_ids
     assert third.tolist() == [2, 5, 8] and tracker.live_ids() == {2, 5, 8}
 
 
 def test_a_track_stays_live_while_it_coasts_and_ends_after_max_age() -> None:
     tracker = Tracker(TrackerConfig(max_age=2))
-    tracker.update(np.array([_box(0, 0)], float), np.array([0.9]), np.array([1]))
+    tracker.update(Detections.of([_box(0, 0)], [1], [0.9]))
     for _ in range(2):  # unseen, coasting
-        tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+        tracker.update(Detections.of(np.zeros((0, 4)), []))
         assert tracker.live_ids() == {1}
-    tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+    tracker.update(Detections.of(np.zeros((0, 4)), []))
     assert tracker.live_ids() == set()

@@ -26,10 +26,10 @@ from helpers import run_detect
 from serving import metric_value, start_server
 
 from detect.errors import ConfigError
-from detect.video.run import VideoSummary
+from detect.structures import Detections
 from detect.video.source import FrameSource
 from detect.watch import read_site
-from detect.zones import Counting, Line, Tracked, zones_from_dict
+from detect.zones import Counting, Line, zones_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "demo.onnx"
@@ -100,11 +100,12 @@ def _truth_events(clip_gt: Path, camera: dict) -> list[dict]:
         per_image.setdefault(a["image_id"], []).append(a)
     events = []
     for image in data["images"]:
-        objects = [
-            Tracked(a["track_id"], names[a["category_id"]], (x, y, x + w, y + h))
-            for a in per_image.get(image["id"], [])
-            for x, y, w, h in [a["bbox"]]
-        ]
+        truth = per_image.get(image["id"], [])
+        objects = Detections.of(
+            [(x, y, x + w, y + h) for x, y, w, h in (a["bbox"] for a in truth)],
+            [names[a["category_id"]] for a in truth],
+            track_ids=[a["track_id"] for a in truth],
+        )
         events += counting.update(objects, image["frame_index"], image["timestamp_ms"])[1]
     return events
 
@@ -348,7 +349,7 @@ def test_site_file_mistakes_name_the_camera_and_the_key(site: Path, tmp_path: Pa
 
 
 def test_a_source_reconnecting_for_ever_counts_its_attempts(
-    site: Path, capsys: pytest.CaptureFixture
+    site: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     config = SimpleNamespace(
         source=str(site / "cam1.mp4"),
@@ -358,13 +359,13 @@ def test_a_source_reconnecting_for_ever_counts_its_attempts(
         reconnect=None,  # for ever: `detect watch`'s default
         max_frames=None,
     )
-    frames = FrameSource(config, VideoSummary())
+    frames = FrameSource(config)
     config.source = "http://127.0.0.1:1/gone"
     stopper = threading.Timer(2.0, frames.stop, ["stopped by the test"])
     stopper.start()
     assert frames._reconnect() is False  # gave up only because it was stopped
     stopper.join()
     frames.close()
-    err = capsys.readouterr().err
-    assert "warning: http://127.0.0.1:1/gone dropped; reconnecting in 0.5 s (attempt 1)" in err
-    assert "reconnecting in 1 s (attempt 2)" in err and not frames.lost
+    assert "http://127.0.0.1:1/gone dropped; reconnecting in 0.5 s (attempt 1)" in caplog.messages
+    assert "http://127.0.0.1:1/gone dropped; reconnecting in 1 s (attempt 2)" in caplog.messages
+    assert not frames.lost

@@ -10,12 +10,20 @@ from pathlib import Path
 import pytest
 
 from detect.errors import ConfigError
-from detect.zones import Counting, Line, Tracked, read_zones, zones_from_dict
+from detect.structures import Detections
+from detect.zones import Counting, Line, read_zones, zones_from_dict
+
+Row = tuple[int, str, tuple[float, float, float, float]]  # track id (-1: untracked), class, xyxy
 
 
-def _at(track_id: int, x: float, y: float, label: str = "car") -> Tracked:
+def _at(track_id: int, x: float, y: float, label: str = "car") -> Row:
     """An object whose bottom-centre is at (x, y): a 10 x 10 box above it."""
-    return Tracked(track_id, label, (x - 5, y - 10, x + 5, y))
+    return (track_id, label, (x - 5, y - 10, x + 5, y))
+
+
+def _frame(rows: list[Row]) -> Detections:
+    """One frame's tracked detections."""
+    return Detections.of([r[2] for r in rows], [r[1] for r in rows], track_ids=[r[0] for r in rows])
 
 
 ZONES = {
@@ -26,11 +34,11 @@ ZONES = {
 }
 
 
-def _feed(counting: Counting, script: list[list[Tracked]], step_ms: float = 100.0) -> list[dict]:
+def _feed(counting: Counting, script: list[list[Row]], step_ms: float = 100.0) -> list[dict]:
     """Every frame of the script through ``counting``; all events, in order."""
     events = []
     for frame, objects in enumerate(script):
-        events += counting.update(objects, frame, frame * step_ms)[1]
+        events += counting.update(_frame(objects), frame, frame * step_ms)[1]
     return events
 
 
@@ -38,7 +46,9 @@ def test_counts_and_enter_exit_events_follow_a_tracked_object_across_zones() -> 
     counting = Counting(zones_from_dict(ZONES), min_frames=1)
     seen = []
     for frame, x in enumerate([20, 60, 120, 160, 260]):  # object 1's anchor, y = 50
-        counts, events = counting.update([_at(1, x, 50), _at(-1, 30, 30, "person")], frame, 0.0)
+        counts, events = counting.update(
+            _frame([_at(1, x, 50), _at(-1, 30, 30, "person")]), frame, 0.0
+        )
         seen.append((counts, [(e["zone"], e["event"]) for e in events]))
     assert seen[0] == ({"left": {"car": 1, "person": 1}, "right": {}}, [("left", "enter")])
     assert seen[1] == ({"left": {"car": 1, "person": 1}, "right": {}}, [])
@@ -79,7 +89,7 @@ def test_a_track_that_ends_inside_exits_where_it_was_last_seen() -> None:
     for frame in range(6):
         objects = [_at(2, 50, 50)] if frame < 4 else []
         live = {2} if frame < 5 else set()  # the tracker forgets it at frame 5
-        events += counting.update(objects, frame, 100.0 * frame, live)[1]
+        events += counting.update(_frame(objects), frame, 100.0 * frame, live)[1]
     assert [(e["event"], e["frame"]) for e in events] == [("enter", 0), ("exit", 3)]
     assert events[1]["lost"] is True and events[1]["dwell_s"] == pytest.approx(0.3)
     assert counting.summary()["inside"] == {"left": 0, "right": 0}
@@ -89,8 +99,8 @@ def test_a_track_lost_while_leaving_exits_where_it_left() -> None:
     counting = Counting(zones_from_dict(ZONES), min_frames=3)
     events = []
     for frame, y in enumerate([50, 50, 50, 50, 150, 150]):  # inside 0-3, seen outside at 4, 5
-        events += counting.update([_at(3, 50, y)], frame, 100.0 * frame, {3})[1]
-    events += counting.update([], 6, 600.0, set())[1]  # then the tracker drops it
+        events += counting.update(_frame([_at(3, 50, y)]), frame, 100.0 * frame, {3})[1]
+    events += counting.update(_frame([]), 6, 600.0, set())[1]  # then the tracker drops it
     assert [(e["event"], e["frame"]) for e in events] == [("enter", 0), ("exit", 4)]
     assert events[1]["dwell_s"] == pytest.approx(0.4) and "lost" not in events[1]
 
@@ -130,14 +140,14 @@ def test_a_box_flickering_over_a_line_counts_once() -> None:
 def test_anchors_place_an_object_by_its_foot_its_centre_or_its_whole_box() -> None:
     square = [[0, 0], [100, 0], [100, 100], [0, 100]]
     zone = zones_from_dict([{"name": "z", "polygon": square}])
-    box = Tracked(1, "car", (70.0, 40.0, 110.0, 90.0))  # foot and centre inside, right part out
+    box = (1, "car", (70.0, 40.0, 110.0, 90.0))  # foot and centre inside, right part out
     for anchor, inside in (("bottom_center", True), ("center", True), ("box", False)):
-        counts, _ = Counting(zone, anchor=anchor).update([box], 0, 0.0)
+        counts, _ = Counting(zone, anchor=anchor).update(_frame([box]), 0, 0.0)
         assert counts == {"z": {"car": 1} if inside else {}}, anchor
     line = Line.parse("50,0,50,200")  # vertical; its right (forward) side is x < 50
-    left = Tracked(2, "car", (10.0, 40.0, 30.0, 90.0))
-    across = Tracked(2, "car", (42.0, 40.0, 62.0, 90.0))  # centre just past the line
-    beyond = Tracked(2, "car", (70.0, 40.0, 90.0, 90.0))
+    left = (2, "car", (10.0, 40.0, 30.0, 90.0))
+    across = (2, "car", (42.0, 40.0, 62.0, 90.0))  # centre just past the line
+    beyond = (2, "car", (70.0, 40.0, 90.0, 90.0))
     for anchor, frames in (("center", [1]), ("bottom_center", [1]), ("box", [2])):
         counting = Counting(lines=[line], anchor=anchor, min_frames=1)
         events = _feed(counting, [[left], [across], [beyond]])

@@ -9,24 +9,23 @@ import cv2
 import numpy as np
 
 from detect.runtime.draw import class_color, draw_detections
-from detect.structures import Detection
+from detect.structures import Detections
 from detect.zones import Counting
 
 
 def annotate_frame(
-    frame: np.ndarray,
-    detections: list[Detection],
-    ids: list[int],
-    counting: Counting,
-    panel: list[str],
+    frame: np.ndarray, detections: Detections, counting: Counting, panel: list[str]
 ) -> np.ndarray:
-    """The frame (BGR) with detections, track ids, zone outlines, lines and a counter panel."""
+    """The ``(H, W, 3)`` BGR frame with the (tracked) detections, zone outlines, lines and a
+    counter panel."""
     rgb = np.ascontiguousarray(frame[:, :, ::-1])
     captions = [
-        f"{d.label} {d.score:.2f}" + (f" #{i}" if i >= 0 else "")
-        for d, i in zip(detections, ids, strict=True)
+        f"{label} {score:.2f}" + (f" #{i}" if i >= 0 else "")
+        for label, score, i in zip(
+            detections.labels, detections.scores, detections.track_ids.tolist(), strict=True
+        )
     ]
-    canvas = draw_detections(rgb, detections, captions)
+    canvas = draw_detections(rgb, detections.rows(), captions)
     for k, zone in enumerate(counting.zones):
         points = np.round(np.asarray(zone.polygon.exterior.coords)).astype(np.int32)
         color = class_color(k + 7)
@@ -46,16 +45,26 @@ def annotate_frame(
     return np.ascontiguousarray(canvas[:, :, ::-1])
 
 
-def detection_record(d: Detection, track_id: int) -> dict[str, Any]:
-    """One detection of a JSONL line: TLWH box, label, score, track id, polygon rings."""
-    top, left, width, height = d.tlwh
-    return {
-        "top": round(top, 2),
-        "left": round(left, 2),
-        "width": round(width, 2),
-        "height": round(height, 2),
-        "label": d.label,
-        "score": round(d.score, 4),
-        "track_id": track_id,
-        "polygons": [[np.round(r, 1).ravel().tolist() for r in p.rings()] for p in d.polygons],
-    }
+def detection_records(detections: Detections) -> list[dict[str, Any]]:
+    """The detections of a JSONL line, one dict each: TLWH box (pixels to 0.01), label, score
+    (to 0.0001), track id, polygon rings (flat ``[x1, y1, x2, y2, ...]`` to 0.1 pixel)."""
+    return [
+        {
+            "top": round(top, 2),
+            "left": round(left, 2),
+            "width": round(width, 2),
+            "height": round(height, 2),
+            "label": str(label),
+            "score": round(score, 4),
+            "track_id": track_id,
+            "polygons": [[np.round(r, 1).ravel().tolist() for r in p.rings()] for p in polygons],
+        }
+        for (top, left, width, height), label, score, track_id, polygons in zip(
+            detections.tlwh().tolist(),
+            detections.labels,
+            detections.scores.tolist(),
+            detections.track_ids.tolist(),
+            detections.polygons,
+            strict=True,
+        )
+    ]

@@ -5,7 +5,7 @@ Raw BGR pixels are sent (no re-encoding), so the server sees the pixels a local 
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -13,10 +13,13 @@ import grpc
 import numpy as np
 
 from detect.client import DetectorClient, Frame, ServerError
-from detect.structures import Detection, DetectOptions
+from detect.structures import Detections, DetectOptions
 from detect.video.source import FrameSource, attempt_label, attempts_left, backoff
 
-Result = tuple[int, float, np.ndarray, list[Detection] | None]
+log = logging.getLogger(__name__)
+
+
+Result = tuple[int, float, np.ndarray, Detections | None]
 """``(frame index, timestamp ms, frame (H, W, 3) uint8 BGR, detections)``; detections None: the
 server dropped the frame (its deadline could not be met)."""
 
@@ -69,7 +72,8 @@ def stream(
                 attempt = 0
                 index, timestamp, frame = pending.pop(result.frame_id)
                 slots.release()
-                yield index, timestamp, frame, None if result.dropped else result.detections
+                detections = None if result.dropped else Detections.from_list(result.detections)
+                yield index, timestamp, frame, detections
             return
         except ServerError as exc:
             with pull:
@@ -81,7 +85,7 @@ def stream(
             pause = backoff(attempt)
             attempt += 1
             label = attempt_label(attempt, retry)
-            print(f"warning: {exc}; retrying in {pause:g} s ({label})", file=sys.stderr)
+            log.warning("%s; retrying in %g s (%s)", exc, pause, label)
             with frames.reconnection():
                 if frames.stopped.wait(pause):
                     return

@@ -17,20 +17,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from detect.errors import DataError
-from detect.structures import Detection, DetectOptions
+from detect.structures import Detections, DetectOptions
 from detect.track import Tracker
-from detect.video.annotate import annotate_frame, detection_record
+from detect.video.annotate import annotate_frame, detection_records
 from detect.video.config import VideoConfig
-from detect.video.source import FrameSource
+from detect.video.source import FrameSource, SourceCounts
 from detect.video.summary import VideoSummary
-from detect.zones import Counting, Tracked
+from detect.zones import Counting
 
 if TYPE_CHECKING:  # the gRPC side loads only for --server
     from detect.runtime.backend import Backend
@@ -47,13 +47,13 @@ class LocalModel:
     backend: Backend
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def detect(self, frame: np.ndarray, options: DetectOptions) -> list[Detection]:
+    def detect(self, frame: np.ndarray, options: DetectOptions) -> Detections:
         """Detections of one ``(H, W, 3)`` uint8 BGR frame."""
         from detect.runtime.backend import detect_batch
 
         with self.lock:
             (detected,) = detect_batch(self.backend, [frame], options, "BGR")
-        return detected.detections
+        return Detections.from_list(detected.detections)
 
     @classmethod
     @contextlib.contextmanager
@@ -125,7 +125,8 @@ class VideoRun:
 
     ``local``: a backend shared with other runs (else ``config.model`` is opened for this run);
     ``on_event``: receives each zone and line event as it is confirmed; ``track_ids``: the first
-    track id and the step between ids (`Tracker`).
+    track id and the step between ids (`Tracker`); ``counts``: where the source side counts
+    (`SourceCounts`; a new one when None).
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class VideoRun:
         local: LocalModel | None = None,
         on_event: EventSink | None = None,
         track_ids: tuple[int, int] = (1, 1),
+        counts: SourceCounts | None = None,
     ) -> None:
         config.validate()
         self.config = config
@@ -142,9 +144,9 @@ class VideoRun:
         self.counting = Counting(config.zones, config.lines, config.anchor, config.min_frames)
         wanted = config.track or bool(self.counting)
         self.tracker = Tracker(None, *track_ids) if wanted else None
-        self.summary = VideoSummary()
-        self.frames = FrameSource(config, self.summary)
-        self._labels: dict[str, int] = {}
+        self.frames = FrameSource(config, counts)
+        self.summary = VideoSummary(self.frames.counts)
+        self._jsonl: TextIO | None = None
 
     def stop(self, reason: str) -> None:
         self.frames.stop(reason)
@@ -152,13 +154,13 @@ class VideoRun:
     def run(self, progress: Callable[[], None] = lambda: None) -> VideoSummary:
         """Process the source; ``progress`` is called after each frame. The summary."""
         config, summary = self.config, self.summary
-        writer = jsonl = None
+        writer = None
         started = time.perf_counter()
         try:
             if config.jsonl is not None:
                 try:
                     config.jsonl.parent.mkdir(parents=True, exist_ok=True)
-                    jsonl = config.jsonl.open("w", encoding="utf-8")
+                    self._jsonl = config.jsonl.open("w", encoding="utf-8")
                 except OSError as exc:
                     raise DataError(
                         f"--jsonl {config.jsonl}: cannot write it ({exc.strerror}); "
@@ -174,17 +176,9 @@ class VideoRun:
                         continue
                     if writer is None and config.out_video is not None:
                         writer = self._open_writer(frame)
-                    record, ids = self._process(index, timestamp, detections)
-                    if jsonl is not None:
-                        try:
-                            jsonl.write(json.dumps(record) + "\n")
-                            jsonl.flush()
-                        except OSError as exc:
-                            raise DataError(
-                                f"--jsonl {config.jsonl}: cannot write it ({exc.strerror})"
-                            ) from None
+                    detections = self._process(index, timestamp, detections)
                     if writer is not None:
-                        writer.write(self._frame(frame, index, detections, ids))
+                        writer.write(self._frame(frame, index, detections))
                     progress()
         finally:
             summary.seconds = time.perf_counter() - started
@@ -193,8 +187,8 @@ class VideoRun:
             self.frames.close()
             if writer is not None:
                 writer.release()
-            if jsonl is not None:
-                jsonl.close()
+            if self._jsonl is not None:
+                self._jsonl.close()
         return summary
 
     def _open_writer(self, frame: np.ndarray) -> cv2.VideoWriter:
@@ -211,47 +205,49 @@ class VideoRun:
             raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there")
         return writer
 
-    def _process(
-        self, index: int, timestamp: float, detections: list[Detection]
-    ) -> tuple[dict[str, Any], list[int]]:
-        """Track and count one frame's detections: its JSONL record and the track ids."""
+    def _process(self, index: int, timestamp: float, detections: Detections) -> Detections:
+        """Track and count one frame's detections, write its JSONL line (when asked); the
+        detections with their track ids."""
         summary, tracker = self.summary, self.tracker
-        ids = [-1] * len(detections)
         if tracker is not None:
-            boxes = np.array([d.box for d in detections]).reshape(-1, 4)
-            classes = np.array(
-                [self._labels.setdefault(d.label, len(self._labels)) for d in detections], int
-            )
-            scores = np.array([d.score for d in detections])
-            ids = [int(i) for i in tracker.update(boxes, scores, classes)]
-        objects = [Tracked(i, d.label, d.box) for d, i in zip(detections, ids, strict=True)]
+            detections = tracker.update(detections)
         summary.frames_processed += 1
-        for d, i in zip(detections, ids, strict=True):
-            summary.detections[d.label] += 1
-            if i >= 0:
-                summary.tracks.setdefault(d.label, set()).add(i)
+        for label, track_id in zip(detections.labels, detections.track_ids.tolist(), strict=True):
+            summary.detections[label] += 1
+            if track_id >= 0:
+                summary.tracks.setdefault(label, set()).add(track_id)
         record: dict[str, Any] = {
             "frame": index,
             "timestamp_ms": round(timestamp, 3),
-            "detections": [detection_record(d, i) for d, i in zip(detections, ids, strict=True)],
+            "detections": detection_records(detections),
         }
         if self.counting:
             live = tracker.live_ids() if tracker is not None else None
-            counts, events = self.counting.update(objects, index, timestamp, live)
+            counts, events = self.counting.update(detections, index, timestamp, live)
             if self.counting.zones:
                 record["zones"] = counts
             record["events"] = events
             if self.on_event is not None:
                 for event in events:
                     self.on_event(event)
-        return record, ids
+        self._write(record)
+        return detections
 
-    def _frame(
-        self, frame: np.ndarray, index: int, detections: list[Detection], ids: list[int]
-    ) -> np.ndarray:
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._jsonl is None:
+            return
+        try:
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+        except OSError as exc:
+            raise DataError(
+                f"--jsonl {self.config.jsonl}: cannot write it ({exc.strerror})"
+            ) from None
+
+    def _frame(self, frame: np.ndarray, index: int, detections: Detections) -> np.ndarray:
         panel = [f"frame {index}  {len(detections)} objects"]
         panel += [f"{k}: {v}" for k, v in self.counting.counts().items()]
-        return annotate_frame(frame, detections, ids, self.counting, panel)
+        return annotate_frame(frame, detections, self.counting, panel)
 
 
 def run_video(config: VideoConfig) -> VideoSummary:

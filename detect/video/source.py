@@ -11,10 +11,11 @@ iteration ends.
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,8 @@ import cv2
 import numpy as np
 
 from detect.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 class Sampling(Protocol):
@@ -35,13 +38,17 @@ class Sampling(Protocol):
     max_frames: int | None
 
 
-class SourceCounts(Protocol):
-    """Where `FrameSource` counts what it read (`detect.video.run.VideoSummary`)."""
+@dataclass
+class SourceCounts:
+    """What the source side of a run counts: frames read, frames dropped by the real-time reader
+    (its thread counts them), reopenings, and why the frames ended. `FrameSource` writes them
+    (and, before a site's camera first opens, the worker retrying it: `detect.watch.camera`);
+    `detect.video.summary.VideoSummary` reads them."""
 
-    frames_read: int
-    frames_dropped: int
-    reconnects: int
-    stopped: str
+    frames_read: int = 0
+    frames_dropped: int = 0
+    reconnects: int = 0
+    stopped: str = "end of source"
 
 
 def _open(source: str) -> cv2.VideoCapture:
@@ -87,12 +94,13 @@ class FrameSource:
     """Frames of the source with their index and timestamp (ms), sampled, reconnecting.
 
     Iterating yields ``(index, timestamp_ms, frame (H, W, 3) uint8 BGR)`` for the frames to
-    process; ``summary`` counts what was read and dropped. ``stop`` ends the iteration.
+    process; ``counts`` counts what was read and dropped (a new `SourceCounts`, or the one
+    given). ``stop`` ends the iteration.
     """
 
-    def __init__(self, config: Sampling, summary: SourceCounts) -> None:
+    def __init__(self, config: Sampling, counts: SourceCounts | None = None) -> None:
         self.config = config
-        self.summary = summary
+        self.counts = counts if counts is not None else SourceCounts()
         self.live = is_live(config.source)
         self.capture = _open(config.source)
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
@@ -113,10 +121,10 @@ class FrameSource:
         self._closed = False
 
     def stop(self, reason: str) -> None:
-        """End the iteration after the frame in hand; ``reason`` goes to the summary unless
+        """End the iteration after the frame in hand; ``reason`` goes to the counts unless
         something else ended it first."""
         if not self.stopped.is_set():
-            self.summary.stopped = reason
+            self.counts.stopped = reason
         self.stopped.set()
 
     def _read(self) -> tuple[int, float, np.ndarray] | None:
@@ -129,14 +137,14 @@ class FrameSource:
             if ok and frame is not None:
                 index = self._index
                 self._index += 1
-                self.summary.frames_read += 1
+                self.counts.frames_read += 1
                 if self.fps > 0:
                     timestamp = 1000.0 * index / self.fps
                 else:
                     timestamp = self.capture.get(cv2.CAP_PROP_POS_MSEC)
                 return index, timestamp, frame
             if not self.live or not self._reconnect():
-                if self.summary.frames_read == 0:
+                if self.counts.frames_read == 0:
                     raise DataError(
                         f"no frame could be read from {self.config.source}; is it a video?"
                     )
@@ -170,10 +178,11 @@ class FrameSource:
         while attempts_left(attempt, limit):
             pause = backoff(attempt)
             attempt += 1
-            print(
-                f"warning: {self.config.source} dropped; reconnecting in {pause:g} s "
-                f"({attempt_label(attempt, limit)})",
-                file=sys.stderr,
+            log.warning(
+                "%s dropped; reconnecting in %g s (%s)",
+                self.config.source,
+                pause,
+                attempt_label(attempt, limit),
             )
             if self.stopped.wait(pause):
                 return False
@@ -183,10 +192,10 @@ class FrameSource:
                 self.capture.release()
                 self.capture = cv2.VideoCapture(self.config.source)
                 opened = self.capture.isOpened()
-            self.summary.reconnects += 1
+            self.counts.reconnects += 1
             if opened:
                 return True
-        self.summary.stopped = f"stream lost after {limit} reconnect attempts"
+        self.counts.stopped = f"stream lost after {limit} reconnect attempts"
         self.lost = True
         self.stopped.set()  # ended for good: a later stop() keeps this reason
         return False
@@ -231,7 +240,7 @@ class FrameSource:
                             break
                     with fresh:
                         if latest[0] is not None:
-                            self.summary.frames_dropped += 1
+                            self.counts.frames_dropped += 1
                         latest[0] = item
                         fresh.notify()
             except BaseException as exc:

@@ -6,21 +6,29 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from detect.video.source import SourceCounts
+
 
 @dataclass
 class VideoSummary:
-    """What a run did: frame counts, speed, classes, tracks, zone and line totals, dwell."""
+    """What a run did: frame counts, speed, classes, tracks, zone and line totals, dwell.
 
-    frames_read: int = 0
+    ``source``: what the source side counted (frames read and dropped by the real-time reader,
+    reconnects, why it ended; written by `FrameSource`); every other field is written by the
+    run (`detect.video.run.VideoRun`) alone."""
+
+    source: SourceCounts = field(default_factory=SourceCounts)
     frames_processed: int = 0
-    frames_dropped: int = 0  # by the source (--realtime); its reader thread counts them
-    frames_dropped_by_server: int = 0  # --frame-deadline-ms; counted on the main thread
+    frames_dropped_by_server: int = 0  # --frame-deadline-ms
     seconds: float = 0.0
     detections: Counter = field(default_factory=Counter)  # label -> detections
     tracks: dict[str, set[int]] = field(default_factory=dict)  # label -> track ids
     counting: dict[str, Any] = field(default_factory=dict)  # `Counting.summary()`, at the end
-    reconnects: int = 0
-    stopped: str = "end of source"
+
+    frames_read = property(lambda self: self.source.frames_read)
+    frames_dropped = property(lambda self: self.source.frames_dropped, doc="by the source")
+    reconnects = property(lambda self: self.source.reconnects)
+    stopped = property(lambda self: self.source.stopped)
 
     @property
     def fps(self) -> float:

@@ -3,7 +3,7 @@ one), runs it, keeps its state for the status line."""
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from detect.errors import DataError, DetectError
 from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, VideoRun
-from detect.video.source import attempts_left, backoff, is_live
+from detect.video.source import SourceCounts, attempts_left, backoff, is_live
 from detect.video.summary import VideoSummary
 from detect.watch.events import EventLog
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,7 +26,7 @@ class CameraWorker:
     local: LocalModel | None
     log: EventLog
     track_ids: tuple[int, int]
-    summary: VideoSummary = field(default_factory=VideoSummary)
+    counts: SourceCounts = field(default_factory=SourceCounts)  # its source's, from the start
     state: str = "starting"
     error: str | None = None
     _video: VideoRun | None = None
@@ -35,6 +37,12 @@ class CameraWorker:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def summary(self) -> VideoSummary:
+        """The run's summary; before the source opens, its counts alone."""
+        video = self._video
+        return video.summary if video is not None else VideoSummary(self.counts)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name=f"camera {self.name}", daemon=True)
@@ -55,7 +63,7 @@ class CameraWorker:
             if self._video is not None:
                 self._video.stop(reason)  # keeps a reason its source already gave
             else:
-                self.summary.stopped = reason
+                self.counts.stopped = reason
 
     def _open(self) -> VideoRun | None:
         """The camera's run once its source opens; None when stopped or out of attempts."""
@@ -63,18 +71,20 @@ class CameraWorker:
         while not self._stopped.is_set():
             try:
                 return VideoRun(
-                    config, self.local, lambda e: self.log.write(config.name, e), self.track_ids
+                    config,
+                    self.local,
+                    lambda e: self.log.write(config.name, e),
+                    self.track_ids,
+                    self.counts,
                 )
             except DataError as exc:
                 if not is_live(config.source) or not attempts_left(attempt, config.reconnect):
                     raise
                 pause = backoff(attempt)
                 attempt += 1
-                self.summary.reconnects += 1
+                self.counts.reconnects += 1
                 self.state = "connecting"
-                print(
-                    f"warning: camera {self.name}: {exc}; retrying in {pause:g} s", file=sys.stderr
-                )
+                log.warning("camera %s: %s; retrying in %g s", self.name, exc, pause)
                 self._stopped.wait(pause)
         return None
 
@@ -88,8 +98,6 @@ class CameraWorker:
                         video.frames.close()
                     return
                 self._video = video
-                video.summary.reconnects += self.summary.reconnects
-                self.summary = video.summary
                 self.state = "running"
             video.run()
             if video.frames.lost:  # gave up reconnecting: this camera is gone for good
@@ -104,7 +112,7 @@ class CameraWorker:
 
     def _fail(self, error: str) -> None:
         self.error, self.state = error, "failed"
-        print(f"warning: camera {self.name} stopped: {error}", file=sys.stderr)
+        log.warning("camera %s stopped: %s", self.name, error)
 
     def status(self, fps: float) -> str:
         s = self.summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -15,6 +16,9 @@ from detect.watch.camera import CameraWorker
 from detect.watch.events import EventLog
 from detect.watch.site import Site
 from detect.watch.status import StatusBoard
+
+log = logging.getLogger(__name__)
+
 
 FINISH_S = 30.0  # how long stopped cameras get to finish their frame in hand
 
@@ -73,7 +77,7 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
 
         def on_signal(reason: str) -> None:
             if asked:  # a second signal: the user does not want to wait
-                print(f"error: {reason} again: exiting without finishing", file=sys.stderr)
+                log.error("%s again: exiting without finishing", reason)
                 os._exit(130)
             asked.append(reason)
 
@@ -94,10 +98,10 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
                 deadline = time.monotonic() + FINISH_S
                 for worker in workers:
                     if not worker.join(max(0.0, deadline - time.monotonic())):
-                        print(
-                            f"warning: camera {worker.name} did not finish within {FINISH_S:g} s "
-                            "of being stopped; leaving it",
-                            file=sys.stderr,
+                        log.warning(
+                            "camera %s did not finish within %g s of being stopped; leaving it",
+                            worker.name,
+                            FINISH_S,
                         )
     seconds = time.perf_counter() - started
     return WatchResult(
