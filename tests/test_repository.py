@@ -17,22 +17,13 @@ import grpc
 import numpy as np
 import pytest
 from helpers import run_detect
-from serving import metric_value, start_server
+from serving import add_version, metric_value, start_server
 
 from detect.client import DetectorClient, Frame, ServerError
 from detect.runtime.detector import Detector
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo.onnx"
 LOW = 0.01  # the tiny model's scores are low: ask for everything it finds
-
-
-def add_version(repository: Path, name: str, version: int, model: Path) -> Path:
-    """Copy ``model`` and its card into ``repository/name/version/``."""
-    folder = repository / name / str(version)
-    folder.mkdir(parents=True)
-    shutil.copy(model.with_suffix(".json"), folder / "model.json")
-    shutil.copy(model, folder / "model.onnx")
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -84,6 +84,8 @@ def test_score_threshold_class_filter_and_max_detections(
     )
     assert by_id == only
     assert all(d.score == 1.0 for d in detector.detect(image_bytes, score_threshold=1.0))
+    at_top = detector.detect(image_bytes, score_threshold=scores[0], polygons=False)
+    assert at_top and all(d.score == scores[0] for d in at_top)  # the threshold keeps its equal
     with pytest.raises(ConfigError, match=r"score_threshold 1.01: use a value in \[0, 1\]"):
         detector.detect(image_bytes, score_threshold=1.01)  # refused, as the server refuses it
     with pytest.raises(ConfigError, match="unknown class 'dog'"):
@@ -113,11 +115,14 @@ def test_polygons_outline_the_pasted_masks(detector: Detector, image_bytes: byte
 
 def test_zero_detections_and_tiny_or_odd_sized_images(detector: Detector) -> None:
     assert detector.detect(np.zeros((1, 1, 3), np.uint8), color="RGB", score_threshold=1.0) == []
+    checked = 0
     for shape in [(1, 1), (7, 300), (301, 13)]:
         image = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
         for det in detector.detect(image, color="RGB", score_threshold=0.0):
             assert det.left >= 0 and det.left + det.width <= shape[1] + 1e-3
             assert det.top >= 0 and det.top + det.height <= shape[0] + 1e-3
+            checked += 1
+    assert checked > 0  # the odd sizes gave boxes to check
 
 
 @pytest.mark.skipif(
