@@ -10,26 +10,51 @@ server's p50 at concurrency 1 and its best throughput as ratios to eager.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import statistics
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from detect.client import DetectorClient, ServerError
-from detect.config import Connection, from_namespace
+from detect.config import Connection, DetectSettings
 from detect.errors import ConfigError, DataError, DetectError
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.image import decode_image
 from detect.runtime.sources import find_images, read_image
-from detect.settings import add_flags, from_flags
-from detect.structures import DetectOptions, options_from_flags
+from detect.settings import FLAGS, Spelling, at_least, nested, setting
+from detect.structures import DetectOptions
+from detect.v1 import detector_pb2 as pb
+
+
+def _levels(value: Any, root: Path, what: str) -> tuple[int, ...]:
+    """``1,8,32`` (a flag) or ``[1, 8, 32]`` (a file): concurrency levels, each 1 or more."""
+    texts = value.split(",") if isinstance(value, str) else value
+    malformed = ConfigError(f"{what} {value}: use comma-separated whole numbers, e.g. 1,8,32")
+    if not isinstance(texts, list | tuple) or not texts:
+        raise malformed
+    levels = []
+    for text in texts:
+        if isinstance(text, bool | float):
+            raise malformed
+        try:
+            levels.append(int(text))
+        except (TypeError, ValueError):
+            raise malformed from None
+    if min(levels) < 1:
+        raise ConfigError(f"{what} {value}: use levels of 1 or more")
+    return tuple(levels)
+
+
+def _checkpoint(path: Path | None) -> str | None:
+    return None if path is None or path.is_file() else "no such checkpoint"
 
 
 @dataclass
@@ -37,68 +62,44 @@ class BenchConfig:
     """Settings of `detect bench` (see the module docstring).
 
     ``images``: files or folders to send (default: ``synthetic`` generated scenes of ``size``
-    pixels, JPEG-encoded). ``options`` are the requests' options.
+    pixels, JPEG-encoded). ``detection`` holds the requests' options (`detect bench` takes
+    `DetectSettings`' ``--score`` and ``--polygons``).
     """
 
-    server: str
-    concurrency: list[int] = field(default_factory=lambda: [1, 8, 32])
-    duration_s: float = 10.0
-    images: list[Path] = field(default_factory=list)
-    synthetic: int = 16
-    size: int = 480
-    options: DetectOptions = field(default_factory=DetectOptions)
-    compare_eager: Path | None = None
-    connection: Connection = field(default_factory=Connection)
+    server: str | None = setting(None, "HOST:PORT of a running `detect serve`", required=True)
+    concurrency: tuple[int, ...] = setting(
+        (1, 8, 32), "levels", parse=_levels, shown_default="1,8,32"
+    )
+    duration_s: float = setting(
+        10.0,
+        "seconds per level",
+        check=lambda v: None if v > 0 else "use more than 0 seconds",
+        flag="--duration",
+        metavar="DURATION",
+    )
+    images: tuple[Path, ...] = setting((), "images to send (default: synthetic)")
+    synthetic: int = setting(16, "synthetic images when no --images", check=at_least(1))
+    size: int = setting(480, "side of the synthetic images, pixels", check=at_least(32))
+    compare_eager: Path | None = setting(
+        None, "checkpoint to run in torchvision eager (train extra)", check=_checkpoint
+    )
+    connection: Connection = nested(Connection)
+    detection: DetectSettings = nested(
+        DetectSettings, skip=("max_detections", "classes", "agnostic_nms", "polygon_tolerance")
+    )
 
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        """`detect bench`'s flags."""
-        p.add_argument("--server", required=True, help="HOST:PORT of a running `detect serve`")
-        p.add_argument(
-            "--concurrency", type=_levels, default=[1, 8, 32], help="levels (default: 1,8,32)"
-        )
-        p.add_argument(
-            "--duration",
-            dest="duration_s",
-            metavar="DURATION",
-            type=float,
-            default=10.0,
-            help="seconds per level",
-        )
-        p.add_argument("--images", type=Path, nargs="+", help="images to send (default: synthetic)")
-        p.add_argument(
-            "--synthetic", type=int, default=16, help="synthetic images when no --images"
-        )
-        p.add_argument("--size", type=int, default=480, help="side of the synthetic images, pixels")
-        p.add_argument("--score", type=float, help="score threshold (default: the model card's)")
-        p.add_argument("--no-polygons", action="store_true", help="ask for boxes only")
-        p.add_argument(
-            "--compare-eager",
-            type=Path,
-            help="checkpoint to run in torchvision eager (train extra)",
-        )
-        add_flags(p, Connection)
+    def __post_init__(self) -> None:
+        self.images = tuple(Path(p) for p in self.images)
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> BenchConfig:
-        options = options_from_flags(score_threshold=args.score, polygons=not args.no_polygons)
-        return from_namespace(
-            cls,
-            args,
-            images=args.images or [],
-            options=options,
-            connection=from_flags(Connection, args),
-        )
+    @property
+    def options(self) -> DetectOptions:
+        """The requests' options."""
+        return self.detection.options()
 
-    def validate(self) -> None:
-        if not self.concurrency or min(self.concurrency) < 1:
-            raise ConfigError(f"--concurrency {self.concurrency}: use levels of 1 or more")
-        if not self.duration_s > 0:
-            raise ConfigError(f"--duration {self.duration_s}: use more than 0 seconds")
-        if self.synthetic < 1 or self.size < 32:
-            raise ConfigError("--synthetic needs 1 or more images of --size 32 or more")
-        if self.compare_eager is not None and not self.compare_eager.is_file():
-            raise ConfigError(f"--compare-eager {self.compare_eager}: no such checkpoint")
+    def validate(self, spell: Spelling | None = None) -> None:
+        spell = spell or Spelling(BenchConfig, FLAGS)
+        if not self.server:
+            raise spell.problem(f"give {spell('server')} HOST:PORT")
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,11 @@ class Level:
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
+    def lines(self) -> list[str]:
+        """Its row of the table, and a line naming its errors when it had any."""
+        errors = [f"  errors: {dict(self.errors)}"] if self.errors else []
+        return [self.row(), *errors]
+
     def row(self) -> str:
         batch = f"{statistics.mean(self.batch_sizes):.1f}" if self.batch_sizes else "-"
         errors = sum(self.errors.values())
@@ -140,7 +146,7 @@ def bench_images(config: BenchConfig) -> list[bytes]:
     """Encoded images to send: the given files, or synthetic JPEG scenes."""
     if config.images:
         blobs = []
-        for path in find_images(config.images):
+        for path in find_images(list(config.images)):
             try:
                 blobs.append(read_image(path))
             except DetectError as exc:
@@ -225,62 +231,89 @@ def run_backend(
     return Level(name, 1, len(latencies), Counter(), elapsed, latencies, [])
 
 
-def bench(config: BenchConfig) -> list[Level]:
-    """Run every level (and eager when asked), printing each row as it finishes."""
+@dataclass(frozen=True)
+class Target:
+    """What is measured: the server's model (its `GetModelInfo`) and the images sent to it."""
+
+    server: str
+    info: pb.ModelInfo
+    images: int
+    sizes: list[tuple[int, int]]
+    duration_s: float
+    polygons: bool
+
+    def lines(self) -> list[str]:
+        """The report's head: the server, the images, and the table's header."""
+        info = self.info
+        sizes = ", ".join(sorted(f"{w}x{h}" for h, w in self.sizes))
+        return [
+            f"server {self.server}: {info.name} (version {info.version}, {info.arch} "
+            f"{info.backbone}, {info.precision}) on {info.provider}, max batch "
+            f"{info.batching.max_batch}, batch timeout {info.batching.batch_timeout_ms:g} ms",
+            f"{self.images} images ({sizes}), {self.duration_s:g} s per level, "
+            f"polygons {'on' if self.polygons else 'off'}",
+            HEADER,
+        ]
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    """Every level measured, the server's in order and then eager's (when asked)."""
+
+    target: Target
+    levels: list[Level]
+
+    @property
+    def failed(self) -> bool:
+        """A level got no answer."""
+        return any(level.requests == 0 for level in self.levels)
+
+    def ratio_lines(self) -> list[str]:
+        """The server's p50 at concurrency 1 and its best throughput as ratios to eager's (none
+        without eager)."""
+        eager = next((lv for lv in self.levels if lv.name == "eager"), None)
+        if eager is None:
+            return []
+        served = [lv for lv in self.levels if lv.name == "server"]
+        single = next((lv for lv in served if lv.concurrency == 1), served[0])
+        best = max(served, key=lambda lv: lv.images_per_s)
+        return [
+            f"p50 latency, server at concurrency {single.concurrency} / eager: "
+            f"{single.percentile(50) / eager.percentile(50):.2f}x",
+            f"throughput, server best (concurrency {best.concurrency}) / eager: "
+            f"{best.images_per_s / eager.images_per_s:.2f}x",
+        ]
+
+
+def bench(
+    config: BenchConfig,
+    on_start: Callable[[Target], None] = lambda target: None,
+    on_level: Callable[[Level], None] = lambda level: None,
+) -> BenchReport:
+    """Run every level (and eager when asked). ``on_start`` gets the target before the first
+    level, ``on_level`` each level as it finishes."""
     config.validate()
+    assert config.server is not None
     images = bench_images(config)
     options = config.options
     with DetectorClient(config.server, **config.connection.client_kwargs(), timeout=120) as client:
-        info = client.model_info()
-        shapes = {decode_image(b).shape[:2] for b in images[:50]}
-        sizes = ", ".join(sorted(f"{w}x{h}" for h, w in shapes))
-        print(
-            f"server {config.server}: {info.name} (version {info.version}, {info.arch} "
-            f"{info.backbone}, {info.precision}) on {info.provider}, max batch "
-            f"{info.batching.max_batch}, batch timeout {info.batching.batch_timeout_ms:g} ms\n"
-            f"{len(images)} images ({sizes}), {config.duration_s:g} s per level, "
-            f"polygons {'on' if options.polygons else 'off'}",
-            flush=True,
+        target = Target(
+            server=config.server,
+            info=client.model_info(),
+            images=len(images),
+            sizes=sorted({decode_image(b).shape[:2] for b in images[:50]}),
+            duration_s=config.duration_s,
+            polygons=options.polygons,
         )
-        print(HEADER, flush=True)
+        on_start(target)
         levels = []
         for concurrency in config.concurrency:
             level = run_level(client, images, concurrency, config.duration_s, options)
             levels.append(level)
-            print(level.row(), flush=True)
-            if level.errors:
-                print(f"  errors: {dict(level.errors)}", flush=True)
+            on_level(level)
     if config.compare_eager is not None:
         backend = open_backend(checkpoint=config.compare_eager)
         eager = run_backend(backend, images, config.duration_s, options, "eager")
         levels.append(eager)
-        print(eager.row(), flush=True)
-        served = [lv for lv in levels if lv.name == "server"]
-        single = next((lv for lv in served if lv.concurrency == 1), served[0])
-        best = max(served, key=lambda lv: lv.images_per_s)
-        print(
-            f"p50 latency, server at concurrency {single.concurrency} / eager: "
-            f"{single.percentile(50) / eager.percentile(50):.2f}x\n"
-            f"throughput, server best (concurrency {best.concurrency}) / eager: "
-            f"{best.images_per_s / eager.images_per_s:.2f}x",
-            flush=True,
-        )
-    return levels
-
-
-def _levels(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: use comma-separated integers, e.g. 1,8,32"
-        ) from None
-
-
-add_arguments = BenchConfig.add_arguments
-
-
-def run(args: argparse.Namespace) -> int:
-    """`detect bench` from parsed flags; exit 1 if a level got no answer."""
-    levels = bench(BenchConfig.from_args(args))
-    return 1 if any(level.requests == 0 for level in levels) else 0
+        on_level(eager)
+    return BenchReport(target, levels)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -205,6 +206,21 @@ def build_parser(verbs: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _Lines(logging.Formatter):
+    """A library's warnings and errors as the command's own lines: ``warning: MESSAGE``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _log_to_stderr() -> None:
+    """Warnings and errors the library logs (a camera reconnecting, a stream retried) go to
+    stderr as ``warning: ...`` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Lines())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+
+
 def _chosen(argv: Sequence[str]) -> list[str]:
     """The verb named on the command line (the first word that is not an option), if any."""
     return [word for word in argv if not word.startswith("-")][:1]
@@ -232,6 +248,7 @@ _EXTRA_OF = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = _chosen(argv)
+    _log_to_stderr()
     try:
         args = build_parser(verb).parse_args(argv)
         return args.run(args)

@@ -14,8 +14,6 @@ as concurrent calls, `postprocess` returns the server's detections.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from detect.config import Connection, add_agnostic_nms_flag, detect_options
+from detect.config import Connection, DetectSettings
 from detect.errors import ConfigError, DetectError, InputError
 from detect.messages import (
     detection_from_message,
@@ -35,7 +33,7 @@ from detect.messages import (
     raw_image_message,
 )
 from detect.runtime.sources import ReadError, read_image
-from detect.settings import add_flags, from_flags
+from detect.settings import FLAGS, Spelling, nested, setting
 from detect.structures import Detection, DetectOptions, ModelInfo
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
@@ -220,15 +218,26 @@ class DetectorClient:
         frame_id: str = "",
         timestamp_ms: int = 0,
         options: DetectOptions | None = None,
+        deadline_ms: int = 0,
         **fields: Any,
     ) -> DetectResult:
         """Detections in one image. ``options``, or the `DetectOptions` fields as keywords:
         ``score_threshold``, ``max_detections``, ``classes`` (names or category ids),
         ``agnostic_nms`` (suppress overlapping boxes across classes; None: the model card's
-        default), ``polygons``, ``polygon_tolerance``."""
+        default), ``polygons``, ``polygon_tolerance``.
+
+        ``deadline_ms`` (0: none): the request's own deadline, in milliseconds after the server
+        reads it (the earlier of it and ``timeout`` applies); the model never runs an image that
+        cannot start by then. The server refuses it at once with RESOURCE_EXHAUSTED
+        (``retry_after_s`` set) when its expected wait is longer, and with DEADLINE_EXCEEDED when
+        the deadline passes before its batch runs; both raise `ServerError`. Unlike ``timeout``
+        (the client giving up on the call), the server sheds the image before its model spends
+        time on it.
+        """
         request = self.request(
             Frame(image, frame_id, timestamp_ms, color), DetectOptions.of(options, **fields)
         )
+        request.deadline_ms = deadline_ms
         try:
             response = self._stub.Detect(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
@@ -375,69 +384,60 @@ def detect_result(response: pb.DetectResponse) -> DetectResult:
 # --------------------------------------------------------------------------- `detect client`
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """`detect client`'s flags."""
-    p.add_argument("images", type=Path, nargs="*", help="image files")
-    p.add_argument("--server", required=True, help="HOST:PORT of the server")
-    p.add_argument("--info", action="store_true", help="print the served model's information")
-    p.add_argument("--list-models", action="store_true", help="print every served model version")
-    p.add_argument(
-        "--reload",
-        action="store_true",
-        help="have the server load new and changed model versions now; print what changed",
+@dataclass
+class ClientSettings:
+    """The settings of `detect client`: the server and how to reach it, what to ask it, and the
+    image files to send. ``detection`` holds the options sent with each image (not polygons:
+    the command prints boxes)."""
+
+    images: tuple[Path, ...] = setting((), "image files", positional=True, key="")
+    server: str | None = setting(None, "HOST:PORT of the server", required=True)
+    info: bool = setting(False, "print the served model's information")
+    list_models: bool = setting(False, "print every served model version")
+    reload: bool = setting(
+        False, "have the server load new and changed model versions now; print what changed"
     )
-    p.add_argument(
-        "--health", action="store_true", help="print the health status; exit 1 unless SERVING"
+    health: bool = setting(False, "print the health status; exit 1 unless SERVING")
+    connection: Connection = nested(Connection)
+    cert: Path | None = setting(None, "client certificate (PEM) for mutual TLS")
+    key: Path | None = setting(None, "client private key (PEM) for mutual TLS")
+    timeout: float = setting(30.0, "seconds per call")
+    detection: DetectSettings = nested(
+        DetectSettings, defaults={"polygons": False}, skip=("polygons", "polygon_tolerance")
     )
-    p.add_argument("--score", type=float, help="score threshold (default: the server's model's)")
-    p.add_argument("--max-detections", type=int, help="per image, best first (default: all)")
-    p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
-    add_agnostic_nms_flag(p)
-    add_flags(p, Connection)
-    p.add_argument("--cert", type=Path, help="client certificate (PEM) for mutual TLS")
-    p.add_argument("--key", type=Path, help="client private key (PEM) for mutual TLS")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+
+    def validate(self, spell: Spelling | None = None) -> None:
+        spell = spell or Spelling(ClientSettings, FLAGS)
+        if not self.server:
+            raise spell.problem(f"give {spell('server')} HOST:PORT")
+        if not (self.images or self.info or self.health or self.list_models or self.reload):
+            asks = ", ".join(spell(n) for n in ("info", "health", "list_models", "reload"))
+            raise spell.problem(f"give image files to send, or {asks}")
 
 
-def run(args: argparse.Namespace) -> int:
-    """`detect client` from parsed flags: a line per detection; exit 1 if an image failed."""
-    if not (args.images or args.info or args.health or args.list_models or args.reload):
-        raise ConfigError("give image files to send, or --info, --health, --list-models, --reload")
-    options = detect_options(args, polygons=False)
-    failed = 0
-    with DetectorClient(
-        args.server,
-        **from_flags(Connection, args).client_kwargs(),
-        cert=args.cert,
-        key=args.key,
-        timeout=args.timeout,
-    ) as client:
-        if args.health:
-            status = client.health()
-            print(status)
-            if status != "SERVING":
-                return 1
-        if args.reload:
-            reloaded = client.reload_models()
-            for line in reloaded.changes or ["nothing changed"]:
-                print(line)
-        if args.list_models:
-            listed = client.list_models()
-            for info in listed.models:
-                default = "  (default)" if info.name == listed.default_model else ""
-                print(f"{info.name} {info.version} {info.arch} {info.backbone}{default}")
-        if args.info:
-            print(client.model_info(), end="")
-        for path in args.images:
-            try:
-                result = client.detect(read_image(path), options=options)
-            except (InputError, ServerError) as exc:
-                busy = isinstance(exc, ServerError) and exc.code.name == "RESOURCE_EXHAUSTED"
-                if not (isinstance(exc, InputError) or busy):
-                    raise
-                print(f"error: {path}: {exc}", file=sys.stderr)
-                failed += 1
-                continue
-            for detection in result.detections:
-                print(f"{path},{detection.line()}")
-    return 1 if failed else 0
+def connect(settings: ClientSettings) -> DetectorClient:
+    """A `DetectorClient` for ``settings.server``, as ``settings`` say to reach it."""
+    assert settings.server is not None
+    return DetectorClient(
+        settings.server,
+        **settings.connection.client_kwargs(),
+        cert=settings.cert,
+        key=settings.key,
+        timeout=settings.timeout,
+    )
+
+
+def send_files(
+    client: DetectorClient, paths: Iterable[Path], options: DetectOptions
+) -> Iterator[tuple[Path, DetectResult | DetectError]]:
+    """Each image file with its result, or with the error that refused that image alone (a file
+    that cannot be read, an image the server refused, a busy server): the others go on. Any
+    other failure (the server unreachable, ...) raises."""
+    for path in paths:
+        try:
+            yield path, client.detect(read_image(path), options=options)
+        except (InputError, ServerError) as exc:
+            busy = isinstance(exc, ServerError) and exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            if not (isinstance(exc, InputError) or busy):
+                raise
+            yield path, exc

@@ -2,33 +2,20 @@
 (`Engine`: device, backend), how a verb reaches a server (`Connection`) and the detection options
 (`DetectSettings`); and reading a YAML file.
 
-Verbs not yet on `detect.settings` build their config from the parsed flags named as its fields
-(`from_namespace`) and take the detection flags with `detect_options`. No torch, no ONNX Runtime,
-no gRPC here.
+No torch, no ONNX Runtime, no gRPC here.
 """
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from detect.errors import ConfigError
 from detect.settings import Check, setting
-from detect.structures import DetectOptions, OptionError, options_from_flags
-
-T = TypeVar("T")
-
-
-def from_namespace(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
-    """``cls(...)`` from the flags named as its fields (the others keep their defaults), with
-    ``overrides`` for fields a flag does not give as is."""
-    values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
-    return cls(**{**values, **overrides})
-
+from detect.structures import DetectOptions, OptionError
 
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "onnxruntime", "openvino")
@@ -122,32 +109,6 @@ class DetectSettings:
             polygons=self.polygons,
             polygon_tolerance=self.polygon_tolerance,
         )
-
-
-def add_agnostic_nms_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--agnostic-nms",
-        action=argparse.BooleanOptionalAction,
-        help="suppress overlapping boxes across classes, keeping the highest-scoring one "
-        "(default: the model card's)",
-    )
-
-
-def detect_options(args: argparse.Namespace, **fixed: Any) -> DetectOptions:
-    """`DetectOptions` of the detection flags a verb has (``--score``, ``--max-detections``,
-    ``--classes``, ``--agnostic-nms``, ``--polygon-tolerance``, ``--no-polygons``) and
-    ``fixed`` values; a bad value is a `ConfigError` naming its flag."""
-    values: dict[str, Any] = {
-        "score_threshold": getattr(args, "score", None),
-        "max_detections": getattr(args, "max_detections", None),
-        "classes": tuple(getattr(args, "classes", None) or ()),
-        "agnostic_nms": getattr(args, "agnostic_nms", None),
-    }
-    if getattr(args, "polygon_tolerance", None) is not None:
-        values["polygon_tolerance"] = args.polygon_tolerance
-    if getattr(args, "no_polygons", False):
-        values["polygons"] = False
-    return options_from_flags(**{**values, **fixed})
 
 
 def load_yaml(path: Path) -> dict[str, Any]:

@@ -19,7 +19,6 @@ over the run's frames and the tracking figures (MOTA, MOTP, IDF1, HOTA, ID switc
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -31,108 +30,124 @@ from typing import Any
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from detect.config import Connection, Engine, from_namespace
+from detect.config import Connection, Engine
 from detect.data.coco import read_json
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
 from detect.metrics.coco import load_gt
 from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset, scoring_options
 from detect.metrics.plots import Plotter
-from detect.metrics.report import stdout_table, write_report
+from detect.metrics.report import write_report
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.model_card import DEFAULT_SCORE
-from detect.settings import add_flags, from_flags
+from detect.settings import FLAGS, Spelling, nested, setting
 from detect.structures import ModelInfo
 
 IOU_TYPES = ("bbox", "segm", "both")
 SOURCES = ("predictions", "model", "checkpoint", "server")
 
 
-@dataclass
+def _threshold(value: float | None) -> str | None:
+    return None if value is None or 0.0 <= value <= 1.0 else "use a threshold from 0 to 1"
+
+
+@dataclass(frozen=True)
 class EvalConfig:
-    """Settings of `detect eval` (see the module docstring).
+    """Settings of `detect eval` (see the module docstring): images (``gt``, ``out`` and
+    exactly one source of predictions) or a video run (``video`` and ``jsonl``, ``out``
+    optional).
 
     ``iou_type`` None: "both" when the predictions have masks, else "bbox". ``score`` None: the
     model card's default threshold for model and server sources, else 0.5. ``agnostic_nms``
     (model and server sources) None: the model card's default.
     """
 
-    gt: Path
-    out: Path
-    predictions: Path | None = None
-    model: Path | None = None
-    checkpoint: Path | None = None
-    server: str | None = None
-    images: Path | None = None
-    iou_type: str | None = None
-    score: float | None = None
-    agnostic_nms: bool | None = None
-    device: str = "auto"
-    backend: str = "auto"
-    connection: Connection = field(default_factory=Connection)
+    gt: Path | None = setting(None, "COCO ground-truth JSON of images")
+    images: Path | None = setting(None, "image folder (default: the GT file's folder)")
+    out: Path | None = setting(None, "report folder (--video: optional)")
+    video: Path | None = setting(None, "a clip's ground truth (`detect synth --video`)")
+    jsonl: Path | None = setting(None, "--video: the JSONL of a `detect video` run")
+    predictions: Path | None = setting(None, "COCO results JSON", group="source")
+    model: Path | None = setting(None, "exported NAME.onnx (local ONNX Runtime)", group="source")
+    checkpoint: Path | None = setting(None, "training checkpoint (PyTorch)", group="source")
+    server: str | None = setting(None, "HOST:PORT of a running `detect serve`", group="source")
+    iou_type: str | None = setting(
+        None,
+        "default: both when the predictions have masks, else bbox",
+        choices=IOU_TYPES,
+    )
+    score: float | None = setting(
+        None,
+        "operating threshold for P/R/F1 (default: the card's, 0.5)",
+        check=_threshold,
+    )
+    agnostic_nms: bool | None = setting(
+        None,
+        "--model/--server: suppress overlapping boxes across classes, keeping the "
+        "highest-scoring one (default: the model card's)",
+    )
+    engine: Engine = nested(Engine)
+    connection: Connection = nested(Connection)
 
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        """`detect eval`'s flags."""
-        p.add_argument("--gt", type=Path, help="COCO ground-truth JSON of images")
-        p.add_argument("--images", type=Path, help="image folder (default: the GT file's folder)")
-        p.add_argument("--out", type=Path, help="report folder (--video: optional)")
-        p.add_argument("--video", type=Path, help="a clip's ground truth (`detect synth --video`)")
-        p.add_argument("--jsonl", type=Path, help="--video: the JSONL of a `detect video` run")
-        source = p.add_mutually_exclusive_group()
-        source.add_argument("--predictions", type=Path, help="COCO results JSON")
-        source.add_argument("--model", type=Path, help="exported NAME.onnx (local ONNX Runtime)")
-        source.add_argument("--checkpoint", type=Path, help="training checkpoint (PyTorch)")
-        source.add_argument("--server", help="HOST:PORT of a running `detect serve`")
-        p.add_argument(
-            "--iou-type",
-            choices=["bbox", "segm", "both"],
-            help="default: both when the predictions have masks, else bbox",
-        )
-        p.add_argument(
-            "--score", type=float, help="operating threshold for P/R/F1 (default: the card's, 0.5)"
-        )
-        p.add_argument(
-            "--agnostic-nms",
-            action=argparse.BooleanOptionalAction,
-            help="--model/--server: suppress overlapping boxes across classes, keeping the "
-            "highest-scoring one (default: the model card's)",
-        )
-        add_flags(p, Engine)
-        add_flags(p, Connection)
+    @property
+    def is_video(self) -> bool:
+        """A video run (``--video``/``--jsonl``) rather than images."""
+        return self.video is not None or self.jsonl is not None
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> EvalConfig:
-        return from_namespace(cls, args, connection=from_flags(Connection, args))
+    @property
+    def source(self) -> str | None:
+        """The source of predictions given (`SOURCES`); `validate` makes it exactly one."""
+        given = [name for name in SOURCES if getattr(self, name) is not None]
+        return given[0] if len(given) == 1 else None
 
-    def source(self) -> str:
+    def validate(self, spell: Spelling | None = None) -> None:
+        """The checks beyond each setting's own; `ConfigError` in ``spell``'s spelling."""
+        spell = spell or Spelling(EvalConfig, FLAGS)
+        if self.is_video:
+            self._validate_video(spell)
+            return
+        if self.gt is None or self.out is None:
+            raise spell.problem(
+                f"give {spell('gt')} GT.json {spell('out')} DIR and a source of predictions "
+                f"(images), or {spell('video')} CLIP.json {spell('jsonl')} RUN.jsonl (a video run)"
+            )
         given = [name for name in SOURCES if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ConfigError(
-                "give exactly one of --predictions, --model, --checkpoint, --server "
-                f"(got {', '.join('--' + g for g in given) or 'none'})"
+            raise spell.problem(
+                f"give exactly one of {', '.join(map(spell, SOURCES))} "
+                f"(got {', '.join(map(spell, given)) or 'none'})"
             )
-        return given[0]
-
-    def validate(self) -> str:
-        """Check the flags; the source's name."""
-        source = self.source()
-        if self.iou_type is not None and self.iou_type not in IOU_TYPES:
-            raise ConfigError(f"--iou-type {self.iou_type}: use bbox, segm or both")
-        if self.score is not None and not 0.0 <= self.score <= 1.0:
-            raise ConfigError(f"--score {self.score}: use a threshold from 0 to 1")
+        source = given[0]
         if self.agnostic_nms and source not in ("model", "server"):
-            raise ConfigError(
-                f"--agnostic-nms with --{source}: it is the runtime's postprocessing, so it "
-                "applies to --model and --server only; leave it out"
+            raise spell.problem(
+                f"{spell('agnostic_nms')} with {spell(source)}: it is the runtime's "
+                f"postprocessing, so it applies to {spell('model')} and {spell('server')} only; "
+                "leave it out"
             )
-        if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"--out {self.out} is a file; give a folder")
-        for name in ("predictions", "model", "checkpoint"):
+        self._validate_out(spell)
+        self._validate_files(spell, ("predictions", "model", "checkpoint"))
+
+    def _validate_video(self, spell: Spelling) -> None:
+        if self.video is None or self.jsonl is None:
+            raise spell.problem(
+                f"a video run is scored with both {spell('video')} CLIP.json and "
+                f"{spell('jsonl')} RUN.jsonl"
+            )
+        others = [name for name in ("gt", *SOURCES) if getattr(self, name) is not None]
+        if others:
+            raise spell.problem(f"{spell('video')} scores a JSONL; leave out {spell(others[0])}")
+        self._validate_files(spell, ("video", "jsonl"))
+        self._validate_out(spell)
+
+    def _validate_out(self, spell: Spelling) -> None:
+        if self.out is not None and self.out.exists() and not self.out.is_dir():
+            raise spell.problem(f"{spell('out')} {self.out} is a file; give a folder")
+
+    def _validate_files(self, spell: Spelling, names: tuple[str, ...]) -> None:
+        for name in names:
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
-                raise ConfigError(f"--{name} {path}: no such file")
-        return source
+                raise spell.problem(f"{spell(name)} {path}: no such file")
 
 
 @dataclass
@@ -152,11 +167,20 @@ class Predicted:
 
 @dataclass
 class EvalResult:
-    """What `evaluate` measured (``metrics`` is what metrics.json holds) and where it wrote."""
+    """What `evaluate` measured (``metrics`` is what metrics.json holds), where it wrote, and
+    the images that could not be predicted (image id -> reason), for the caller to report."""
 
     metrics: dict[str, Any]
     out: Path
     failed: dict[int, str] = field(default_factory=dict)
+
+
+class NoImagePredictedError(DataError):
+    """No image of the ground truth could be predicted; ``failed``: image id -> reason."""
+
+    def __init__(self, failed: dict[int, str]) -> None:
+        super().__init__("no image could be predicted; see the errors above")
+        self.failed = failed
 
 
 # --------------------------------------------------------------------------- ground truth
@@ -240,8 +264,8 @@ def _from_backend(config: EvalConfig, source: str, paths: dict[int, Path], gt: C
         model=config.model,
         server=config.server,
         checkpoint=config.checkpoint,
-        device=config.device,
-        engine=config.backend,
+        device=config.engine.device,
+        engine=config.engine.backend,
         connection={**config.connection.client_kwargs(), "timeout": 300},
     )
     with closing(backend):
@@ -277,9 +301,14 @@ def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
 
 
 def evaluate(config: EvalConfig) -> EvalResult:
-    """Predict (unless given predictions), score, and write the report into ``config.out``."""
-    source = config.validate()
-    data, gt = read_gt(config.gt)
+    """Predict (unless given predictions), score, and write the report into ``config.out``;
+    `NoImagePredictedError` when no image could be."""
+    config.validate()
+    if config.is_video:
+        raise ValueError("a video run's settings: score them with evaluate_video")
+    source, gt_path, out = config.source, config.gt, config.out
+    assert source is not None and gt_path is not None and out is not None  # validated
+    data, gt = read_gt(gt_path)
     if source == "predictions":
         predicted = _from_file(config, gt)
     else:
@@ -287,20 +316,18 @@ def evaluate(config: EvalConfig) -> EvalResult:
     evaluator = predicted.evaluator
     iou_types = _iou_types(config, predicted.has_masks, gt)
     threshold = config.score if config.score is not None else predicted.default_score
-    config.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     if source != "predictions":
-        (config.out / "predictions.json").write_text(json.dumps(evaluator.results))
-    for reason in predicted.failed.values():
-        print(f"error: {reason}", file=sys.stderr)
+        (out / "predictions.json").write_text(json.dumps(evaluator.results))
     if predicted.failed:
         kept = set(gt.getImgIds()) - set(predicted.failed)
         if not kept:
-            raise DataError("no image could be predicted; see the errors above")
-        evaluator.gt = load_gt(config.gt, kept, data)
+            raise NoImagePredictedError(predicted.failed)
+        evaluator.gt = load_gt(gt_path, kept, data)
     started = time.perf_counter()
     plotter = Plotter()  # imports matplotlib in a helper process while COCOeval runs
     try:
-        metrics = evaluator.evaluate(iou_types, threshold, plotter, config.out)
+        metrics = evaluator.evaluate(iou_types, threshold, plotter, out)
         metrics["speed"] = {
             "source": source,
             "images": predicted.images,
@@ -318,54 +345,23 @@ def evaluate(config: EvalConfig) -> EvalResult:
             "failed": sorted(predicted.failed),
         }
         named = config.predictions or config.model or config.checkpoint or config.server
-        write_report(config.out, metrics, f"Evaluation of {named} against {config.gt}")
+        write_report(out, metrics, f"Evaluation of {named} against {gt_path}")
         plotter.finish()
     finally:
         plotter.close()
-    return EvalResult(metrics, config.out, predicted.failed)
+    return EvalResult(metrics, out, predicted.failed)
 
 
-add_arguments = EvalConfig.add_arguments
+def evaluate_video(config: EvalConfig) -> dict[str, Any]:
+    """A video run's figures (`detect.metrics.video.score_video`), also written to
+    ``config.out / "video_metrics.json"`` when ``out`` is set."""
+    from detect.metrics.video import score_video
 
-
-def run(args: argparse.Namespace) -> int:
-    """`detect eval` from parsed flags: the table on stdout, exit 1 if an image failed."""
-    if args.video is not None or args.jsonl is not None:
-        return run_video_eval(args)
-    if args.gt is None or args.out is None:
-        raise ConfigError(
-            "give --gt GT.json --out DIR and a source of predictions (images), or --video "
-            "CLIP.json --jsonl RUN.jsonl (a video run)"
-        )
-    config = EvalConfig.from_args(args)
-    result = evaluate(config)
-    print(stdout_table(result.metrics))
-    print(f"report in {config.out} (metrics.json, report.md, pr_curves.png, confusion_matrix.png)")
-    if result.failed:
-        print(f"{len(result.failed)} images could not be predicted; see above", file=sys.stderr)
-        return 1
-    return 0
-
-
-def run_video_eval(args: argparse.Namespace) -> int:
-    """``detect eval --video CLIP.json --jsonl RUN.jsonl [--out DIR]``: the figures on stdout
-    and in ``DIR/video_metrics.json``."""
-    from detect.metrics.video import score_video, video_table
-
-    if args.video is None or args.jsonl is None:
-        raise ConfigError("a video run is scored with both --video CLIP.json and --jsonl RUN.jsonl")
-    others = [name for name in ("gt", *SOURCES) if getattr(args, name) is not None]
-    if others:
-        raise ConfigError(f"--video scores a JSONL; leave out --{others[0]}")
-    for flag, path in (("--video", args.video), ("--jsonl", args.jsonl)):
-        if not path.is_file():
-            raise ConfigError(f"{flag} {path}: no such file")
-    scores = score_video(args.video, args.jsonl)
-    print(video_table(scores))
-    if args.out is not None:
-        if args.out.exists() and not args.out.is_dir():
-            raise ConfigError(f"--out {args.out} is a file; give a folder")
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "video_metrics.json").write_text(json.dumps(scores, indent=2))
-        print(f"figures in {args.out / 'video_metrics.json'}")
-    return 0
+    config.validate()
+    if config.video is None or config.jsonl is None:
+        raise ValueError("an image evaluation's settings: score them with evaluate")
+    scores = score_video(config.video, config.jsonl)
+    if config.out is not None:
+        config.out.mkdir(parents=True, exist_ok=True)
+        (config.out / "video_metrics.json").write_text(json.dumps(scores, indent=2))
+    return scores

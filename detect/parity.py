@@ -14,7 +14,6 @@ runtime's paste of the low-resolution output.
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from detect.runtime.backend import Backend
 from detect.runtime.detector import Detector
 from detect.runtime.masks import binary_masks
 from detect.runtime.sources import find_images, read_image
-from detect.settings import add_flags, from_flags
+from detect.settings import Spelling, nested, setting
 from detect.structures import DetectOptions, RawDetections
 
 
@@ -254,40 +253,52 @@ def _decode(backend: Backend, path: Path) -> np.ndarray:
 
 
 def parity_for_files(
-    model: nn.Module, model_path: Path, inputs: list[Path], device: str = "cpu"
+    model: nn.Module,
+    model_path: Path,
+    inputs: list[Path],
+    device: str = "cpu",
+    backend: str = "auto",
 ) -> ParityReport:
-    """`compare` the PyTorch ``model`` with its export at ``model_path`` on the images found
-    in ``inputs`` (files or folders)."""
-    detector = Detector(model_path, device)
+    """`compare` the PyTorch ``model`` with its export at ``model_path``, run by ``backend`` on
+    ``device``, on the images found in ``inputs`` (files or folders)."""
+    detector = Detector(model_path, device, backend=backend)
     info = detector.info
     reference = EagerModel(model, info.labels, info.category_ids)
     return compare(reference, detector, find_images(inputs), detector.card.precision)
 
 
 def parity(
-    checkpoint: Path, model_path: Path, inputs: list[Path], device: str = "cpu"
+    checkpoint: Path,
+    model_path: Path,
+    inputs: list[Path],
+    device: str = "cpu",
+    backend: str = "auto",
 ) -> ParityReport:
     """`detect parity`: load the checkpoint, compare it with the exported model."""
     from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(checkpoint))
-    return parity_for_files(model, model_path, inputs, device)
+    return parity_for_files(model, model_path, inputs, device, backend)
 
 
-# --------------------------------------------------------------------------- `detect parity`
+@dataclass(frozen=True)
+class ParitySettings:
+    """`detect parity`'s settings: the checkpoint, its export, the images to compare them on,
+    and where the export runs (the CPU unless told otherwise; the checkpoint runs on the CPU)."""
 
+    images: tuple[str, ...] = setting((), "image files or folders", positional=True, required=True)
+    checkpoint: Path | None = setting(
+        None,
+        "the checkpoint exported",
+        required=True,
+    )
+    model: Path | None = setting(None, "the exported NAME.onnx", required=True)
+    engine: Engine = nested(Engine, defaults={"device": "cpu"})
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """`detect parity`'s flags."""
-    p.add_argument("images", type=Path, nargs="+", help="image files or folders")
-    p.add_argument("--checkpoint", type=Path, required=True, help="the checkpoint exported")
-    p.add_argument("--model", type=Path, required=True, help="the exported NAME.onnx")
-    add_flags(p, Engine, skip=("backend",))
-    p.set_defaults(device="cpu")
-
-
-def run(args: argparse.Namespace) -> int:
-    """`detect parity` from parsed flags: the table; exit 1 when it fails."""
-    report = parity(args.checkpoint, args.model, args.images, from_flags(Engine, args).device)
-    print(report.table())
-    return 0 if report.passed else 1
+    def validate(self, spell: Spelling) -> None:
+        if self.checkpoint is None or self.model is None:
+            raise spell.problem(
+                f"give {spell('checkpoint')} CKPT and {spell('model')} NAME.onnx, its export"
+            )
+        if not self.images:
+            raise spell.problem(f"give the {spell('images')} to compare them on")

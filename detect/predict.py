@@ -1,81 +1,81 @@
 """`detect predict`: images through an exported model -> predictions.json, annotated images, lines.
 
-Outputs in ``--out``: ``predictions.json`` (COCO results: ``image_id`` is the image's 1-based
+Outputs in ``out``: ``predictions.json`` (COCO results: ``image_id`` is the image's 1-based
 position in the run, ``category_id`` the training category id, ``bbox`` ``[x, y, w, h]``,
 ``score``, ``segmentation`` as polygons, plus ``file_name`` and ``label``), and
-``annotated/`` copies of the images. On stdout one ``image,top,left,width,height,label,score``
-line per detection. An image that cannot be read is reported on one line and skipped; the
-exit code is 1 at the end if any was.
+``annotated/`` copies of the images. Each image's outcome (its detections, or why it could not
+be read) goes to the caller as it is done (`PredictedImage`); the command prints one
+``image,top,left,width,height,label,score`` line per detection. An image that cannot be read
+is skipped; the run goes on with the others.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
-from detect.config import Engine, add_agnostic_nms_flag, detect_options, from_namespace
+from detect.config import DetectSettings, Engine
 from detect.data.results import coco_result
-from detect.errors import ConfigError, DetectError
+from detect.errors import DetectError
 from detect.runtime.backend import Backend, detect_each, open_backend
 from detect.runtime.draw import draw_detections
 from detect.runtime.image import DEFAULT_MAX_PIXELS, decode_image
 from detect.runtime.sources import IMAGE_SUFFIXES, find_images, read_image
-from detect.settings import add_flags
-from detect.structures import DetectOptions
+from detect.settings import FLAGS, Spelling, nested, setting
+from detect.structures import Detection, DetectOptions
 
 
-@dataclass
+def _megapixels(value: float) -> str | None:
+    return None if round(value * 1_000_000) >= 1 else "use more than 0 (megapixels)"
+
+
+@dataclass(frozen=True)
 class PredictConfig:
-    """`detect predict` options."""
+    """The settings of `detect predict`. ``inputs``: image files or folders, as given;
+    ``model`` and ``out`` must be given."""
 
-    inputs: list[Path]
-    model: Path
-    out: Path
-    options: DetectOptions = field(default_factory=lambda: DetectOptions(max_detections=100))
-    device: str = "auto"
-    backend: str = "auto"
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    inputs: tuple[str, ...] = setting(
+        (), "image files or folders (recursive)", positional=True, metavar="images", required=True
+    )
+    model: Path | None = setting(None, "exported NAME.onnx", required=True)
+    out: Path | None = setting(None, "output folder", required=True)
+    detection: DetectSettings = nested(DetectSettings, defaults={"max_detections": 100})
+    engine: Engine = nested(Engine)
+    max_mp: float = setting(
+        DEFAULT_MAX_PIXELS / 1_000_000, "refuse images over this many MP", check=_megapixels
+    )
 
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "inputs",
-            type=Path,
-            nargs="+",
-            metavar="images",
-            help="image files or folders (recursive)",
-        )
-        p.add_argument("--model", type=Path, required=True, help="exported NAME.onnx")
-        p.add_argument("--out", type=Path, required=True, help="output folder")
-        p.add_argument(
-            "--score", type=float, help="score threshold (default: the model card's, 0.5)"
-        )
-        add_flags(p, Engine)
-        p.add_argument("--max-detections", type=int, default=100, help="per image, best first")
-        p.add_argument("--classes", nargs="+", help="keep only these class names or category ids")
-        add_agnostic_nms_flag(p)
-        p.add_argument(
-            "--polygon-tolerance", type=float, default=1.0, help="polygon simplification, pixels"
-        )
-        p.add_argument("--max-mp", type=float, default=50.0, help="refuse images over this many MP")
+    @property
+    def options(self) -> DetectOptions:
+        return self.detection.options()
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> PredictConfig:
-        return from_namespace(
-            cls, args, options=detect_options(args), max_pixels=round(args.max_mp * 1_000_000)
-        )
+    @property
+    def max_pixels(self) -> int:
+        return round(self.max_mp * 1_000_000)
 
-    def validate(self) -> None:
-        if self.max_pixels < 1:
-            raise ConfigError("--max-mp must be above 0 (megapixels; default 50)")
+    def validate(self, spell: Spelling | None = None) -> None:
+        """The checks beyond each setting's own; `ConfigError` in ``spell``'s spelling."""
+        spell = spell or Spelling(PredictConfig, FLAGS)
+        for name in ("inputs", "model", "out"):
+            if not getattr(self, name):
+                raise spell.problem(f"give {spell(name)}")
+        assert self.out is not None
         if self.out.exists() and not self.out.is_dir():
-            raise ConfigError(f"--out {self.out} is a file; give a folder")
+            raise spell.problem(f"{spell('out')} {self.out} is a file; give a folder")
+
+
+@dataclass(frozen=True)
+class PredictedImage:
+    """One image's outcome: its detections (best first), or the error that skipped it."""
+
+    path: Path
+    detections: list[Detection] = field(default_factory=list)
+    error: DetectError | None = None
 
 
 @dataclass
@@ -87,6 +87,9 @@ class PredictResult:
     def summary(self) -> str:
         text = f"{self.images} images, {self.detections} detections"
         return text + (f", {len(self.failed)} failed" if self.failed else "")
+
+
+OnImage = Callable[[PredictedImage], None]
 
 
 def _annotated_names(images: list[Path]) -> list[str]:
@@ -103,27 +106,34 @@ def _annotated_names(images: list[Path]) -> list[str]:
     return names
 
 
-def predict(config: PredictConfig) -> PredictResult:
-    """Run the model over every input image; write outputs as it goes (see the module)."""
+def predict(config: PredictConfig, on_image: OnImage | None = None) -> PredictResult:
+    """Run the model over every input image; write outputs as it goes (see the module) and
+    hand each image's outcome to ``on_image`` once its outputs are written."""
     config.validate()
-    images = find_images(config.inputs)
+    assert config.model is not None and config.out is not None
+    images = find_images([Path(p) for p in config.inputs])
     backend = open_backend(
         model=config.model,
-        device=config.device,
-        engine=config.backend,
+        device=config.engine.device,
+        engine=config.engine.backend,
         max_pixels=config.max_pixels,
     )
     try:
-        return predict_images(backend, images, config.options, config.out)
+        return predict_images(backend, images, config.options, config.out, on_image)
     finally:
         backend.close()
 
 
 def predict_images(
-    backend: Backend, images: list[Path], options: DetectOptions, out: Path
+    backend: Backend,
+    images: list[Path],
+    options: DetectOptions,
+    out: Path,
+    on_image: OnImage | None = None,
 ) -> PredictResult:
-    """Every image through ``backend``: lines on stdout, annotated copies and predictions.json
-    in ``out``, written as it goes (an interrupted run keeps what it has done)."""
+    """Every image through ``backend``: annotated copies and predictions.json in ``out``,
+    written as it goes (an interrupted run, even by an error ``on_image`` raises, keeps what it
+    has done); each image's outcome to ``on_image``."""
     backend.info.class_labels(options.classes)  # unknown names fail before any work
     annotated = out / "annotated"
     annotated.mkdir(parents=True, exist_ok=True)
@@ -141,7 +151,8 @@ def predict_images(
                 bar.update()
                 if isinstance(detected, DetectError):
                     result.failed.append(str(path))
-                    tqdm.write(f"error: {path}: {detected}", file=sys.stderr)
+                    if on_image is not None:
+                        on_image(PredictedImage(path, error=detected))
                     continue
                 result.images += 1
                 result.detections += len(detected.detections)
@@ -152,7 +163,6 @@ def predict_images(
                 target = annotated / names[image_id - 1]
                 cv2.imwrite(str(target), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
                 for det in detected.detections:
-                    tqdm.write(f"{path},{det.line()}", file=sys.stdout)
                     results.append(
                         coco_result(
                             image_id,
@@ -163,20 +173,10 @@ def predict_images(
                             label=det.label,
                         )
                     )
+                if on_image is not None:
+                    on_image(PredictedImage(path, list(detected.detections)))
     finally:
         tmp = out / ".predictions.json.tmp"
         tmp.write_text(json.dumps(results))
         tmp.replace(out / "predictions.json")
     return result
-
-
-add_arguments = PredictConfig.add_arguments
-
-
-def run(args: argparse.Namespace) -> int:
-    """`detect predict` from parsed flags; exit 1 if an image failed."""
-    config = PredictConfig.from_args(args)
-    result = predict(config)
-    print(result.summary(), file=sys.stderr)
-    print(f"outputs in {config.out}", file=sys.stderr)
-    return 1 if result.failed else 0

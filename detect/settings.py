@@ -3,10 +3,11 @@ error message.
 
 A settings class is a dataclass whose fields are made with `setting`: the field's name, its
 annotation (the type), its default, and a `Setting` (help, choices, check, how text or a file's
-value becomes the field's value, its flag and key names). `add_flags` registers the flags of a
-class, `from_flags` builds it from parsed flags and `from_mapping` from a YAML mapping (a site
-file's camera, a config file); both check every value and then call the class's
-``validate(spell)`` for the checks that involve several settings. Every error is a `ConfigError`
+value becomes the field's value, its flag and key names). `detect.commands.flags` registers a
+class's flags and builds it from those given (`from_values`); `from_mapping` builds it from a
+YAML mapping (a site file's camera, a config file), with flags given over it; both check every
+value and then call the class's ``validate(spell)`` for the checks that involve several
+settings. Every error is a `ConfigError`
 in the spelling the user used:
 
 - a flag: ``--min-frames 0: use 1 or more``
@@ -16,12 +17,11 @@ in the spelling the user used:
 A field whose type is itself a settings class (the connection to a server, the detection
 options) contributes its settings as if they were the outer class's: the same flags and keys.
 
-No torch, no ONNX Runtime, no gRPC here; argparse only registers flags.
+No torch, no ONNX Runtime, no gRPC here; flags are `detect.commands.flags`'s.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import functools
@@ -54,8 +54,9 @@ class Setting:
     ``flag``: None for ``--name-with-dashes``, "" for none (a file key only); ``key``: None for
     the field's name, "" for none (a flag only); ``repeat``: the flag may be given several times
     (its texts reach ``parse`` as a list); ``positional``: the flag is a positional argument;
-    ``group``: flags of one group exclude each other (see `add_flags`); ``shown_default``: the
-    default as ``--help`` shows it when it is not the field's own (None: the field's)."""
+    ``group``: flags of one group exclude each other (see `add_flags`); ``required``: the flag
+    must be given (a usage error otherwise); ``shown_default``: the default as ``--help`` shows
+    it when it is not the field's own (None: the field's)."""
 
     help: str
     choices: tuple[Any, ...] | None = None
@@ -67,6 +68,7 @@ class Setting:
     repeat: bool = False
     positional: bool = False
     group: str | None = None
+    required: bool = False
     shown_default: str | None = None
 
 
@@ -84,15 +86,22 @@ def setting(
     return dataclasses.field(default=default, metadata={_META: spec})
 
 
-def nested(cls: type, *, keys: bool = True, defaults: Mapping[str, Any] | None = None) -> Any:
+def nested(
+    cls: type,
+    *,
+    keys: bool = True,
+    defaults: Mapping[str, Any] | None = None,
+    skip: tuple[str, ...] = (),
+) -> Any:
     """A field holding the settings class ``cls``, whose settings become this class's (as flags;
     as file keys too unless ``keys`` is False: a camera's server connection is the site's);
     ``defaults``: this verb's own defaults of some of them (`detect predict` keeps the best 100
-    detections, `detect video` all)."""
+    detections, `detect video` all); ``skip``: those this verb does not offer (they keep their
+    defaults)."""
     defaults = dict(defaults or {})
     return dataclasses.field(
         default_factory=lambda: cls(**defaults),
-        metadata={_META: None, "keys": keys, "defaults": defaults},
+        metadata={_META: None, "keys": keys, "defaults": defaults, "skip": tuple(skip)},
     )
 
 
@@ -145,8 +154,10 @@ def declared(cls: type) -> tuple[Declared, ...]:
         if _META not in f.metadata:
             continue
         if f.metadata[_META] is None:  # a nested settings class
-            own = f.metadata["defaults"]
+            own, skipped = f.metadata["defaults"], f.metadata["skip"]
             for d in declared(hints[f.name]):
+                if d.name in skipped:
+                    continue
                 spec = d.spec if f.metadata["keys"] else dataclasses.replace(d.spec, key="")
                 default = own.get(d.name, d.default)
                 out.append(
@@ -160,7 +171,7 @@ def declared(cls: type) -> tuple[Declared, ...]:
     return tuple(out)
 
 
-def _base(annotation: Any) -> tuple[Any, bool]:
+def base_type(annotation: Any) -> tuple[Any, bool]:
     """``(the type without None, whether None is allowed)``."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -168,7 +179,7 @@ def _base(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _is_sequence(base: Any) -> bool:
+def is_sequence(base: Any) -> bool:
     return typing.get_origin(base) in (tuple, list)
 
 
@@ -206,63 +217,6 @@ FLAGS = "flag"
 KEYS = "key"
 
 
-# --------------------------------------------------------------------------- flags
-
-
-def _help(d: Declared) -> str:
-    text = d.spec.help
-    shown = d.spec.shown_default
-    unset = d.default is None or d.default is False or d.default in ((), [], "")
-    if shown is None and not unset and "(default" not in text:
-        shown = str(d.default)
-    return f"{text} (default: {shown})" if shown and "(default" not in text else text
-
-
-def add_flags(
-    parser: argparse.ArgumentParser,
-    cls: type,
-    *,
-    skip: tuple[str, ...] = (),
-    required_groups: tuple[str, ...] = (),
-) -> None:
-    """Register the flags of ``cls``'s settings (but those in ``skip``). A flag not given stays
-    out of the parsed namespace, so a file's value or the declared default applies;
-    ``required_groups``: groups (`Setting.group`) of which one flag must be given."""
-    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
-    for d in declared(cls):
-        if d.flag is None or d.name in skip:
-            continue
-        target: Any = parser
-        if d.spec.group is not None:
-            if d.spec.group not in groups:
-                groups[d.spec.group] = parser.add_mutually_exclusive_group(
-                    required=d.spec.group in required_groups
-                )
-            target = groups[d.spec.group]
-        kwargs: dict[str, Any] = {"help": _help(d)}
-        if not d.spec.positional:
-            kwargs |= {"dest": d.name, "default": argparse.SUPPRESS}
-        base, _ = _base(d.type)
-        if d.spec.metavar:
-            kwargs["metavar"] = d.spec.metavar
-        if d.spec.parse is not None:
-            kwargs["action"] = "append" if d.spec.repeat else "store"
-        elif base is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif _is_sequence(base):
-            kwargs["nargs"] = "+"
-        else:
-            kwargs["type"] = base if base in (int, float, Path) else str
-            if d.spec.choices is not None:
-                kwargs["choices"] = d.spec.choices
-        target.add_argument(d.flag, **kwargs)
-
-
-def _given_flags(cls: type, args: argparse.Namespace) -> dict[str, Any]:
-    given = vars(args)
-    return {d.name: given[d.name] for d in declared(cls) if d.flag and d.name in given}
-
-
 def _known_keys(cls: type, mapping: Mapping[str, Any], spell: Spelling) -> dict[str, Any]:
     """``mapping``'s values by field name; an unknown key is a `ConfigError` with the nearest
     known one."""
@@ -275,11 +229,12 @@ def _known_keys(cls: type, mapping: Mapping[str, Any], spell: Spelling) -> dict[
     return {by_key[key].name: value for key, value in mapping.items()}
 
 
-def from_flags(cls: type[T], args: argparse.Namespace, **fixed: Any) -> T:
-    """``cls`` from the flags given (the others keep their declared defaults) and ``fixed``
-    values; checked (`ConfigError` naming the flag)."""
+def from_values(cls: type[T], values: Mapping[str, Any], **fixed: Any) -> T:
+    """``cls`` from the values of the flags given, by setting name (texts, or what the parser
+    made of them; the others keep their declared defaults) and ``fixed`` values; checked
+    (`ConfigError` naming the flag)."""
     spell = Spelling(cls, FLAGS)
-    return construct(cls, _typed(cls, _given_flags(cls, args), spell, Path()) | fixed, spell)
+    return construct(cls, _typed(cls, dict(values), spell, Path()) | fixed, spell)
 
 
 def from_mapping(
@@ -287,13 +242,14 @@ def from_mapping(
     mapping: Mapping[str, Any],
     where: str,
     root: Path = Path(),
-    args: argparse.Namespace | None = None,
+    flags: Mapping[str, Any] | None = None,
     **fixed: Any,
 ) -> T:
-    """``cls`` from a file's keys (relative paths start at ``root``), the flags of ``args`` that
-    were given over them (a flag of a `Setting.group` drops the file's value of that group) and
-    ``fixed`` values; checked (`ConfigError` naming ``where`` and the key, or the flag)."""
-    flags = _given_flags(cls, args) if args is not None else {}
+    """``cls`` from a file's keys (relative paths start at ``root``), the values of the flags
+    given over them (``flags``, by setting name: a flag of a `Setting.group` drops the file's
+    value of that group) and ``fixed`` values; checked (`ConfigError` naming ``where`` and the
+    key, or the flag)."""
+    flags = dict(flags or {})
     spell = Spelling(cls, KEYS, where, frozenset(flags))
     values = _known_keys(cls, mapping, spell)
     found = {d.name: d for d in declared(cls)}
@@ -305,7 +261,7 @@ def from_mapping(
 
 def _coerce(d: Declared, value: Any, root: Path, spell: Spelling) -> Any:
     """A file's (or a flag's already typed) value as the field's type."""
-    base, optional = _base(d.type)
+    base, optional = base_type(d.type)
     if value is None:
         if optional:
             return None
@@ -326,13 +282,16 @@ def _coerce(d: Declared, value: Any, root: Path, spell: Spelling) -> Any:
         if not isinstance(value, str | Path):
             raise spell.error(d.name, value, "use a file path")
         return root / value
-    if _is_sequence(base):
+    if is_sequence(base):
         if isinstance(value, str | int) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, list | tuple) or any(
             isinstance(v, bool | dict | list) for v in value
         ):
             raise spell.error(d.name, value, "use a list of names")
+        element = (typing.get_args(base) or (str,))[0]
+        if element is Path:
+            return tuple(root / str(v) for v in value)
         return tuple(str(v) for v in value)
     if base is str:
         if isinstance(value, bool) or not isinstance(value, str | int | float):

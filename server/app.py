@@ -5,21 +5,21 @@
 2. Listen (grpc.aio) with the health service at NOT_SERVING, server reflection, and the
    Detector service answering UNAVAILABLE; start the Prometheus endpoint.
 3. Load every model version (`server.repository`) and warm it up on a loader thread, each with
-   its own batcher; health SERVING. The line ``ready: ...`` on stdout says so. From then on the
-   repository is looked at every ``--poll`` seconds (and on ReloadModels), and new versions are
-   swapped in without stopping.
+   its own batcher; health SERVING. The line ``ready: ...`` says so (`serve`'s ``say``; stdout
+   of `detect serve`). From then on the repository is looked at every ``poll_s`` seconds (and
+   on ReloadModels), and new versions are swapped in without stopping.
 4. On SIGTERM or SIGINT: health NOT_SERVING, stop accepting calls, answer those in flight within
    ``grace_s`` seconds, exit 0.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -43,28 +43,22 @@ log = logging.getLogger("detect.serve")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Detector"].full_name
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """`detect serve`'s flags (`ServeConfig.add_arguments`)."""
-    ServeConfig.add_arguments(p)
+Say = Callable[[str], None]
+"""Where the server's milestones go, one line each (`detect serve`: stdout)."""
 
 
-def run(args: argparse.Namespace) -> int:
-    """`detect serve` from parsed flags."""
-    return serve(ServeConfig.from_args(args))
+def serve(config: ServeConfig, say: Say = log.info) -> int:
+    """Run the server until SIGTERM/SIGINT; 0 after a clean drain. Raises `DetectError`.
 
-
-def serve(config: ServeConfig) -> int:
-    """Run the server until SIGTERM/SIGINT; 0 after a clean drain. Raises `DetectError`."""
+    ``say`` gets the lines ``listening on HOST:PORT (...)``, ``metrics on URL``, ``ready: ...``,
+    ``draining: ...`` and ``stopped`` as each happens (`detect.local_server` waits for them)."""
     config.validate()
     hold_memory()  # before any worker thread exists
     # --model FILE: a missing file or a wrong sha256 is one line and exit 1 before listening
     checked = None if config.model is None else check_file(config.model)
     credentials = _server_credentials(config)
     tokens = read_tokens(config.auth_token_file) if config.auth_token_file else None
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return asyncio.run(_run(config, credentials, tokens, checked))
+    return asyncio.run(_run(config, credentials, tokens, checked, say))
 
 
 def _server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
@@ -78,15 +72,12 @@ def _server_credentials(config: ServeConfig) -> grpc.ServerCredentials | None:
     )
 
 
-def _say(line: str) -> None:
-    print(line, flush=True)
-
-
 async def _run(
     config: ServeConfig,
     credentials: grpc.ServerCredentials | None,
     tokens: list[str] | None,
     checked: CheckedModel | None,
+    say: Say,
 ) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -133,7 +124,7 @@ async def _run(
     await server.start()
     scheme = "TLS" if credentials else "plaintext"
     auth = ", token auth" if tokens else ""
-    _say(f"listening on {_host(config.host)}:{port} ({scheme}{auth})")
+    say(f"listening on {_host(config.host)}:{port} ({scheme}{auth})")
     try:
         metrics_port = metrics.serve(config.host, config.metrics_port)
     except OSError as exc:
@@ -142,7 +133,7 @@ async def _run(
             f"cannot serve metrics on {config.host}:{config.metrics_port} ({exc.strerror}); "
             "pick another --metrics-port"
         ) from None
-    _say(f"metrics on http://{_host(config.host)}:{metrics_port}/metrics")
+    say(f"metrics on http://{_host(config.host)}:{metrics_port}/metrics")
 
     def make_batcher(detector: Detector, name: str, version: str) -> Batcher:
         return Batcher(
@@ -172,14 +163,14 @@ async def _run(
         service.ready(repository)
         for name in ("", SERVICE_NAME):
             await health_service.set(name, health_pb2.HealthCheckResponse.SERVING)
-        _say(f"ready: serving {_describe(repository)}")
+        say(f"ready: serving {_describe(repository)}")
         if config.poll_s > 0:
-            watching = asyncio.ensure_future(repository.watch())
+            watching = asyncio.ensure_future(repository.watch(say))
         await stopping
     else:
         loading.cancel()
 
-    _say(f"draining: answering calls in flight (up to {config.grace_s:g} s)")
+    say(f"draining: answering calls in flight (up to {config.grace_s:g} s)")
     await health_service.enter_graceful_shutdown()
     await _settle(service, config.grace_s)
     await server.stop(config.grace_s)
@@ -188,7 +179,7 @@ async def _run(
     await repository.close()
     workers.shutdown(wait=True, cancel_futures=True)
     loader.shutdown(wait=True, cancel_futures=True)
-    _say("stopped")
+    say("stopped")
     return 0
 
 

@@ -415,13 +415,14 @@ class ModelRepository:
         detector.close()
         log.info("unloaded %s version %s", served_model.name, served_model.version)
 
-    async def watch(self) -> None:
-        """Reload every ``--poll`` seconds until cancelled (a failed scan is logged)."""
+    async def watch(self, say: Callable[[str], None]) -> None:
+        """Reload every ``--poll`` seconds until cancelled, giving ``say`` a line per change (a
+        failed scan is logged)."""
         while True:
             await asyncio.sleep(self.config.poll_s)
             try:
                 for line in await self.reload(settled=True):
-                    _say(line)
+                    say(line)
             except OSError as exc:  # the folder went away or is unreadable: keep serving
                 log.error("cannot read the model repository: %s", exc)
             except Exception:  # a bug must not end the watching, nor the serving
@@ -434,7 +435,3 @@ class ModelRepository:
         for served_model in list(self._loaded):
             await self._unload(served_model)
         await asyncio.gather(*self._unloading, return_exceptions=True)
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)

@@ -20,15 +20,16 @@ from serving import start_server
 
 from detect.cli import build_parser
 from detect.client import DetectorClient
+from detect.commands.flags import from_flags
 from detect.data.synth import write_dataset
 from detect.errors import ModelError
 from detect.evaluate import EvalConfig, predict_with
 from detect.local_server import LocalServer
 from detect.metrics.coco import load_gt
+from detect.predict import PredictConfig
 from detect.runtime.backend import open_backend
 from detect.runtime.detector import Detector
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, ModelCard
-from detect.settings import from_flags
 from detect.structures import Detection, RawDetections
 from detect.video.config import VideoConfig
 
@@ -282,7 +283,7 @@ def test_agnostic_nms_flags_default_to_the_cards_choice(verb: str) -> None:
     required = {
         "predict": ["x.jpg", "--model", "m.onnx", "--out", "o"],
         "video": ["clip.mp4", "--model", "m.onnx"],
-        "eval": ["--gt", "gt.json", "--out", "o", "--model", "m.onnx"],
+        "eval": ["--gt", "gt.json", "--out", "o", "--model", str(DEMO)],  # it must exist
         "client": ["--server", "127.0.0.1:1"],
     }[verb]
     parser = build_parser()
@@ -291,6 +292,10 @@ def test_agnostic_nms_flags_default_to_the_cards_choice(verb: str) -> None:
         args = parser.parse_args([verb, *required, *flags])
         if verb == "video":  # declared settings: the options the run will ask for
             return from_flags(VideoConfig, args).options.agnostic_nms
+        if verb == "predict":
+            return from_flags(PredictConfig, args).options.agnostic_nms
+        if verb == "eval":
+            return from_flags(EvalConfig, args).agnostic_nms
         return args.agnostic_nms
 
     assert agnostic() is None

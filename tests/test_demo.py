@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers import run_detect
 
+from detect.config import Engine
 from detect.data.synth import Shape, render_background, render_scene, write_dataset
 from detect.evaluate import EvalConfig, evaluate
 
@@ -65,7 +66,9 @@ def test_demo_model_keeps_the_ap_its_card_records_on_fresh_synthetic_data(
         0,
     )
     gt = write_dataset(tmp_path / "fresh", images=40, seed=12345, size=256)
-    result = evaluate(EvalConfig(gt=gt, out=tmp_path / "eval", model=MODEL, device="cpu"))
+    result = evaluate(
+        EvalConfig(gt=gt, out=tmp_path / "eval", model=MODEL, engine=Engine(device="cpu"))
+    )
     for iou_type in ("bbox", "segm"):
         recorded = card["metrics"][iou_type]
         measured = result.metrics[iou_type]

@@ -264,7 +264,7 @@ def test_export_patch_bypassed_by_torchvision_is_a_clear_error() -> None:
     assert message.startswith(f"export: torchvision {torchvision.__version__}'s ")
     for module in PATCHED_NMS_CALLERS:
         assert module in message
-    assert "torchvision.ops.boxes.batched_nms" in message and "detect/export.py" in message
+    assert "torchvision.ops.boxes.batched_nms" in message and "detect/export/trace.py" in message
 
     # the RPN alone goes through the patch; the RoI heads, never run, are named as bypassing it
     model = _tiny_untrained("faster_rcnn")

@@ -470,7 +470,7 @@ def test_closed_stdout_ends_quietly_without_a_traceback(
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
-        (["--max-mp", "0"], "--max-mp must be above 0"),
+        (["--max-mp", "0"], "--max-mp 0.0: use more than 0"),
         (["--polygon-tolerance", "-1"], "--polygon-tolerance -1.0: use 0 or more"),
         (["--score", "1.5"], "--score 1.5: use a value in [0, 1]"),
         (["--max-detections", "0"], "--max-detections 0: use 1 or more"),

@@ -10,12 +10,25 @@ from pathlib import Path
 
 import pytest
 
+from detect.bench import BenchConfig
 from detect.cli import build_parser
+from detect.client import ClientSettings
+from detect.commands.flags import add_flags, from_flags, given_flags
 from detect.config import Connection, DetectSettings, Engine
+from detect.data.importers import ImportSettings
+from detect.data.split import SplitSettings
+from detect.data.synth import SynthSettings
+from detect.demo import DemoConfig
 from detect.errors import ConfigError
-from detect.settings import Declared, add_flags, declared, from_flags, from_mapping
+from detect.evaluate import EvalConfig
+from detect.export import ExportConfig
+from detect.parity import ParitySettings
+from detect.predict import PredictConfig
+from detect.settings import Declared, declared, from_mapping
+from detect.train_config import TrainConfig
 from detect.video.config import VideoConfig
 from detect.watch.site import SiteSettings
+from server.config import ServeConfig
 
 # each class, the fixed values that make it whole, and a verb whose --help shows its flags
 CLASSES = {
@@ -24,6 +37,21 @@ CLASSES = {
     Engine: ({}, "video"),
     Connection: ({}, "video"),
     DetectSettings: ({}, "video"),
+    ServeConfig: ({"model": Path("m.onnx")}, "serve"),
+    ClientSettings: ({"server": "127.0.0.1:1", "info": True}, "client"),
+    BenchConfig: ({"server": "127.0.0.1:1"}, "bench"),
+    PredictConfig: ({"inputs": ("x.jpg",), "model": Path("m.onnx"), "out": Path("o")}, "predict"),
+    EvalConfig: ({"gt": Path("gt.json"), "out": Path("o"), "server": "127.0.0.1:1"}, "eval"),
+    TrainConfig: ({"data": Path("train.json")}, "train"),
+    SynthSettings: ({"out": Path("o")}, "synth"),
+    ImportSettings: ({"format": "voc", "dir": Path("d")}, "import"),
+    SplitSettings: ({"gt": Path("gt.json")}, "split"),
+    DemoConfig: ({}, "demo"),
+    ExportConfig: ({"checkpoint": Path("c.pt"), "out": Path("m.onnx")}, "export"),
+    ParitySettings: (
+        {"images": ("x.jpg",), "checkpoint": Path("c.pt"), "model": Path("m.onnx")},
+        "parity",
+    ),
 }
 DECLARED = [(cls, d) for cls in CLASSES for d in declared(cls)]
 CANDIDATES = (0, -1, -0.5, 2.0, "", Path(__file__).parent, Path("x.avi"))  # one fails each check
@@ -31,6 +59,10 @@ CANDIDATES = (0, -1, -0.5, 2.0, "", Path(__file__).parent, Path("x.avi"))  # one
 
 def _id(item: tuple[type, Declared]) -> str:
     return f"{item[0].__name__}.{item[1].name}"
+
+
+def _given(args: argparse.Namespace) -> dict:
+    return given_flags(SiteSettings, args)
 
 
 def _parser(cls: type) -> argparse.ArgumentParser:
@@ -131,12 +163,13 @@ def test_flags_given_override_a_files_keys_and_speak_as_flags(tmp_path: Path) ->
     parser = _parser(SiteSettings)
     args = parser.parse_args([str(tmp_path / "site.yaml"), "--model", "m.onnx"])
     with pytest.raises(ConfigError, match="^model m.onnx: no such file$"):
-        from_mapping(SiteSettings, {"server": "127.0.0.1:1"}, "site.yaml", tmp_path, args)
+        from_mapping(SiteSettings, {"server": "127.0.0.1:1"}, "site.yaml", tmp_path, _given(args))
     args = parser.parse_args(["site.yaml", "--status-every", "0"])
     with pytest.raises(ConfigError, match=r"^--status-every 0.0: use more than 0$"):
-        from_mapping(SiteSettings, {"server": "x"}, "site.yaml", tmp_path, args)
+        from_mapping(SiteSettings, {"server": "x"}, "site.yaml", tmp_path, _given(args))
     args = parser.parse_args(["site.yaml", "--device", "cpu"])
-    site = from_mapping(SiteSettings, {"server": "x", "device": "cuda"}, "s", tmp_path, args)
+    flags = _given(args)
+    site = from_mapping(SiteSettings, {"server": "x", "device": "cuda"}, "s", tmp_path, flags)
     assert site.engine.device == "cpu" and site.server == "x"
 
 

@@ -148,7 +148,10 @@ def test_bad_inputs_end_in_one_clear_line(
     unknown_key = tmp_path / "typo.yaml"
     unknown_key.write_text("data: x.json\nepochz: 3\n")
     typo = run_detect("train", "--config", str(unknown_key))
-    assert typo.returncode == 1 and "unknown key(s) epochz" in typo.stderr
+    assert (
+        typo.returncode == 1
+        and "typo.yaml: epochz: unknown key (did you mean epochs?)" in typo.stderr
+    )
 
 
 def test_corrupt_image_is_named_or_skipped(tmp_path: Path) -> None:

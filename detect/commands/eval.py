@@ -1,5 +1,50 @@
-"""`detect eval` (its flags and run still live in `detect.evaluate`)."""
+"""`detect eval`: flags from `EvalConfig`'s declarations. Images (``--gt GT.json --out DIR`` and
+one source of predictions): the table on stdout, an ``error:`` line per image that could not be
+predicted on stderr, exit 1 if one could not. A video run (``--video CLIP.json --jsonl
+RUN.jsonl [--out DIR]``): its figures on stdout."""
 
-from detect.evaluate import add_arguments, run
+from __future__ import annotations
 
-__all__ = ["add_arguments", "run"]
+import argparse
+import sys
+
+from detect.commands.flags import add_flags, from_flags
+from detect.evaluate import EvalConfig, NoImagePredictedError, evaluate, evaluate_video
+from detect.metrics.report import stdout_table
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_flags(p, EvalConfig)
+
+
+def _print_failed(failed: dict[int, str]) -> None:
+    for reason in failed.values():
+        print(f"error: {reason}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = from_flags(EvalConfig, args)
+    if config.is_video:
+        return _run_video(config)
+    try:
+        result = evaluate(config)
+    except NoImagePredictedError as exc:
+        _print_failed(exc.failed)
+        raise
+    _print_failed(result.failed)
+    print(stdout_table(result.metrics))
+    print(f"report in {config.out} (metrics.json, report.md, pr_curves.png, confusion_matrix.png)")
+    if result.failed:
+        print(f"{len(result.failed)} images could not be predicted; see above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_video(config: EvalConfig) -> int:
+    from detect.metrics.video import video_table
+
+    scores = evaluate_video(config)
+    print(video_table(scores))
+    if config.out is not None:
+        print(f"figures in {config.out / 'video_metrics.json'}")
+    return 0

@@ -1,5 +1,42 @@
-"""`detect export` (its flags and run still live in `detect.export`)."""
+"""`detect export`: flags from `ExportConfig`'s declarations; the int8 figures, the parity table
+and what was written on stdout; exit 1 when the parity check failed."""
 
-from detect.export import add_arguments, run
+from __future__ import annotations
 
-__all__ = ["add_arguments", "run"]
+import argparse
+import sys
+from typing import Any
+
+from detect.commands.flags import add_flags, from_flags
+from detect.export import ExportConfig, export
+from detect.export.int8 import Int8RefusedError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_flags(p, ExportConfig, required_groups=("source",))
+
+
+def _print_int8(record: dict[str, Any]) -> None:
+    """One line per engine: each AP type, fp32 -> int8 (the card's ``quantization`` record)."""
+    for engine, ap in record["ap"].items():
+        figures = "  ".join(
+            f"{kind} AP {ap['fp32'][kind]:.4f} -> {ap['int8'][kind]:.4f}" for kind in ap["fp32"]
+        )
+        print(f"int8 on {engine}: {figures}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        result = export(from_flags(ExportConfig, args))
+    except Int8RefusedError as refused:
+        _print_int8(refused.record)
+        raise
+    if result.quantization:
+        _print_int8(result.quantization)
+    if result.parity is not None:
+        print(result.parity.table())
+    print(f"wrote {result.model} ({result.size_mb:.1f} MB) and {result.card}")
+    if not result.passed:
+        print("error: parity check FAILED (see the table above)", file=sys.stderr)
+        return 1
+    return 0

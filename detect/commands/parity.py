@@ -1,5 +1,23 @@
-"""`detect parity` (its flags and run still live in `detect.parity`)."""
+"""`detect parity`: flags from `ParitySettings`' declarations, the table on stdout; exit 1 when
+the check fails."""
 
-from detect.parity import add_arguments, run
+from __future__ import annotations
 
-__all__ = ["add_arguments", "run"]
+import argparse
+from pathlib import Path
+
+from detect.commands.flags import add_flags, from_flags
+from detect.parity import ParitySettings, parity
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_flags(p, ParitySettings)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = from_flags(ParitySettings, args)
+    images = [Path(image) for image in settings.images]
+    engine = settings.engine
+    report = parity(settings.checkpoint, settings.model, images, engine.device, engine.backend)
+    print(report.table())
+    return 0 if report.passed else 1

@@ -1,5 +1,45 @@
-"""`detect synth` (its flags and run still live in `detect.data.synth`)."""
+"""`detect synth`: flags from `SynthSettings`' declarations; an image dataset (``--out``), a clip
+(``--video``) or a site of clips (``--video FOLDER --cameras N``); what was written on stdout."""
 
-from detect.data.synth import add_arguments, run
+from __future__ import annotations
 
-__all__ = ["add_arguments", "run"]
+import argparse
+
+from detect.commands.flags import add_flags, from_flags
+from detect.data.synth import SynthSettings, write_dataset
+from detect.data.synth_video import write_clip, write_site
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_flags(p, SynthSettings, required_groups=("target",))
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = from_flags(SynthSettings, args)
+    if settings.video is None:
+        path = write_dataset(
+            settings.out,
+            images=settings.images,
+            seed=settings.seed,
+            size=settings.size,
+            degrade=settings.degrade,
+        )
+        print(f"wrote {settings.images} images and {path}")
+        return 0
+    width, height = settings.video_size
+    clip = {
+        "frames": settings.frames,
+        "seed": settings.seed,
+        "width": width,
+        "height": height,
+        "fps": settings.fps,
+        "objects": settings.objects,
+        "degrade": settings.degrade,
+    }
+    if settings.cameras is not None:
+        path = write_site(settings.video, settings.cameras, **clip)
+        print(f"wrote {settings.cameras} clips of {settings.frames} frames and {path}")
+        return 0
+    path = write_clip(settings.video, **clip)
+    print(f"wrote {settings.frames} frames to {settings.video} and the ground truth to {path}")
+    return 0

@@ -1,5 +1,52 @@
-"""`detect train` (its flags and run still live in `detect.train_config`)."""
+"""`detect train`: flags from `TrainConfig`'s declarations over an optional ``--config`` YAML
+(declared defaults < the file's keys < flags given), the run's summary on stdout. The config is
+checked before torch loads."""
 
-from detect.train_config import add_arguments, run
+from __future__ import annotations
 
-__all__ = ["add_arguments", "run"]
+import argparse
+from pathlib import Path
+
+from detect.commands.flags import add_flags, from_flags, given_flags
+from detect.config import load_yaml
+from detect.settings import declared, from_mapping
+from detect.train_config import TrainConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML file with any of these keys")
+    add_flags(p, TrainConfig, skip=("augment",))
+    # `detect.settings` gives a --x/--no-x flag to a bool setting only; augment is also a
+    # mapping of knobs (a file's), so its flag is registered here, from its declaration.
+    (augment,) = (d for d in declared(TrainConfig) if d.name == "augment")
+    p.add_argument(
+        augment.flag,
+        dest=augment.name,
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        help=f"{augment.spec.help} (default: {augment.default})",
+    )
+
+
+def read_config(args: argparse.Namespace) -> TrainConfig:
+    """The config of the flags given over ``--config``'s file; with ``--resume`` and neither
+    ``--config`` nor ``--data``, over the run's own resolved config.yaml."""
+    given = vars(args)
+    path: Path | None = given.get("config")
+    if path is None and "resume" in given and "data" not in given:
+        path = Path(given["resume"]).parent / "config.yaml"
+    if path is None:
+        return from_flags(TrainConfig, args)
+    return from_mapping(
+        TrainConfig, load_yaml(path), str(path), Path(), given_flags(TrainConfig, args)
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = read_config(args)
+    from detect.train import train  # torch: once the config is known to be good
+
+    result = train(config)
+    print(result.summary())
+    print(f"outputs in {config.out}")
+    return 0

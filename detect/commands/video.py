@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from detect.settings import add_flags, from_flags
+from detect.commands.flags import add_flags, from_flags
 from detect.video.config import VideoConfig
 from detect.video.run import run_video
 

@@ -7,8 +7,8 @@ import argparse
 import json
 import sys
 
+from detect.commands.flags import add_flags, given_flags
 from detect.errors import DataError
-from detect.settings import add_flags
 from detect.watch import SiteSettings, read_site, watch
 
 
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    site = read_site(args.site, args)
+    site = read_site(args.site, given_flags(SiteSettings, args))
     result = watch(site, site.settings.status_every)
     for name, summary in result.summaries.items():
         print(f"camera {name}:")

@@ -19,13 +19,13 @@ Input problems a user can fix raise `detect.errors.DataError` naming the file (a
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from PIL import Image
 
 from detect.errors import ConfigError, DataError
 from detect.runtime.sources import IMAGE_SUFFIXES, is_image_file
+from detect.settings import FLAGS, Spelling, setting
 
 _COORD_TOLERANCE = 0.01
 """YOLO normalised coordinates may overshoot [0, 1] by this much (then they are clipped)."""
@@ -671,24 +672,31 @@ def import_masks(src: Path, out: Path, label: str = "object") -> str:
     return _summary("masks", len(images), len(annotations), 1, [])
 
 
-# --------------------------------------------------------------------------- `detect import`
+# --- `detect import`'s settings --------------------------------------------------------------
+
+FORMATS = ("voc", "yolo", "masks")
+"""The source layouts: `import_voc`, `import_yolo`, `import_masks`."""
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """`detect import`'s flags."""
-    p.add_argument("format", choices=["voc", "yolo", "masks"], help="source layout")
-    p.add_argument("dir", type=Path, help="dataset root folder")
-    p.add_argument("--out", type=Path, help="output COCO JSON (default: DIR/annotations.json)")
-    p.add_argument("--label", default="object", help="class name for `masks` (one class)")
+@dataclass(frozen=True)
+class ImportSettings:
+    """`detect import`'s settings: the source layout and folder, the COCO JSON to write
+    (`json_path`) and the class name of a `masks` dataset."""
 
+    format: str = setting("", "source layout", choices=FORMATS, positional=True)
+    dir: Path | None = setting(None, "dataset root folder", positional=True)
+    out: Path | None = setting(None, "output COCO JSON (default: DIR/annotations.json)")
+    label: str = setting("object", "class name for `masks` (one class)")
 
-def run(args: argparse.Namespace) -> int:
-    """`detect import` from parsed flags."""
-    out = args.out or args.dir / "annotations.json"
-    if args.format == "masks":
-        summary = import_masks(args.dir, out, label=args.label)
-    else:
-        summary = {"voc": import_voc, "yolo": import_yolo}[args.format](args.dir, out)
-    print(summary)
-    print(f"wrote {out}")
-    return 0
+    def validate(self, spell: Spelling | None = None) -> None:
+        spell = spell or Spelling(ImportSettings, FLAGS)
+        if self.format not in FORMATS or self.dir is None:
+            raise spell.problem(
+                f"give {spell('format')} ({', '.join(FORMATS)}) and {spell('dir')}, the "
+                "dataset's folder"
+            )
+
+    @property
+    def json_path(self) -> Path:
+        """``out``, or ``annotations.json`` in the dataset's folder."""
+        return self.out or Path(self.dir or ".") / "annotations.json"

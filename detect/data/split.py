@@ -8,11 +8,11 @@ written to another folder each relative ``file_name`` is rewritten to point at t
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from detect.data.coco import read_json
 from detect.errors import ConfigError, DataError
+from detect.settings import FLAGS, Spelling, at_least, setting
 
 SPLIT_NAMES = ("train", "val", "test")
 """Output file stems, in ratio order."""
@@ -181,21 +182,29 @@ def split_coco(
     return paths
 
 
-# --------------------------------------------------------------------------- `detect split`
+# --- `detect split`'s settings ---------------------------------------------------------------
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """`detect split`'s flags."""
-    p.add_argument("gt", type=Path, help="COCO JSON to split")
-    p.add_argument(
-        "--ratios", type=float, nargs="+", default=[0.6, 0.2, 0.2], help="train val [test]"
+def _numbers(value: Any, root: Path, what: str) -> tuple[float, ...]:
+    """One number or a list of them (`split_coco` checks count, sign and sum)."""
+    values = value if isinstance(value, list | tuple) else [value]
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+        raise ConfigError(f"{what}: {value!r}: use 2 or 3 numbers (train val [test])")
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """`detect split`'s settings: `split_coco`'s arguments."""
+
+    gt: Path | None = setting(None, "COCO JSON to split", positional=True)
+    ratios: tuple[float, ...] = setting(
+        (0.6, 0.2, 0.2), "train val [test]", parse=_numbers, shown_default="0.6 0.2 0.2"
     )
-    p.add_argument("--seed", type=int, default=0, help="shuffle seed")
-    p.add_argument("--out", type=Path, help="output folder (default: next to GT)")
+    seed: int = setting(0, "shuffle seed", check=at_least(0))
+    out: Path | None = setting(None, "output folder (default: next to GT)")
 
-
-def run(args: argparse.Namespace) -> int:
-    """`detect split` from parsed flags."""
-    for path in split_coco(args.gt, ratios=args.ratios, seed=args.seed, out_dir=args.out):
-        print(f"wrote {path}")
-    return 0
+    def validate(self, spell: Spelling | None = None) -> None:
+        spell = spell or Spelling(SplitSettings, FLAGS)
+        if self.gt is None:
+            raise spell.problem(f"give {spell('gt')}: the COCO JSON to split")

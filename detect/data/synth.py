@@ -10,7 +10,8 @@ deterministic) so that other generators, e.g. a synthetic video of moving shapes
 * `degrade_image` adds surveillance-camera blur, noise, low light and JPEG artefacts,
 * `generate_image` chains them for image ``index`` of dataset ``seed``,
 * `write_dataset` writes ``images/NNNNNN.jpg`` and ``annotations.json`` (project COCO conventions,
-  see `detect.data.importers`).
+  see `detect.data.importers`);
+* `SynthSettings` declares `detect synth`'s settings (`detect.commands.synth`).
 
 Conventions: images are ``HxWx3 uint8 RGB`` arrays, masks ``HxW bool``. Coordinates are in pixels,
 ``x`` is the column and ``y`` the row, with integer values at pixel centres (pixel ``(x, y)`` is
@@ -20,7 +21,6 @@ Conventions: images are ``HxWx3 uint8 RGB`` arrays, masks ``HxW bool``. Coordina
 
 from __future__ import annotations
 
-import argparse
 import colorsys
 import json
 import math
@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detect.errors import ConfigError, DataError
+from detect.settings import FLAGS, Spelling, at_least, more_than, setting
 
 CLASSES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star", "ring")
 """Class names; the category id of ``CLASSES[k]`` is ``k + 1``."""
@@ -541,66 +542,58 @@ def write_dataset(
     return json_path
 
 
-# --------------------------------------------------------------------------- `detect synth`
+# --- `detect synth`'s settings ---------------------------------------------------------------
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """`detect synth`'s flags: an image dataset (``--out``) or a clip (``--video``)."""
-    target = p.add_mutually_exclusive_group(required=True)
-    target.add_argument("--out", type=Path, help="output folder of an image dataset")
-    target.add_argument(
-        "--video",
-        type=Path,
-        help="output .mp4 (ground truth: same name .json); with --cameras, the site's folder",
+def _frame_size(value: Any, root: Path, what: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` -> ``(width, height)`` in pixels."""
+    try:
+        width, height = (int(v) for v in str(value).lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"{what} {value!r}: use WIDTHxHEIGHT, e.g. 320x240") from None
+    return width, height
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    """What `detect synth` writes: an image dataset into ``out`` (`write_dataset`), or a clip
+    ``video`` (`detect.data.synth_video.write_clip`), or with ``cameras`` a site of clips in the
+    folder ``video`` (`detect.data.synth_video.write_site`)."""
+
+    out: Path | None = setting(None, "output folder of an image dataset", group="target")
+    video: Path | None = setting(
+        None,
+        "output .mp4 (ground truth: same name .json); with --cameras, the site's folder",
+        group="target",
     )
-    p.add_argument("--images", type=int, default=100, help="number of images")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same annotations)")
-    p.add_argument("--size", type=int, default=320, help="image side in pixels")
-    p.add_argument(
-        "--degrade", action="store_true", help="surveillance-like blur, noise, JPEG, low light"
+    images: int = setting(100, "number of images", check=at_least(1))
+    seed: int = setting(0, "random seed (same seed, same annotations)", check=at_least(0))
+    size: int = setting(320, "image side in pixels", check=at_least(MIN_SIZE))
+    degrade: bool = setting(False, "surveillance-like blur, noise, JPEG, low light")
+    frames: int = setting(100, "--video: number of frames", check=at_least(1))
+    fps: float = setting(10.0, "--video: frames per second", check=more_than(0))
+    objects: int = setting(6, "--video: moving objects", check=at_least(0))
+    video_size: tuple[int, int] = setting(
+        (320, 240),
+        "--video: WIDTHxHEIGHT",
+        parse=_frame_size,
+        metavar="WIDTHxHEIGHT",
+        shown_default="320x240",
     )
-    p.add_argument("--frames", type=int, default=100, help="--video: number of frames")
-    p.add_argument("--fps", type=float, default=10.0, help="--video: frames per second")
-    p.add_argument("--objects", type=int, default=6, help="--video: moving objects")
-    p.add_argument("--video-size", default="320x240", help="--video: WIDTHxHEIGHT")
-    p.add_argument(
-        "--cameras",
-        type=int,
-        help="--video: a site of this many clips plus site.yaml for `detect watch`",
+    cameras: int | None = setting(
+        None,
+        "--video: a site of this many clips plus site.yaml for `detect watch`",
+        check=at_least(1),
     )
 
-
-def run(args: argparse.Namespace) -> int:
-    """`detect synth` from parsed flags."""
-    if args.cameras is not None and args.video is None:
-        raise ConfigError("--cameras makes a site of clips: give --video FOLDER with it")
-    if args.video is not None:
-        from detect.data.synth_video import write_clip, write_site
-
-        try:
-            width, height = (int(v) for v in args.video_size.lower().split("x"))
-        except ValueError:
-            raise ConfigError(
-                f"--video-size {args.video_size!r}: use WIDTHxHEIGHT, e.g. 320x240"
-            ) from None
-        clip = {
-            "frames": args.frames,
-            "seed": args.seed,
-            "width": width,
-            "height": height,
-            "fps": args.fps,
-            "objects": args.objects,
-            "degrade": args.degrade,
-        }
-        if args.cameras is not None:
-            path = write_site(args.video, args.cameras, **clip)
-            print(f"wrote {args.cameras} clips of {args.frames} frames and {path}")
-            return 0
-        path = write_clip(args.video, **clip)
-        print(f"wrote {args.frames} frames to {args.video} and the ground truth to {path}")
-        return 0
-    path = write_dataset(
-        args.out, images=args.images, seed=args.seed, size=args.size, degrade=args.degrade
-    )
-    print(f"wrote {args.images} images and {path}")
-    return 0
+    def validate(self, spell: Spelling | None = None) -> None:
+        """The checks that involve several settings; `ConfigError` in ``spell``'s spelling."""
+        spell = spell or Spelling(SynthSettings, FLAGS)
+        if self.cameras is not None and self.video is None:
+            raise spell.problem(
+                f"{spell('cameras')} makes a site of clips: give {spell('video')} FOLDER with it"
+            )
+        if (self.out is None) == (self.video is None):
+            raise spell.problem(
+                f"give exactly one of {spell('out')} (images) or {spell('video')} (a clip)"
+            )

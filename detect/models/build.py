@@ -32,12 +32,10 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from detect.errors import CheckpointError, ConfigError
 from detect.models.roi_pool import MultiScaleRoIPool
 from detect.models.weights import load_backbone_state, load_detector_state, load_matching
+from detect.train_config import ARCHS, BACKBONES, ROIS
 
 log = logging.getLogger(__name__)
 
-ARCHS = ("faster_rcnn", "mask_rcnn")
-BACKBONES = ("resnet50_fpn", "resnet18_fpn", "mobilenet_v3_fpn")
-ROIS = ("align", "pool")
 # torchvision's COCO anchors, one size per FPN level (ResNet) or all sizes on each of the
 # 3 MobileNet levels; `anchor_scale` multiplies them for small images.
 RESNET_ANCHORS = ((32,), (64,), (128,), (256,), (512,))

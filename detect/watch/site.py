@@ -23,7 +23,7 @@ ever unless they say otherwise (`CAMERA_DEFAULTS`).
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,15 +144,15 @@ def _camera(item: Any, site: SiteSettings, root: Path, k: int) -> VideoConfig:
     return config
 
 
-def read_site(path: Path, args: argparse.Namespace | None = None, **given: Any) -> Site:
-    """The site file at ``path``, with the flags given in ``args`` (`detect watch`'s) or the
-    ``given`` keyword values (typed, by setting name) over its keys. `ConfigError` names the
-    camera and key at fault."""
+def read_site(path: Path, flags: Mapping[str, Any] | None = None, **given: Any) -> Site:
+    """The site file at ``path``, with the values of the flags given (``flags``, by setting name:
+    `detect watch`'s) or the ``given`` keyword values (typed, by setting name) over its keys.
+    `ConfigError` names the camera and key at fault."""
     data = load_yaml(path)
     if given.keys() & {"server", "model"}:  # the caller's detector replaces the file's
         data = {k: v for k, v in data.items() if k not in ("server", "model")}
     root = Path(path).parent
-    site = from_mapping(SiteSettings, data, str(path), root, args, site=Path(path), **given)
+    site = from_mapping(SiteSettings, data, str(path), root, flags, site=Path(path), **given)
     cameras = [_camera(item, site, root, k) for k, item in enumerate(site.cameras)]
     names = [c.name for c in cameras]
     repeated = sorted({n for n in names if names.count(n) > 1})

@@ -1,0 +1,163 @@
+"""`ExportConfig`: the settings of `detect export`, each declared once (`detect.settings`); from
+them come its flags, their ``--help`` lines and the errors that name them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detect.errors import ConfigError
+from detect.runtime.model_card import AGNOSTIC_NMS_IOU, DEFAULT_SCORE
+from detect.runtime.sources import list_images
+from detect.settings import FLAGS, Check, Spelling, declared, setting
+
+
+def _batch_sizes(value: Any, root: Path, what: str) -> list[int]:
+    """``2,4,8`` (the flag) or a list of whole numbers -> the distinct sizes, sorted; each 2 or
+    more."""
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, list | tuple):
+        raise ConfigError(f"{what} {value!r}: give batch sizes like 2,4,8")
+    sizes: set[int] = set()
+    for part in parts:
+        if isinstance(part, str) and not part.strip():
+            continue  # "2,4,"
+        if isinstance(part, bool) or not str(part).strip().isdigit():
+            raise ConfigError(f"{what} {value!r}: give batch sizes like 2,4,8")
+        sizes.add(int(part))
+    if not sizes or min(sizes) < 2:
+        raise ConfigError(f"{what} {value!r}: give batch sizes of 2 or more, like 2,4,8")
+    return sorted(sizes)
+
+
+def _onnx_file(path: Path | None) -> str | None:
+    if path is None or path.suffix == ".onnx":
+        return None
+    return "name an .onnx file (the model card goes next to it)"
+
+
+def _from_0_to_1(what: str) -> Check:
+    return lambda v: None if v is None or 0.0 <= v <= 1.0 else f"use {what} from 0 to 1"
+
+
+def _calibration_images(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    if not path.exists():
+        return "no such folder or file of calibration images"
+    if not list_images([path]):
+        return "no images in it; give the model's own images"
+    return None
+
+
+@dataclass(kw_only=True)
+class ExportConfig:
+    """`detect export`'s settings: what to export (``checkpoint`` or the zoo model
+    ``pretrained``), where (``out``), how (opset, precision, batch graphs, int8), the card's
+    default thresholds, and the checks to run (parity on ``verify``'s images, int8's AP on
+    ``int8_val``)."""
+
+    checkpoint: Path | None = setting(None, "best.pt, last.pt or ckpt_e*.pt", group="source")
+    pretrained: str | None = setting(
+        None, "a torchvision COCO model (`detect models`)", metavar="NAME", group="source"
+    )
+    weights: str = setting("DEFAULT", "--pretrained: its weights, DEFAULT or COCO_V1")
+    out: Path | None = setting(
+        None,
+        "output NAME.onnx (card: NAME.json)",
+        check=_onnx_file,
+        required=True,
+    )
+    opset: int = setting(
+        17,
+        "ONNX opset",
+        check=lambda v: None if 11 <= v <= 21 else "use 17 (tested) or another of 11..21",
+    )
+    fp16: bool = setting(False, "float16 weights and activations")
+    score: float = setting(
+        DEFAULT_SCORE,
+        "default score threshold written to the card (clients may ask for another)",
+        check=_from_0_to_1("a threshold"),
+    )
+    agnostic_nms: bool = setting(
+        False,
+        "card default: also suppress overlapping boxes of different classes, keeping the best "
+        "(clients may ask otherwise)",
+    )
+    agnostic_nms_iou: float = setting(
+        AGNOSTIC_NMS_IOU,
+        "IoU above which class-agnostic NMS suppresses a box, written to the card",
+        check=_from_0_to_1("an IoU"),
+    )
+    verify: Path | None = setting(
+        None,
+        "run the parity check on these images; exit 1 if it fails",
+        metavar="IMAGES_DIR",
+    )
+    batch_sizes: list[int] = setting(
+        factory=list,
+        help="also write graphs taking B images of one size in one call (NAME.bB.onnx), "
+        "e.g. 2,4,8; for GPUs (on a CPU they are no faster)",
+        parse=_batch_sizes,
+        metavar="B,B,...",
+    )
+    int8: Path | None = setting(
+        None,
+        "write an int8 model, calibrated on these images (the model's own training images; "
+        "32-128 are enough)",
+        check=_calibration_images,
+        metavar="CALIB_IMAGES",
+    )
+    int8_val: Path | None = setting(
+        None,
+        "--int8: COCO JSON of held-out images (beside it) to measure its AP against fp32",
+        check=lambda v: None if v is None or v.is_file() else "no such file",
+        metavar="GT_JSON",
+    )
+    max_ap_drop: float = setting(
+        1.0,
+        "--int8: refuse a model losing more AP points than this on any engine",
+        check=lambda v: None if v >= 0 else "give AP points, 0 or more",
+    )
+    force: bool = setting(False, "--int8: write it whatever AP it loses")
+
+    def validate(self, spell: Spelling) -> None:
+        """The checks that involve several settings; `ConfigError` in ``spell``'s spelling."""
+        if (self.checkpoint is None) == (self.pretrained is None):
+            raise spell.problem(
+                f"give {spell('checkpoint')} CKPT or {spell('pretrained')} NAME "
+                "(`detect models` lists them)"
+            )
+        if self.out is None:
+            raise spell.problem(f"give {spell('out')} NAME.onnx (the model card goes next to it)")
+        if any(size < 2 for size in self.batch_sizes):
+            raise spell.error("batch_sizes", self.batch_sizes, "give sizes of 2 or more")
+        if self.int8 is None:
+            if self.int8_val is not None or self.force:
+                raise spell.problem(
+                    f"{spell('int8_val')} and {spell('force')} go with {spell('int8')} CALIB_IMAGES"
+                )
+            return
+        if self.int8_val is None:
+            raise spell.problem(
+                f"{spell('int8')} needs {spell('int8_val')} GT_JSON: annotated held-out images "
+                "to measure what int8 costs in AP"
+            )
+        if self.fp16 or self.batch_sizes or self.verify is not None:
+            raise spell.problem(
+                f"{spell('int8')} goes without {spell('fp16')}, {spell('batch_sizes')} and "
+                f"{spell('verify')} (its check is the AP measured on {spell('int8_val')}); "
+                "leave those out"
+            )
+
+    def check(self) -> None:
+        """Every check that `detect.settings.from_flags` makes, for a config made in code:
+        each setting's own, then `validate`'s (`ConfigError` naming the flags)."""
+        spell = Spelling(ExportConfig, FLAGS)
+        for d in declared(ExportConfig):
+            value = getattr(self, d.name)
+            fix = d.spec.check(value) if d.spec.check is not None else None
+            if fix is not None:
+                raise spell.error(d.name, value, fix)
+        self.validate(spell)

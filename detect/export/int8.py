@@ -1,0 +1,71 @@
+"""``detect export --int8``: the int8 model of an exported fp32 graph, kept only when its AP on
+held-out images is within ``--max-ap-drop`` points of fp32's on every installed engine.
+`detect.quantize` quantizes (NNCF) and measures the AP; this module is the gate."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from detect.errors import ConfigError, ModelError
+from detect.export.config import ExportConfig
+from detect.runtime.model_card import ModelCard, card_path, sha256_file
+from detect.runtime.sources import list_images
+
+log = logging.getLogger(__name__)
+
+
+class Int8RefusedError(ModelError):
+    """An int8 model that loses more AP than ``--max-ap-drop`` allows, so nothing was written;
+    ``record`` is what its card would have said (``quantization``: the AP per engine)."""
+
+    def __init__(self, message: str, record: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+def check_int8_inputs(config: ExportConfig) -> None:
+    """`ConfigError` for what ``--int8`` needs and lacks, before anything is traced: ONNX
+    Runtime to run the model on, annotations in ``--int8-val`` to score against."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError(
+            "--int8 runs the model on ONNX Runtime to calibrate and score it: install the serve "
+            "extra too"
+        )
+    from detect.evaluate import read_gt
+
+    read_gt(config.int8_val)
+
+
+def int8_model(model_path: Path, card: ModelCard, config: ExportConfig) -> tuple[Path, ModelCard]:
+    """The int8 model beside ``model_path`` (fp32, its card written) and its card, with its AP
+    on ``config.int8_val`` against fp32's per engine in the card's ``quantization``; an
+    `Int8RefusedError` when it loses more than ``config.max_ap_drop`` points (unless ``force``)."""
+    from detect.quantize import held_out_ap, quantization_record, quantize_int8
+    from detect.runtime.engines import installed_engines
+
+    calibration = list_images([config.int8])
+    int8_path = model_path.with_name("int8.onnx")
+    log.info("int8: calibrating on %d images of %s", len(calibration), config.int8)
+    quantize_int8(model_path, int8_path, calibration)
+    int8_card = ModelCard(**{**card.__dict__, "precision": "int8"})
+    int8_card.sha256 = sha256_file(int8_path)
+    int8_card.write(card_path(int8_path))
+    engines = installed_engines()
+    fp32 = {e: held_out_ap(model_path, config.int8_val, e) for e in engines}
+    int8 = {e: held_out_ap(int8_path, config.int8_val, e) for e in engines}
+    record = quantization_record(
+        calibration, config.int8, config.int8_val, fp32, int8, config.max_ap_drop, config.force
+    )
+    drop = record["ap_drop_points"]
+    if drop > config.max_ap_drop and not config.force:
+        raise Int8RefusedError(
+            f"int8 loses {drop:.2f} AP points on {config.int8_val} (--max-ap-drop "
+            f"{config.max_ap_drop:g}); nothing written: calibrate on more of the model's own "
+            "images, raise --max-ap-drop, or --force",
+            record,
+        )
+    int8_card.quantization = record
+    return int8_path, int8_card
