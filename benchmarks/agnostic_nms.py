@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from detect.config import DetectSettings
 from detect.data.synth import write_dataset
 from detect.data.synth_video import write_clip
 from detect.evaluate import EvalConfig, evaluate
 from detect.metrics.video import score_video
-from detect.structures import DetectOptions
 from detect.video import VideoConfig, run_video
 
 
@@ -49,7 +49,7 @@ def main() -> None:
                 model=args.model,
                 track=True,
                 jsonl=jsonl,
-                options=DetectOptions(agnostic_nms=agnostic),
+                detection=DetectSettings(agnostic_nms=agnostic),
             )
         )
         video = score_video(clip_gt, jsonl)

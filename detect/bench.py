@@ -29,7 +29,7 @@ from detect.errors import ConfigError, DataError, DetectError
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.image import decode_image
 from detect.runtime.sources import find_images, read_image
-from detect.settings import FLAGS, Spelling, at_least, nested, setting
+from detect.settings import FLAGS, Spelling, at_least, check, nested, setting
 from detect.structures import DetectOptions
 from detect.v1 import detector_pb2 as pb
 
@@ -292,7 +292,7 @@ def bench(
 ) -> BenchReport:
     """Run every level (and eager when asked). ``on_start`` gets the target before the first
     level, ``on_level`` each level as it finishes."""
-    config.validate()
+    check(config)
     assert config.server is not None
     images = bench_images(config)
     options = config.options

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 
 from detect.errors import ConfigError, DetectError
-from detect.settings import FLAGS, Spelling, at_least, setting
+from detect.settings import FLAGS, Spelling, at_least, check, setting
 
 DEMO_MODEL = Path("models/demo.onnx")
 TEST_SEED = 1  # the demo model was trained on seed 0 (models/README.md)
@@ -108,7 +108,7 @@ def run_demo(config: DemoConfig, say: Say = _quiet) -> dict[str, Path]:
     from detect.structures import DetectOptions
     from detect.watch import read_site, watch
 
-    config.validate()
+    check(config)
     model = config.resolved_model()
     out = config.out
     paths = {

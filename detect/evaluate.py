@@ -40,7 +40,7 @@ from detect.metrics.plots import Plotter
 from detect.metrics.report import write_report
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.model_card import DEFAULT_SCORE
-from detect.settings import FLAGS, Spelling, nested, setting
+from detect.settings import FLAGS, Spelling, check, nested, setting
 from detect.structures import ModelInfo
 
 IOU_TYPES = ("bbox", "segm", "both")
@@ -303,7 +303,7 @@ def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
 def evaluate(config: EvalConfig) -> EvalResult:
     """Predict (unless given predictions), score, and write the report into ``config.out``;
     `NoImagePredictedError` when no image could be."""
-    config.validate()
+    check(config)
     if config.is_video:
         raise ValueError("a video run's settings: score them with evaluate_video")
     source, gt_path, out = config.source, config.gt, config.out
@@ -357,7 +357,7 @@ def evaluate_video(config: EvalConfig) -> dict[str, Any]:
     ``config.out / "video_metrics.json"`` when ``out`` is set."""
     from detect.metrics.video import score_video
 
-    config.validate()
+    check(config)
     if config.video is None or config.jsonl is None:
         raise ValueError("an image evaluation's settings: score them with evaluate")
     scores = score_video(config.video, config.jsonl)

@@ -29,7 +29,7 @@ from detect.runtime.backend import Backend
 from detect.runtime.detector import Detector
 from detect.runtime.masks import binary_masks
 from detect.runtime.sources import find_images, read_image
-from detect.settings import Spelling, nested, setting
+from detect.settings import FLAGS, Spelling, nested, setting
 from detect.structures import DetectOptions, RawDetections
 
 
@@ -295,7 +295,8 @@ class ParitySettings:
     model: Path | None = setting(None, "the exported NAME.onnx", required=True)
     engine: Engine = nested(Engine, defaults={"device": "cpu"})
 
-    def validate(self, spell: Spelling) -> None:
+    def validate(self, spell: Spelling | None = None) -> None:
+        spell = spell or Spelling(ParitySettings, FLAGS)
         if self.checkpoint is None or self.model is None:
             raise spell.problem(
                 f"give {spell('checkpoint')} CKPT and {spell('model')} NAME.onnx, its export"

@@ -26,7 +26,7 @@ from detect.runtime.backend import Backend, detect_each, open_backend
 from detect.runtime.draw import draw_detections
 from detect.runtime.image import DEFAULT_MAX_PIXELS, decode_image
 from detect.runtime.sources import IMAGE_SUFFIXES, find_images, read_image
-from detect.settings import FLAGS, Spelling, nested, setting
+from detect.settings import FLAGS, Spelling, check, nested, setting
 from detect.structures import Detection, DetectOptions
 
 
@@ -109,7 +109,7 @@ def _annotated_names(images: list[Path]) -> list[str]:
 def predict(config: PredictConfig, on_image: OnImage | None = None) -> PredictResult:
     """Run the model over every input image; write outputs as it goes (see the module) and
     hand each image's outcome to ``on_image`` once its outputs are written."""
-    config.validate()
+    check(config)
     assert config.model is not None and config.out is not None
     images = find_images([Path(p) for p in config.inputs])
     backend = open_backend(

@@ -27,7 +27,7 @@ import difflib
 import functools
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -206,7 +206,8 @@ class Spelling:
         if self(name).startswith("-") or self.kind == FLAGS:
             shown = " ".join(map(str, value)) if isinstance(value, list | tuple) else value
             return ConfigError(f"{self(name)} {shown}: {fix}")
-        return self.problem(f"{self(name)}: {value!r}: {fix}")
+        shown = value if isinstance(value, Path) else repr(value)
+        return self.problem(f"{self(name)}: {shown}: {fix}")
 
     def problem(self, text: str) -> ConfigError:
         """A message about one or several settings, placed in the file when it is one."""
@@ -343,8 +344,25 @@ def construct(cls: type[T], typed: dict[str, Any], spell: Spelling) -> T:
     return made
 
 
-def iter_declared(classes: tuple[type, ...]) -> Iterator[tuple[type, Declared]]:
-    """Every setting of each class (for the table-driven test and the docs)."""
-    for cls in classes:
-        for d in declared(cls):
-            yield cls, d
+def check(settings: Any, spell: Spelling | None = None) -> None:
+    """What building from flags or a file checks, for settings made in code: each declared
+    setting's choices and check on its value when it is not the default, then
+    ``validate(spell)``. `ConfigError` in
+    ``spell``'s spelling (the flags' when None)."""
+    cls = type(settings)
+    spell = spell or Spelling(cls, FLAGS)
+    for d in declared(cls):
+        holder = settings
+        for name in d.path:
+            holder = getattr(holder, name)
+        value = getattr(holder, d.name)
+        if value is d.default or value == d.default:  # a default means "not set": it passes
+            continue
+        if d.spec.choices is not None and value not in d.spec.choices:
+            raise spell.error(d.name, value, f"use one of {', '.join(map(str, d.spec.choices))}")
+        fix = d.spec.check(value) if d.spec.check is not None else None
+        if fix is not None:
+            raise spell.error(d.name, value, fix)
+    validate = getattr(settings, "validate", None)
+    if validate is not None:
+        validate(spell)

@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from detect.errors import ConfigError
 from detect.runtime.detector import Detector
+from detect.settings import check
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
 from server.auth import TokenAuth, read_tokens
@@ -52,7 +53,7 @@ def serve(config: ServeConfig, say: Say = log.info) -> int:
 
     ``say`` gets the lines ``listening on HOST:PORT (...)``, ``metrics on URL``, ``ready: ...``,
     ``draining: ...`` and ``stopped`` as each happens (`detect.local_server` waits for them)."""
-    config.validate()
+    check(config)
     hold_memory()  # before any worker thread exists
     # --model FILE: a missing file or a wrong sha256 is one line and exit 1 before listening
     checked = None if config.model is None else check_file(config.model)

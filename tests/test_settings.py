@@ -24,7 +24,7 @@ from detect.evaluate import EvalConfig
 from detect.export import ExportConfig
 from detect.parity import ParitySettings
 from detect.predict import PredictConfig
-from detect.settings import Declared, declared, from_mapping
+from detect.settings import Declared, check, declared, from_mapping
 from detect.train_config import TrainConfig
 from detect.video.config import VideoConfig
 from detect.watch.site import SiteSettings
@@ -162,7 +162,7 @@ def test_choices_live_once_and_are_refused_in_both_spellings() -> None:
 def test_flags_given_override_a_files_keys_and_speak_as_flags(tmp_path: Path) -> None:
     parser = _parser(SiteSettings)
     args = parser.parse_args([str(tmp_path / "site.yaml"), "--model", "m.onnx"])
-    with pytest.raises(ConfigError, match="^model m.onnx: no such file$"):
+    with pytest.raises(ConfigError, match="^--model m.onnx: no such file$"):
         from_mapping(SiteSettings, {"server": "127.0.0.1:1"}, "site.yaml", tmp_path, _given(args))
     args = parser.parse_args(["site.yaml", "--status-every", "0"])
     with pytest.raises(ConfigError, match=r"^--status-every 0.0: use more than 0$"):
@@ -178,3 +178,20 @@ def test_a_files_paths_start_at_its_folder_and_a_flags_at_the_working_one(tmp_pa
     assert config.jsonl == tmp_path / "out" / "a.jsonl"
     args = _parser(VideoConfig).parse_args(["clip.mp4", "--server", "x", "--jsonl", "b.jsonl"])
     assert from_flags(VideoConfig, args).jsonl == Path("b.jsonl")
+
+
+def test_settings_made_in_code_are_checked_as_flags_would_be() -> None:
+    with pytest.raises(ConfigError, match="^--every 0: use 1 or more$"):
+        check(VideoConfig(source="a.mp4", server="x", every=0))
+    with pytest.raises(ConfigError, match="^--device tpu: use one of auto, cpu, cuda$"):
+        check(VideoConfig(source="a.mp4", server="x", engine=Engine(device="tpu")))
+    with pytest.raises(ConfigError, match="^give exactly one of --model"):
+        check(VideoConfig(source="a.mp4"))
+    check(VideoConfig(source="a.mp4", server="x"))
+
+
+def test_a_lone_line_is_named_line_on_the_command_line_and_line1_in_a_site_file() -> None:
+    args = _parser(VideoConfig).parse_args(["a.mp4", "--server", "x", "--line", "0,0,9,9"])
+    assert [x.name for x in from_flags(VideoConfig, args).lines] == ["line"]
+    site = from_mapping(VideoConfig, {"lines": ["0,0,9,9"]}, "camera 'a'", server="x")
+    assert [x.name for x in site.lines] == ["line1"]

@@ -10,7 +10,7 @@ from typing import Any
 from detect.errors import ConfigError
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, DEFAULT_SCORE
 from detect.runtime.sources import list_images
-from detect.settings import FLAGS, Check, Spelling, declared, setting
+from detect.settings import FLAGS, Check, Spelling, setting
 
 
 def _batch_sizes(value: Any, root: Path, what: str) -> list[int]:
@@ -122,8 +122,9 @@ class ExportConfig:
     )
     force: bool = setting(False, "--int8: write it whatever AP it loses")
 
-    def validate(self, spell: Spelling) -> None:
+    def validate(self, spell: Spelling | None = None) -> None:
         """The checks that involve several settings; `ConfigError` in ``spell``'s spelling."""
+        spell = spell or Spelling(ExportConfig, FLAGS)
         if (self.checkpoint is None) == (self.pretrained is None):
             raise spell.problem(
                 f"give {spell('checkpoint')} CKPT or {spell('pretrained')} NAME "
@@ -150,14 +151,3 @@ class ExportConfig:
                 f"{spell('verify')} (its check is the AP measured on {spell('int8_val')}); "
                 "leave those out"
             )
-
-    def check(self) -> None:
-        """Every check that `detect.settings.from_flags` makes, for a config made in code:
-        each setting's own, then `validate`'s (`ConfigError` naming the flags)."""
-        spell = Spelling(ExportConfig, FLAGS)
-        for d in declared(ExportConfig):
-            value = getattr(self, d.name)
-            fix = d.spec.check(value) if d.spec.check is not None else None
-            if fix is not None:
-                raise spell.error(d.name, value, fix)
-        self.validate(spell)

@@ -23,6 +23,7 @@ from detect.export.trace import export_graph
 from detect.export.verify import verify
 from detect.parity import ParityReport
 from detect.runtime.model_card import batch_graph_path, card_path, sha256_file
+from detect.settings import check
 
 
 @dataclass
@@ -72,7 +73,7 @@ def export(config: ExportConfig) -> ExportResult:
     settings that cannot work, before anything is traced; `detect.export.int8.Int8RefusedError` for
     an int8 model that costs too much AP.
     """
-    config.check()
+    check(config)
     if config.int8 is not None:
         check_int8_inputs(config)
     source = _load(config)

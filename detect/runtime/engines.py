@@ -34,13 +34,13 @@ from typing import Protocol
 
 import numpy as np
 
+from detect.config import BACKENDS, DEVICES
 from detect.errors import ConfigError, ModelError
 from detect.runtime.model_card import NUM_CLASSES_KEY
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("auto", "onnxruntime", "openvino")
-DEVICES = ("auto", "cpu", "cuda")
+ENGINES = BACKENDS  # the choices of `--backend` and `--device`, declared once in detect.config
 
 
 class Engine(Protocol):

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detect.errors import DataError
+from detect.settings import check
 from detect.structures import Detections, DetectOptions
 from detect.track import Tracker
 from detect.video.annotate import annotate_frame, detection_records
@@ -137,7 +138,7 @@ class VideoRun:
         track_ids: tuple[int, int] = (1, 1),
         counts: SourceCounts | None = None,
     ) -> None:
-        config.validate()
+        check(config)
         self.config = config
         self.local = local
         self.on_event = on_event

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class Sampling(Protocol):
-    """The source settings `FrameSource` reads (`detect.video.run.VideoConfig` has them)."""
+    """The source settings `FrameSource` reads (`detect.video.config.VideoConfig` has them)."""
 
     source: str
     every: int

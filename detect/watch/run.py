@@ -56,16 +56,16 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         with DetectorClient(first.server, **first.connection.client_kwargs(), timeout=10) as client:
             client.wait_ready(timeout=10)  # rides out a server that is still starting
             client.health("")
-    log = EventLog(site.events)
+    events = EventLog(site.events)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        stack.callback(log.close)
+        stack.callback(events.close)
         local = None
         if site.cameras[0].model is not None:
             local = stack.enter_context(LocalModel.open(site.cameras[0]))
         n = len(site.cameras)
         workers = [
-            CameraWorker(config, local, log, (k + 1, n)) for k, config in enumerate(site.cameras)
+            CameraWorker(config, local, events, (k + 1, n)) for k, config in enumerate(site.cameras)
         ]
         board = StatusBoard(workers, status_every, stream)
 
@@ -108,5 +108,5 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         {w.name: w.summary for w in workers},
         {w.name: w.error for w in workers if w.error is not None},
         seconds,
-        log.count,
+        events.count,
     )

@@ -30,7 +30,7 @@ from typing import Any
 
 from detect.config import Connection, Engine, load_yaml
 from detect.errors import ConfigError
-from detect.settings import Spelling, at_least, from_mapping, more_than, nested, setting
+from detect.settings import FLAGS, Spelling, at_least, from_mapping, more_than, nested, setting
 from detect.video.config import FOREVER, VideoConfig
 from detect.video.source import is_live
 
@@ -88,13 +88,14 @@ class SiteSettings:
         factory=list, help="the cameras, each a mapping of camera keys", flag="", parse=_cameras
     )
 
-    def validate(self, spell: Spelling) -> None:
+    def validate(self, spell: Spelling | None = None) -> None:
+        spell = spell or Spelling(SiteSettings, FLAGS)
         if (self.server is None) == (self.model is None):
             raise spell.problem(
                 f"give exactly one of {spell('server')} (HOST:PORT) or {spell('model')} (an .onnx)"
             )
         if self.model is not None and not self.model.is_file():
-            raise ConfigError(f"model {self.model}: no such file")
+            raise spell.error("model", self.model, "no such file")
 
 
 @dataclass
