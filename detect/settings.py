@@ -293,6 +293,14 @@ def _coerce(d: Declared, value: Any, root: Path, spell: Spelling) -> Any:
         element = (typing.get_args(base) or (str,))[0]
         if element is Path:
             return tuple(root / str(v) for v in value)
+        if element in (int, float):
+            kind = "whole numbers" if element is int else "numbers"
+            try:
+                if any(isinstance(v, bool) for v in value):
+                    raise ValueError(value)
+                return tuple(element(v) for v in value)
+            except (TypeError, ValueError):
+                raise spell.error(d.name, value, f"use a list of {kind}") from None
         return tuple(str(v) for v in value)
     if base is str:
         if isinstance(value, bool) or not isinstance(value, str | int | float):

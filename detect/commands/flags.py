@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,12 +51,17 @@ def add_flags(
         base, _ = base_type(d.type)
         if d.spec.metavar:
             kwargs["metavar"] = d.spec.metavar
-        if d.spec.parse is not None:
+        if bool in typing.get_args(d.type):  # true/false, or (a file's) a mapping: `parse`s
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif d.spec.parse is not None:
             kwargs["action"] = "append" if d.spec.repeat else "store"
         elif base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif is_sequence(base):  # a positional list not required may be empty
             kwargs["nargs"] = "*" if d.spec.positional and not d.spec.required else "+"
+            element = (typing.get_args(base) or (str,))[0]
+            if element in (int, float):
+                kwargs["type"] = element
         else:
             kwargs["type"] = base if base in (int, float, Path) else str
             if d.spec.choices is not None:

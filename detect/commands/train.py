@@ -9,23 +9,13 @@ from pathlib import Path
 
 from detect.commands.flags import add_flags, from_flags, given_flags
 from detect.config import load_yaml
-from detect.settings import declared, from_mapping
+from detect.settings import from_mapping
 from detect.train_config import TrainConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML file with any of these keys")
-    add_flags(p, TrainConfig, skip=("augment",))
-    # `detect.settings` gives a --x/--no-x flag to a bool setting only; augment is also a
-    # mapping of knobs (a file's), so its flag is registered here, from its declaration.
-    (augment,) = (d for d in declared(TrainConfig) if d.name == "augment")
-    p.add_argument(
-        augment.flag,
-        dest=augment.name,
-        action=argparse.BooleanOptionalAction,
-        default=argparse.SUPPRESS,
-        help=f"{augment.spec.help} (default: {augment.default})",
-    )
+    add_flags(p, TrainConfig)
 
 
 def read_config(args: argparse.Namespace) -> TrainConfig:

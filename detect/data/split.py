@@ -185,21 +185,13 @@ def split_coco(
 # --- `detect split`'s settings ---------------------------------------------------------------
 
 
-def _numbers(value: Any, root: Path, what: str) -> tuple[float, ...]:
-    """One number or a list of them (`split_coco` checks count, sign and sum)."""
-    values = value if isinstance(value, list | tuple) else [value]
-    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
-        raise ConfigError(f"{what}: {value!r}: use 2 or 3 numbers (train val [test])")
-    return tuple(float(v) for v in values)
-
-
 @dataclass(frozen=True)
 class SplitSettings:
     """`detect split`'s settings: `split_coco`'s arguments."""
 
     gt: Path | None = setting(None, "COCO JSON to split", positional=True)
     ratios: tuple[float, ...] = setting(
-        (0.6, 0.2, 0.2), "train val [test]", parse=_numbers, shown_default="0.6 0.2 0.2"
+        (0.6, 0.2, 0.2), "train val [test]", shown_default="0.6 0.2 0.2"
     )
     seed: int = setting(0, "shuffle seed", check=at_least(0))
     out: Path | None = setting(None, "output folder (default: next to GT)")
