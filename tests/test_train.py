@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
 import time
@@ -266,3 +268,58 @@ def test_mobilenet_fpn_reads_strides_8_to_32_unless_the_weights_are_torchvision_
     assert "returned_layers" not in sizes(backbone="resnet18_fpn")
     explicit = sizes(backbone="mobilenet_v3_fpn", sizes={"returned_layers": [4, 5]})
     assert explicit["returned_layers"] == [4, 5] and explicit["anchor_scale"] == 0.32
+
+
+def test_accumulate_makes_fewer_optimizer_steps_of_the_summed_gradients(
+    shapes_small: Path, tmp_path: Path
+) -> None:
+    """8 images in batches of 2 are 4 steps an epoch, or 2 with ``accumulate: 2``."""
+    steps = {}
+    for accumulate in (1, 2):
+        run = tmp_path / f"acc{accumulate}"
+        config = write_config(
+            tmp_path / f"acc{accumulate}.yaml", data=shapes_small / "train.json", epochs=1,
+            batch=2, accumulate=accumulate, out=run,
+        )  # fmt: skip
+        result = run_detect("train", "--config", str(config))
+        assert result.returncode == 0, result.stderr[-2000:]
+        last = torch.load(run / "last.pt", weights_only=True)
+        steps[accumulate] = last["scheduler"]["last_epoch"]  # LambdaLR counts optimizer steps
+        assert math.isfinite(float(metrics_rows(run)[-1]["loss"]))
+    assert steps == {1: 4, 2: 2}
+
+
+def test_the_default_sgd_recipe_trains_a_few_steps_at_its_scaled_learning_rate(
+    shapes_small: Path, tmp_path: Path
+) -> None:
+    """No optimizer, lr or weight decay given: SGD at 0.08 x batch x accumulate / 16."""
+    run = tmp_path / "sgd"
+    config = write_config(tmp_path / "sgd.yaml", data=shapes_small / "train.json", epochs=2)
+    recipe = yaml.safe_load(config.read_text())
+    for key in ("optimizer", "lr"):
+        recipe.pop(key)
+    config.write_text(yaml.safe_dump(recipe))
+    result = run_detect("train", "--config", str(config), "--out", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["optimizer"] == "sgd" and resolved["lr"] == pytest.approx(0.08 * 4 / 16)
+    last = torch.load(run / "last.pt", weights_only=True)
+    groups = last["optimizer"]["param_groups"]
+    assert groups[0]["initial_lr"] == pytest.approx(0.08 * 4 / 16)  # batch 4, accumulate 1
+    assert all(g["momentum"] == 0.9 for g in groups)
+    assert 1e-4 in {g["weight_decay"] for g in groups}  # SGD's default (norms: none)
+    rows = metrics_rows(run)
+    assert len(rows) == 2 and all(math.isfinite(float(r["loss"])) for r in rows)
+
+
+def test_a_test_split_scores_best_pt_at_the_end(shapes_small: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = write_config(
+        tmp_path / "t.yaml", data=shapes_small / "train.json", val=shapes_small / "val.json",
+        test=shapes_small / "val.json", epochs=1, out=run,
+    )  # fmt: skip
+    result = run_detect("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-2000:]
+    scores = json.loads((run / "test_metrics.json").read_text())
+    assert "test (best.pt)" in result.stdout
+    assert any("AP" in key for key in json.dumps(scores).split('"'))
