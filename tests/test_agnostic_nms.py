@@ -19,7 +19,7 @@ from helpers import run_detect
 from serving import start_server
 
 from detect.cli import build_parser
-from detect.client import DetectorClient
+from detect.client import ClientSettings, DetectorClient
 from detect.commands.flags import from_flags
 from detect.data.synth import write_dataset
 from detect.errors import ModelError
@@ -284,7 +284,7 @@ def test_agnostic_nms_flags_default_to_the_cards_choice(verb: str) -> None:
         "predict": ["x.jpg", "--model", "m.onnx", "--out", "o"],
         "video": ["clip.mp4", "--model", "m.onnx"],
         "eval": ["--gt", "gt.json", "--out", "o", "--model", str(DEMO)],  # it must exist
-        "client": ["--server", "127.0.0.1:1"],
+        "client": ["--server", "127.0.0.1:1", "--info"],
     }[verb]
     parser = build_parser()
 
@@ -296,7 +296,7 @@ def test_agnostic_nms_flags_default_to_the_cards_choice(verb: str) -> None:
             return from_flags(PredictConfig, args).options.agnostic_nms
         if verb == "eval":
             return from_flags(EvalConfig, args).agnostic_nms
-        return args.agnostic_nms
+        return from_flags(ClientSettings, args).detection.agnostic_nms
 
     assert agnostic() is None
     assert agnostic("--agnostic-nms") is True

@@ -113,16 +113,22 @@ def test_polygons_outline_the_pasted_masks(detector: Detector, image_bytes: byte
     assert overlap / union >= 0.85
 
 
-def test_zero_detections_and_tiny_or_odd_sized_images(detector: Detector) -> None:
+def test_zero_detections_and_tiny_or_odd_sized_images(
+    detector: Detector, image_bytes: bytes
+) -> None:
     assert detector.detect(np.zeros((1, 1, 3), np.uint8), color="RGB", score_threshold=1.0) == []
+    noise = np.random.default_rng(0)
+    images = [noise.integers(0, 255, (*shape, 3), dtype=np.uint8) for shape in [(1, 1), (7, 300)]]
+    scene = cv2.cvtColor(cv2.imdecode(np.frombuffer(image_bytes, np.uint8), 1), cv2.COLOR_BGR2RGB)
+    images += [cv2.resize(scene, (width, height)) for height, width in [(131, 97), (89, 103)]]
     checked = 0
-    for shape in [(1, 1), (7, 300), (301, 13)]:
-        image = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    for image in images:
+        height, width = image.shape[:2]
         for det in detector.detect(image, color="RGB", score_threshold=0.0):
-            assert det.left >= 0 and det.left + det.width <= shape[1] + 1e-3
-            assert det.top >= 0 and det.top + det.height <= shape[0] + 1e-3
+            assert det.left >= 0 and det.left + det.width <= width + 1e-3
+            assert det.top >= 0 and det.top + det.height <= height + 1e-3
             checked += 1
-    assert checked > 0  # the odd sizes gave boxes to check
+    assert checked > 0  # the rescaled scenes gave boxes to check
 
 
 @pytest.mark.skipif(
