@@ -265,6 +265,7 @@ def test_eval_model_and_server_sources_score_the_same_agnostic_detections(
 # --------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_predict_agnostic_nms_flag_writes_fewer_predictions(
     images: list[Path], tmp_path: Path
 ) -> None:

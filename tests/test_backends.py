@@ -152,6 +152,7 @@ def test_openvino_engine_matches_onnx_runtime_on_the_same_model(
     assert compared > 0
 
 
+@pytest.mark.slow
 def test_serve_with_the_openvino_backend_reports_it_and_answers_alike(
     shapes_small: Path, mask_model: Path
 ) -> None:
@@ -250,6 +251,7 @@ def test_a_missing_or_changed_batch_graph_is_named_at_load(
         Detector(tmp_path / "tiny_batch.onnx", device="cpu", backend="onnxruntime")
 
 
+@pytest.mark.slow
 def test_a_server_with_batch_graphs_answers_concurrent_calls_as_single_images(
     shapes_small: Path, batch_model: Path
 ) -> None:

@@ -197,6 +197,7 @@ def test_client_health_of_a_tls_server_needs_its_ca_but_no_token(secure: Secure)
 # --------------------------------------------------------------------------- TLS, token, model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("verb", VERBS)
 def test_each_verb_reaches_a_tls_token_server_and_asks_for_the_model_version_given(
     verb: str, secure: Secure, inputs: Inputs, tmp_path: Path
@@ -213,9 +214,8 @@ def test_each_verb_reaches_a_tls_token_server_and_asks_for_the_model_version_giv
     _only_demo_1_ran(before, secure.server)
 
 
-@pytest.mark.parametrize(
-    "verb", [pytest.param(v, marks=pytest.mark.slow) if v == "watch" else v for v in VERBS]
-)
+@pytest.mark.slow  # every verb end to end: make test runs them, make check the happy path
+@pytest.mark.parametrize("verb", VERBS)
 def test_each_verb_without_ca_against_a_tls_server_is_one_error_line(
     verb: str, secure: Secure, inputs: Inputs, tmp_path: Path
 ) -> None:
@@ -228,6 +228,7 @@ def test_each_verb_without_ca_against_a_tls_server_is_one_error_line(
     assert f"cannot reach the detection server at {secure.server.address}" in error
 
 
+@pytest.mark.slow  # every verb end to end: make test runs them, make check the happy path
 @pytest.mark.parametrize("verb", VERBS)
 def test_each_verb_without_a_token_is_one_unauthenticated_error_line(
     verb: str, secure: Secure, inputs: Inputs, tmp_path: Path

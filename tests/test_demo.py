@@ -119,6 +119,7 @@ def _scripted_clip(path: Path, frames: int = 36) -> None:
     writer.release()
 
 
+@pytest.mark.slow
 def test_zone_and_line_counts_on_a_scripted_clip_match_the_script(tmp_path: Path) -> None:
     clip, zones, jsonl = tmp_path / "scripted.mp4", tmp_path / "zones.json", tmp_path / "s.jsonl"
     _scripted_clip(clip)

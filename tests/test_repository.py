@@ -97,6 +97,7 @@ def _stream(image: bytes, switched: threading.Event, after: int = 10) -> Iterato
         yield Frame(image, str(index))
 
 
+@pytest.mark.slow
 def test_a_new_version_under_a_running_stream_loses_no_frame_and_changes_model_version(
     mask_model: Path, image: bytes, tmp_path: Path
 ) -> None:

@@ -246,6 +246,7 @@ print("OK without onnxruntime")
 """
 
 
+@pytest.mark.slow
 def test_client_and_video_through_a_server_never_import_onnxruntime(
     shapes_small: Path, mask_model: Path, tmp_path: Path
 ) -> None:

@@ -110,6 +110,7 @@ def test_sampling(clip: Path, mask_model: Path, tmp_path: Path, args: list[str],
     assert [r["frame"] for r in _lines(jsonl)] == expected
 
 
+@pytest.mark.slow
 def test_server_run_matches_the_local_run_frame_for_frame(
     clip: Path, mask_model: Path, tmp_path: Path
 ) -> None:
@@ -140,6 +141,7 @@ def test_server_run_matches_the_local_run_frame_for_frame(
     assert _lines(remote) == _lines(local)  # same frames, same order, same detections
 
 
+@pytest.mark.slow
 def test_realtime_drops_frames_it_cannot_keep_up_with(mask_model: Path, tmp_path: Path) -> None:
     fast = tmp_path / "fast.mp4"
     _synth(fast, 120, "--fps", "200")
