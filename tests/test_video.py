@@ -22,6 +22,9 @@ import pytest
 from helpers import run_detect
 from serving import start_server
 
+from detect.structures import Detections, Polygon
+from detect.video.annotate import detection_records
+
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -297,3 +300,16 @@ def test_a_dropping_stream_is_reopened_with_backoff_then_ends_with_a_summary(
     assert "stopped: stream lost after 2 reconnect attempts" in result.stdout
     assert "reconnecting in 0.5 s (1/2)" in result.stderr
     assert [r["frame"] for r in _lines(jsonl)] == list(range(30))
+
+
+def test_jsonl_records_write_coordinates_at_their_stated_precision() -> None:
+    ring = np.array([[245.2, 16.4], [250.05, 30.0], [240.0, 31.77]], np.float32)
+    detections = Detections.of(
+        [[240.0, 16.4, 250.05, 31.77]], ["star"], [0.98765], [4], polygons=[[Polygon(ring)]]
+    )
+    (record,) = detection_records(detections)
+    assert record["polygons"] == [[[245.2, 16.4, 250.1, 30.0, 240.0, 31.8]]]  # to 0.1 pixel
+    assert (record["top"], record["left"], record["width"], record["height"]) == (
+        16.4, 240.0, 10.05, 15.37,
+    )  # fmt: skip
+    assert record["score"] == 0.9877 and json.dumps(record["polygons"]).count(".") == 6

@@ -45,6 +45,12 @@ def annotate_frame(
     return np.ascontiguousarray(canvas[:, :, ::-1])
 
 
+def _tenths(ring: np.ndarray) -> list[float]:
+    """A ``(K, 2)`` float32 ring as flat ``[x1, y1, x2, y2, ...]`` to 0.1 pixel (rounded in
+    float64, so that 245.2 is written 245.2, not float32's 245.1999969482422)."""
+    return np.round(ring.astype(np.float64), 1).ravel().tolist()
+
+
 def detection_records(detections: Detections) -> list[dict[str, Any]]:
     """The detections of a JSONL line, one dict each: TLWH box (pixels to 0.01), label, score
     (to 0.0001), track id, polygon rings (flat ``[x1, y1, x2, y2, ...]`` to 0.1 pixel)."""
@@ -57,7 +63,7 @@ def detection_records(detections: Detections) -> list[dict[str, Any]]:
             "label": str(label),
             "score": round(score, 4),
             "track_id": track_id,
-            "polygons": [[np.round(r, 1).ravel().tolist() for r in p.rings()] for p in polygons],
+            "polygons": [[_tenths(ring) for ring in p.rings()] for p in polygons],
         }
         for (top, left, width, height), label, score, track_id, polygons in zip(
             detections.tlwh().tolist(),
