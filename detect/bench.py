@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from detect.client import DetectorClient, ServerError
-from detect.config import Connection, DetectSettings
+from detect.config import Connection, DetectSettings, host_port
 from detect.errors import ConfigError, DataError, DetectError
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.image import decode_image
@@ -66,7 +66,9 @@ class BenchConfig:
     `DetectSettings`' ``--score`` and ``--polygons``).
     """
 
-    server: str | None = setting(None, "HOST:PORT of a running `detect serve`", required=True)
+    server: str | None = setting(
+        None, "HOST:PORT of a running `detect serve`", required=True, check=host_port
+    )
     concurrency: tuple[int, ...] = setting(
         (1, 8, 32), "levels", parse=_levels, shown_default="1,8,32"
     )

@@ -24,7 +24,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from detect.config import Connection, DetectSettings
+from detect.config import Connection, DetectSettings, host_port
 from detect.errors import ConfigError, DetectError, InputError
 from detect.messages import (
     detection_from_message,
@@ -391,7 +391,7 @@ class ClientSettings:
     the command prints boxes)."""
 
     images: tuple[Path, ...] = setting((), "image files", positional=True, key="")
-    server: str | None = setting(None, "HOST:PORT of the server", required=True)
+    server: str | None = setting(None, "HOST:PORT of the server", required=True, check=host_port)
     info: bool = setting(False, "print the served model's information")
     list_models: bool = setting(False, "print every served model version")
     reload: bool = setting(

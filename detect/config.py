@@ -21,6 +21,22 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "onnxruntime", "openvino")
 
 
+def host_port(address: str | None) -> str | None:
+    """The check of a ``--server`` address: ``HOST:PORT`` (``[::1]:PORT`` for IPv6), or a gRPC
+    target with its scheme (``dns:///NAME:PORT``, ``ipv4:...``, ``unix:...``). Without a port gRPC
+    would dial 443, and an ``http://`` URL is no gRPC target."""
+    if address is None:
+        return None
+    if address.startswith(("http://", "https://")):
+        return "give HOST:PORT without http:// (gRPC is not HTTP/1)"
+    if address.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
+        return None
+    host, colon, port = address.rpartition(":")
+    if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+        return "give HOST:PORT, e.g. 127.0.0.1:50051"
+    return None
+
+
 @dataclass(frozen=True)
 class Engine:
     """Where and on what an exported model runs (`detect.runtime.backend.open_backend`)."""

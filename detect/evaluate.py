@@ -30,7 +30,7 @@ from typing import Any
 from pycocotools.coco import COCO
 from tqdm import tqdm
 
-from detect.config import Connection, Engine
+from detect.config import Connection, Engine, host_port
 from detect.data.coco import read_json
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
@@ -70,7 +70,9 @@ class EvalConfig:
     predictions: Path | None = setting(None, "COCO results JSON", group="source")
     model: Path | None = setting(None, "exported NAME.onnx (local ONNX Runtime)", group="source")
     checkpoint: Path | None = setting(None, "training checkpoint (PyTorch)", group="source")
-    server: str | None = setting(None, "HOST:PORT of a running `detect serve`", group="source")
+    server: str | None = setting(
+        None, "HOST:PORT of a running `detect serve`", group="source", check=host_port
+    )
     iou_type: str | None = setting(
         None,
         "default: both when the predictions have masks, else bbox",

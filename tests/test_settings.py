@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -152,9 +153,9 @@ def _plain(value: object) -> object:
 def test_choices_live_once_and_are_refused_in_both_spellings() -> None:
     parser = _parser(VideoConfig)
     with pytest.raises(argparse.ArgumentError, match="invalid choice: 'feet'"):
-        parser.parse_args(["clip.mp4", "--server", "x", "--anchor", "feet"])
+        parser.parse_args(["clip.mp4", "--server", "127.0.0.1:1", "--anchor", "feet"])
     with pytest.raises(ConfigError, match="camera 'gate': anchor: 'feet': use one of bottom_c"):
-        from_mapping(VideoConfig, {"anchor": "feet"}, "camera 'gate'", server="x")
+        from_mapping(VideoConfig, {"anchor": "feet"}, "camera 'gate'", server="127.0.0.1:1")
     with pytest.raises(ConfigError, match="camera 'gate': device: 'tpu': use one of auto, cpu"):
         from_mapping(Engine, {"device": "tpu"}, "camera 'gate'")
 
@@ -166,32 +167,60 @@ def test_flags_given_override_a_files_keys_and_speak_as_flags(tmp_path: Path) ->
         from_mapping(SiteSettings, {"server": "127.0.0.1:1"}, "site.yaml", tmp_path, _given(args))
     args = parser.parse_args(["site.yaml", "--status-every", "0"])
     with pytest.raises(ConfigError, match=r"^--status-every 0.0: use more than 0$"):
-        from_mapping(SiteSettings, {"server": "x"}, "site.yaml", tmp_path, _given(args))
+        from_mapping(SiteSettings, {"server": "127.0.0.1:1"}, "site.yaml", tmp_path, _given(args))
     args = parser.parse_args(["site.yaml", "--device", "cpu"])
     flags = _given(args)
-    site = from_mapping(SiteSettings, {"server": "x", "device": "cuda"}, "s", tmp_path, flags)
-    assert site.engine.device == "cpu" and site.server == "x"
+    site = from_mapping(
+        SiteSettings, {"server": "127.0.0.1:1", "device": "cuda"}, "s", tmp_path, flags
+    )
+    assert site.engine.device == "cpu" and site.server == "127.0.0.1:1"
 
 
 def test_a_files_paths_start_at_its_folder_and_a_flags_at_the_working_one(tmp_path: Path) -> None:
-    config = from_mapping(VideoConfig, {"jsonl": "out/a.jsonl"}, "camera 'a'", tmp_path, server="x")
+    config = from_mapping(
+        VideoConfig, {"jsonl": "out/a.jsonl"}, "camera 'a'", tmp_path, server="127.0.0.1:1"
+    )
     assert config.jsonl == tmp_path / "out" / "a.jsonl"
-    args = _parser(VideoConfig).parse_args(["clip.mp4", "--server", "x", "--jsonl", "b.jsonl"])
+    args = _parser(VideoConfig).parse_args(
+        ["clip.mp4", "--server", "127.0.0.1:1", "--jsonl", "b.jsonl"]
+    )
     assert from_flags(VideoConfig, args).jsonl == Path("b.jsonl")
 
 
 def test_settings_made_in_code_are_checked_as_flags_would_be() -> None:
     with pytest.raises(ConfigError, match="^--every 0: use 1 or more$"):
-        check(VideoConfig(source="a.mp4", server="x", every=0))
+        check(VideoConfig(source="a.mp4", server="127.0.0.1:1", every=0))
     with pytest.raises(ConfigError, match="^--device tpu: use one of auto, cpu, cuda$"):
-        check(VideoConfig(source="a.mp4", server="x", engine=Engine(device="tpu")))
+        check(VideoConfig(source="a.mp4", server="127.0.0.1:1", engine=Engine(device="tpu")))
     with pytest.raises(ConfigError, match="^give exactly one of --model"):
         check(VideoConfig(source="a.mp4"))
-    check(VideoConfig(source="a.mp4", server="x"))
+    check(VideoConfig(source="a.mp4", server="127.0.0.1:1"))
 
 
 def test_a_lone_line_is_named_line_on_the_command_line_and_line1_in_a_site_file() -> None:
-    args = _parser(VideoConfig).parse_args(["a.mp4", "--server", "x", "--line", "0,0,9,9"])
+    args = _parser(VideoConfig).parse_args(
+        ["a.mp4", "--server", "127.0.0.1:1", "--line", "0,0,9,9"]
+    )
     assert [x.name for x in from_flags(VideoConfig, args).lines] == ["line"]
-    site = from_mapping(VideoConfig, {"lines": ["0,0,9,9"]}, "camera 'a'", server="x")
+    site = from_mapping(VideoConfig, {"lines": ["0,0,9,9"]}, "camera 'a'", server="127.0.0.1:1")
     assert [x.name for x in site.lines] == ["line1"]
+
+
+@pytest.mark.parametrize(
+    ("address", "fix"),
+    [
+        ("127.0.0.1", "give HOST:PORT, e.g. 127.0.0.1:50051"),  # gRPC would dial 443
+        ("http://127.0.0.1:50051", "give HOST:PORT without http:// (gRPC is not HTTP/1)"),
+        ("localhost:0", "give HOST:PORT, e.g. 127.0.0.1:50051"),
+        ("localhost:50051", None),
+        ("[::1]:50051", None),
+        ("dns:///detect-headless:50051", None),
+    ],
+)
+def test_a_server_address_needs_a_port_and_no_http_scheme(address: str, fix: str | None) -> None:
+    args = _parser(VideoConfig).parse_args(["a.mp4", "--server", address])
+    if fix is None:
+        assert from_flags(VideoConfig, args).server == address
+        return
+    with pytest.raises(ConfigError, match=f"^--server {re.escape(address)}: {re.escape(fix)}$"):
+        from_flags(VideoConfig, args)

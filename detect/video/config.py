@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detect.config import Connection, DetectSettings, Engine
+from detect.config import Connection, DetectSettings, Engine, host_port
 from detect.errors import ConfigError
 from detect.settings import FLAGS, Spelling, at_least, more_than, nested, setting
 from detect.structures import DetectOptions
@@ -89,7 +89,7 @@ class VideoConfig:
         None, "exported NAME.onnx (local ONNX Runtime)", key="", group="where"
     )
     server: str | None = setting(
-        None, "HOST:PORT of a running `detect serve`", key="", group="where"
+        None, "HOST:PORT of a running `detect serve`", key="", group="where", check=host_port
     )
     every: int = setting(1, "process every Nth frame", check=at_least(1))
     target_fps: float | None = setting(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detect.config import Connection, Engine, load_yaml
+from detect.config import Connection, Engine, host_port, load_yaml
 from detect.errors import ConfigError
 from detect.settings import FLAGS, Spelling, at_least, from_mapping, more_than, nested, setting
 from detect.video.config import FOREVER, VideoConfig
@@ -63,7 +63,10 @@ class SiteSettings:
         key="",
     )
     server: str | None = setting(
-        None, "HOST:PORT of a running `detect serve` (overrides the file)", group="where"
+        None,
+        "HOST:PORT of a running `detect serve` (overrides the file)",
+        group="where",
+        check=host_port,
     )
     model: Path | None = setting(
         None, "exported NAME.onnx, run here (overrides the file)", group="where"
