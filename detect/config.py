@@ -32,7 +32,7 @@ def host_port(address: str | None) -> str | None:
     if address.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
         return None
     host, colon, port = address.rpartition(":")
-    if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+    if not (colon and host and port.isdecimal() and 0 < int(port) < 65536):
         return "give HOST:PORT, e.g. 127.0.0.1:50051"
     return None
 

@@ -227,7 +227,7 @@ class ModelInfo:
         for c in classes:
             if isinstance(c, str) and c in self.labels:
                 wanted.add(self.labels.index(c) + 1)
-            elif str(c).isdigit() and int(c) in self.category_ids:
+            elif str(c).isdecimal() and int(c) in self.category_ids:
                 wanted.add(self.category_ids.index(int(c)) + 1)
             else:
                 raise ConfigError(

@@ -113,7 +113,7 @@ def _stamp(path: Path) -> Stamp:
 
 def _version_key(version: str) -> tuple[int, str]:
     """Newest last: whole numbers by value (file-mode versions, hex digests, sort as one)."""
-    return (int(version), "") if version.isdigit() else (-1, version)
+    return (int(version), "") if version.isdecimal() else (-1, version)
 
 
 class ModelRepository:
@@ -160,7 +160,7 @@ class ModelRepository:
             versions = []
             for version_dir in model_dir.iterdir():
                 path = version_dir / MODEL_FILE
-                if not (version_dir.name.isdigit() and path.is_file()):
+                if not (version_dir.name.isdecimal() and path.is_file()):
                     self._ignore(version_dir)
                     continue
                 with contextlib.suppress(OSError):  # removed or half-copied: next time

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from serving import start_server
@@ -181,6 +181,7 @@ def server_stub(mask_model: Path):
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(requests)
+@example(pb.DetectRequest(options=pb.DetectOptions(classes=["²"])))  # isdigit, but not int()
 def test_a_real_server_answers_any_request_ok_or_invalid_argument(
     server_stub, request: pb.DetectRequest
 ) -> None:

@@ -23,7 +23,7 @@ def _batch_sizes(value: Any, root: Path, what: str) -> list[int]:
     for part in parts:
         if isinstance(part, str) and not part.strip():
             continue  # "2,4,"
-        if isinstance(part, bool) or not str(part).strip().isdigit():
+        if isinstance(part, bool) or not str(part).strip().isdecimal():
             raise ConfigError(f"{what} {value!r}: give batch sizes like 2,4,8")
         sizes.add(int(part))
     if not sizes or min(sizes) < 2:

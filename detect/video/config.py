@@ -23,7 +23,7 @@ def _source(value: Any, root: Path, what: str) -> str:
         value = str(value)
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{what}: give a file, an rtsp:// or http:// URL, or a webcam index")
-    return value if is_live(value) or value.isdigit() else str(root / value)
+    return value if is_live(value) or value.isdecimal() else str(root / value)
 
 
 def _zones(value: Any, root: Path, what: str) -> list[Zone]:
@@ -54,7 +54,7 @@ def _attempts(value: Any, root: Path, what: str) -> int | None:
     """``forever`` (None) or a count of 0 or more."""
     if value == FOREVER:
         return None
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isdecimal():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{what} {value}: give a number of attempts (0 or more) or '{FOREVER}'")

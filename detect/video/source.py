@@ -52,7 +52,7 @@ class SourceCounts:
 
 
 def _open(source: str) -> cv2.VideoCapture:
-    if source.isdigit():
+    if source.isdecimal():
         capture = cv2.VideoCapture(int(source))
         what = f"webcam {source}"
     elif "://" in source:
@@ -72,7 +72,7 @@ def _open(source: str) -> cv2.VideoCapture:
 
 def is_live(source: str) -> bool:
     """Whether ``source`` is a stream or a webcam (reconnected when it drops), not a file."""
-    return "://" in source or source.isdigit()
+    return "://" in source or source.isdecimal()
 
 
 def backoff(attempt: int) -> float:

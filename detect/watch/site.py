@@ -142,7 +142,7 @@ def _camera(item: Any, site: SiteSettings, root: Path, k: int) -> VideoConfig:
     if site.max_frames is not None:
         fixed["max_frames"] = site.max_frames
     config = from_mapping(VideoConfig, values, where, root, **fixed)
-    local = not is_live(config.source) and not config.source.isdigit()
+    local = not is_live(config.source) and not config.source.isdecimal()
     if local and not Path(config.source).is_file():
         raise ConfigError(f"{where}: source {config.source}: no such file")
     return config
