@@ -45,7 +45,7 @@ Say = Callable[[str], None]
 
 
 def _model_file(path: Path | None) -> str | None:
-    return None if path is None or path.is_file() else "no such file"
+    return None if path is None or path.exists() else "no such file"  # else `check_model` says
 
 
 @dataclass(frozen=True)

@@ -127,7 +127,7 @@ class EvalConfig:
                 "leave it out"
             )
         self._validate_out(spell)
-        self._validate_files(spell, ("predictions", "model", "checkpoint"))
+        self._validate_files(spell, ("predictions", "checkpoint"))  # a model: `check_model`
 
     def _validate_video(self, spell: Spelling) -> None:
         if self.video is None or self.jsonl is None:

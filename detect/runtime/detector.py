@@ -46,8 +46,31 @@ def plan_batches(count: int, batch_sizes: list[int]) -> list[int]:
     return plan + [1] * count
 
 
+def _not_a_model(model_path: Path) -> str | None:
+    """What ``model_path`` is when it is something else than an exported ``NAME.onnx`` that a
+    verb is often given by mistake (its model card, a folder, a training checkpoint), with the
+    fix; None otherwise."""
+    if model_path.is_dir():
+        return (
+            f"{model_path} is a folder: pass a .onnx file "
+            f"(or serve a model repository with --models {model_path})"
+        )
+    suffix = model_path.suffix.lower()
+    if suffix == ".json":
+        return f"{model_path} is a model card: pass its model, {model_path.with_suffix('.onnx')}"
+    if suffix in (".pt", ".pth"):
+        return (
+            f"{model_path} is a training checkpoint: export it first with "
+            f"`detect export --checkpoint {model_path} --out models/{model_path.stem}.onnx`"
+        )
+    return None
+
+
 def check_model(model_path: Path) -> ModelCard:
     """The model's card, once the file exists and its sha256 matches the card's."""
+    problem = _not_a_model(model_path)
+    if problem is not None:
+        raise ModelError(problem)
     if not model_path.is_file():
         raise ModelError(f"model {model_path} not found; export one with `detect export`")
     card = ModelCard.read(card_path(model_path))

@@ -97,7 +97,7 @@ class SiteSettings:
             raise spell.problem(
                 f"give exactly one of {spell('server')} (HOST:PORT) or {spell('model')} (an .onnx)"
             )
-        if self.model is not None and not self.model.is_file():
+        if self.model is not None and not self.model.exists():
             raise spell.error("model", self.model, "no such file")
 
 

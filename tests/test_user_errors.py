@@ -1,0 +1,68 @@
+"""Errors that name the real cause across verbs, through the real CLI: a ``--model`` that is a
+model card, a folder or a training checkpoint (decided once, when the runtime loads a model)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from helpers import run_detect
+
+MODEL = Path(__file__).parent.parent / "models" / "demo.onnx"
+
+
+@pytest.fixture
+def wrong_models(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """Things given as ``--model`` by mistake, each with the one error line it must give."""
+    card = tmp_path / "demo.json"
+    shutil.copy(MODEL.with_suffix(".json"), card)
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes(b"not read")
+    return {
+        "card": (card, f"{card} is a model card: pass its model, {tmp_path / 'demo.onnx'}"),
+        "folder": (
+            tmp_path,
+            f"{tmp_path} is a folder: pass a .onnx file "
+            f"(or serve a model repository with --models {tmp_path})",
+        ),
+        "checkpoint": (
+            checkpoint,
+            f"{checkpoint} is a training checkpoint: export it first with "
+            f"`detect export --checkpoint {checkpoint} --out models/best.onnx`",
+        ),
+    }
+
+
+@pytest.mark.parametrize("what", ["card", "folder", "checkpoint"])
+def test_a_model_argument_that_is_no_onnx_names_what_it_is_in_every_verb(
+    wrong_models: dict[str, tuple[Path, str]], what: str, tmp_path: Path
+) -> None:
+    model, message = wrong_models[what]
+    image, clip, gt = tmp_path / "a.png", tmp_path / "clip.avi", tmp_path / "gt.json"
+    cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 32))
+    writer.write(np.zeros((32, 32, 3), np.uint8))
+    writer.release()
+    annotation = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16}
+    gt.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.png", "width": 32, "height": 32}],
+                "annotations": [annotation],
+                "categories": [{"id": 1, "name": "circle"}],
+            }
+        )
+    )
+    verbs = {
+        "predict": ["predict", str(image), "--out", str(tmp_path / "p")],
+        "video": ["video", str(clip)],
+        "serve": ["serve", "--port", "0", "--metrics-port", "0"],
+        "eval": ["eval", "--gt", str(gt), "--out", str(tmp_path / "e")],
+    }
+    for verb, args in verbs.items():
+        result = run_detect(*args, "--model", str(model))
+        assert (result.returncode, result.stderr.splitlines()) == (1, [f"error: {message}"]), verb
