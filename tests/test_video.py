@@ -219,6 +219,19 @@ def test_failures_are_one_clear_line(clip: Path, mask_model: Path, tmp_path: Pat
         assert len(errors) == 1 and fragment in errors[0], (args, result.stderr)
 
 
+def test_a_source_without_frames_is_the_same_source_error_through_a_server(
+    mask_model: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.avi"  # opens, but has no frame
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
+    expected = [f"error: no frame could be read from {empty}; is it a video?"]
+    local = _video(empty, "--model", mask_model)
+    assert (local.returncode, local.stderr.splitlines()) == (1, expected)
+    with start_server(mask_model) as server:
+        remote = _video(empty, "--server", server.address)
+    assert (remote.returncode, remote.stderr.splitlines()) == (1, expected)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -258,6 +271,43 @@ def test_retry_waits_for_a_server_and_survives_its_restart_without_losing_a_fram
     assert "cannot reach the detection server" in stderr and "retrying in" in stderr
     assert "90 read, 90 processed, 0 dropped" in stdout
     assert [r["frame"] for r in _lines(jsonl)] == list(range(90))
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_stream_without_retry_ends_with_the_partial_summary_and_the_hint(
+    mask_model: Path, tmp_path: Path
+) -> None:
+    long = tmp_path / "long.mp4"
+    _synth(long, 90)
+    jsonl = tmp_path / "lost.jsonl"
+    server = start_server(mask_model)
+    try:
+        video = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "detect", "video", str(long)),
+                *("--server", server.address, "--jsonl", str(jsonl), "--in-flight", "1"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not jsonl.exists() or len(_lines(jsonl)) < 10):
+            time.sleep(0.05)
+    finally:
+        server.process.kill()
+        server.stop()
+    stdout, stderr = video.communicate(timeout=120)
+    assert video.returncode == 1, stderr
+    done = len(_lines(jsonl))
+    assert 10 <= done < 90
+    assert f" read, {done} processed, " in stdout
+    assert "stopped: server lost mid-stream" in stdout
+    assert f"outputs: {jsonl}" in stdout
+    assert stderr.splitlines() == [
+        f"error: the server at {server.address} went away mid-stream after {done} frames "
+        "(summed up above); give --retry N (or --retry forever) to wait for it to come back"
+    ]
 
 
 class _Camera(http.server.BaseHTTPRequestHandler):

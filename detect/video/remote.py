@@ -14,6 +14,7 @@ import numpy as np
 
 from detect.client import DetectorClient, Frame, ServerError
 from detect.structures import Detections, DetectOptions
+from detect.video.run import StreamLostError
 from detect.video.source import FrameSource, attempt_label, attempts_left, backoff
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ def stream(
 ) -> Iterator[Result]:
     """Results of one ``DetectStream`` call with up to ``in_flight`` frames on their way,
     reopened after UNAVAILABLE up to ``retry`` times in a row (None: for ever); frames the
-    server cannot start within ``frame_deadline_ms`` (0: no limit) come back dropped.
+    server cannot start within ``frame_deadline_ms`` (0: no limit) come back dropped. A server
+    that goes away after answering frames, past the retries, is a `StreamLostError`; an error of
+    the source (no frame can be read, ...) is raised as it is, not as the stream's.
 
     The request generator runs on gRPC's thread; it pulls frames from one shared iterator, so a
     reopened stream goes on where the failed one stopped, after sending again, in order, the
@@ -45,7 +48,9 @@ def stream(
     pending: dict[str, tuple[int, float, np.ndarray]] = {}  # sent, not answered
     backlog: list[tuple[int, float, np.ndarray]] = []  # in flight when a call failed
     current = [0]  # the live call's number; older generators stop at their next pull
+    failed: list[BaseException] = []  # the source's error, raised here, not as the stream's
     attempt = 0
+    answered = 0
 
     def requests(mine: int, slots: threading.Semaphore) -> Iterator[Frame]:
         while True:
@@ -55,7 +60,11 @@ def stream(
             with pull:
                 if current[0] != mine:
                     return
-                item = backlog.pop(0) if backlog else next(source, None)
+                try:
+                    item = backlog.pop(0) if backlog else next(source, None)
+                except Exception as exc:  # gRPC would end the call with UNKNOWN instead
+                    failed.append(exc)
+                    return
                 if item is None:
                     return
                 index, timestamp, frame = item
@@ -69,18 +78,29 @@ def stream(
         )
         try:
             for result in results:
-                attempt = 0
+                attempt, answered = 0, answered + 1
                 index, timestamp, frame = pending.pop(result.frame_id)
                 slots.release()
                 detections = None if result.dropped else Detections.from_list(result.detections)
                 yield index, timestamp, frame, detections
+            if failed:
+                raise failed[0]
             return
         except ServerError as exc:
+            if failed:
+                raise failed[0] from None
             with pull:
                 current[0] += 1
                 backlog[:0] = sorted(pending.values(), key=lambda item: item[0])
                 pending.clear()
-            if exc.code != grpc.StatusCode.UNAVAILABLE or not attempts_left(attempt, retry):
+            if exc.code != grpc.StatusCode.UNAVAILABLE:
+                raise
+            if not attempts_left(attempt, retry):
+                if answered:
+                    tries = f" (and {attempt} retries)" if attempt else ""
+                    raise StreamLostError(
+                        f"the server at {client.address} went away mid-stream{tries}"
+                    ) from None
                 raise
             pause = backoff(attempt)
             attempt += 1

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from detect.errors import DataError
+from detect.errors import DataError, DetectError
 from detect.settings import check
 from detect.structures import Detections, DetectOptions
 from detect.track import Tracker
@@ -36,6 +36,15 @@ from detect.zones import Counting
 if TYPE_CHECKING:  # the gRPC side loads only for --server
     from detect.runtime.backend import Backend
     from detect.video.remote import Result
+
+
+class StreamLostError(DetectError):
+    """The server went away in the middle of a run's stream (after its ``retry`` attempts, if
+    any). ``summary``: the run up to then (`VideoRun.run` sets it; the outputs hold those
+    frames)."""
+
+    summary: VideoSummary | None = None
+
 
 EventSink = Callable[[dict[str, Any]], None]
 """Receives each zone or line event of a run as it is confirmed (`detect.zones`)."""
@@ -181,6 +190,10 @@ class VideoRun:
                     if writer is not None:
                         writer.write(self._frame(frame, index, detections))
                     progress()
+        except StreamLostError as exc:
+            self.stop("server lost mid-stream")
+            exc.summary = summary
+            raise
         finally:
             summary.seconds = time.perf_counter() - started
             if self.counting:
