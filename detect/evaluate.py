@@ -209,8 +209,18 @@ def gt_has_masks(gt: COCO) -> bool:
 
 
 def _image_paths(config: EvalConfig, data: dict[str, Any]) -> dict[int, Path]:
+    """Each ground-truth image's file by image id; a `DataError` when some are not there (the
+    images moved, or the folder is another one), rather than one failure per image."""
     root = config.images if config.images is not None else config.gt.parent
-    return {int(img["id"]): root / img["file_name"] for img in data["images"]}
+    paths = {int(img["id"]): root / img["file_name"] for img in data["images"]}
+    missing = [path for path in paths.values() if not path.is_file()]
+    if missing:
+        images = Spelling(EvalConfig, FLAGS)("images")
+        raise DataError(
+            f"{len(missing)} of the {len(paths)} images of {config.gt} are missing "
+            f"(the first: {missing[0]}); point {images} at the folder that holds them"
+        )
+    return paths
 
 
 def check_categories(info: ModelInfo, gt: COCO, what: str) -> None:

@@ -66,3 +66,24 @@ def test_a_model_argument_that_is_no_onnx_names_what_it_is_in_every_verb(
     for verb, args in verbs.items():
         result = run_detect(*args, "--model", str(model))
         assert (result.returncode, result.stderr.splitlines()) == (1, [f"error: {message}"]), verb
+
+
+def test_eval_whose_images_moved_is_one_line_with_the_count_the_first_and_the_images_flag(
+    tmp_path: Path,
+) -> None:
+    images = [
+        {"id": k, "file_name": f"images/{k}.jpg", "width": 32, "height": 32} for k in (1, 2, 3)
+    ]
+    annotation = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16}
+    gt = tmp_path / "gt.json"
+    gt.write_text(
+        json.dumps(
+            {"images": images, "annotations": [annotation], "categories": [{"id": 1, "name": "c"}]}
+        )
+    )
+    result = run_detect("eval", "--gt", str(gt), "--model", str(MODEL), "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: 3 of the 3 images of {gt} are missing (the first: {tmp_path / 'images/1.jpg'}); "
+        "point --images at the folder that holds them"
+    ]
