@@ -14,6 +14,8 @@ as concurrent calls, `postprocess` returns the server's detections.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -55,6 +57,27 @@ class ServerError(DetectError):
 
 class RefusedImageError(ServerError, InputError):
     """The server refused one image or its options (INVALID_ARGUMENT): the others go on."""
+
+
+MIB = 1024 * 1024
+_TOO_LARGE = re.compile(r"Received message larger than max \((\d+) vs\. (\d+)\)")
+
+
+class MessageTooLargeError(ServerError, InputError):
+    """An image over the server's message limit (RESOURCE_EXHAUSTED from gRPC itself, before
+    the server saw it): its ``size`` and the server's ``limit`` in bytes. The message says them
+    in MiB with the fix, after ``what`` (the image's name, when the caller knows it; else the
+    caller puts it in front)."""
+
+    def __init__(self, size: int, limit: int, what: str = "") -> None:
+        self.size, self.limit = size, limit
+        needed = math.ceil(size / MIB) + 1
+        super().__init__(
+            f"{what}{': ' if what else ''}{size / MIB:.1f} MiB, over the server's "
+            f"{limit / MIB:g} MiB message limit: resize it, or raise the server's limit "
+            f"(`detect serve --max-message-mb {needed}`)",
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        )
 
 
 @dataclass(frozen=True)
@@ -104,7 +127,8 @@ class DetectorClient:
         model: the served model every call asks for (empty: the server's default model), and
             ``model_version`` its version (empty: its newest served version).
         timeout: deadline of each call in seconds (a stream: of the whole stream); None: none.
-        max_message_mb: largest message sent or received.
+        max_message_mb: largest message received. What is sent, the server limits (its
+            ``--max-message-mb``): an image over its limit is a `MessageTooLargeError`.
     """
 
     def __init__(
@@ -125,10 +149,9 @@ class DetectorClient:
         self.model = model
         self.model_version = model_version
         self.timeout = timeout
-        limit = int(max_message_mb * 1024 * 1024)
         options = [
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", int(max_message_mb * MIB)),
+            ("grpc.max_send_message_length", -1),  # the server's limit is the one that counts
         ]
         if tls or ca or cert:
             if (cert is None) != (key is None):
@@ -326,6 +349,10 @@ class DetectorClient:
             message = f"{self.address}: {code.name}: {details}"
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return RefusedImageError(message, code)
+        server_side = code == grpc.StatusCode.RESOURCE_EXHAUSTED and "CLIENT" not in details
+        too_large = _TOO_LARGE.search(details) if server_side else None
+        if too_large is not None:
+            return MessageTooLargeError(int(too_large[1]), int(too_large[2]))
         trailing = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
         retry = dict(trailing or ()).get("retry-after-ms")
         return ServerError(message, code, None if retry is None else int(retry) / 1000)

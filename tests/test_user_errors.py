@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers import run_detect
+from serving import start_server
 
 MODEL = Path(__file__).parent.parent / "models" / "demo.onnx"
 
@@ -87,3 +88,27 @@ def test_eval_whose_images_moved_is_one_line_with_the_count_the_first_and_the_im
         f"error: 3 of the 3 images of {gt} are missing (the first: {tmp_path / 'images/1.jpg'}); "
         "point --images at the folder that holds them"
     ]
+
+
+def test_an_image_over_the_servers_message_limit_names_its_size_the_limit_and_the_flag(
+    tmp_path: Path,
+) -> None:
+    big = tmp_path / "big.png"
+    noise = np.random.default_rng(0).integers(0, 256, (700, 700, 3), np.uint8)
+    cv2.imwrite(str(big), noise, [cv2.IMWRITE_PNG_COMPRESSION, 0])  # 1.4 MiB
+    clip = tmp_path / "big.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (700, 700))
+    writer.write(noise)  # sent as raw pixels: 1.4 MiB
+    writer.release()
+    fix = "resize it, or raise the server's limit (`detect serve --max-message-mb 3`)"
+    with start_server(MODEL, "--max-message-mb", "1") as server:
+        client = run_detect("client", str(big), "--server", server.address)
+        video = run_detect("video", str(clip), "--server", server.address)
+    assert (client.returncode, client.stderr.splitlines()) == (
+        1,
+        [f"error: {big}: 1.4 MiB, over the server's 1 MiB message limit: {fix}"],
+    )
+    assert (video.returncode, video.stderr.splitlines()) == (
+        1,
+        [f"error: a frame of {clip}: 1.4 MiB, over the server's 1 MiB message limit: {fix}"],
+    )

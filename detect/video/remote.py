@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
-from detect.client import DetectorClient, Frame, ServerError
+from detect.client import DetectorClient, Frame, MessageTooLargeError, ServerError
 from detect.structures import Detections, DetectOptions
 from detect.video.run import StreamLostError
 from detect.video.source import FrameSource, attempt_label, attempts_left, backoff
@@ -93,6 +93,9 @@ def stream(
                 current[0] += 1
                 backlog[:0] = sorted(pending.values(), key=lambda item: item[0])
                 pending.clear()
+            if isinstance(exc, MessageTooLargeError):
+                source = frames.config.source
+                raise MessageTooLargeError(exc.size, exc.limit, f"a frame of {source}") from None
             if exc.code != grpc.StatusCode.UNAVAILABLE:
                 raise
             if not attempts_left(attempt, retry):
