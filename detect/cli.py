@@ -190,6 +190,13 @@ def build_parser(verbs: Sequence[str] | None = None) -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=f"detect {__version__}")
+    every_verb = argparse.ArgumentParser(add_help=False)
+    every_verb.add_argument(
+        VERBOSE,
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the libraries' own log lines (gRPC, FFmpeg, OpenCV) and info lines",
+    )
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb in VERBS:
         p = subparsers.add_parser(
@@ -198,6 +205,7 @@ def build_parser(verbs: Sequence[str] | None = None) -> argparse.ArgumentParser:
             description=verb.help,
             epilog="examples:\n" + verb.examples,
             formatter_class=_Formatter,
+            parents=[every_verb],
         )
         if verbs is None or verb.name in verbs:
             module = importlib.import_module(verb.module)
@@ -213,12 +221,30 @@ class _Lines(logging.Formatter):
         return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
-def _log_to_stderr() -> None:
+VERBOSE = "--verbose"
+
+# The native libraries' own logging, off unless --verbose; read when they load (and by the
+# `detect serve` processes a verb starts), so set before any verb's module is imported. A value
+# the user set in the environment wins.
+_QUIET_ENVIRONMENT = {
+    "GRPC_VERBOSITY": "NONE",  # gRPC C-core
+    "OPENCV_LOG_LEVEL": "SILENT",  # OpenCV's [ WARN:0@...] lines
+    "OPENCV_FFMPEG_LOGLEVEL": "-8",  # FFmpeg's, through OpenCV: AV_LOG_QUIET
+}
+
+
+def _log_to_stderr(verbose: bool) -> None:
     """Warnings and errors the library logs (a camera reconnecting, a stream retried) go to
-    stderr as ``warning: ...`` lines."""
+    stderr as ``warning: ...`` lines; with ``verbose``, info lines and the libraries' own log
+    too (else those are silenced: `_QUIET_ENVIRONMENT`, and gRPC's Python logger)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Lines())
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    if not verbose:
+        for name, value in _QUIET_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
+        logging.getLogger("grpc").setLevel(logging.CRITICAL + 1)
 
 
 def _chosen(argv: Sequence[str]) -> list[str]:
@@ -248,7 +274,7 @@ _EXTRA_OF = {
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = _chosen(argv)
-    _log_to_stderr()
+    _log_to_stderr(VERBOSE in argv)
     try:
         args = build_parser(verb).parse_args(argv)
         return args.run(args)

@@ -4,6 +4,7 @@ model card, a folder or a training checkpoint (decided once, when the runtime lo
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -112,3 +113,31 @@ def test_an_image_over_the_servers_message_limit_names_its_size_the_limit_and_th
         1,
         [f"error: a frame of {clip}: 1.4 MiB, over the server's 1 MiB message limit: {fix}"],
     )
+
+
+SERVE_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO detect\.serve: ")
+
+
+def test_a_server_and_a_bad_source_print_only_their_own_lines_unless_verbose(
+    tmp_path: Path,
+) -> None:
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.zeros((32, 32, 3), np.uint8))
+    server = start_server(MODEL)
+    client = run_detect("client", str(image), "--server", server.address)
+    assert server.stop() == 0
+    assert server.process.stderr is not None
+    served = server.process.stderr.read().splitlines()
+    assert served and all(SERVE_LOG.match(line) for line in served), served
+    assert (client.returncode, client.stderr) == (0, "")
+
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    error = f"error: cannot open video {empty}: OpenCV cannot read it (corrupt or unsupported?)"
+    quiet = run_detect("video", str(empty), "--model", str(MODEL))
+    assert (quiet.returncode, quiet.stderr.splitlines()) == (1, [error])
+    verbose = run_detect("video", str(empty), "--model", str(MODEL), "--verbose")
+    assert "moov atom not found" in verbose.stderr and error in verbose.stderr.splitlines()
+    loud = {"OPENCV_FFMPEG_LOGLEVEL": "32"}  # the user's own setting wins
+    own = run_detect("video", str(empty), "--model", str(MODEL), env=loud)
+    assert "moov atom not found" in own.stdout + own.stderr  # OpenCV's logger prints it
