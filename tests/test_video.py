@@ -232,6 +232,29 @@ def test_a_source_without_frames_is_the_same_source_error_through_a_server(
     assert (remote.returncode, remote.stderr.splitlines()) == (1, expected)
 
 
+def test_a_stream_or_webcam_that_does_not_open_is_retried_then_says_what_happened(
+    mask_model: Path,
+) -> None:
+    url = f"rtsp://127.0.0.1:{_free_port()}/x"  # nothing listens there
+    stream = _video(url, "--model", mask_model, "--reconnect", "2")
+    check = "check the URL, and that the camera is on and reachable from here"
+    assert (stream.returncode, stream.stderr.splitlines()) == (
+        1,
+        [  # one warning, the retries after it only with --verbose, then the error
+            f"warning: could not connect to stream {url}: {check}; retrying in 0.5 s (1/2)",
+            f"error: could not connect to stream {url} (tried 3 times): {check}",
+        ],
+    )
+    webcam = _video("99", "--model", mask_model, "--reconnect", "0")
+    assert (webcam.returncode, webcam.stderr.splitlines()) == (
+        1,
+        [
+            "error: no camera at index 99: check the index (the N of /dev/videoN), that the "
+            "camera is plugged in and that no other program holds it"
+        ],
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,8 +9,10 @@ import contextlib
 import http.server
 import itertools
 import json
+import logging
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -348,6 +350,29 @@ def test_site_file_mistakes_name_the_camera_and_the_key(site: Path, tmp_path: Pa
     assert "missing.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_camera_that_never_connects_warns_once_then_fails_with_what_to_check(
+    site: Path, tmp_path: Path
+) -> None:
+    config = yaml.safe_load((site / "site.yaml").read_text())
+    cam1 = config["cameras"][0] | {"source": str(site / config["cameras"][0]["source"])}
+    cam1.pop("out_video", None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/gone"  # nothing listens there
+    gone = {"name": "gone", "source": url, "reconnect": 3}
+    config["cameras"] = [cam1, gone]
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(config))
+    result = run_detect("watch", str(site_file), "--model", str(MODEL), "--status-every", "60")
+    assert result.returncode == 1, result.stderr
+    check = "check the URL, and that the camera is on and reachable from here"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    failed = f"could not connect to stream {url} (tried 4 times): {check}"
+    assert errors == [f"error: camera gone: {failed}"]
+    assert result.stderr.count(f"could not connect to stream {url}: {check}; retrying") == 1
+    assert "camera cam1:" in result.stdout
+
+
 def test_a_source_reconnecting_for_ever_counts_its_attempts(
     site: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -359,6 +384,7 @@ def test_a_source_reconnecting_for_ever_counts_its_attempts(
         reconnect=None,  # for ever: `detect watch`'s default
         max_frames=None,
     )
+    caplog.set_level(logging.INFO, "detect.video.source")
     frames = FrameSource(config)
     config.source = "http://127.0.0.1:1/gone"
     stopper = threading.Timer(2.0, frames.stop, ["stopped by the test"])
@@ -366,6 +392,8 @@ def test_a_source_reconnecting_for_ever_counts_its_attempts(
     assert frames._reconnect() is False  # gave up only because it was stopped
     stopper.join()
     frames.close()
-    assert "http://127.0.0.1:1/gone dropped; reconnecting in 0.5 s (attempt 1)" in caplog.messages
-    assert "http://127.0.0.1:1/gone dropped; reconnecting in 1 s (attempt 2)" in caplog.messages
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    gone = "http://127.0.0.1:1/gone dropped; reconnecting in"
+    assert (logging.WARNING, f"{gone} 0.5 s (attempt 1)") in said  # said once as a warning,
+    assert (logging.INFO, f"{gone} 1 s (attempt 2)") in said  # then only with --verbose
     assert not frames.lost

@@ -136,7 +136,8 @@ class VideoRun:
     ``local``: a backend shared with other runs (else ``config.model`` is opened for this run);
     ``on_event``: receives each zone and line event as it is confirmed; ``track_ids``: the first
     track id and the step between ids (`Tracker`); ``counts``: where the source side counts
-    (`SourceCounts`; a new one when None).
+    (`SourceCounts`; a new one when None); ``cancel``: ends the retries of a live source that
+    does not open (`FrameSource`).
     """
 
     def __init__(
@@ -146,6 +147,7 @@ class VideoRun:
         on_event: EventSink | None = None,
         track_ids: tuple[int, int] = (1, 1),
         counts: SourceCounts | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         check(config)
         self.config = config
@@ -154,7 +156,7 @@ class VideoRun:
         self.counting = Counting(config.zones, config.lines, config.anchor, config.min_frames)
         wanted = config.track or bool(self.counting)
         self.tracker = Tracker(None, *track_ids) if wanted else None
-        self.frames = FrameSource(config, counts)
+        self.frames = FrameSource(config, counts, cancel)
         self.summary = VideoSummary(self.frames.counts)
         self._jsonl: TextIO | None = None
 

@@ -5,7 +5,8 @@ Sources: a file, an ``rtsp://`` / ``http(s)://`` URL, or a webcam index. Samplin
 thread keeps only the newest frame and processing takes whatever is newest (a file is read at
 its own frame rate), so a slow detector drops frames instead of lagging. A stream that fails is
 reopened up to ``reconnect`` times (None: for ever) with growing pauses (`backoff`), then
-iteration ends.
+iteration ends; a live source that does not open at first is retried the same way, then its
+error is raised.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Sampling(Protocol):
 class SourceCounts:
     """What the source side of a run counts: frames read, frames dropped by the real-time reader
     (its thread counts them), reopenings, and why the frames ended. `FrameSource` writes them
-    (and, before a site's camera first opens, the worker retrying it: `detect.watch.camera`);
+    (and `open_source`, retrying a live source that does not open);
     `detect.video.summary.VideoSummary` reads them."""
 
     frames_read: int = 0
@@ -51,23 +52,71 @@ class SourceCounts:
     stopped: str = "end of source"
 
 
+def _cannot_open(source: str, tries: int = 1) -> str:
+    """Why ``source`` did not open (after ``tries`` attempts), and what to check."""
+    tried = f" (tried {tries} times)" if tries > 1 else ""
+    if source.isdecimal():
+        return (
+            f"no camera at index {source}{tried}: check the index (the N of /dev/videoN), that "
+            "the camera is plugged in and that no other program holds it"
+        )
+    if "://" in source:
+        return (
+            f"could not connect to stream {source}{tried}: check the URL, and that the camera "
+            "is on and reachable from here"
+        )
+    return f"cannot open video {source}: OpenCV cannot read it (corrupt or unsupported?)"
+
+
 def _open(source: str) -> cv2.VideoCapture:
+    """The source opened once; a `DataError` saying what it is and what to check otherwise."""
     if source.isdecimal():
         capture = cv2.VideoCapture(int(source))
-        what = f"webcam {source}"
-    elif "://" in source:
-        capture = cv2.VideoCapture(source)
-        what = f"stream {source}"
     else:
-        if not Path(source).is_file():
+        if not is_live(source) and not Path(source).is_file():
             raise DataError(
                 f"video {source} not found; give a file, a stream URL or a webcam index"
             )
         capture = cv2.VideoCapture(source)
-        what = f"video {source}"
     if not capture.isOpened():
-        raise DataError(f"cannot open {what}: OpenCV cannot read it (corrupt or unsupported?)")
+        raise DataError(_cannot_open(source))
     return capture
+
+
+def _say_retry(attempt: int, text: str, *args: object) -> None:
+    """A retry's line: the first of a series (``attempt`` 1) a warning, the others info lines
+    (shown with --verbose), so that a source that stays away does not flood the log."""
+    log.log(logging.WARNING if attempt == 1 else logging.INFO, text, *args)
+
+
+def open_source(
+    config: Sampling, counts: SourceCounts, stopped: threading.Event
+) -> cv2.VideoCapture | None:
+    """The source opened. A live one that does not open is tried again as a lost one is
+    reopened (``config.reconnect`` times, None: for ever, `backoff` pauses, each counted in
+    ``counts.reconnects``), with one warning and one line when it opens; its `DataError` when
+    the attempts run out. None when ``stopped`` is set meanwhile."""
+    limit, attempt = config.reconnect, 0
+    while True:
+        try:
+            capture = _open(config.source)
+        except DataError as exc:
+            if not is_live(config.source) or not attempts_left(attempt, limit):
+                if attempt:
+                    raise DataError(_cannot_open(config.source, attempt + 1)) from None
+                raise
+            pause = backoff(attempt)
+            attempt += 1
+            _say_retry(
+                attempt, "%s; retrying in %g s (%s)", exc, pause, attempt_label(attempt, limit)
+            )
+            counts.reconnects += 1
+            if stopped.wait(pause):
+                return None
+            continue
+        if attempt:
+            log.warning("%s opened (%s)", config.source, attempt_label(attempt, limit))
+        return capture
 
 
 def is_live(source: str) -> bool:
@@ -95,21 +144,31 @@ class FrameSource:
 
     Iterating yields ``(index, timestamp_ms, frame (H, W, 3) uint8 BGR)`` for the frames to
     process; ``counts`` counts what was read and dropped (a new `SourceCounts`, or the one
-    given). ``stop`` ends the iteration.
+    given). ``stop`` ends the iteration. Opening a live source retries it (`open_source`);
+    ``cancel`` set meanwhile gives a source with nothing to read.
     """
 
-    def __init__(self, config: Sampling, counts: SourceCounts | None = None) -> None:
+    def __init__(
+        self,
+        config: Sampling,
+        counts: SourceCounts | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.config = config
         self.counts = counts if counts is not None else SourceCounts()
         self.live = is_live(config.source)
-        self.capture = _open(config.source)
+        self.stopped = threading.Event()
+        capture = open_source(config, self.counts, cancel or self.stopped)
+        if capture is None:  # cancelled while opening: nothing to read
+            capture = cv2.VideoCapture()
+            self.stopped.set()
+        self.capture = capture
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or 0.0
         self.size = (
             int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
             int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
         )
         self.total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.live else 0
-        self.stopped = threading.Event()
         self._reconnecting = 0  # reopenings under way: the source's, the server stream's
         self.lost = False  # a live source gave up after its reconnect attempts
         self._index = 0
@@ -178,7 +237,8 @@ class FrameSource:
         while attempts_left(attempt, limit):
             pause = backoff(attempt)
             attempt += 1
-            log.warning(
+            _say_retry(
+                attempt,
                 "%s dropped; reconnecting in %g s (%s)",
                 self.config.source,
                 pause,
@@ -194,6 +254,9 @@ class FrameSource:
                 opened = self.capture.isOpened()
             self.counts.reconnects += 1
             if opened:
+                log.warning(
+                    "%s reconnected (%s)", self.config.source, attempt_label(attempt, limit)
+                )
                 return True
         self.counts.stopped = f"stream lost after {limit} reconnect attempts"
         self.lost = True

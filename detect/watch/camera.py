@@ -1,5 +1,5 @@
 """`CameraWorker`: one camera of a site on its own thread: opens its source (retrying a live
-one), runs it, keeps its state for the status line."""
+one: `detect.video.source.open_source`), runs it, keeps its state for the status line."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 
-from detect.errors import DataError, DetectError
+from detect.errors import DetectError
 from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, VideoRun
-from detect.video.source import SourceCounts, attempts_left, backoff, is_live
+from detect.video.source import SourceCounts, is_live
 from detect.video.summary import VideoSummary
 from detect.watch.events import EventLog
 
@@ -65,37 +65,23 @@ class CameraWorker:
             else:
                 self.counts.stopped = reason
 
-    def _open(self) -> VideoRun | None:
-        """The camera's run once its source opens; None when stopped or out of attempts."""
-        config, attempt = self.config, 0
-        while not self._stopped.is_set():
-            try:
-                return VideoRun(
-                    config,
-                    self.local,
-                    lambda e: self.log.write(config.name, e),
-                    self.track_ids,
-                    self.counts,
-                )
-            except DataError as exc:
-                if not is_live(config.source) or not attempts_left(attempt, config.reconnect):
-                    raise
-                pause = backoff(attempt)
-                attempt += 1
-                self.counts.reconnects += 1
-                self.state = "connecting"
-                log.warning("camera %s: %s; retrying in %g s", self.name, exc, pause)
-                self._stopped.wait(pause)
-        return None
-
     def _main(self) -> None:
+        config = self.config
         try:
-            video = self._open()
+            if is_live(config.source):
+                self.state = "connecting"  # retried as its reconnections are (`FrameSource`)
+            video = VideoRun(
+                config,
+                self.local,
+                lambda e: self.log.write(config.name, e),
+                self.track_ids,
+                self.counts,
+                self._stopped,
+            )
             with self._lock:
-                if video is None or self._stopped.is_set():
+                if self._stopped.is_set():
                     self.state = "stopped"
-                    if video is not None:
-                        video.frames.close()
+                    video.frames.close()
                     return
                 self._video = video
                 self.state = "running"
