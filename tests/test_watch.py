@@ -350,6 +350,21 @@ def test_site_file_mistakes_name_the_camera_and_the_key(site: Path, tmp_path: Pa
     assert "missing.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_a_camera_without_frames_through_a_server_fails_with_the_sources_error(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "empty.avi"  # opens, but has no frame
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 64)).release()
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump({"cameras": [{"name": "cam1", "source": str(empty)}]}))
+    with start_server(MODEL) as server:
+        result = run_detect("watch", str(site_file), "--server", server.address)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: camera cam1: no frame could be read from {empty}; is it a video?"]
+    assert "UNKNOWN" not in result.stderr
+
+
 def test_a_camera_that_never_connects_warns_once_then_fails_with_what_to_check(
     site: Path, tmp_path: Path
 ) -> None:
