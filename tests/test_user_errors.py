@@ -101,10 +101,24 @@ def test_an_image_over_the_servers_message_limit_names_its_size_the_limit_and_th
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (700, 700))
     writer.write(noise)  # sent as raw pixels: 1.4 MiB
     writer.release()
+    labels = json.loads(MODEL.with_suffix(".json").read_text())["labels"]
+    gt = tmp_path / "gt.json"
+    annotation = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 4, 4], "area": 16}
+    gt.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "big.png", "width": 700, "height": 700}],
+                "annotations": [annotation],
+                "categories": [{"id": k + 1, "name": name} for k, name in enumerate(labels)],
+            }
+        )
+    )
     fix = "resize it, or raise the server's limit (`detect serve --max-message-mb 3`)"
     with start_server(MODEL, "--max-message-mb", "1") as server:
         client = run_detect("client", str(big), "--server", server.address)
         video = run_detect("video", str(clip), "--server", server.address)
+        out = str(tmp_path / "eval")
+        evaluated = run_detect("eval", "--gt", str(gt), "--server", server.address, "--out", out)
     assert (client.returncode, client.stderr.splitlines()) == (
         1,
         [f"error: {big}: 1.4 MiB, over the server's 1 MiB message limit: {fix}"],
@@ -112,6 +126,13 @@ def test_an_image_over_the_servers_message_limit_names_its_size_the_limit_and_th
     assert (video.returncode, video.stderr.splitlines()) == (
         1,
         [f"error: a frame of {clip}: 1.4 MiB, over the server's 1 MiB message limit: {fix}"],
+    )
+    assert (evaluated.returncode, evaluated.stderr.splitlines()) == (
+        1,
+        [
+            f"error: {big}: 1.4 MiB, over the server's 1 MiB message limit: {fix}",
+            "error: no image could be predicted; see the errors above",
+        ],
     )
 
 

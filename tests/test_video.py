@@ -372,6 +372,7 @@ def test_a_dropping_stream_is_reopened_with_backoff_then_ends_with_a_summary(
     assert "30 read, 30 processed" in result.stdout
     assert "stopped: stream lost after 2 reconnect attempts" in result.stdout
     assert "reconnecting in 0.5 s (1/2)" in result.stderr
+    assert f"{url} reconnected (1/2)" in result.stderr  # said when it comes back
     assert [r["frame"] for r in _lines(jsonl)] == list(range(30))
 
 
