@@ -6,7 +6,8 @@ models, a ``segmentation``: polygons (``"polygons"``: one flat ``[x1, y1, ...]``
 holes filled, as COCO polygons cannot hold them) or compressed RLE of the polygons' pixels
 (``"rle"``: holes kept, what pycocotools scores). Numbers go through float32 first, the precision
 the gRPC API carries, so detections made locally and through a server give identical entries;
-boxes are then rounded to 1/1000 pixel.
+then boxes are rounded to 0.01 pixel, polygon vertices to 0.1 pixel and scores to 0.0001
+(`detect.rounding`).
 """
 
 from __future__ import annotations
@@ -19,16 +20,13 @@ import numpy as np
 
 from detect.errors import DataError
 from detect.ops.boxes import xyxy_to_xywh
+from detect.rounding import BOX_DECIMALS, SCORE_DECIMALS, rounded
 from detect.structures import Detection
 
 if TYPE_CHECKING:  # pycocotools (the eval extra) loads only where results are read or RLE made
     from pycocotools.coco import COCO
 
 SEGMENTATIONS = ("polygons", "rle")
-
-
-def _f32(value: float) -> float:
-    return float(np.float32(value))
 
 
 def coco_result(
@@ -50,8 +48,8 @@ def coco_result(
     result: dict[str, Any] = {
         "image_id": image_id,
         "category_id": detection.class_id,
-        "bbox": [round(_f32(v), 3) for v in (x, y, w, h)],
-        "score": _f32(detection.score),
+        "bbox": rounded(np.float32([x, y, w, h]), BOX_DECIMALS),
+        "score": rounded(np.float32(detection.score), SCORE_DECIMALS),
         **extra,
     }
     if segmentation == "polygons" and detection.polygons:
