@@ -420,6 +420,7 @@ class ClientSettings:
     images: tuple[Path, ...] = setting((), "image files", positional=True, key="")
     server: str | None = setting(None, "HOST:PORT of the server", required=True, check=host_port)
     info: bool = setting(False, "print the served model's information")
+    json: bool = setting(False, "--info: print it as JSON")
     list_models: bool = setting(False, "print every served model version")
     reload: bool = setting(
         False, "have the server load new and changed model versions now; print what changed"
@@ -437,6 +438,11 @@ class ClientSettings:
         spell = spell or Spelling(ClientSettings, FLAGS)
         if not self.server:
             raise spell.problem(f"give {spell('server')} HOST:PORT")
+        if self.json and not self.info:
+            raise spell.problem(
+                f"{spell('json')} prints the model information as JSON: give it with "
+                f"{spell('info')}"
+            )
         if not (self.images or self.info or self.health or self.list_models or self.reload):
             asks = ", ".join(spell(n) for n in ("info", "health", "list_models", "reload"))
             raise spell.problem(f"give image files to send, or {asks}")

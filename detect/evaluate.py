@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from detect.config import Connection, Engine, host_port
 from detect.data.coco import read_json
+from detect.data.predict_record import RECORD_NAME, PredictRecord, read_predict_record
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
 from detect.metrics.coco import load_gt
@@ -58,7 +59,8 @@ class EvalConfig:
     optional).
 
     ``iou_type`` None: "both" when the predictions have masks, else "bbox". ``score`` None: the
-    model card's default threshold for model and server sources, else 0.5. ``agnostic_nms``
+    model card's default threshold for model and server sources; for ``predictions``, the
+    threshold `detect predict` recorded beside them (predict.json), else 0.5. ``agnostic_nms``
     (model and server sources) None: the model card's default.
     """
 
@@ -80,7 +82,8 @@ class EvalConfig:
     )
     score: float | None = setting(
         None,
-        "operating threshold for P/R/F1 (default: the card's, 0.5)",
+        "operating threshold for P/R/F1 (default: the card's; --predictions: predict.json's, "
+        "else 0.5)",
         check=_threshold,
     )
     agnostic_nms: bool | None = setting(
@@ -161,6 +164,7 @@ class Predicted:
     default_score: float
     seconds: float = 0.0
     images: int = 0
+    notes: dict[str, Any] | None = None  # --predictions: `predict_notes`
 
     @property
     def failed(self) -> dict[int, str]:
@@ -285,13 +289,43 @@ def _from_backend(config: EvalConfig, source: str, paths: dict[int, Path], gt: C
 
 
 def _from_file(config: EvalConfig, gt: COCO) -> Predicted:
+    """The results of ``config.predictions``, matched to the ground-truth images, with what
+    `predict_notes` says of them; the operating threshold defaults to the one `detect predict`
+    recorded (predict.json), else `DEFAULT_SCORE`."""
+    assert config.predictions is not None
     started = time.perf_counter()
-    results = read_results(config.predictions, gt)
+    results, matched_by = read_results(config.predictions, gt)
+    record = read_predict_record(config.predictions)
     has_masks = bool(results) and all("segmentation" in r for r in results)
     evaluator = CocoEvaluator(gt, masks=has_masks)
     evaluator.results = results
     seconds = time.perf_counter() - started
-    return Predicted(evaluator, has_masks, DEFAULT_SCORE, seconds, len(gt.getImgIds()))
+    default_score = record.score_threshold if record is not None else DEFAULT_SCORE
+    predicted = Predicted(evaluator, has_masks, default_score, seconds, len(gt.getImgIds()))
+    predicted.notes = predict_notes(config.predictions, matched_by, record)
+    return predicted
+
+
+def predict_notes(path: Path, matched_by: str, record: PredictRecord | None) -> dict[str, Any]:
+    """metrics.json's ``predictions``: the file, how its results were matched to the ground
+    truth's images, and, for a `detect predict` file, its record and a ``note`` saying why its AP
+    is not that of ``detect eval --model`` (None where nothing was dropped or simplified)."""
+    notes: dict[str, Any] = {"file": str(path), "matched_by": matched_by, "note": None}
+    if record is None:
+        return notes
+    notes["predict"] = record.as_dict()
+    cuts = []
+    if record.score_threshold > 0:
+        cuts.append(f"at score >= {record.score_threshold:g}")
+    if record.polygon_tolerance:
+        cuts.append(f"with polygons simplified by {record.polygon_tolerance:g} px")
+    if cuts:
+        notes["note"] = (
+            f"these predictions were made by detect predict {' '.join(cuts)} ({RECORD_NAME}): "
+            "AP from them is lower than detect eval --model's, which scores every detection "
+            "with unsimplified masks, and not comparable with it"
+        )
+    return notes
 
 
 # --------------------------------------------------------------------------- scoring
@@ -356,6 +390,8 @@ def evaluate(config: EvalConfig) -> EvalResult:
             "evaluated": len(evaluator.gt.getImgIds()),
             "failed": sorted(predicted.failed),
         }
+        if predicted.notes is not None:
+            metrics["predictions"] = predicted.notes
         named = config.predictions or config.model or config.checkpoint or config.server
         write_report(out, metrics, f"Evaluation of {named} against {gt_path}")
         plotter.finish()

@@ -8,6 +8,8 @@ torch, no gRPC channel here: protobuf and NumPy only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from detect import __version__
@@ -181,6 +183,24 @@ def model_info_from_message(message: pb.ModelInfo) -> ModelInfo:
         agnostic_nms=message.default_agnostic_nms,
         agnostic_nms_iou=message.agnostic_nms_iou,
     )
+
+
+def message_dict(message: Any) -> dict[str, Any]:
+    """Every field of ``message`` (unset ones at their defaults) as plain JSON values, by proto
+    field name: nested messages as dicts, repeated fields as lists, 64-bit integers as numbers
+    (not protobuf JSON's strings) and float32 fields at their shortest round-trip form (0.7,
+    not 0.699999988079071)."""
+    out: dict[str, Any] = {}
+    for field in message.DESCRIPTOR.fields:
+        value = getattr(message, field.name)
+        repeated = field.is_repeated
+        values = list(value) if repeated else [value]
+        if field.type == field.TYPE_MESSAGE:
+            values = [message_dict(v) for v in values]
+        elif field.type == field.TYPE_FLOAT:
+            values = [float(np.format_float_positional(np.float32(v))) for v in values]
+        out[field.name] = values if repeated else values[0]
+    return out
 
 
 def model_info_message(

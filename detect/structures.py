@@ -18,6 +18,7 @@ import numpy as np
 
 from detect.errors import ConfigError
 from detect.ops.boxes import tlwh_to_xyxy, xyxy_to_tlwh
+from detect.rounding import BOX_DECIMALS, SCORE_DECIMALS
 
 
 def _shoelace(ring: np.ndarray) -> float:
@@ -90,9 +91,10 @@ class Detection:
     height = property(lambda self: self.tlwh[3], doc="``y2 - y1``")
 
     def line(self) -> str:
-        """``top,left,width,height,label,score`` (pixels to 0.1, score to 0.001)."""
-        top, left, width, height = self.tlwh
-        return f"{top:.1f},{left:.1f},{width:.1f},{height:.1f},{self.label},{self.score:.3f}"
+        """``top,left,width,height,label,score``: pixels to 0.01, score to 0.0001 (the
+        precision of every output, `detect.rounding`)."""
+        box = ",".join(f"{v:.{BOX_DECIMALS}f}" for v in self.tlwh)
+        return f"{box},{self.label},{self.score:.{SCORE_DECIMALS}f}"
 
 
 @dataclass(frozen=True, eq=False)

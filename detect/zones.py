@@ -357,9 +357,13 @@ class Counting:
                 self._line.pop((track_id, line.name), None)
         return events
 
-    def counts(self) -> dict[str, int]:
-        """Totals as ``{"NAME EVENT LABEL": n}``, sorted."""
-        return {f"{n} {what} {label}": k for (n, what, label), k in sorted(self.totals.items())}
+    def counts(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Totals as ``{NAME: {EVENT: {LABEL: n}}}`` (zone or line -> event kind -> class ->
+        count; for example ``{"centre": {"enter": {"rectangle": 1}}}``), sorted."""
+        nested: dict[str, dict[str, dict[str, int]]] = {}
+        for (name, what, label), k in sorted(self.totals.items()):
+            nested.setdefault(name, {}).setdefault(what, {})[label] = k
+        return nested
 
     def summary(self) -> dict[str, Any]:
         """`counts`, dwell as ``{zone: {visits, mean_s, max_s}}`` and ``inside``: tracked
@@ -377,3 +381,13 @@ class Counting:
             },
             "inside": {z.name: inside[z.name] for z in self.zones},
         }
+
+
+def count_rows(counts: dict[str, dict[str, dict[str, int]]]) -> list[tuple[str, str, str, int]]:
+    """`Counting.counts`' nested totals as ``(name, event, label, n)`` rows, in their order."""
+    return [
+        (name, what, label, n)
+        for name, kinds in counts.items()
+        for what, labels in kinds.items()
+        for label, n in labels.items()
+    ]

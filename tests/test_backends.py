@@ -126,7 +126,7 @@ def test_options_are_checked_when_built_whoever_builds_them() -> None:
 def test_detection_keeps_xyxy_and_shows_tlwh_at_the_edges() -> None:
     detection = Detection((10.0, 20.0, 50.0, 80.0), "car", 3, 0.9)
     assert detection.tlwh == (20.0, 10.0, 40.0, 60.0)  # top = y1, left = x1, width, height
-    assert detection.line() == "20.0,10.0,40.0,60.0,car,0.900"
+    assert detection.line() == "20.00,10.00,40.00,60.00,car,0.9000"
     message = detection_message(detection)
     assert (message.box.top, message.box.left, message.box.width, message.box.height) == (
         20.0,

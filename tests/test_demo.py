@@ -42,10 +42,16 @@ def test_demo_serves_the_committed_model_and_prints_where_its_outputs_are(
         assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
     summary = json.loads((site / "summary.json").read_text())
     assert summary["frames_processed"] == 48 and summary["events"] >= 1
+    counts: list[int] = []
     for camera in summary["cameras"].values():
         assert camera["unique_tracks"] >= 1 and camera["error"] is None
+        # zone or line -> event kind -> class -> count
+        counts += [
+            n for kinds in camera["counts"].values() for c in kinds.values() for n in c.values()
+        ]
         quality = camera["ground_truth"]
         assert quality["frames"] == 24 and 0.05 < quality["AP50"] <= 1 and quality["MOTA"] <= 1
+    assert counts and all(isinstance(n, int) and n >= 1 for n in counts)
     assert (site / "events.jsonl").read_text().count("\n") == summary["events"]
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["bbox"]["AP50"] > 0.05 and (out / "eval" / "report.md").is_file()

@@ -8,6 +8,7 @@ import contextlib
 import copy
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,8 @@ def _prediction(image_id: int, cat: int, box: list[float], score: float, h: int,
     }
 
 
-def _pycocotools_stats(gt: dict, predictions: list[dict], iou_type: str) -> list[float]:
+def _pycocotools_stats(gt: dict, predictions: list[dict], iou_type: str) -> list[float | None]:
+    """COCOeval's 12 numbers as metrics.json holds them: its -1 (nothing to measure) as null."""
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = copy.deepcopy(gt)
@@ -120,7 +122,7 @@ def _pycocotools_stats(gt: dict, predictions: list[dict], iou_type: str) -> list
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return [float(v) for v in evaluator.stats]
+    return [None if v == -1 else float(v) for v in evaluator.stats]
 
 
 def _write(path: Path, data) -> Path:
@@ -147,7 +149,7 @@ def test_coco_stats_are_identical_to_pycocotools(
     for iou_type in ("bbox", "segm"):
         expected = _pycocotools_stats(gt, predictions, iou_type)
         assert [metrics[iou_type][name] for name in STAT_NAMES] == expected, iou_type
-    assert metrics["bbox"]["APl"] == -1 or any(a["area"] > 96**2 for a in gt["annotations"])
+    assert metrics["bbox"]["APl"] is None or any(a["area"] > 96**2 for a in gt["annotations"])
     # per-class AP/AP50: COCOeval restricted to that category, all areas
     coco = load_gt(gt_path)
     for category in coco.loadCats(coco.getCatIds()):
@@ -158,9 +160,12 @@ def test_coco_stats_are_identical_to_pycocotools(
             evaluator.accumulate()
             evaluator.summarize()
         row = metrics["per_class"][category["name"]]
-        assert row["AP"] == pytest.approx(evaluator.stats[0], abs=1e-12)
-        assert row["AP50"] == pytest.approx(evaluator.stats[1], abs=1e-12)
-    assert metrics["per_class"]["unseen"]["AP"] == -1  # no ground truth
+        for name, value in (("AP", evaluator.stats[0]), ("AP50", evaluator.stats[1])):
+            if value == -1:  # no ground truth of that class
+                assert row[name] is None
+            else:
+                assert row[name] == pytest.approx(value, abs=1e-12)
+    assert metrics["per_class"]["unseen"]["AP"] is None  # no ground truth
 
 
 def test_polygon_predictions_score_as_their_rle(tmp_path: Path) -> None:
@@ -361,6 +366,58 @@ def test_model_server_and_checkpoint_sources_write_the_full_report(
     assert again["bbox"] == by_model["bbox"] and again["segm"] == by_model["segm"]
 
 
+def test_predict_output_is_scored_by_file_name_with_its_threshold_and_why_its_ap_is_lower(
+    shapes_small: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    """detect predict numbers the images of a folder 1..N; the training split's ground truth
+    holds 8 of its 12 images under other ids: eval matches the results by file_name, reuses
+    predict's threshold as its operating one and says why the AP is not eval --model's."""
+    predicted = run_detect(
+        "predict", str(shapes_small / "images"), "--model", str(mask_model),
+        "--out", str(tmp_path / "p"), "--score", "0.3",
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    record = json.loads((tmp_path / "p/predict.json").read_text())
+    card = json.loads(mask_model.with_suffix(".json").read_text())
+    assert record["model"] == {
+        "name": "tiny_mask",
+        "file": str(mask_model),
+        "sha256": card["sha256"],
+    }
+    assert (record["score_threshold"], record["polygon_tolerance"]) == (0.3, 1.0)
+    predictions = json.loads((tmp_path / "p/predictions.json").read_text())
+    for p in predictions:  # the stated precision: boxes 0.01 px, polygons 0.1 px, scores 1e-4
+        assert [round(v, 2) for v in p["bbox"]] == p["bbox"] and round(p["score"], 4) == p["score"]
+        assert all(round(v, 1) == v for ring in p["segmentation"] for v in ring)
+    line = re.compile(r"^[^,]+(,\d+\.\d\d){4},[a-z]+,[01]\.\d{4}$")
+    assert predicted.stdout and all(line.match(x) for x in predicted.stdout.splitlines())
+    gt = shapes_small / "train.json"
+    assert {i["id"] for i in json.loads(gt.read_text())["images"]} != set(range(1, 9))
+
+    result = run_detect(
+        "eval", "--gt", str(gt), "--predictions", str(tmp_path / "p/predictions.json"),
+        "--out", str(tmp_path / "e"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    why = (
+        "note: these predictions were made by detect predict at score >= 0.3 with polygons "
+        "simplified by 1 px (predict.json): AP from them is lower than detect eval --model's"
+    )
+    assert why in result.stdout and "at score >= 0.3 (bbox, IoU 0.5)" in result.stdout
+    assert why in (tmp_path / "e/report.md").read_text()
+    metrics = json.loads((tmp_path / "e/metrics.json").read_text())
+    assert metrics["predictions"]["matched_by"] == "file_name"
+    assert metrics["predictions"]["predict"]["score_threshold"] == 0.3
+    assert metrics["operating_point"]["score_threshold"] == 0.3
+    assert metrics["bbox"]["AP50"] > 0.5  # the results were put on their own images
+    given = run_detect(
+        "eval", "--gt", str(gt), "--predictions", str(tmp_path / "p/predictions.json"),
+        "--out", str(tmp_path / "g"), "--score", "0.8",
+    )  # fmt: skip
+    assert given.returncode == 0, given.stderr[-3000:]
+    assert "at score >= 0.8 (bbox, IoU 0.5)" in given.stdout
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -370,7 +427,15 @@ def _bad_predictions(gt: dict, predictions: list[dict]) -> dict[str, tuple[objec
     return {
         "malformed": ("[{not json", "not valid JSON"),
         "not-a-list": ({"image_id": 1}, "JSON list"),
-        "unknown-image": ([{**first, "image_id": 999}], "image_id 999"),
+        "unknown-image": (
+            [{**first, "image_id": 999}],
+            "image_id 999 is not an image of the ground truth (ids 1..",
+        ),
+        "unknown-file-name": (
+            [{**first, "image_id": 999, "file_name": "elsewhere/x.png"}],
+            "neither its image_id 999 nor its file_name 'elsewhere/x.png' is an image of the "
+            "ground truth",
+        ),
         "unknown-category": ([{**first, "category_id": 77}], "category_id 77"),
         "missing-score": ([no_score], "score"),
         "negative-box": ([{**first, "bbox": [1, 1, -3, 4]}], "negative"),
@@ -383,6 +448,7 @@ def _bad_predictions(gt: dict, predictions: list[dict]) -> dict[str, tuple[objec
         "malformed",
         "not-a-list",
         "unknown-image",
+        "unknown-file-name",
         "unknown-category",
         "missing-score",
         "negative-box",
@@ -408,7 +474,7 @@ def test_bad_predictions_are_one_clear_line_and_exit_1(tmp_path: Path, case: str
     assert str(preds) in errors[0]
 
 
-def test_empty_predictions_score_zero_and_minus_one_where_cocoeval_has_no_ground_truth(
+def test_empty_predictions_score_zero_and_undefined_where_cocoeval_has_no_ground_truth(
     tmp_path: Path,
 ) -> None:
     gt, _ = synthetic_set(0, crowd=False, many=False)
@@ -425,8 +491,11 @@ def test_empty_predictions_score_zero_and_minus_one_where_cocoeval_has_no_ground
     metrics = json.loads((tmp_path / "out/metrics.json").read_text())
     large = any(a["area"] > 96**2 for a in gt["annotations"])
     for name in STAT_NAMES:
-        expected = -1.0 if name in ("APl", "ARl") and not large else 0.0
+        expected = None if name in ("APl", "ARl") and not large else 0.0  # pycocotools' -1
         assert metrics["bbox"][name] == expected, name
+    if not large:  # the terminal says n/a, and why
+        assert re.search(r"^bbox .* n/a$", result.stdout, re.M), result.stdout
+        assert "n/a (APl): the ground truth has no large (> 96x96 px) objects" in result.stdout
     assert "segm" not in metrics  # no masks to score
     op = metrics["operating_point"]
     assert (op["tp"], op["fp"], op["precision"], op["recall"]) == (0, 0, 0.0, 0.0)

@@ -121,7 +121,7 @@ def _check_outputs(
         assert entry["file_name"] in good and line.image == entry["file_name"], (line, entry)
         assert ids.setdefault(entry["image_id"], entry["file_name"]) == entry["file_name"]
         x, y, w, h = entry["bbox"]
-        # stdout is top,left,width,height to 0.1 px; the JSON bbox is [left, top, width, height]
+        # stdout is top,left,width,height to 0.01 px; the JSON bbox is [left, top, width, height]
         assert line.top == pytest.approx(y, abs=0.051)
         assert line.left == pytest.approx(x, abs=0.051)
         assert line.width == pytest.approx(w, abs=0.051)

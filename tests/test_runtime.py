@@ -62,8 +62,8 @@ def test_boxes_are_top_left_width_height_of_the_graph_xyxy(
         assert det.label == detector.labels[raw.labels[i] - 1]
         assert det.class_id == detector.card.category_ids[raw.labels[i] - 1]
         assert det.line() == (
-            f"{det.top:.1f},{det.left:.1f},{det.width:.1f},{det.height:.1f},"
-            f"{det.label},{det.score:.3f}"
+            f"{det.top:.2f},{det.left:.2f},{det.width:.2f},{det.height:.2f},"
+            f"{det.label},{det.score:.4f}"
         )
 
 

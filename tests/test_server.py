@@ -679,8 +679,33 @@ def test_client_cli_prints_tlwh_lines_and_reports_bad_files(
     assert [e for e in result.stderr.splitlines() if e.startswith("error:")] == [
         line for line in result.stderr.splitlines() if str(bad) in line
     ]
+
+
+def test_client_info_prints_readable_lines_and_with_json_every_field(
+    server: LocalServer, mask_model: Path
+) -> None:
+    card = json.loads(mask_model.with_suffix(".json").read_text())
     info = run_detect("client", "--server", server.address, "--info")
-    assert info.returncode == 0 and 'name: "tiny_mask"' in info.stdout
+    assert info.returncode == 0, info.stderr[-2000:]
+    lines = dict(line.split(":", 1) for line in info.stdout.splitlines())
+    assert lines["model"].strip() == f"tiny_mask version {card['sha256'][:12]}"
+    assert lines["sha256"].strip() == card["sha256"]
+    assert lines["architecture"].strip().startswith("mask_rcnn, backbone ")
+    assert lines["classes"].strip().startswith(f"{card['labels'][0]} (id 1), ")
+    assert lines["thresholds"].strip().startswith(f"score {card['thresholds']['score']:g}, mask ")
+    assert {"input", "engine", "batching", "limits", "server"} <= lines.keys()
+    as_json = run_detect("client", "--server", server.address, "--info", "--json")
+    assert as_json.returncode == 0, as_json.stderr[-2000:]
+    fields = json.loads(as_json.stdout)
+    assert fields["name"] == "tiny_mask" and fields["sha256"] == card["sha256"]
+    assert fields["default_score_threshold"] == card["thresholds"]["score"]  # not float32's
+    assert isinstance(fields["max_pixels"], int) and fields["max_pixels"] > 0
+    assert [c["name"] for c in fields["classes"]] == card["labels"]
+    alone = run_detect("client", "--server", server.address, "--json")
+    assert alone.returncode != 0 and "Traceback" not in alone.stderr
+    assert "error: --json prints the model information as JSON: give it with --info" in (
+        alone.stderr
+    )
 
 
 def test_client_cli_unreachable_server_is_one_clear_line(shapes_small: Path) -> None:

@@ -61,10 +61,8 @@ def test_counts_and_enter_exit_events_follow_a_tracked_object_across_zones() -> 
         [("right", "exit")],
     )
     assert counting.summary()["counts"] == {
-        "left enter car": 1,
-        "left exit car": 1,
-        "right enter car": 1,
-        "right exit car": 1,
+        "left": {"enter": {"car": 1}, "exit": {"car": 1}},
+        "right": {"enter": {"car": 1}, "exit": {"car": 1}},
     }
 
 
@@ -80,7 +78,7 @@ def test_enter_and_exit_are_dated_at_their_first_frame_and_exits_carry_the_dwell
     assert events[1]["dwell_s"] == pytest.approx(0.7) and "lost" not in events[1]
     summary = counting.summary()
     assert summary["dwell"] == {"left": {"visits": 1, "mean_s": 0.7, "max_s": 0.7}}
-    assert summary["counts"] == {"left enter person": 1, "left exit person": 1}
+    assert summary["counts"] == {"left": {"enter": {"person": 1}, "exit": {"person": 1}}}
 
 
 def test_a_track_that_ends_inside_exits_where_it_was_last_seen() -> None:
@@ -119,9 +117,7 @@ def test_line_crossings_by_direction_only_through_the_segment() -> None:
         (2, "forward", 8),
     ]
     assert counting.summary()["counts"] == {
-        "line backward car": 1,
-        "line forward car": 1,
-        "line forward person": 1,
+        "line": {"backward": {"car": 1}, "forward": {"car": 1, "person": 1}},
     }
 
 

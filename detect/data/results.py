@@ -6,11 +6,13 @@ models, a ``segmentation``: polygons (``"polygons"``: one flat ``[x1, y1, ...]``
 holes filled, as COCO polygons cannot hold them) or compressed RLE of the polygons' pixels
 (``"rle"``: holes kept, what pycocotools scores). Numbers go through float32 first, the precision
 the gRPC API carries, so detections made locally and through a server give identical entries;
-boxes are then rounded to 1/1000 pixel.
+then boxes are rounded to 0.01 pixel, polygon vertices to 0.1 pixel and scores to 0.0001
+(`detect.rounding`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ import numpy as np
 
 from detect.errors import DataError
 from detect.ops.boxes import xyxy_to_xywh
+from detect.rounding import BOX_DECIMALS, SCORE_DECIMALS, rounded
 from detect.structures import Detection
 
 if TYPE_CHECKING:  # pycocotools (the eval extra) loads only where results are read or RLE made
@@ -26,9 +29,7 @@ if TYPE_CHECKING:  # pycocotools (the eval extra) loads only where results are r
 
 SEGMENTATIONS = ("polygons", "rle")
 
-
-def _f32(value: float) -> float:
-    return float(np.float32(value))
+logger = logging.getLogger(__name__)
 
 
 def coco_result(
@@ -50,8 +51,8 @@ def coco_result(
     result: dict[str, Any] = {
         "image_id": image_id,
         "category_id": detection.class_id,
-        "bbox": [round(_f32(v), 3) for v in (x, y, w, h)],
-        "score": _f32(detection.score),
+        "bbox": rounded(np.float32([x, y, w, h]), BOX_DECIMALS),
+        "score": rounded(np.float32(detection.score), SCORE_DECIMALS),
         **extra,
     }
     if segmentation == "polygons" and detection.polygons:
@@ -67,11 +68,98 @@ def coco_result(
     return result
 
 
-def read_results(path: Path, gt: COCO) -> list[dict[str, Any]]:
-    """A COCO results file, checked against ``gt``: each item needs a known ``image_id`` and
-    ``category_id``, a finite ``score`` and a ``bbox`` ``[x, y, w, h]`` with w, h >= 0 and/or a
-    ``segmentation`` (polygons or RLE; polygons are converted to RLE, which is all pycocotools'
-    ``loadRes`` takes, rasterised as pycocotools rasterises them)."""
+def _path_suffixes(name: str) -> list[str]:
+    """``a/b/c.png`` -> ``["a/b/c.png", "b/c.png", "c.png"]`` (longest first; ``\\`` and ``./``
+    spelt as ``/``)."""
+    parts = [p for p in Path(name.replace("\\", "/")).parts if p not in ("/", ".")]
+    return ["/".join(parts[i:]) for i in range(len(parts))]
+
+
+class ImageMatcher:
+    """Finds the ground-truth image a result names by its ``file_name``: the image whose
+    ``file_name`` and the result's are the same path or one ends with the other
+    (``D/images/000001.jpg`` is ``images/000001.jpg``), when exactly one image does."""
+
+    def __init__(self, gt: COCO) -> None:
+        owners: dict[str, set[int]] = {}
+        for image in gt.dataset["images"]:
+            for suffix in _path_suffixes(str(image.get("file_name", ""))):
+                owners.setdefault(suffix, set()).add(int(image["id"]))
+        self._owners = owners
+        self.example = next((str(i.get("file_name")) for i in gt.dataset["images"]), "")
+
+    def __call__(self, file_name: object) -> int | None:
+        """The image id ``file_name`` names, or None (not a string, no image, several)."""
+        if not isinstance(file_name, str):
+            return None
+        for suffix in _path_suffixes(file_name):
+            owners = self._owners.get(suffix)
+            if owners is not None:
+                return next(iter(owners)) if len(owners) == 1 else None
+        return None
+
+
+def match_images(data: list[Any], gt: COCO, path: Path) -> str:
+    """Point each result of ``data`` (read from ``path``) at its ground-truth image, in place;
+    how they were matched: "file_name" or "image_id".
+
+    Results that all carry a ``file_name`` are matched by it (`ImageMatcher`; their
+    ``image_id`` is then replaced by the ground truth's, as `detect predict` numbers its images
+    1..N in the order it read them), the ones naming images outside the ground truth left out;
+    otherwise by ``image_id``. A `DataError` says what matched nothing and the fix."""
+    images = set(gt.getImgIds())
+    items = [r for r in data if isinstance(r, dict)]
+    matcher = ImageMatcher(gt)
+    if items and all("file_name" in r for r in items):
+        ids = [matcher(r["file_name"]) for r in items]
+        if any(i is not None for i in ids):
+            kept = [r for r, i in zip(items, ids, strict=True) if i is not None]
+            for result, image_id in zip(kept, [i for i in ids if i is not None], strict=True):
+                result["image_id"] = image_id
+            if len(kept) < len(items):
+                logger.warning(
+                    "%s: %d of %d results are of images that are not in the ground truth "
+                    "(by file_name); they are left out",
+                    path,
+                    len(items) - len(kept),
+                    len(items),
+                )
+            data[:] = kept + [r for r in data if not isinstance(r, dict)]
+            return "file_name"
+        logger.warning(
+            "%s: no file_name of its results names an image of the ground truth (file names "
+            "like %r); matching them by image_id",
+            path,
+            matcher.example,
+        )
+    for i, item in enumerate(items):
+        if item.get("image_id") not in images:
+            named, image_id = item.get("file_name"), item.get("image_id")
+            known = f"ids {min(images)}..{max(images)}"
+            if named is None:
+                what = (
+                    f"image_id {image_id!r} is not an image of the ground truth ({known}) and it "
+                    "has no file_name to match by"
+                )
+            else:
+                what = (
+                    f"neither its image_id {image_id!r} nor its file_name {named!r} is an image "
+                    f"of the ground truth ({known}, file names like {matcher.example!r})"
+                )
+            raise DataError(
+                f"{path}[{i}]: {what}; score predictions made on this ground truth's images "
+                "(detect predict on its image folder), or give --gt the ground truth they were "
+                "made from"
+            )
+    return "image_id"
+
+
+def read_results(path: Path, gt: COCO) -> tuple[list[dict[str, Any]], str]:
+    """A COCO results file, checked against ``gt``, and how its results were matched to the
+    ground-truth images (`match_images`: "file_name" or "image_id"): each item needs a
+    ``category_id`` of ``gt``, a finite ``score`` and a ``bbox`` ``[x, y, w, h]`` with w, h >= 0
+    and/or a ``segmentation`` (polygons or RLE; polygons are converted to RLE, which is all
+    pycocotools' ``loadRes`` takes, rasterised as pycocotools rasterises them)."""
     from pycocotools import mask as mask_utils
 
     from detect.data.coco import load_json
@@ -79,16 +167,12 @@ def read_results(path: Path, gt: COCO) -> list[dict[str, Any]]:
     data = load_json(path)
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of COCO results ({{image_id, ...}})")
-    images, categories = set(gt.getImgIds()), set(gt.getCatIds())
+    matched_by = match_images(data, gt, path)
+    categories = set(gt.getCatIds())
     for i, item in enumerate(data):
         where = f"{path}[{i}]"
         if not isinstance(item, dict):
             raise DataError(f"{where}: expected an object with image_id, category_id, score, bbox")
-        if item.get("image_id") not in images:
-            raise DataError(
-                f"{where}: image_id {item.get('image_id')!r} is not in the ground truth "
-                f"({len(images)} images); were these predictions made on another split?"
-            )
         if item.get("category_id") not in categories:
             raise DataError(
                 f"{where}: category_id {item.get('category_id')!r} is not a ground-truth "
@@ -133,4 +217,4 @@ def read_results(path: Path, gt: COCO) -> list[dict[str, Any]]:
                     f"{where}: RLE size {segmentation['size']} is not the image's "
                     f"[height, width] [{image['height']}, {image['width']}]"
                 )
-    return data
+    return data, matched_by

@@ -87,6 +87,12 @@ def summary(evaluator: COCOeval) -> dict[str, float]:
     return {name: float(v) for name, v in zip(STAT_NAMES, np.asarray(evaluator.stats), strict=True)}
 
 
+def defined(stats: dict[str, float]) -> dict[str, float | None]:
+    """``stats`` with pycocotools' -1 (undefined: no ground-truth objects of that size, or of
+    that class) as None, JSON's null."""
+    return {name: (None if value == -1 else value) for name, value in stats.items()}
+
+
 def coco_stats(gt: COCO, results: list[dict[str, Any]], iou_type: str) -> dict[str, float]:
     """The 12 COCOeval summary numbers for `iou_type` ("bbox" or "segm"), on a 0-1 scale."""
     return summary(run_cocoeval(gt, results, iou_type))

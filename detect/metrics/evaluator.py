@@ -20,7 +20,7 @@ from pycocotools.coco import COCO
 
 from detect.data.results import coco_result
 from detect.errors import DetectError
-from detect.metrics.coco import per_class_ap, run_cocoeval, summary
+from detect.metrics.coco import defined, per_class_ap, run_cocoeval, summary
 from detect.metrics.confusion import confusion_matrix
 from detect.metrics.operating_point import (
     best_f1,
@@ -121,13 +121,14 @@ def score(
     plotter: Plotter | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
-    """The metrics.json numbers. The per-class, operating-point and confusion figures use the
-    first IoU type; with ``plotter`` and ``out`` its plots are queued as soon as they are known
-    (drawn while the other IoU type is evaluated)."""
+    """The metrics.json numbers. A COCO figure with nothing to measure (no ground-truth objects
+    of that size or class: pycocotools' -1) is None. The per-class, operating-point and
+    confusion figures use the first IoU type; with ``plotter`` and ``out`` its plots are queued
+    as soon as they are known (drawn while the other IoU type is evaluated)."""
     names = {c["id"]: c["name"] for c in gt.loadCats(gt.getCatIds())}
     primary = iou_types[0]
     evaluator = run_cocoeval(gt, results, primary)
-    metrics: dict[str, Any] = {primary: summary(evaluator)}
+    metrics: dict[str, Any] = {primary: defined(summary(evaluator))}
     matches = matches_from_cocoeval(evaluator)
     aps = per_class_ap(evaluator)
     per_class = {}
@@ -135,7 +136,7 @@ def score(
         counts = counts_at(matches, threshold, category)
         best_threshold, _ = best_f1(matches, category)
         per_class[name] = {
-            **aps[category],
+            **defined(aps[category]),
             **counts.as_dict(),
             "best_f1_threshold": best_threshold,
         }
@@ -160,5 +161,5 @@ def score(
         title = f"Confusion at score >= {threshold:g} ({primary}, IoU 0.5)"
         plotter.draw(plot_confusion, matrix, labels, out / "confusion_matrix.png", title)
     for iou_type in iou_types[1:]:
-        metrics[iou_type] = summary(run_cocoeval(gt, results, iou_type))
+        metrics[iou_type] = defined(summary(run_cocoeval(gt, results, iou_type)))
     return metrics

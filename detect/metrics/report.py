@@ -1,5 +1,10 @@
 """The evaluation report: ``metrics.json`` as is, ``report.md`` (the tables a person reads) and
-the compact table `detect eval` prints."""
+the compact table `detect eval` prints.
+
+A COCO figure with nothing to measure (None in metrics.json, pycocotools' -1: no ground-truth
+objects of that size, or of that class) reads ``n/a``, with a line saying why. A predictions
+file that `detect predict` thresholded and simplified carries a note (``predictions.note``)
+printed with the figures."""
 
 from __future__ import annotations
 
@@ -24,6 +29,36 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _ap(value: float | None) -> str:
+    """A COCO figure to 0.001, or n/a where it is undefined (None)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+SIZES = {
+    "s": "small (area < 32x32 px)",
+    "m": "medium (32x32 to 96x96 px)",
+    "l": "large (> 96x96 px)",
+}
+
+
+def undefined_note(metrics: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    """One line on why the figures ``names`` read n/a in some IoU type, or None when none do."""
+    types = [t for t in ("bbox", "segm") if t in metrics]
+    missing = [n for n in names if any(metrics[t][n] is None for t in types)]
+    if not missing:
+        return None
+    sizes = sorted({n[-1] for n in missing if n[-1] in SIZES}, key="sml".index)
+    if len(sizes) == len(missing):
+        what = " or ".join(SIZES[s] for s in sizes)
+        return f"n/a ({', '.join(missing)}): the ground truth has no {what} objects to measure"
+    return f"n/a ({', '.join(missing)}): the ground truth has no objects to measure"
+
+
+def _predictions_note(metrics: dict[str, Any]) -> str | None:
+    note = metrics.get("predictions", {}).get("note")
+    return f"note: {note}" if note else None
+
+
 def report_markdown(metrics: dict[str, Any], title: str) -> str:
     """``report.md``: the tables a person reads."""
     lines = [f"# {title}", ""]
@@ -31,7 +66,9 @@ def report_markdown(metrics: dict[str, Any], title: str) -> str:
     lines += ["## COCO AP / AR (pycocotools)", ""]
     lines += ["| metric | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
     for name in STAT_NAMES:
-        lines.append(f"| {name} | " + " | ".join(_fmt(metrics[t][name]) for t in types) + " |")
+        lines.append(f"| {name} | " + " | ".join(_ap(metrics[t][name]) for t in types) + " |")
+    for line in (undefined_note(metrics, STAT_NAMES), _predictions_note(metrics)):
+        lines += ["", line] if line else []
     op = metrics["operating_point"]
     lines += [
         "",
@@ -41,9 +78,9 @@ def report_markdown(metrics: dict[str, Any], title: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in metrics["per_class"].items():
-        cells = [row[k] for k in ("AP", "AP50", "precision", "recall", "f1", "tp", "fp", "fn")]
+        cells = [row[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")]
         lines.append(
-            f"| {name} | "
+            f"| {name} | {_ap(row['AP'])} | {_ap(row['AP50'])} | "
             + " | ".join(_fmt(v) for v in cells)
             + f" | {_fmt(row['best_f1_threshold'])} |"
         )
@@ -51,6 +88,8 @@ def report_markdown(metrics: dict[str, Any], title: str) -> str:
         f"| **all** | | | {_fmt(op['precision'])} | {_fmt(op['recall'])} | {_fmt(op['f1'])} | "
         f"{op['tp']} | {op['fp']} | {op['fn']} | |"
     )
+    if any(row["AP"] is None for row in metrics["per_class"].values()):
+        lines += ["", "n/a: the ground truth has no objects of that class to measure"]
     lines += ["", f"Mean IoU of matched pairs: {_fmt(metrics['mean_iou_matched'])}", ""]
     confusion = metrics["confusion_matrix"]
     labels = confusion["labels"]
@@ -83,18 +122,20 @@ def report_markdown(metrics: dict[str, Any], title: str) -> str:
 
 
 def stdout_table(metrics: dict[str, Any]) -> str:
-    """A compact table for the terminal."""
+    """A compact table for the terminal, with why a figure reads n/a and the predictions' note."""
     types = [t for t in ("bbox", "segm") if t in metrics]
-    rows = [f"{'':<6}" + "".join(f"{n:>7}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl"))]
+    names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    rows = [f"{'':<6}" + "".join(f"{n:>7}" for n in names)]
     for t in types:
-        rows.append(
-            f"{t:<6}"
-            + "".join(f"{metrics[t][n]:>7.3f}" for n in ("AP", "AP50", "AP75", "APs", "APm", "APl"))
-        )
+        rows.append(f"{t:<6}" + "".join(f"{_ap(metrics[t][n]):>7}" for n in names))
+    why = undefined_note(metrics, names)
+    rows += [why] if why else []
+    note = _predictions_note(metrics)
     op = metrics["operating_point"]
     rows.append(
         f"at score >= {op['score_threshold']:g} ({op['iou_type']}, IoU 0.5): precision "
         f"{op['precision']:.3f}, recall {op['recall']:.3f}, F1 {op['f1']:.3f} "
         f"(TP {op['tp']}, FP {op['fp']}, FN {op['fn']})"
     )
+    rows += [note] if note else []
     return "\n".join(rows)

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 import shapely
 
+from detect.rounding import POLYGON_DECIMALS, rounded
 from detect.structures import Polygon
 
 _MITRE = {"cap_style": "square", "join_style": "mitre"}
@@ -180,6 +181,6 @@ def polygons_to_coco(polygons: list[Polygon]) -> list[list[float]]:
     pycocotools rasterises them by the same pixel convention (a traced outline decodes to exactly
     its mask). COCO polygons cannot express holes (pycocotools unions the lists of an object), so
     only the exteriors are written: holes come out filled. Use an RLE of `polygons_to_mask` where
-    holes matter. Coordinates are rounded to 1/1000 pixel.
+    holes matter. Coordinates are rounded to 0.1 pixel (`detect.rounding`).
     """
-    return [np.round(p.exterior.astype(np.float64), 3).ravel().tolist() for p in polygons]
+    return [rounded(p.exterior.ravel(), POLYGON_DECIMALS) for p in polygons]

@@ -8,6 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detect.rounding import BOX_DECIMALS, POLYGON_DECIMALS, SCORE_DECIMALS, rounded
 from detect.runtime.draw import class_color, draw_detections
 from detect.structures import Detections
 from detect.zones import Counting
@@ -45,28 +46,25 @@ def annotate_frame(
     return np.ascontiguousarray(canvas[:, :, ::-1])
 
 
-def _tenths(ring: np.ndarray) -> list[float]:
-    """A ``(K, 2)`` float32 ring as flat ``[x1, y1, x2, y2, ...]`` to 0.1 pixel (rounded in
-    float64, so that 245.2 is written 245.2, not float32's 245.1999969482422)."""
-    return np.round(ring.astype(np.float64), 1).ravel().tolist()
-
-
 def detection_records(detections: Detections) -> list[dict[str, Any]]:
     """The detections of a JSONL line, one dict each: TLWH box (pixels to 0.01), label, score
-    (to 0.0001), track id, polygon rings (flat ``[x1, y1, x2, y2, ...]`` to 0.1 pixel)."""
+    (to 0.0001), track id, polygon rings (flat ``[x1, y1, x2, y2, ...]`` to 0.1 pixel): the
+    precisions of `detect.rounding`."""
     return [
         {
-            "top": round(top, 2),
-            "left": round(left, 2),
-            "width": round(width, 2),
-            "height": round(height, 2),
+            "top": top,
+            "left": left,
+            "width": width,
+            "height": height,
             "label": str(label),
-            "score": round(score, 4),
+            "score": rounded(score, SCORE_DECIMALS),
             "track_id": track_id,
-            "polygons": [[_tenths(ring) for ring in p.rings()] for p in polygons],
+            "polygons": [
+                [rounded(ring.ravel(), POLYGON_DECIMALS) for ring in p.rings()] for p in polygons
+            ],
         }
         for (top, left, width, height), label, score, track_id, polygons in zip(
-            detections.tlwh().tolist(),
+            rounded(detections.tlwh(), BOX_DECIMALS),
             detections.labels,
             detections.scores.tolist(),
             detections.track_ids.tolist(),

@@ -31,7 +31,7 @@ from detect.video.annotate import annotate_frame, detection_records
 from detect.video.config import VideoConfig
 from detect.video.source import FrameSource, SourceCounts
 from detect.video.summary import VideoSummary
-from detect.zones import Counting
+from detect.zones import Counting, count_rows
 
 if TYPE_CHECKING:  # the gRPC side loads only for --server
     from detect.runtime.backend import Backend
@@ -262,7 +262,9 @@ class VideoRun:
 
     def _frame(self, frame: np.ndarray, index: int, detections: Detections) -> np.ndarray:
         panel = [f"frame {index}  {len(detections)} objects"]
-        panel += [f"{k}: {v}" for k, v in self.counting.counts().items()]
+        panel += [
+            f"{n} {what} {label}: {k}" for n, what, label, k in count_rows(self.counting.counts())
+        ]
         return annotate_frame(frame, detections, self.counting, panel)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detect.video.source import SourceCounts
+from detect.zones import count_rows
 
 
 @dataclass
@@ -62,8 +63,8 @@ class VideoSummary:
             per_class = ", ".join(f"{k} {v}" for k, v in d["tracks"].items())
             out.append(f"tracks: {d['unique_tracks']} ({per_class})")
         if self.counting:
-            counts = self.counting["counts"]
-            out.append("counts: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+            rows = count_rows(self.counting["counts"])
+            out.append("counts: " + (", ".join(" ".join(map(str, r)) for r in rows) or "none"))
             for zone, dwell in self.counting["dwell"].items():
                 out.append(
                     f"dwell in {zone}: {dwell['visits']} visit{'s' * (dwell['visits'] != 1)}, "
