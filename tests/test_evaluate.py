@@ -8,6 +8,7 @@ import contextlib
 import copy
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -359,6 +360,19 @@ def test_model_server_and_checkpoint_sources_write_the_full_report(
     assert rescored.returncode == 0, rescored.stderr[-3000:]
     again = json.loads((tmp_path / "r/metrics.json").read_text())
     assert again["bbox"] == by_model["bbox"] and again["segm"] == by_model["segm"]
+
+
+def test_eval_of_a_model_shows_plain_progress_lines_in_a_log(
+    val_gt: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    result = run_detect(
+        "eval", "--gt", str(val_gt), "--model", str(mask_model), "--out", str(tmp_path / "m")
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\r" not in result.stderr
+    final = r"^eval: 8/8 images, [\d.e-]+ images/s, took \d+:\d\d:\d\d$"
+    assert re.search(final, result.stderr, re.MULTILINE), result.stderr
+    assert "eval:" not in result.stdout and "AP50" in result.stdout
 
 
 # --------------------------------------------------------------------------- bad input
