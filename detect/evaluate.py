@@ -20,7 +20,6 @@ over the run's frames and the tracking figures (MOTA, MOTP, IDF1, HOTA, ID switc
 from __future__ import annotations
 
 import json
-import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from pycocotools.coco import COCO
-from tqdm import tqdm
 
 from detect.config import Connection, Engine, host_port
 from detect.data.coco import read_json
@@ -39,6 +37,7 @@ from detect.metrics.coco import load_gt
 from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset, scoring_options
 from detect.metrics.plots import Plotter
 from detect.metrics.report import write_report
+from detect.progress import StartProgress, silent
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.model_card import DEFAULT_SCORE
 from detect.settings import FLAGS, Spelling, check, nested, setting
@@ -253,15 +252,16 @@ def predict_with(
     gt: COCO,
     what: str,
     batch_size: int = 1,
+    progress: StartProgress = silent,
 ) -> Predicted:
     """Every image through ``backend`` into a `CocoEvaluator`, after checking its classes;
-    ``batch_size`` images at a time (a server answers them concurrently)."""
+    ``batch_size`` images at a time (a server answers them concurrently); the images done to
+    ``progress``."""
     info = backend.info
     check_categories(info, gt, what)
     evaluator = CocoEvaluator(gt, masks=info.has_masks)
     predicted = Predicted(evaluator, info.has_masks, info.score_threshold)
-    bar = tqdm(total=len(paths), desc="predicting", unit="img", disable=not sys.stderr.isatty())
-    with bar:
+    with progress("eval", len(paths), "images") as bar:
         options = scoring_options(info.has_masks, config.agnostic_nms)
         predicted.seconds = inference_on_dataset(
             backend, paths, evaluator, options, batch_size, bar.update
@@ -270,7 +270,13 @@ def predict_with(
     return predicted
 
 
-def _from_backend(config: EvalConfig, source: str, paths: dict[int, Path], gt: COCO) -> Predicted:
+def _from_backend(
+    config: EvalConfig,
+    source: str,
+    paths: dict[int, Path],
+    gt: COCO,
+    progress: StartProgress,
+) -> Predicted:
     what = {
         "model": f"model {config.model}",
         "checkpoint": f"checkpoint {config.checkpoint}",
@@ -285,7 +291,8 @@ def _from_backend(config: EvalConfig, source: str, paths: dict[int, Path], gt: C
         connection={**config.connection.client_kwargs(), "timeout": 300},
     )
     with closing(backend):
-        return predict_with(backend, config, paths, gt, what, 8 if source == "server" else 1)
+        batch_size = 8 if source == "server" else 1
+        return predict_with(backend, config, paths, gt, what, batch_size, progress)
 
 
 def _from_file(config: EvalConfig, gt: COCO) -> Predicted:
@@ -346,9 +353,9 @@ def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
     return ["bbox", "segm"] if wanted == "both" else [wanted]
 
 
-def evaluate(config: EvalConfig) -> EvalResult:
-    """Predict (unless given predictions), score, and write the report into ``config.out``;
-    `NoImagePredictedError` when no image could be."""
+def evaluate(config: EvalConfig, progress: StartProgress = silent) -> EvalResult:
+    """Predict (unless given predictions; the images done to ``progress``), score, and write
+    the report into ``config.out``; `NoImagePredictedError` when no image could be."""
     check(config)
     if config.is_video:
         raise ValueError("a video run's settings: score them with evaluate_video")
@@ -358,7 +365,7 @@ def evaluate(config: EvalConfig) -> EvalResult:
     if source == "predictions":
         predicted = _from_file(config, gt)
     else:
-        predicted = _from_backend(config, source, _image_paths(config, data), gt)
+        predicted = _from_backend(config, source, _image_paths(config, data), gt, progress)
     evaluator = predicted.evaluator
     iou_types = _iou_types(config, predicted.has_masks, gt)
     threshold = config.score if config.score is not None else predicted.default_score

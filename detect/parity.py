@@ -25,6 +25,7 @@ from detect.config import Engine
 from detect.errors import DataError, DetectError
 from detect.models.eager import EagerModel
 from detect.ops import box_iou
+from detect.progress import StartProgress, silent
 from detect.runtime.backend import Backend
 from detect.runtime.detector import Detector
 from detect.runtime.masks import binary_masks
@@ -220,10 +221,15 @@ def _timed(backend: Backend, rgb: np.ndarray) -> tuple[RawDetections, float]:
 
 
 def compare(
-    reference: Backend, candidate: Backend, images: list[Path], precision: str
+    reference: Backend,
+    candidate: Backend,
+    images: list[Path],
+    precision: str,
+    progress: StartProgress = silent,
 ) -> ParityReport:
     """Run both backends (the PyTorch model, its export) on every image file and collect pairs
-    and timings; ``precision`` ("fp32"/"fp16") of the export picks the tolerances.
+    and timings; ``precision`` ("fp32"/"fp16") of the export picks the tolerances. Each side's
+    images done go to ``progress``.
 
     All reference runs come first, then all candidate runs, each after one untimed warm-up, so
     that neither side's threads compete with the other's. Both get the candidate's decoding of
@@ -234,9 +240,10 @@ def compare(
     report = ParityReport(precision, tolerance, min_score)
     pixels = [_decode(candidate, path) for path in images]
     sides = []
-    for backend in (reference, candidate):
+    for backend, side in ((reference, "PyTorch"), (candidate, "export")):
         _timed(backend, pixels[0])
-        sides.append([_timed(backend, rgb) for rgb in pixels])
+        with progress(f"parity {side}", len(pixels), "images") as bar:
+            sides.append([_timed(backend, rgb) for rgb in bar.each(pixels)])
     threshold = candidate.info.mask_threshold
     for (ours, torch_ms), (theirs, onnx_ms) in zip(*sides, strict=True):
         report.torch_ms.append(torch_ms)
@@ -258,13 +265,16 @@ def parity_for_files(
     inputs: list[Path],
     device: str = "cpu",
     backend: str = "auto",
+    progress: StartProgress = silent,
 ) -> ParityReport:
     """`compare` the PyTorch ``model`` with its export at ``model_path``, run by ``backend`` on
-    ``device``, on the images found in ``inputs`` (files or folders)."""
+    ``device``, on the images found in ``inputs`` (files or folders); each side's images done
+    to ``progress``."""
     detector = Detector(model_path, device, backend=backend)
     info = detector.info
     reference = EagerModel(model, info.labels, info.category_ids)
-    return compare(reference, detector, find_images(inputs), detector.card.precision)
+    images = find_images(inputs)
+    return compare(reference, detector, images, detector.card.precision, progress)
 
 
 def parity(
@@ -273,12 +283,14 @@ def parity(
     inputs: list[Path],
     device: str = "cpu",
     backend: str = "auto",
+    progress: StartProgress = silent,
 ) -> ParityReport:
-    """`detect parity`: load the checkpoint, compare it with the exported model."""
+    """`detect parity`: load the checkpoint, compare it with the exported model (each side's
+    images done to ``progress``)."""
     from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
 
     model = model_from_checkpoint(load_checkpoint(checkpoint))
-    return parity_for_files(model, model_path, inputs, device, backend)
+    return parity_for_files(model, model_path, inputs, device, backend, progress)
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
-from tqdm import tqdm
 
 from detect.config import DetectSettings, Engine
 from detect.data.predict_record import PredictRecord
 from detect.data.results import coco_result
 from detect.errors import DetectError
+from detect.progress import StartProgress, silent
 from detect.runtime.backend import Backend, detect_each, open_backend
 from detect.runtime.draw import draw_detections
 from detect.runtime.image import DEFAULT_MAX_PIXELS, decode_image
@@ -111,9 +111,12 @@ def _annotated_names(images: list[Path]) -> list[str]:
     return names
 
 
-def predict(config: PredictConfig, on_image: OnImage | None = None) -> PredictResult:
+def predict(
+    config: PredictConfig, on_image: OnImage | None = None, progress: StartProgress = silent
+) -> PredictResult:
     """Run the model over every input image; write outputs as it goes (see the module) and
-    hand each image's outcome to ``on_image`` once its outputs are written."""
+    hand each image's outcome to ``on_image`` once its outputs are written; the images done
+    to ``progress``."""
     check(config)
     assert config.model is not None and config.out is not None
     images = find_images([Path(p) for p in config.inputs])
@@ -125,7 +128,9 @@ def predict(config: PredictConfig, on_image: OnImage | None = None) -> PredictRe
     )
     try:
         record = _record(config, backend)
-        return predict_images(backend, images, config.options, config.out, record, on_image)
+        return predict_images(
+            backend, images, config.options, config.out, record, on_image, progress
+        )
     finally:
         backend.close()
 
@@ -162,10 +167,12 @@ def predict_images(
     out: Path,
     record: PredictRecord,
     on_image: OnImage | None = None,
+    progress: StartProgress = silent,
 ) -> PredictResult:
     """Every image through ``backend``: annotated copies and predictions.json in ``out``,
     written as it goes (an interrupted run, even by an error ``on_image`` raises, keeps what it
-    has done), and ``record`` as predict.json; each image's outcome to ``on_image``."""
+    has done), and ``record`` as predict.json; each image's outcome to ``on_image``, the images
+    done to ``progress``."""
     backend.info.class_labels(options.classes)  # unknown names fail before any work
     annotated = out / "annotated"
     annotated.mkdir(parents=True, exist_ok=True)
@@ -174,9 +181,7 @@ def predict_images(
     results: list[dict] = []
     names = _annotated_names(images)
     items = list(enumerate(images, start=1))
-    bar = tqdm(
-        total=len(images), desc="predict", unit="img", disable=None if len(images) > 1 else True
-    )
+    bar = progress("predict", len(images), "images")
     try:
         with bar:
             for image_id, detected in detect_each(backend, items, options):

@@ -41,6 +41,7 @@ from detect.data.coco import read_json
 from detect.errors import DataError, InputError, ModelError
 from detect.metrics.coco import coco_stats
 from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset, scoring_options
+from detect.progress import StartProgress, silent
 from detect.runtime.image import decode_image
 from detect.runtime.sources import read_image
 
@@ -57,9 +58,12 @@ QUANTIZED_SCOPES = (
 )
 
 
-def quantize_int8(src: Path, dst: Path, calibration: list[Path]) -> None:
+def quantize_int8(
+    src: Path, dst: Path, calibration: list[Path], progress: StartProgress = silent
+) -> None:
     """Write ``dst``, the int8 QDQ version of the exported graph ``src``, calibrated on the
-    encoded image files ``calibration`` (fed to the graph as ``(H, W, 3) uint8`` RGB)."""
+    encoded image files ``calibration`` (fed to the graph as ``(H, W, 3) uint8`` RGB), the
+    images read to ``progress``."""
     # NNCF imports its torch backend, whose import warns that CUDA is missing on CPU machines
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     import nncf
@@ -68,11 +72,18 @@ def quantize_int8(src: Path, dst: Path, calibration: list[Path]) -> None:
 
     outside = "^(?!" + "|".join(re.escape(scope) for scope in QUANTIZED_SCOPES) + ").*"
     nncf.set_log_level(logging.WARNING)  # it logs every node it leaves alone at INFO
+    bar = progress("int8 calibration", len(calibration), "images")
+
+    def graph_input(path: Path) -> dict[str, np.ndarray]:
+        image = calibration_image(path)
+        bar.update()
+        return {"image": image}
+
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # its progress bars
+        with bar, contextlib.redirect_stdout(io.StringIO()):  # its progress bars
             quantized = nncf.quantize(
                 onnx.load(str(src)),
-                nncf.Dataset(calibration, lambda path: {"image": calibration_image(path)}),
+                nncf.Dataset(calibration, graph_input),
                 preset=nncf.QuantizationPreset.PERFORMANCE,
                 subset_size=len(calibration),
                 ignored_scope=nncf.IgnoredScope(patterns=[outside], validate=False),
@@ -93,10 +104,13 @@ def calibration_image(path: Path) -> np.ndarray:
         raise DataError(f"--int8 calibration image {path}: {exc}; remove it") from None
 
 
-def held_out_ap(model: Path, gt_path: Path, engine: str) -> dict[str, float]:
+def held_out_ap(
+    model: Path, gt_path: Path, engine: str, progress: StartProgress = silent
+) -> dict[str, float]:
     """COCO AP (0-1) of the exported ``model`` (its card beside it) on ``engine`` over the images
-    of the COCO file ``gt_path`` (beside it): ``{"bbox": AP}``, plus ``"segm"`` for mask models.
-    A `DataError` when an image cannot be predicted or the classes differ."""
+    of the COCO file ``gt_path`` (beside it): ``{"bbox": AP}``, plus ``"segm"`` for mask models;
+    the images done to ``progress``. A `DataError` when an image cannot be predicted or the
+    classes differ."""
     from detect.evaluate import check_categories, gt_has_masks, read_gt
     from detect.runtime.detector import Detector
 
@@ -106,7 +120,10 @@ def held_out_ap(model: Path, gt_path: Path, engine: str) -> dict[str, float]:
         info = detector.info
         check_categories(info, gt, f"model {model}")
         evaluator = CocoEvaluator(gt, masks=info.has_masks)
-        inference_on_dataset(detector, paths, evaluator, scoring_options(info.has_masks))
+        what = f"{detector.card.precision} AP on {engine}"
+        with progress(what, len(paths), "images") as bar:
+            options = scoring_options(info.has_masks)
+            inference_on_dataset(detector, paths, evaluator, options, progress=bar.update)
     if evaluator.failed:
         raise DataError(
             f"--int8-val {gt_path}: {next(iter(evaluator.failed.values()))}; fix or remove it"

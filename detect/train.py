@@ -57,6 +57,7 @@ from detect.models.ema import ModelEma
 from detect.models.infer import evaluate_records
 from detect.models.spec import ModelSpec
 from detect.models.weights import looks_like_path
+from detect.progress import StartProgress, silent
 from detect.train_config import TrainConfig
 
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
@@ -311,11 +312,12 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
         writer.writerows(r for r in rows if int(r["epoch"]) <= epochs_done)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Run training as configured; see the module docstring for the outputs."""
+def train(config: TrainConfig, progress: StartProgress = silent) -> TrainResult:
+    """Run training as configured; see the module docstring for the outputs. Each epoch's
+    batches and each validation's images go to ``progress`` (rank 0's only)."""
     ctx = _setup_process(config.device)
     try:
-        return Trainer(config, ctx).run()
+        return Trainer(config, ctx, progress).run()
     finally:
         if ctx.active:
             dist.destroy_process_group()
@@ -341,8 +343,9 @@ class Trainer:
     `_save` (snapshots, best.pt, last.pt) and `_log` (metrics.csv, curves, the epoch line).
     """
 
-    def __init__(self, config: TrainConfig, ctx: _Dist) -> None:
+    def __init__(self, config: TrainConfig, ctx: _Dist, progress: StartProgress = silent) -> None:
         self.config, self.ctx = config, ctx
+        self.show = progress if ctx.main else silent
         torch.manual_seed(config.seed + ctx.rank)
         np.random.seed(config.seed + ctx.rank)
         random.seed(config.seed + ctx.rank)
@@ -512,7 +515,7 @@ class Trainer:
         """Val AP of the eval model (rank 0) and the early-stopping bookkeeping."""
         if not self.ctx.main:
             return None
-        stats = evaluate_records(self.eval_model, self.val_data, "val", True)
+        stats = evaluate_records(self.eval_model, self.val_data, "val", self.show)
         for iou_type, s in stats.items():
             row[f"val_{iou_type}_AP"], row[f"val_{iou_type}_AP50"] = s["AP"], s["AP50"]
         ap = _primary_ap(stats, self.config.arch)
@@ -591,7 +594,7 @@ class Trainer:
         _check_same_classes(self.train_data, test_data)
         model = self.eval_model
         model.load_state_dict(load_checkpoint(config.out / "best.pt")["model"])
-        stats = evaluate_records(model, test_data, "test", self.ctx.main)
+        stats = evaluate_records(model, test_data, "test", self.show)
         (config.out / "test_metrics.json").write_text(json.dumps(stats, indent=2))
         return stats
 
@@ -610,16 +613,9 @@ def _train_one_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
     config, ctx, scaler = trainer.config, trainer.ctx, trainer.scaler
     net.train()
     sums = torch.zeros(len(LOSS_KEYS) + 2, dtype=torch.float64)  # losses, total, batches
-    bar = tqdm(
-        loader,
-        desc=f"epoch {epoch + 1}/{trainer.progress.epochs}",
-        leave=False,
-        disable=not ctx.main,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
+    bar = trainer.show(f"epoch {epoch + 1}/{trainer.progress.epochs}", len(loader), "batches")
     optimizer.zero_grad(set_to_none=True)
-    for i, (images, targets, bad) in enumerate(bar):
+    for i, (images, targets, bad) in enumerate(bar.each(loader)):
         if bad and (not config.skip_invalid or ctx.active):
             raise DataError(
                 f"image {bad[0].path} {bad[0].reason}; fix or remove it "
@@ -653,7 +649,7 @@ def _train_one_epoch(trainer: Trainer, epoch: int) -> dict[str, float]:
                 sums[k] += loss_dict[key].item()
         sums[-2] += loss.item()
         sums[-1] += 1
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        bar.note(f"loss {loss.item():.3f}, lr {optimizer.param_groups[0]['lr']:.2e}")
     bar.close()
     if ctx.active:
         sums = sums.to(ctx.device)

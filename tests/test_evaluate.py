@@ -418,6 +418,19 @@ def test_predict_output_is_scored_by_file_name_with_its_threshold_and_why_its_ap
     assert "at score >= 0.8 (bbox, IoU 0.5)" in given.stdout
 
 
+def test_eval_of_a_model_shows_plain_progress_lines_in_a_log(
+    val_gt: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    result = run_detect(
+        "eval", "--gt", str(val_gt), "--model", str(mask_model), "--out", str(tmp_path / "m")
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "\r" not in result.stderr
+    final = r"^eval: 8/8 images, [\d.e-]+ images/s, took \d+:\d\d:\d\d$"
+    assert re.search(final, result.stderr, re.MULTILINE), result.stderr
+    assert "eval:" not in result.stdout and "AP50" in result.stdout
+
+
 # --------------------------------------------------------------------------- bad input
 
 

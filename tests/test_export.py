@@ -51,6 +51,8 @@ def test_export_with_verify_passes_parity(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     assert "PASS" in result.stdout and "matched" in result.stdout
+    for side in ("PyTorch", "export"):  # each side's progress, one plain line in a log
+        assert f"parity {side}: 8/8 images, " in result.stderr, result.stderr
 
     card = ModelCard.read(out.with_suffix(".json"))
     assert (card.arch, card.backbone, card.roi) == (arch, "resnet18_fpn", roi)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -241,6 +242,16 @@ def test_all_good_images_exit_0_with_consistent_outputs(good_run: Run, mask_mode
     for name in per_image:  # best first within each image
         scores = [e["score"] for e in predictions if e["file_name"] == name]
         assert scores == sorted(scores, reverse=True)
+
+
+def test_progress_in_a_log_is_plain_lines_on_stderr_and_stdout_keeps_only_result_lines(
+    good_run: Run,
+) -> None:
+    result, n = good_run.result, len(good_run.images)
+    assert "\r" not in result.stderr and "\r" not in result.stdout
+    final = rf"^predict: {n}/{n} images, [\d.e-]+ images/s, took \d+:\d\d:\d\d$"
+    assert re.search(final, result.stderr, re.MULTILINE), result.stderr
+    assert len(_lines(result.stdout)) == len(good_run.predictions)  # each line parses as one
 
 
 def test_same_named_images_in_different_folders_get_numbered_annotated_copies(

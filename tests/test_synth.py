@@ -197,6 +197,8 @@ def test_cli_writes_dataset(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert len(_load(out / "annotations.json")["images"]) == 3
+    assert re.search(r"^synth: 3/3 images, .+, took ", result.stderr, re.MULTILINE)  # in a log:
+    assert "\r" not in result.stderr  # plain lines, no bar
     assert sorted(p.name for p in (out / "images").iterdir()) == [
         "000000.jpg",
         "000001.jpg",

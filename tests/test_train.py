@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 import time
@@ -117,6 +118,22 @@ def test_time_budget_fits_the_epochs_and_stretches_the_schedule(
     assert 1 <= len(rows) == planned < 100
     assert float(rows[-1]["lr"]) == pytest.approx(0.001 * 0.01)  # cosine ends on the last step
     assert float(rows[-1]["train_s"]) >= float(rows[0]["train_s"]) > 0
+
+
+def test_progress_in_a_log_is_plain_lines_for_each_epoch_and_validation(
+    shapes_small: Path, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "p.yaml", data=shapes_small / "train.json", val=shapes_small / "val.json",
+        epochs=1, out=tmp_path / "run",
+    )  # fmt: skip
+    result = run_detect("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "\r" not in result.stderr
+    took = r"[\d.e-]+ \w+/s, took \d+:\d\d:\d\d"
+    epoch = rf"^epoch 1/1: 2/2 batches, {took}, loss [\d.]+, lr [\d.e+-]+$"
+    assert re.search(epoch, result.stderr, re.MULTILINE), result.stderr
+    assert re.search(rf"^val: 4/4 images, {took}$", result.stderr, re.MULTILINE), result.stderr
 
 
 def test_bad_inputs_end_in_one_clear_line(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -111,6 +112,21 @@ def test_sampling(clip: Path, mask_model: Path, tmp_path: Path, args: list[str],
     result = _video(clip, "--model", mask_model, "--jsonl", jsonl, *args)
     assert result.returncode == 0, result.stderr
     assert [r["frame"] for r in _lines(jsonl)] == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "total"),
+    [(["--max-frames", "7"], 7), (["--every", "4"], 8), (["--target-fps", "5"], 15)],
+)
+def test_progress_in_a_log_counts_the_frames_that_will_be_processed(
+    clip: Path, mask_model: Path, args: list[str], total: int
+) -> None:
+    result = _video(clip, "--model", mask_model, *args)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr
+    final = rf"^video: {total}/{total} frames, [\d.e-]+ frames/s, took \d+:\d\d:\d\d$"
+    assert re.search(final, result.stderr, re.MULTILINE), result.stderr
+    assert "video:" not in result.stdout
 
 
 @pytest.mark.slow

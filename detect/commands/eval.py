@@ -11,6 +11,7 @@ import sys
 from detect.commands.flags import add_flags, from_flags
 from detect.evaluate import EvalConfig, NoImagePredictedError, evaluate, evaluate_video
 from detect.metrics.report import stdout_table
+from detect.progress import Progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if config.is_video:
         return _run_video(config)
     try:
-        result = evaluate(config)
+        result = evaluate(config, Progress)
     except NoImagePredictedError as exc:
         _print_failed(exc.failed)
         raise

@@ -10,6 +10,7 @@ from typing import Any
 from detect.commands.flags import add_flags, from_flags
 from detect.export import ExportConfig, export
 from detect.export.int8 import Int8RefusedError
+from detect.progress import Progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def _print_int8(record: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        result = export(from_flags(ExportConfig, args))
+        result = export(from_flags(ExportConfig, args), Progress)
     except Int8RefusedError as refused:
         _print_int8(refused.record)
         raise

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from detect.commands.flags import add_flags, from_flags
 from detect.predict import PredictConfig, PredictedImage, predict
+from detect.progress import Progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def _print_image(image: PredictedImage) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = from_flags(PredictConfig, args)
-    result = predict(config, _print_image)
+    result = predict(config, _print_image, Progress)
     print(result.summary(), file=sys.stderr)
     print(f"outputs in {config.out}", file=sys.stderr)
     return 1 if result.failed else 0

@@ -8,6 +8,7 @@ import argparse
 from detect.commands.flags import add_flags, from_flags
 from detect.data.synth import SynthSettings, write_dataset
 from detect.data.synth_video import write_clip, write_site
+from detect.progress import Progress
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
             seed=settings.seed,
             size=settings.size,
             degrade=settings.degrade,
+            progress=Progress,
         )
         print(f"wrote {settings.images} images and {path}")
         return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from detect.commands.flags import add_flags, from_flags, given_flags
 from detect.config import load_yaml
+from detect.progress import Progress
 from detect.settings import from_mapping
 from detect.train_config import TrainConfig
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     config = read_config(args)
     from detect.train import train  # torch: once the config is known to be good
 
-    result = train(config)
+    result = train(config, Progress)
     print(result.summary())
     print(f"outputs in {config.out}")
     return 0

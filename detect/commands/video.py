@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from detect.commands.flags import add_flags, from_flags
+from detect.progress import Progress
 from detect.settings import FLAGS, Spelling
 from detect.video.config import FOREVER, VideoConfig
 from detect.video.run import StreamLostError, run_video
@@ -28,7 +29,7 @@ def _report(config: VideoConfig, summary: VideoSummary) -> None:
 def run(args: argparse.Namespace) -> int:
     config = from_flags(VideoConfig, args)
     try:
-        summary = run_video(config)
+        summary = run_video(config, Progress)
     except StreamLostError as exc:
         assert exc.summary is not None  # set by the run
         _report(config, exc.summary)

@@ -30,9 +30,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from detect.errors import ConfigError, DataError
+from detect.progress import StartProgress, silent
 from detect.settings import FLAGS, Spelling, at_least, more_than, setting
 
 CLASSES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star", "ring")
@@ -479,9 +479,15 @@ def _check_arguments(images: int, seed: int, size: int) -> None:
 
 
 def write_dataset(
-    out: Path, images: int, seed: int, size: int = 320, degrade: bool = False
+    out: Path,
+    images: int,
+    seed: int,
+    size: int = 320,
+    degrade: bool = False,
+    progress: StartProgress = silent,
 ) -> Path:
     """Write ``out/images/000000.jpg ...`` and ``out/annotations.json``; return the JSON path.
+    The images written go to ``progress``.
 
     Image ``i`` (COCO id ``i + 1``) is `generate_image` ``(seed, i, size, degrade)``, so the
     same arguments give byte-identical files and a longer dataset extends a shorter one. Clean
@@ -501,7 +507,8 @@ def write_dataset(
     annotations: list[dict[str, Any]] = []
     try:
         (out / "images").mkdir(parents=True, exist_ok=True)
-        for index in tqdm(range(images), desc="synth", unit="img", disable=images <= 50):
+        bar = progress("synth", images, "images")
+        for index in bar.each(range(images)):
             image, shapes, masks = generate_image(seed, index, size, degrade)
             file_name = f"images/{index:06d}.jpg"
             (out / file_name).write_bytes(_encode_jpeg(image, CLEAN_JPEG_QUALITY).tobytes())
@@ -518,6 +525,7 @@ def write_dataset(
                             **mask_annotation(mask),
                         }
                     )
+        bar.close()
         coco = {
             "info": {
                 "description": "detect synth",

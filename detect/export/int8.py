@@ -11,6 +11,7 @@ from typing import Any
 
 from detect.errors import ConfigError, ModelError
 from detect.export.config import ExportConfig
+from detect.progress import StartProgress, silent
 from detect.runtime.model_card import ModelCard, card_path, sha256_file
 from detect.runtime.sources import list_images
 
@@ -39,23 +40,26 @@ def check_int8_inputs(config: ExportConfig) -> None:
     read_gt(config.int8_val)
 
 
-def int8_model(model_path: Path, card: ModelCard, config: ExportConfig) -> tuple[Path, ModelCard]:
+def int8_model(
+    model_path: Path, card: ModelCard, config: ExportConfig, progress: StartProgress = silent
+) -> tuple[Path, ModelCard]:
     """The int8 model beside ``model_path`` (fp32, its card written) and its card, with its AP
     on ``config.int8_val`` against fp32's per engine in the card's ``quantization``; an
-    `Int8RefusedError` when it loses more than ``config.max_ap_drop`` points (unless ``force``)."""
+    `Int8RefusedError` when it loses more than ``config.max_ap_drop`` points (unless ``force``).
+    The calibration's and each AP measurement's images done go to ``progress``."""
     from detect.quantize import held_out_ap, quantization_record, quantize_int8
     from detect.runtime.engines import installed_engines
 
     calibration = list_images([config.int8])
     int8_path = model_path.with_name("int8.onnx")
     log.info("int8: calibrating on %d images of %s", len(calibration), config.int8)
-    quantize_int8(model_path, int8_path, calibration)
+    quantize_int8(model_path, int8_path, calibration, progress)
     int8_card = ModelCard(**{**card.__dict__, "precision": "int8"})
     int8_card.sha256 = sha256_file(int8_path)
     int8_card.write(card_path(int8_path))
     engines = installed_engines()
-    fp32 = {e: held_out_ap(model_path, config.int8_val, e) for e in engines}
-    int8 = {e: held_out_ap(int8_path, config.int8_val, e) for e in engines}
+    fp32 = {e: held_out_ap(model_path, config.int8_val, e, progress) for e in engines}
+    int8 = {e: held_out_ap(int8_path, config.int8_val, e, progress) for e in engines}
     record = quantization_record(
         calibration, config.int8, config.int8_val, fp32, int8, config.max_ap_drop, config.force
     )

@@ -22,6 +22,7 @@ from detect.export.source import ModelSource, checkpoint_source, pretrained_sour
 from detect.export.trace import export_graph
 from detect.export.verify import verify
 from detect.parity import ParityReport
+from detect.progress import StartProgress, silent
 from detect.runtime.model_card import batch_graph_path, card_path, sha256_file
 from detect.settings import check
 
@@ -65,8 +66,9 @@ def _write_graph(
         raise ModelError(f"export of {what} failed: {exc}") from exc
 
 
-def export(config: ExportConfig) -> ExportResult:
-    """Export, write the card, and with ``verify`` run the parity check into the card.
+def export(config: ExportConfig, progress: StartProgress = silent) -> ExportResult:
+    """Export, write the card, and with ``verify`` run the parity check into the card; the
+    images done by the int8 calibration and checks and by the parity check go to ``progress``.
 
     Everything is written in a work folder beside ``out`` and moved into place at the end, so
     a failed export leaves nothing (and an earlier model at ``out`` intact). `ConfigError` for
@@ -91,7 +93,7 @@ def export(config: ExportConfig) -> ExportResult:
             card.batch_graphs[str(batch)] = sha256_file(batch_path)
         if config.int8 is not None:
             card.write(card_path(path))
-            path, card = int8_model(path, card, config)
+            path, card = int8_model(path, card, config, progress)
         card.write(card_path(path))  # moved in right after the model: no time with a stale card
         for batch in config.batch_sizes:
             batch_graph_path(path, batch).replace(batch_graph_path(out, batch))
@@ -100,5 +102,5 @@ def export(config: ExportConfig) -> ExportResult:
     result = ExportResult(out, card_path(out), out.stat().st_size / 2**20)
     result.quantization = card.quantization or None
     if config.verify is not None:
-        result.parity = verify(model, out, card, config.verify)
+        result.parity = verify(model, out, card, config.verify, progress)
     return result

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,9 +20,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from detect.errors import DataError, DetectError
+from detect.progress import StartProgress, silent
 from detect.settings import check
 from detect.structures import Detections, DetectOptions
 from detect.track import Tracker
@@ -268,10 +267,9 @@ class VideoRun:
         return annotate_frame(frame, detections, self.counting, panel)
 
 
-def run_video(config: VideoConfig) -> VideoSummary:
-    """Process the source (see the module docstring) with a progress bar; the summary."""
+def run_video(config: VideoConfig, progress: StartProgress = silent) -> VideoSummary:
+    """Process the source (see the module docstring), the frames done to ``progress``; the
+    summary."""
     video = VideoRun(config)
-    frames = video.frames
-    total = frames.total // config.every if frames.total and not config.realtime else None
-    with tqdm(total=total, unit="frame", disable=not sys.stderr.isatty()) as bar:
+    with progress("video", video.frames.planned(), "frames") as bar:
         return video.run(bar.update)

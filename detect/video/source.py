@@ -263,6 +263,25 @@ class FrameSource:
         self.stopped.set()  # ended for good: a later stop() keeps this reason
         return False
 
+    def planned(self) -> int | None:
+        """How many frames iterating will yield if nothing stops it early: the file's frames
+        as sampled, at most ``max_frames``; for a live source ``max_frames`` (None without it),
+        and None when reading in real time (it drops frames) or when the file does not say
+        how many frames (or, sampling by ``target_fps``, at what rate) it has."""
+        limit = self.config.max_frames
+        if self.live:
+            return limit
+        if self.config.realtime or self.total <= 0:
+            return None
+        if self.config.target_fps is None:
+            sampled = -(-self.total // self.config.every)
+        elif self.fps > 0:
+            due = [0.0]
+            sampled = sum(self._wanted(i, 1000.0 * i / self.fps, due) for i in range(self.total))
+        else:
+            return None
+        return sampled if limit is None else min(sampled, limit)
+
     def _wanted(self, index: int, timestamp: float, due: list[float]) -> bool:
         if self.config.target_fps is None:
             return index % self.config.every == 0
