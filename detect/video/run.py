@@ -246,9 +246,8 @@ class VideoRun:
             ) from None
 
     def _frame(self, frame: np.ndarray, index: int, detections: Detections) -> np.ndarray:
-        panel = [f"frame {index}  {len(detections)} objects"]
-        panel += [f"{k}: {v}" for k, v in self.counting.counts().items()]
-        return annotate_frame(frame, detections, self.counting, panel)
+        title = f"frame {index}  {len(detections)} objects"
+        return annotate_frame(frame, detections, self.counting, title)
 
 
 def run_video(config: VideoConfig) -> VideoSummary:
