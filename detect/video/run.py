@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -31,6 +30,7 @@ from detect.video.annotate import annotate_frame, detection_records
 from detect.video.config import VideoConfig
 from detect.video.source import FrameSource, SourceCounts
 from detect.video.summary import VideoSummary
+from detect.video.writer import VideoWriter
 from detect.zones import Counting
 
 if TYPE_CHECKING:  # the gRPC side loads only for --server
@@ -187,12 +187,12 @@ class VideoRun:
                 summary.counting = self.counting.summary()
             self.frames.close()
             if writer is not None:
-                writer.release()
+                writer.close()
             if self._jsonl is not None:
                 self._jsonl.close()
         return summary
 
-    def _open_writer(self, frame: np.ndarray) -> cv2.VideoWriter:
+    def _open_writer(self, frame: np.ndarray) -> VideoWriter:
         config = self.config
         assert config.out_video is not None
         try:
@@ -200,11 +200,10 @@ class VideoRun:
         except OSError as exc:
             raise DataError(f"--out-video {config.out_video}: {exc.strerror}") from None
         rate = config.target_fps or (self.frames.fps or 25.0) / config.every
-        size = (frame.shape[1], frame.shape[0])
-        writer = cv2.VideoWriter(str(config.out_video), cv2.VideoWriter_fourcc(*"mp4v"), rate, size)
-        if not writer.isOpened():
-            raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there")
-        return writer
+        try:
+            return VideoWriter(config.out_video, rate, frame.shape[1], frame.shape[0])
+        except OSError:
+            raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there") from None
 
     def _process(self, index: int, timestamp: float, detections: Detections) -> Detections:
         """Track and count one frame's detections, write its JSONL line (when asked); the
