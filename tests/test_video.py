@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -97,6 +98,35 @@ def test_local_run_writes_a_line_and_a_video_frame_per_processed_frame(
             } <= d.keys()
     assert _frames(out) == 30
     assert "30 read, 30 processed, 0 dropped" in result.stdout
+
+
+def _odd_sized(clip: Path, path: Path, frames: int) -> Path:
+    """The first ``frames`` frames of ``clip`` cropped to 161 x 121 (odd sizes), losslessly in
+    an MKV (FFV1) at 10 fps."""
+    with av.open(str(clip)) as source, av.open(str(path), "w") as target:
+        stream = target.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 161, 121, "yuv444p"
+        for _, frame in zip(range(frames), source.decode(video=0), strict=False):
+            cropped = np.ascontiguousarray(frame.to_ndarray(format="bgr24")[:121, :161])
+            target.mux(stream.encode(av.VideoFrame.from_ndarray(cropped, format="bgr24")))
+        target.mux(stream.encode(None))
+    return path
+
+
+def test_annotated_video_is_h264_a_browser_plays_with_every_processed_frame(
+    clip: Path, mask_model: Path, tmp_path: Path
+) -> None:
+    odd = _odd_sized(clip, tmp_path / "odd.mkv", 9)  # yuv420p needs even sizes: padded
+    out = tmp_path / "out.mp4"
+    result = _video(odd, "--model", mask_model, "--every", "2", "--out-video", out)
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    assert len(frames) == 5  # frames 0, 2, 4, 6, 8
+    assert {f.shape for f in frames} == {(122, 162, 3)}
+    assert stream.average_rate == 5  # 10 fps, every 2nd frame
 
 
 @pytest.mark.parametrize(

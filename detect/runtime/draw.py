@@ -38,8 +38,10 @@ def draw_detections(
     """A copy of ``rgb`` ``(H, W, 3) uint8`` with the detections drawn on it (RGB).
 
     Masks are filled at 35 % opacity and outlined (exteriors and holes); boxes are outlined and
-    captioned (default ``label score``) above their top-left corner (inside the box when it
-    touches the top).
+    captioned (default ``label score``). Every outline is drawn before any caption, and the
+    captions go from the largest box to the smallest, so a small object's caption lies on top
+    of a large one's. A caption sits above its box's top-left corner (inside the box when that
+    touches the top), shifted left and up as needed to lie fully inside the image.
     """
     canvas = rgb.copy()
     overlay = rgb.copy()
@@ -53,26 +55,39 @@ def draw_detections(
     thickness = max(1, round(min(rgb.shape[:2]) / 300))
     if captions is None:
         captions = [f"{det.label} {det.score:.2f}" for det in detections]
-    for det, rings, caption in zip(detections, outlines, captions, strict=True):
+    for det, rings in zip(detections, outlines, strict=True):
         color = class_color(det.class_id)
         if rings:
             cv2.polylines(canvas, rings, True, color, thickness, cv2.LINE_AA, _SHIFT)
         x1, y1, x2, y2 = det.box
         corners = _points(np.array([[x1, y1], [x2, y2]]))
         cv2.rectangle(canvas, corners[0], corners[1], color, thickness, cv2.LINE_AA, _SHIFT)
-        scale = 0.4 * thickness
-        (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        left = int(x1)
-        top = int(y1) - th - base if y1 >= th + base else int(y1)
-        cv2.rectangle(canvas, (left, top), (left + tw, top + th + base), color, cv2.FILLED)
-        cv2.putText(
-            canvas,
-            caption,
-            (left, top + th),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
+    areas = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in (det.box for det in detections)]
+    for k in sorted(range(len(detections)), key=lambda k: -areas[k]):  # stable: ties keep order
+        _draw_caption(canvas, detections[k], captions[k], 0.4 * thickness)
     return canvas
+
+
+def _draw_caption(canvas: np.ndarray, det: Detection, caption: str, scale: float) -> None:
+    """``caption`` on a filled label of ``det``'s colour above its box's top-left corner (xyxy
+    pixels), inside the box when there is no room above, then shifted to lie inside ``canvas``
+    ``(H, W, 3)``."""
+    height, width = canvas.shape[:2]
+    (tw, th), base = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x1, y1 = det.box[0], det.box[1]
+    top = int(y1) - th - base if y1 >= th + base else int(y1)
+    left = max(0, min(int(x1), width - 1 - tw))  # the label spans columns left..left + tw
+    top = max(0, min(top, height - 1 - th - base))
+    cv2.rectangle(
+        canvas, (left, top), (left + tw, top + th + base), class_color(det.class_id), cv2.FILLED
+    )
+    cv2.putText(
+        canvas,
+        caption,
+        (left, top + th),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )

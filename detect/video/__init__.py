@@ -1,5 +1,6 @@
 """`detect video SOURCE`: frames of a file, stream or webcam through a detector, with tracks,
-zone and line counts, an annotated MP4, one JSONL line per processed frame, and a summary.
+zone and line counts, an annotated MP4 (H.264, plays in a browser), one JSONL line per processed
+frame, and a summary.
 
 Sources: a file, an ``rtsp://`` / ``http(s)://`` URL, or a webcam index, read with OpenCV.
 Inference: local (`Detector`, ``model``) or remote (``server``: one ``DetectStream`` call with up
@@ -16,7 +17,8 @@ in hand: the MP4 is finalised (playable) and every JSONL line is complete (each 
 written).
 
 Modules: `config` (the settings), `source` (frames), `remote` (the server's stream), `run` (one
-camera's run), `annotate` (the MP4 frame and JSONL records), `summary`.
+camera's run), `annotate` (the MP4 frame and JSONL records), `writer` (the H.264 MP4),
+`summary`.
 """
 
 from detect.video.config import VideoConfig

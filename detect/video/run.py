@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-import cv2
 import numpy as np
 
 from detect.errors import DataError, DetectError
@@ -30,7 +29,8 @@ from detect.video.annotate import annotate_frame, detection_records
 from detect.video.config import VideoConfig
 from detect.video.source import FrameSource, SourceCounts
 from detect.video.summary import VideoSummary
-from detect.zones import Counting, count_rows
+from detect.video.writer import VideoWriter
+from detect.zones import Counting
 
 if TYPE_CHECKING:  # the gRPC side loads only for --server
     from detect.runtime.backend import Backend
@@ -201,12 +201,12 @@ class VideoRun:
                 summary.counting = self.counting.summary()
             self.frames.close()
             if writer is not None:
-                writer.release()
+                writer.close()
             if self._jsonl is not None:
                 self._jsonl.close()
         return summary
 
-    def _open_writer(self, frame: np.ndarray) -> cv2.VideoWriter:
+    def _open_writer(self, frame: np.ndarray) -> VideoWriter:
         config = self.config
         assert config.out_video is not None
         try:
@@ -214,11 +214,10 @@ class VideoRun:
         except OSError as exc:
             raise DataError(f"--out-video {config.out_video}: {exc.strerror}") from None
         rate = config.target_fps or (self.frames.fps or 25.0) / config.every
-        size = (frame.shape[1], frame.shape[0])
-        writer = cv2.VideoWriter(str(config.out_video), cv2.VideoWriter_fourcc(*"mp4v"), rate, size)
-        if not writer.isOpened():
-            raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there")
-        return writer
+        try:
+            return VideoWriter(config.out_video, rate, frame.shape[1], frame.shape[0])
+        except OSError:
+            raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there") from None
 
     def _process(self, index: int, timestamp: float, detections: Detections) -> Detections:
         """Track and count one frame's detections, write its JSONL line (when asked); the
@@ -260,11 +259,8 @@ class VideoRun:
             ) from None
 
     def _frame(self, frame: np.ndarray, index: int, detections: Detections) -> np.ndarray:
-        panel = [f"frame {index}  {len(detections)} objects"]
-        panel += [
-            f"{n} {what} {label}: {k}" for n, what, label, k in count_rows(self.counting.counts())
-        ]
-        return annotate_frame(frame, detections, self.counting, panel)
+        title = f"frame {index}  {len(detections)} objects"
+        return annotate_frame(frame, detections, self.counting, title)
 
 
 def run_video(config: VideoConfig, progress: StartProgress = silent) -> VideoSummary:
