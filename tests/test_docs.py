@@ -187,6 +187,9 @@ def test_documented_block_runs(block: Block, page_folders) -> None:
     for needed in earlier:  # a block chosen alone (-k) still finds what the page made before it
         run_block(needed, folder, env)
     run_block(block, folder, env)
+    if block == [b for b in RUN if b.page == block.page][-1]:
+        for group in folder.groups:  # a server a page forgot to stop is not the next page's
+            kill_group(group)
 
 
 def test_the_readme_test_command_is_what_ci_runs() -> None:
