@@ -296,9 +296,9 @@ def test_sigterm_finishes_every_camera_with_complete_outputs(site: Path, tmp_pat
         assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)  # playable
 
 
-def test_the_readme_site_file_loads(site: Path, tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Watch a site") :]
+def test_the_guides_site_file_loads(site: Path, tmp_path: Path) -> None:
+    guide = (ROOT / "docs" / "watch.md").read_text()
+    section = guide[guide.index("## Site file") :]
     text = section[section.index("```yaml") + len("```yaml") :]
     text = text[: text.index("```")]
     (tmp_path / "yard.mp4").write_bytes((site / "cam1.mp4").read_bytes())
