@@ -2,7 +2,7 @@
 #
 #   docker build -t detect-serve .
 #   docker run --gpus all -p 50051:50051 -p 9100:9100 -v "$PWD/models:/models:ro" detect-serve \
-#       --model /models/shapes.onnx --host 0.0.0.0
+#       --model /models/demo.onnx --host 0.0.0.0
 #
 # The model (NAME.onnx with its card NAME.json) is mounted at /models, never baked in.
 # Only the `gpu` extra is installed: it is the `serve` extra with onnxruntime-gpu in place of

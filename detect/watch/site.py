@@ -58,7 +58,7 @@ class SiteSettings:
 
     site: Path | None = setting(
         None,
-        "site file: cameras (name, source, zones, lines, outputs); README: Watch a site",
+        "site file: cameras (name, source, zones, lines, outputs); docs/watch.md",
         positional=True,
         key="",
     )
