@@ -40,7 +40,7 @@ from detect.metrics.plots import Plotter
 from detect.metrics.report import write_report
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.model_card import DEFAULT_SCORE
-from detect.settings import FLAGS, Spelling, check, nested, setting
+from detect.settings import FLAGS, Spelling, check, nested, output_folder, setting
 from detect.structures import ModelInfo
 
 IOU_TYPES = ("bbox", "segm", "both")
@@ -142,8 +142,9 @@ class EvalConfig:
         self._validate_out(spell)
 
     def _validate_out(self, spell: Spelling) -> None:
-        if self.out is not None and self.out.exists() and not self.out.is_dir():
-            raise spell.problem(f"{spell('out')} {self.out} is a file; give a folder")
+        fix = output_folder(self.out)
+        if fix is not None:
+            raise spell.error("out", self.out, fix)
 
     def _validate_files(self, spell: Spelling, names: tuple[str, ...]) -> None:
         for name in names:

@@ -26,7 +26,7 @@ from detect.runtime.backend import Backend, detect_each, open_backend
 from detect.runtime.draw import draw_detections
 from detect.runtime.image import DEFAULT_MAX_PIXELS, decode_image
 from detect.runtime.sources import IMAGE_SUFFIXES, find_images, read_image
-from detect.settings import FLAGS, Spelling, check, nested, setting
+from detect.settings import FLAGS, Spelling, check, nested, output_folder, setting
 from detect.structures import Detection, DetectOptions
 
 
@@ -43,7 +43,7 @@ class PredictConfig:
         (), "image files or folders (recursive)", positional=True, metavar="images", required=True
     )
     model: Path | None = setting(None, "exported NAME.onnx", required=True)
-    out: Path | None = setting(None, "output folder", required=True)
+    out: Path | None = setting(None, "output folder", required=True, check=output_folder)
     detection: DetectSettings = nested(DetectSettings, defaults={"max_detections": 100})
     engine: Engine = nested(Engine)
     max_mp: float = setting(
