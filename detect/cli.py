@@ -109,7 +109,7 @@ VERBS = (
         "and one `image,top,left,width,height,label,score` line per detection on stdout.",
         "  detect predict photos/ --model models/shapes.onnx --out runs/predict\n"
         "  detect predict a.jpg b.png --model models/shapes.onnx --out out --score 0.3 "
-        "--classes circle ring\n",
+        "--classes circle,ring\n",
     ),
     Verb(
         "serve",

@@ -33,7 +33,7 @@ from detect.messages import (
     raw_image_message,
 )
 from detect.runtime.sources import ReadError, read_image
-from detect.settings import FLAGS, Spelling, nested, setting
+from detect.settings import FLAGS, Spelling, nested, pem_file, setting
 from detect.structures import Detection, DetectOptions, ModelInfo
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
@@ -399,8 +399,8 @@ class ClientSettings:
     )
     health: bool = setting(False, "print the health status; exit 1 unless SERVING")
     connection: Connection = nested(Connection)
-    cert: Path | None = setting(None, "client certificate (PEM) for mutual TLS")
-    key: Path | None = setting(None, "client private key (PEM) for mutual TLS")
+    cert: Path | None = setting(None, "client certificate (PEM) for mutual TLS", check=pem_file)
+    key: Path | None = setting(None, "client private key (PEM) for mutual TLS", check=pem_file)
     timeout: float = setting(30.0, "seconds per call")
     detection: DetectSettings = nested(
         DetectSettings, defaults={"polygons": False}, skip=("polygons", "polygon_tolerance")

@@ -139,6 +139,16 @@ def output_file(path: Path | None) -> str | None:
     return _writable(path.parent)
 
 
+def pem_file(path: Path | None) -> str | None:
+    """The check of a TLS certificate or key file: PEM text (``-----BEGIN ...``). A file that
+    cannot be read passes: its reader says why."""
+    try:
+        head = path.read_bytes() if path is not None else b"-----BEGIN "
+    except OSError:
+        return None
+    return None if b"-----BEGIN " in head else "is not PEM (no -----BEGIN line); give a PEM file"
+
+
 def _writable(folder: Path) -> str | None:
     """Why ``folder`` cannot be made (or written in), from its nearest existing parent."""
     existing = folder
