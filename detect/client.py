@@ -322,6 +322,13 @@ class DetectorClient:
                 f"cannot reach the detection server at {self.address} ({details.splitlines()[0]}); "
                 "is `detect serve` running there, with the same TLS setting?"
             )
+        elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            fix = (
+                "check that the first line of --token-file is one of the server's tokens"
+                if self._metadata
+                else "pass --token-file FILE whose first line is one of the server's tokens"
+            )
+            message = f"{self.address}: {code.name}: {details}: {fix}"
         else:
             message = f"{self.address}: {code.name}: {details}"
         if code == grpc.StatusCode.INVALID_ARGUMENT:

@@ -37,6 +37,33 @@ def host_port(address: str | None) -> str | None:
     return None
 
 
+def read_tokens(path: Path) -> list[str]:
+    """The bearer tokens in ``path``: one a line, blank lines and lines starting with ``#``
+    ignored; `ConfigError` naming the file when it cannot be read or holds none."""
+    fix = token_file(path)
+    if fix is not None:
+        raise ConfigError(f"{path}: {fix}")
+    return _token_lines(path.read_text(encoding="utf-8"))
+
+
+def token_file(path: Path | None) -> str | None:
+    """The check of a token file (``--token-file``, ``--auth-token-file``): readable UTF-8 text
+    holding a token."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    except UnicodeDecodeError:
+        return "cannot read it (not UTF-8 text)"
+    return None if _token_lines(text) else "holds no token; write one token per line"
+
+
+def _token_lines(text: str) -> list[str]:
+    return [t.strip() for t in text.splitlines() if t.strip() and not t.startswith("#")]
+
+
 @dataclass(frozen=True)
 class Engine:
     """Where and on what an exported model runs (`detect.runtime.backend.open_backend`)."""
@@ -60,7 +87,9 @@ class Connection:
     ca: Path | None = setting(
         None, "CA certificate (PEM) to verify the server; implies TLS", check=pem_file
     )
-    token_file: Path | None = setting(None, "bearer token (first line of the file)")
+    token_file: Path | None = setting(
+        None, "bearer token (first line of the file)", check=token_file
+    )
     model_name: str = setting(
         "", "served model to ask for (default: the server's default)", key="model_name"
     )
@@ -70,8 +99,6 @@ class Connection:
         """The keywords of `detect.client.DetectorClient`: tls, ca, token, model, model_version."""
         token = None
         if self.token_file is not None:
-            from server.auth import read_tokens
-
             token = read_tokens(self.token_file)[0]
         return {
             "tls": self.tls,

@@ -28,12 +28,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from detect.config import read_tokens
 from detect.errors import ConfigError
 from detect.runtime.detector import Detector
 from detect.settings import check
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
-from server.auth import TokenAuth, read_tokens
+from server.auth import TokenAuth
 from server.batcher import Batcher
 from server.config import ServeConfig
 from server.memory import hold_memory

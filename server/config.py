@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from detect.config import Engine
+from detect.config import Engine, token_file
 from detect.runtime.image import DEFAULT_MAX_PIXELS
 from detect.settings import FLAGS, Spelling, at_least, nested, pem_file, setting
 
@@ -82,7 +82,7 @@ class ServeConfig:
         None, "require client certificates from this CA", check=pem_file
     )
     auth_token_file: Path | None = setting(
-        None, "require 'authorization: Bearer T', T a line of this"
+        None, "require 'authorization: Bearer T', T a line of this", check=token_file
     )
     max_message_mb: float = setting(16.0, "largest request, MiB", check=_message_mb)
     max_pixels: int = setting(

@@ -1,6 +1,7 @@
 """`detect client`: flags from `ClientSettings`' declarations; one
 ``image,top,left,width,height,label,score`` line per detection on stdout, an image that failed
-on stderr; exit 1 when an image failed or (``--health``) the server is not SERVING."""
+on stderr; exit 1 when an image failed, (``--health``) the server is not SERVING or
+(``--reload``) it refused a model version (its reason on stderr)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = from_flags(ClientSettings, args)
+    failed = 0
     with connect(settings) as client:
         if settings.health:
             status = client.health()
@@ -27,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
         if settings.reload:
             reloaded = client.reload_models()
             for line in reloaded.changes or ["nothing changed"]:
-                print(line)
+                if line.startswith("refused "):  # the server's reason follows (see the proto)
+                    print(f"error: {client.address}: {line}", file=sys.stderr)
+                    failed += 1
+                else:
+                    print(line)
         if settings.list_models:
             listed = client.list_models()
             for info in listed.models:
@@ -35,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{info.name} {info.version} {info.arch} {info.backbone}{default}")
         if settings.info:
             print(client.model_info(), end="")
-        failed = 0
         for path, result in send_files(client, settings.images, settings.detection.options()):
             if isinstance(result, DetectError):
                 print(f"error: {path}: {result}", file=sys.stderr)
