@@ -64,7 +64,7 @@ class EvalConfig:
 
     gt: Path | None = setting(None, "COCO ground-truth JSON of images")
     images: Path | None = setting(None, "image folder (default: the GT file's folder)")
-    out: Path | None = setting(None, "report folder (--video: optional)")
+    out: Path | None = setting(None, "report folder (--video: optional)", check=output_folder)
     video: Path | None = setting(None, "a clip's ground truth (`detect synth --video`)")
     jsonl: Path | None = setting(None, "--video: the JSONL of a `detect video` run")
     predictions: Path | None = setting(None, "COCO results JSON", group="source")
@@ -126,7 +126,6 @@ class EvalConfig:
                 f"postprocessing, so it applies to {spell('model')} and {spell('server')} only; "
                 "leave it out"
             )
-        self._validate_out(spell)
         self._validate_files(spell, ("predictions", "model", "checkpoint"))
 
     def _validate_video(self, spell: Spelling) -> None:
@@ -139,12 +138,6 @@ class EvalConfig:
         if others:
             raise spell.problem(f"{spell('video')} scores a JSONL; leave out {spell(others[0])}")
         self._validate_files(spell, ("video", "jsonl"))
-        self._validate_out(spell)
-
-    def _validate_out(self, spell: Spelling) -> None:
-        fix = output_folder(self.out)
-        if fix is not None:
-            raise spell.error("out", self.out, fix)
 
     def _validate_files(self, spell: Spelling, names: tuple[str, ...]) -> None:
         for name in names:

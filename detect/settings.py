@@ -311,10 +311,11 @@ def from_mapping(
     mapping = {
         k: v for k, v in mapping.items() if k not in by_key or by_key[k].spec.group not in groups
     }
-    typed, problems = checked_keys(cls, mapping, spell, root)
+    # a file's value in its key's spelling, even when a flag of that setting is given too
+    typed, problems = checked_keys(cls, mapping, Spelling(cls, KEYS, where), root)
     if problems:
         raise UsageError(*problems, where=where)
-    typed |= _typed(cls, flags, spell, Path())
+    typed |= _typed(cls, flags, Spelling(cls, FLAGS), Path())
     return construct(cls, typed | fixed, spell)
 
 
