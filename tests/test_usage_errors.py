@@ -230,6 +230,7 @@ def test_every_bad_key_of_a_site_file_is_reported_at_once_in_its_spelling(
         yaml.safe_dump(
             {
                 "model": str(DEMO),
+                "evnets": "events.jsonl",
                 "defaults": {"min_frame": 2},
                 "cameras": [
                     {"name": "gate", "source": "gate.mp4", "every": "two", "score": 5},
@@ -240,7 +241,8 @@ def test_every_bad_key_of_a_site_file_is_reported_at_once_in_its_spelling(
     )
     error = _error(run_detect("watch", str(site)), 2)
     assert error.splitlines() == [
-        f"error: {site}: 3 problems",
+        f"error: {site}: 4 problems",
+        "  evnets: unknown key (did you mean events?)",
         "  defaults: min_frame: unknown key (did you mean min_frames?)",
         "  camera 'gate': every: 'two': use a whole number",
         "  camera 'gate': score: 5: use a value in [0, 1]",

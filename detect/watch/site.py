@@ -140,6 +140,12 @@ def _defaults(site: SiteSettings, root: Path) -> tuple[dict[str, Any], list[str]
     return {k: v for k, v in site.defaults.items() if names.get(k) in typed}, problems
 
 
+def _where(item: dict[str, Any], k: int) -> str:
+    """``camera 'gate'``, or ``camera 3`` (the third) when it has no name."""
+    name = item.get("name")
+    return f"camera {name!r}" if isinstance(name, str) and name else f"camera {k + 1}"
+
+
 def _camera(
     item: Any, site: SiteSettings, defaults: dict[str, Any], root: Path, k: int
 ) -> VideoConfig:
@@ -150,7 +156,7 @@ def _camera(
         defaults = {k: v for k, v in defaults.items() if k not in ("every", "target_fps")}
     values = {**CAMERA_DEFAULTS, **defaults, **item}
     name = values.get("name")
-    where = f"camera {name!r}" if isinstance(name, str) and name else f"camera {k + 1}"
+    where = _where(values, k)
     if not isinstance(name, str) or not name:
         raise UsageError(f"{where}: give it a 'name'")
     if "source" not in values:
@@ -181,7 +187,19 @@ def read_site(path: Path, flags: Mapping[str, Any] | None = None, **given: Any) 
     if given.keys() & {"server", "model"}:  # the caller's detector replaces the file's
         data = {k: v for k, v in data.items() if k not in ("server", "model")}
     root = Path(path).parent
-    site = from_mapping(SiteSettings, data, str(path), root, flags, site=Path(path), **given)
+    try:
+        site = from_mapping(SiteSettings, data, str(path), root, flags, site=Path(path), **given)
+    except UsageError as exc:  # the camera keys too, so that the file's problems come together
+        problems = list(exc.problems)
+        cameras = data.get("cameras")
+        parts = [("defaults", data.get("defaults"))]
+        if isinstance(cameras, list):
+            parts += [(_where(c, k), c) for k, c in enumerate(cameras) if isinstance(c, dict)]
+        for where, keys in parts:
+            if isinstance(keys, dict):
+                spell = Spelling(VideoConfig, KEYS, where)
+                problems += checked_keys(VideoConfig, keys, spell, root)[1]
+        raise UsageError(*problems, where=str(path)) from None
     defaults, problems = _defaults(site, root)
     cameras = []
     for k, item in enumerate(site.cameras):
