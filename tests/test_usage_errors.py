@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-
-from tests.helpers import run_detect
-from tests.serving import add_version, certificate, start_server
+from helpers import run_detect
+from serving import add_version, certificate, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "models" / "demo.onnx"
