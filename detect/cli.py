@@ -4,8 +4,9 @@ Each verb's command module (`detect.commands.<verb>`) registers its flags
 (``add_arguments(parser)``, from its settings' declarations) and runs from the parsed flags
 (``run(args) -> exit code``); this file only names the verbs, their help and examples, and
 handles errors. Exit codes: 0 ok, 1 failure (a `DetectError`: the message names the thing and
-the fix), 2 usage error (argparse). Only the chosen verb's module is imported, so that
-`detect --help` is fast and a serving install (no torch) can run the verbs that do not need it.
+the fix), 2 usage error (argparse's, and a `UsageError`: a bad flag or file key value). Only the
+chosen verb's module is imported, so that `detect --help` is fast and a serving install (no
+torch) can run the verbs that do not need it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from detect import __version__
-from detect.errors import DetectError
+from detect.errors import DetectError, UsageError, install_extra
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -108,7 +109,7 @@ VERBS = (
         "and one `image,top,left,width,height,label,score` line per detection on stdout.",
         "  detect predict photos/ --model models/shapes.onnx --out runs/predict\n"
         "  detect predict a.jpg b.png --model models/shapes.onnx --out out --score 0.3 "
-        "--classes circle ring\n",
+        "--classes circle,ring\n",
     ),
     Verb(
         "serve",
@@ -280,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except DetectError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except ModuleNotFoundError as exc:
         root = (exc.name or "").split(".")[0]
         if root not in _EXTRA_OF:
@@ -288,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = _EXTRA_OF[root]
         print(
             f"error: detect {' '.join(verb)} needs {root}, which this installation lacks; "
-            f"install the `{extra}` extra: pip install 'detect[{extra}]'",
+            f"install the `{extra}` extra: {install_extra(extra)}",
             file=sys.stderr,
         )
         return 1
@@ -297,4 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # stdout closed early (`detect predict ... | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # a file or folder the checks could not foresee (disk full, /proc)
+        if exc.filename is None:
+            raise
+        print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 1

@@ -35,7 +35,7 @@ from detect.messages import (
     raw_image_message,
 )
 from detect.runtime.sources import ReadError, read_image
-from detect.settings import FLAGS, Spelling, nested, setting
+from detect.settings import FLAGS, Spelling, nested, pem_file, setting
 from detect.structures import Detection, DetectOptions, ModelInfo
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
@@ -345,6 +345,13 @@ class DetectorClient:
                 f"cannot reach the detection server at {self.address} ({details.splitlines()[0]}); "
                 "is `detect serve` running there, with the same TLS setting?"
             )
+        elif code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            fix = (
+                "check that the first line of --token-file is one of the server's tokens"
+                if self._metadata
+                else "pass --token-file FILE whose first line is one of the server's tokens"
+            )
+            message = f"{self.address}: {code.name}: {details}: {fix}"
         else:
             message = f"{self.address}: {code.name}: {details}"
         if code == grpc.StatusCode.INVALID_ARGUMENT:
@@ -427,8 +434,8 @@ class ClientSettings:
     )
     health: bool = setting(False, "print the health status; exit 1 unless SERVING")
     connection: Connection = nested(Connection)
-    cert: Path | None = setting(None, "client certificate (PEM) for mutual TLS")
-    key: Path | None = setting(None, "client private key (PEM) for mutual TLS")
+    cert: Path | None = setting(None, "client certificate (PEM) for mutual TLS", check=pem_file)
+    key: Path | None = setting(None, "client private key (PEM) for mutual TLS", check=pem_file)
     timeout: float = setting(30.0, "seconds per call")
     detection: DetectSettings = nested(
         DetectSettings, defaults={"polygons": False}, skip=("polygons", "polygon_tolerance")

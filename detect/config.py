@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from detect.errors import ConfigError
-from detect.settings import Check, setting
+from detect.errors import ConfigError, UsageError
+from detect.settings import Check, pem_file, setting
 from detect.structures import DetectOptions, OptionError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -37,6 +37,33 @@ def host_port(address: str | None) -> str | None:
     return None
 
 
+def read_tokens(path: Path) -> list[str]:
+    """The bearer tokens in ``path``: one a line, blank lines and lines starting with ``#``
+    ignored; `ConfigError` naming the file when it cannot be read or holds none."""
+    fix = token_file(path)
+    if fix is not None:
+        raise ConfigError(f"{path}: {fix}")
+    return _token_lines(path.read_text(encoding="utf-8"))
+
+
+def token_file(path: Path | None) -> str | None:
+    """The check of a token file (``--token-file``, ``--auth-token-file``): readable UTF-8 text
+    holding a token."""
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    except UnicodeDecodeError:
+        return "cannot read it (not UTF-8 text)"
+    return None if _token_lines(text) else "holds no token; write one token per line"
+
+
+def _token_lines(text: str) -> list[str]:
+    return [t.strip() for t in text.splitlines() if t.strip() and not t.startswith("#")]
+
+
 @dataclass(frozen=True)
 class Engine:
     """Where and on what an exported model runs (`detect.runtime.backend.open_backend`)."""
@@ -57,8 +84,12 @@ class Connection:
     version to ask for (empty: the server's default)."""
 
     tls: bool = setting(False, "connect with TLS (system CA roots)")
-    ca: Path | None = setting(None, "CA certificate (PEM) to verify the server; implies TLS")
-    token_file: Path | None = setting(None, "bearer token (first line of the file)")
+    ca: Path | None = setting(
+        None, "CA certificate (PEM) to verify the server; implies TLS", check=pem_file
+    )
+    token_file: Path | None = setting(
+        None, "bearer token (first line of the file)", check=token_file
+    )
     model_name: str = setting(
         "", "served model to ask for (default: the server's default)", key="model_name"
     )
@@ -68,8 +99,6 @@ class Connection:
         """The keywords of `detect.client.DetectorClient`: tls, ca, token, model, model_version."""
         token = None
         if self.token_file is not None:
-            from server.auth import read_tokens
-
             token = read_tokens(self.token_file)[0]
         return {
             "tls": self.tls,
@@ -93,6 +122,26 @@ def _option_check(name: str) -> Check:
     return check
 
 
+def _classes(value: Any, root: Path, what: str) -> tuple[str, ...]:
+    """``--classes circle,ring`` (one comma-separated text, so that it takes no image after it)
+    or a file's list of class names or category ids."""
+    shown = f"{what} {value}" if what.startswith("-") else f"{what}: {value!r}"
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        names = str(value).split(",")
+    elif isinstance(value, list | tuple) and not any(
+        isinstance(v, bool | dict | list) for v in value
+    ):
+        names = [str(v) for v in value]
+    else:
+        raise ConfigError(f"{shown}: use a list of class names or category ids")
+    names = [name.strip() for name in names]
+    if not all(names):
+        raise ConfigError(
+            f"{shown}: give class names or category ids separated by commas, e.g. circle,ring"
+        )
+    return tuple(names)
+
+
 @dataclass(frozen=True)
 class DetectSettings:
     """The detection options a verb takes (`DetectOptions` by their flag and key names)."""
@@ -105,7 +154,12 @@ class DetectSettings:
     max_detections: int | None = setting(
         None, "keep at most this many detections per image", check=_option_check("max_detections")
     )
-    classes: tuple[str, ...] = setting((), "keep only these class names or category ids")
+    classes: tuple[str, ...] = setting(
+        (),
+        "keep only these class names or category ids, comma-separated (circle,ring)",
+        parse=_classes,
+        metavar="NAMES",
+    )
     agnostic_nms: bool | None = setting(
         None,
         "suppress overlapping boxes across classes, keeping the highest-scoring one "
@@ -128,17 +182,17 @@ class DetectSettings:
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; ConfigError names the file when it is missing or malformed."""
+    """Read a YAML mapping; `UsageError` names the file when it is missing or malformed."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}; check the path") from None
+        raise UsageError(f"cannot read config {path}: {exc.strerror}; check the path") from None
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+        raise UsageError(f"config {path} is not valid YAML: {exc}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise ConfigError(f"config {path} must be a mapping of key: value lines")
+        raise UsageError(f"config {path} must be a mapping of key: value lines")
     return values

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 
 from detect.errors import ConfigError, DetectError
-from detect.settings import FLAGS, Spelling, at_least, check, setting
+from detect.settings import FLAGS, Spelling, at_least, check, output_folder, setting
 
 DEMO_MODEL = Path("models/demo.onnx")
 TEST_SEED = 1  # the demo model was trained on seed 0 (models/README.md)
@@ -75,8 +75,9 @@ class DemoConfig:
     def validate(self, spell: Spelling | None = None) -> None:
         """The checks of the file system's state; `ConfigError` in ``spell``'s spelling."""
         spell = spell or Spelling(DemoConfig, FLAGS)
-        if self.out.exists() and not self.out.is_dir():
-            raise spell.error("out", self.out, "is a file; give a folder")
+        fix = output_folder(self.out)
+        if fix is not None:
+            raise spell.error("out", self.out, fix)
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from detect.metrics.report import write_report
 from detect.progress import StartProgress, silent
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.model_card import DEFAULT_SCORE
-from detect.settings import FLAGS, Spelling, check, nested, setting
+from detect.settings import FLAGS, Spelling, check, nested, output_folder, setting
 from detect.structures import ModelInfo
 
 IOU_TYPES = ("bbox", "segm", "both")
@@ -65,7 +65,7 @@ class EvalConfig:
 
     gt: Path | None = setting(None, "COCO ground-truth JSON of images")
     images: Path | None = setting(None, "image folder (default: the GT file's folder)")
-    out: Path | None = setting(None, "report folder (--video: optional)")
+    out: Path | None = setting(None, "report folder (--video: optional)", check=output_folder)
     video: Path | None = setting(None, "a clip's ground truth (`detect synth --video`)")
     jsonl: Path | None = setting(None, "--video: the JSONL of a `detect video` run")
     predictions: Path | None = setting(None, "COCO results JSON", group="source")
@@ -128,7 +128,6 @@ class EvalConfig:
                 f"postprocessing, so it applies to {spell('model')} and {spell('server')} only; "
                 "leave it out"
             )
-        self._validate_out(spell)
         self._validate_files(spell, ("predictions", "checkpoint"))  # a model: `check_model`
 
     def _validate_video(self, spell: Spelling) -> None:
@@ -141,11 +140,6 @@ class EvalConfig:
         if others:
             raise spell.problem(f"{spell('video')} scores a JSONL; leave out {spell(others[0])}")
         self._validate_files(spell, ("video", "jsonl"))
-        self._validate_out(spell)
-
-    def _validate_out(self, spell: Spelling) -> None:
-        if self.out is not None and self.out.exists() and not self.out.is_dir():
-            raise spell.problem(f"{spell('out')} {self.out} is a file; give a folder")
 
     def _validate_files(self, spell: Spelling, names: tuple[str, ...]) -> None:
         for name in names:

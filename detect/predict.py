@@ -31,7 +31,7 @@ from detect.runtime.draw import draw_detections
 from detect.runtime.image import DEFAULT_MAX_PIXELS, decode_image
 from detect.runtime.model_card import ModelCard, card_path
 from detect.runtime.sources import IMAGE_SUFFIXES, find_images, read_image
-from detect.settings import FLAGS, Spelling, check, nested, setting
+from detect.settings import FLAGS, Spelling, check, nested, output_folder, setting
 from detect.structures import Detection, DetectOptions
 
 
@@ -48,7 +48,7 @@ class PredictConfig:
         (), "image files or folders (recursive)", positional=True, metavar="images", required=True
     )
     model: Path | None = setting(None, "exported NAME.onnx", required=True)
-    out: Path | None = setting(None, "output folder", required=True)
+    out: Path | None = setting(None, "output folder", required=True, check=output_folder)
     detection: DetectSettings = nested(DetectSettings, defaults={"max_detections": 100})
     engine: Engine = nested(Engine)
     max_mp: float = setting(

@@ -7,8 +7,8 @@ value becomes the field's value, its flag and key names). `detect.commands.flags
 class's flags and builds it from those given (`from_values`); `from_mapping` builds it from a
 YAML mapping (a site file's camera, a config file), with flags given over it; both check every
 value and then call the class's ``validate(spell)`` for the checks that involve several
-settings. Every error is a `ConfigError`
-in the spelling the user used:
+settings. Every error is a `UsageError`
+in the spelling the user used (a file's: every bad key of the mapping together, a line each):
 
 - a flag: ``--min-frames 0: use 1 or more``
 - a file key: ``camera 'gate': min_frames: 0: use 1 or more``,
@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import os
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from detect.errors import ConfigError
+from detect.errors import ConfigError, UsageError
 
 T = TypeVar("T")
 
@@ -118,6 +119,48 @@ def more_than(low: float) -> Check:
     return lambda v: None if v is None or v > low else f"use more than {low:g}"
 
 
+def output_folder(path: Path | None) -> str | None:
+    """The check of an output folder (``--out``): a folder, or one that can be made and written
+    in (None passes). Nothing is made here."""
+    if path is None:
+        return None
+    if os.path.exists(path) and not os.path.isdir(path):
+        return "is a file; give a folder"
+    return _writable(path)
+
+
+def output_file(path: Path | None) -> str | None:
+    """The check of an output file: not a folder, and in a folder that can be made and written
+    in (None passes)."""
+    if path is None:
+        return None
+    if os.path.isdir(path):
+        return "is a folder; give a file name"
+    return _writable(path.parent)
+
+
+def pem_file(path: Path | None) -> str | None:
+    """The check of a TLS certificate or key file: PEM text (``-----BEGIN ...``). A file that
+    cannot be read passes: its reader says why."""
+    try:
+        head = path.read_bytes() if path is not None else b"-----BEGIN "
+    except OSError:
+        return None
+    return None if b"-----BEGIN " in head else "is not PEM (no -----BEGIN line); give a PEM file"
+
+
+def _writable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be made (or written in), from its nearest existing parent."""
+    existing = folder
+    while not os.path.exists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not os.path.isdir(existing):
+        return f"cannot make it: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot make it: {existing} is not writable (read-only or permission denied)"
+    return None
+
+
 # --------------------------------------------------------------------------- declarations
 
 
@@ -201,33 +244,43 @@ class Spelling:
     def __call__(self, name: str) -> str:
         return self._names.get(name, name)
 
-    def error(self, name: str, value: Any, fix: str) -> ConfigError:
+    def error(self, name: str, value: Any, fix: str) -> UsageError:
         """``--every 0: use 1 or more`` / ``camera 'gate': every: 0: use 1 or more``."""
         if self(name).startswith("-") or self.kind == FLAGS:
             shown = " ".join(map(str, value)) if isinstance(value, list | tuple) else value
-            return ConfigError(f"{self(name)} {shown}: {fix}")
+            return UsageError(f"{self(name)} {shown}: {fix}")
         shown = value if isinstance(value, Path) else repr(value)
         return self.problem(f"{self(name)}: {shown}: {fix}")
 
-    def problem(self, text: str) -> ConfigError:
+    def problem(self, text: str) -> UsageError:
         """A message about one or several settings, placed in the file when it is one."""
-        return ConfigError(f"{self.where}: {text}" if self.where else text)
+        return UsageError(f"{self.where}: {text}" if self.where else text)
 
 
 FLAGS = "flag"
 KEYS = "key"
 
 
-def _known_keys(cls: type, mapping: Mapping[str, Any], spell: Spelling) -> dict[str, Any]:
-    """``mapping``'s values by field name; an unknown key is a `ConfigError` with the nearest
-    known one."""
+def checked_keys(
+    cls: type, mapping: Mapping[str, Any], spell: Spelling, root: Path = Path()
+) -> tuple[dict[str, Any], list[str]]:
+    """``mapping``'s values parsed and checked, by field name, and one problem line for each key
+    that is unknown (with the nearest known one) or whose value is refused (those keys are left
+    out of the values)."""
     by_key = {d.key: d for d in declared(cls) if d.key is not None}
-    for key in mapping:
+    typed: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, raw in mapping.items():
         if key not in by_key:
             close = difflib.get_close_matches(str(key), list(by_key), n=1)
             hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(by_key))}"
-            raise spell.problem(f"{key}: unknown key ({hint})")
-    return {by_key[key].name: value for key, value in mapping.items()}
+            problems.append(str(spell.problem(f"{key}: unknown key ({hint})")))
+            continue
+        try:
+            typed[by_key[key].name] = _values(by_key[key], raw, root, spell)
+        except UsageError as exc:
+            problems.extend(exc.problems)
+    return typed, problems
 
 
 def from_values(cls: type[T], values: Mapping[str, Any], **fixed: Any) -> T:
@@ -248,15 +301,21 @@ def from_mapping(
 ) -> T:
     """``cls`` from a file's keys (relative paths start at ``root``), the values of the flags
     given over them (``flags``, by setting name: a flag of a `Setting.group` drops the file's
-    value of that group) and ``fixed`` values; checked (`ConfigError` naming ``where`` and the
-    key, or the flag)."""
+    value of that group) and ``fixed`` values; checked (`UsageError` naming ``where`` and the
+    key, or the flag: every bad key of ``mapping`` at once, then the checks of several)."""
     flags = dict(flags or {})
     spell = Spelling(cls, KEYS, where, frozenset(flags))
-    values = _known_keys(cls, mapping, spell)
     found = {d.name: d for d in declared(cls)}
     groups = {found[name].spec.group for name in flags} - {None}
-    values = {k: v for k, v in values.items() if found[k].spec.group not in groups}
-    typed = _typed(cls, values, spell, root) | _typed(cls, flags, spell, Path())
+    by_key = {d.key: d for d in declared(cls) if d.key is not None}
+    mapping = {
+        k: v for k, v in mapping.items() if k not in by_key or by_key[k].spec.group not in groups
+    }
+    # a file's value in its key's spelling, even when a flag of that setting is given too
+    typed, problems = checked_keys(cls, mapping, Spelling(cls, KEYS, where), root)
+    if problems:
+        raise UsageError(*problems, where=where)
+    typed |= _typed(cls, flags, Spelling(cls, FLAGS), Path())
     return construct(cls, typed | fixed, spell)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from detect.errors import ConfigError
+from detect.errors import ConfigError, UsageError
 from detect.ops.boxes import tlwh_to_xyxy, xyxy_to_tlwh
 from detect.rounding import BOX_DECIMALS, SCORE_DECIMALS
 
@@ -232,7 +232,7 @@ class ModelInfo:
             elif str(c).isdecimal() and int(c) in self.category_ids:
                 wanted.add(self.category_ids.index(int(c)) + 1)
             else:
-                raise ConfigError(
+                raise UsageError(
                     f"unknown class {c!r}: this model has {', '.join(self.labels)} "
                     f"(category ids {self.category_ids})"
                 )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from detect.config import DEVICES
-from detect.settings import FLAGS, Spelling, at_least, more_than, setting
+from detect.settings import FLAGS, Spelling, at_least, more_than, output_folder, setting
 
 # What `detect.models.build.build_model` builds (it imports them from here: torch-free).
 ARCHS = ("faster_rcnn", "mask_rcnn")
@@ -116,7 +116,7 @@ class TrainConfig:
     device: str = setting("auto", "where to train", choices=DEVICES)
     skip_invalid: bool = setting(False, "drop invalid boxes and unreadable images with a count")
     resume: Path | None = setting(None, "continue from a checkpoint (last.pt)")
-    out: Path = setting(Path("runs/train"), "run folder")
+    out: Path = setting(Path("runs/train"), "run folder", check=output_folder)
 
     def __post_init__(self) -> None:
         zoo = self.zoo_weights()

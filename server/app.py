@@ -1,9 +1,10 @@
 """`serve`: the gRPC server's life, from checks to drained exit.
 
-1. Check the settings, the model file, its card and sha256, the TLS files and tokens: any problem
-   ends `detect serve` with one line and exit code 1 before anything listens.
+1. Check the settings, the model files (a repository's: the versions the first load serves), their
+   cards and sha256, the TLS files and tokens, and bind both ports: any problem ends `detect
+   serve` with one line and exit code 1 (2: a bad flag value) before anything says "listening".
 2. Listen (grpc.aio) with the health service at NOT_SERVING, server reflection, and the
-   Detector service answering UNAVAILABLE; start the Prometheus endpoint.
+   Detector service answering UNAVAILABLE; the Prometheus endpoint.
 3. Load every model version (`server.repository`) and warm it up on a loader thread, each with
    its own batcher; health SERVING. The line ``ready: ...`` says so (`serve`'s ``say``; stdout
    of `detect serve`). From then on the repository is looked at every ``poll_s`` seconds (and
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -26,17 +28,18 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from detect.config import read_tokens
 from detect.errors import ConfigError
 from detect.runtime.detector import Detector
 from detect.settings import check
 from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
-from server.auth import TokenAuth, read_tokens
+from server.auth import TokenAuth
 from server.batcher import Batcher
 from server.config import ServeConfig
 from server.memory import hold_memory
 from server.metrics import ServerMetrics
-from server.repository import CheckedModel, ModelRepository, check_file
+from server.repository import CheckedModel, ModelRepository, check_repository
 from server.service import DetectorService
 
 log = logging.getLogger("detect.serve")
@@ -55,8 +58,8 @@ def serve(config: ServeConfig, say: Say = log.info) -> int:
     ``draining: ...`` and ``stopped`` as each happens (`detect.local_server` waits for them)."""
     check(config)
     hold_memory()  # before any worker thread exists
-    # --model FILE: a missing file or a wrong sha256 is one line and exit 1 before listening
-    checked = None if config.model is None else check_file(config.model)
+    # a missing file, a wrong sha256, an empty repository: one line and exit 1 before listening
+    checked = check_repository(config)
     credentials = _server_credentials(config)
     tokens = read_tokens(config.auth_token_file) if config.auth_token_file else None
     return asyncio.run(_run(config, credentials, tokens, checked, say))
@@ -77,7 +80,7 @@ async def _run(
     config: ServeConfig,
     credentials: grpc.ServerCredentials | None,
     tokens: list[str] | None,
-    checked: CheckedModel | None,
+    checked: list[CheckedModel],
     say: Say,
 ) -> int:
     loop = asyncio.get_running_loop()
@@ -122,18 +125,18 @@ async def _run(
         raise ConfigError(
             f"cannot listen on {address} ({exc}); is another server using it? pick another --port"
         ) from None
+    try:  # bound before anything says "listening"
+        metrics_port = metrics.serve(config.host, config.metrics_port)
+    except OSError as exc:
+        await server.stop(0)
+        taken = "is in use" if exc.errno == errno.EADDRINUSE else f"fails ({exc.strerror})"
+        raise ConfigError(
+            f"metrics port {config.metrics_port} {taken}: pass --metrics-port N (0: any free port)"
+        ) from None
     await server.start()
     scheme = "TLS" if credentials else "plaintext"
     auth = ", token auth" if tokens else ""
     say(f"listening on {_host(config.host)}:{port} ({scheme}{auth})")
-    try:
-        metrics_port = metrics.serve(config.host, config.metrics_port)
-    except OSError as exc:
-        await server.stop(0)
-        raise ConfigError(
-            f"cannot serve metrics on {config.host}:{config.metrics_port} ({exc.strerror}); "
-            "pick another --metrics-port"
-        ) from None
     say(f"metrics on http://{_host(config.host)}:{metrics_port}/metrics")
 
     def make_batcher(detector: Detector, name: str, version: str) -> Batcher:

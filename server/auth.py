@@ -1,35 +1,21 @@
 """Bearer-token authentication for the gRPC server.
 
-Clients send the metadata ``authorization: Bearer TOKEN``. The token file holds one token per
-line (blank lines and lines starting with ``#`` ignored), so a token can be rotated by adding the
-new one, moving clients over, then removing the old one and restarting. The health service stays
-open so that load balancers and Kubernetes probes need no token.
+Clients send the metadata ``authorization: Bearer TOKEN``; a refusal's details say what was wrong
+without naming any program's flags (``missing bearer token``): a client says how to send one. The
+token file (`detect.config.read_tokens`) holds one token per line (blank lines and lines starting
+with ``#`` ignored), so a token can be rotated by adding the new one, moving clients over, then
+removing the old one and restarting. The health service stays open so that load balancers and
+Kubernetes probes need no token.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import grpc
 
-from detect.errors import ConfigError
-
 OPEN_METHODS_PREFIX = "/grpc.health.v1.Health/"
-
-
-def read_tokens(path: Path) -> list[str]:
-    """The tokens in ``path``; raises `ConfigError` when it is unreadable or holds none."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"--auth-token-file {path}: cannot read it ({reason})") from None
-    tokens = [t.strip() for t in text.splitlines() if t.strip() and not t.startswith("#")]
-    if not tokens:
-        raise ConfigError(f"--auth-token-file {path}: holds no token; write one token per line")
-    return tokens
 
 
 class TokenAuth(grpc.aio.ServerInterceptor):
@@ -45,15 +31,15 @@ class TokenAuth(grpc.aio.ServerInterceptor):
     def _valid(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> tuple[bool, str]:
         values = [v for k, v in metadata or () if k == "authorization"]
         if not values:
-            return False, "missing token: send the metadata 'authorization: Bearer TOKEN'"
+            return False, "missing bearer token"
         value = values[0] if isinstance(values[0], str) else values[0].decode("latin-1")
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return False, "malformed authorization metadata: use 'Bearer TOKEN'"
+            return False, "malformed authorization: not a bearer token"
         # compare against every token, always, so timing says nothing about which one is close
         matches = [hmac.compare_digest(token.strip().encode(), t) for t in self._tokens]
         if not any(matches):
-            return False, "invalid token"
+            return False, "invalid bearer token"
         return True, ""
 
     async def intercept_service(

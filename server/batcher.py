@@ -174,7 +174,10 @@ class Batcher:
             await self._run_batch(self._take())
 
     async def _run_batch(self, batch: list[_Job]) -> None:
-        """Run one batch on the executor and settle its jobs' futures."""
+        """Run one batch on the executor and settle its jobs' futures. Whatever fails (the
+        model, its answers, a callback) fails the requests of this batch not yet answered, and
+        the batcher goes on: an exception escaping here would end `_loop`, and every later
+        request would wait for its deadline."""
         if not batch:
             return
         loop = asyncio.get_running_loop()
@@ -184,23 +187,22 @@ class Batcher:
             raws = await loop.run_in_executor(
                 self._executor, self._run, [job.image for job in batch]
             )
-        except Exception as exc:  # handed to every request of the batch
+            seconds = time.monotonic() - started
+            per_image = seconds / len(batch)
+            previous = per_image if self.image_s is None else self.image_s
+            self.image_s = 0.8 * previous + 0.2 * per_image
+            self._on_batch(len(batch), seconds)
+            for job, raw in zip(batch, raws, strict=True):
+                if not job.future.done():
+                    job.future.set_result(
+                        BatchResult(raw, 1000 * (started - job.arrived), 1000 * seconds, len(batch))
+                    )
+        except Exception as exc:  # handed to every request of the batch not yet answered
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(exc)
-            return
         finally:
             self._running = 0
-        seconds = time.monotonic() - started
-        per_image = seconds / len(batch)
-        previous = per_image if self.image_s is None else self.image_s
-        self.image_s = 0.8 * previous + 0.2 * per_image
-        self._on_batch(len(batch), seconds)
-        for job, raw in zip(batch, raws, strict=True):
-            if not job.future.done():
-                job.future.set_result(
-                    BatchResult(raw, 1000 * (started - job.arrived), 1000 * seconds, len(batch))
-                )
 
     def _take(self) -> list[_Job]:
         """Up to ``max_batch`` live jobs from the front of the queue."""

@@ -3,12 +3,13 @@ checked before the server starts."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from detect.config import Engine
+from detect.config import Engine, token_file
 from detect.runtime.image import DEFAULT_MAX_PIXELS
-from detect.settings import FLAGS, Spelling, at_least, nested, setting
+from detect.settings import FLAGS, Spelling, at_least, nested, pem_file, setting
 
 MIB = 1024 * 1024
 
@@ -73,11 +74,15 @@ class ServeConfig:
     max_batch: int = setting(8, "most images per model call", check=at_least(1))
     batch_timeout_ms: float = setting(5.0, "longest wait for a batch to fill", check=at_least(0))
     max_queue: int = setting(256, "waiting requests before RESOURCE_EXHAUSTED", check=at_least(1))
-    tls_cert: Path | None = setting(None, "server certificate chain (PEM); needs --tls-key")
-    tls_key: Path | None = setting(None, "server private key (PEM)")
-    tls_client_ca: Path | None = setting(None, "require client certificates from this CA")
+    tls_cert: Path | None = setting(
+        None, "server certificate chain (PEM); needs --tls-key", check=pem_file
+    )
+    tls_key: Path | None = setting(None, "server private key (PEM)", check=pem_file)
+    tls_client_ca: Path | None = setting(
+        None, "require client certificates from this CA", check=pem_file
+    )
     auth_token_file: Path | None = setting(
-        None, "require 'authorization: Bearer T', T a line of this"
+        None, "require 'authorization: Bearer T', T a line of this", check=token_file
     )
     max_message_mb: float = setting(16.0, "largest request, MiB", check=_message_mb)
     max_pixels: int = setting(
@@ -129,3 +134,14 @@ class ServeConfig:
             path = getattr(self, name)
             if path is not None and not path.is_file():
                 raise spell.error(name, path, "no such file")
+        if self.tls_cert is not None and self.tls_key is not None:
+            try:  # gRPC would only say that it failed to bind the port
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(self.tls_cert, self.tls_key, password=lambda: b"")
+            except ssl.SSLError as exc:
+                raise spell.error(
+                    "tls_key",
+                    self.tls_key,
+                    f"does not go with {spell('tls_cert')} {self.tls_cert} "
+                    f"({exc.reason}); give the certificate's own unencrypted key",
+                ) from None

@@ -32,12 +32,12 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from detect.errors import ConfigError, DetectError
+from detect.errors import DetectError, UsageError
 from detect.runtime.detector import Detector, check_model
 from detect.runtime.model_card import ModelCard, card_path
 from detect.structures import ModelInfo
@@ -105,6 +105,51 @@ def check_file(path: Path) -> CheckedModel:
     return CheckedModel(path, stamp, check_model(path))
 
 
+def check_repository(config: ServeConfig) -> list[CheckedModel]:
+    """What the first load will serve, checked before the server listens (raises `DetectError`,
+    so that nothing says "listening" first): ``--model FILE``, or the newest ``--versions`` of
+    each model of ``--models DIR`` (their cards and sha256), and the default model among them."""
+    if config.models is None:
+        assert config.model is not None
+        return [check_file(config.model)]
+    found = versions_on_disk(config.models, lambda path: None)  # the first load logs them
+    check_names(config, found)
+    return [check_file(d.path) for versions in found.values() for d in versions[: config.versions]]
+
+
+def check_names(config: ServeConfig, names: Collection[str]) -> None:
+    """`UsageError` when a repository holds no model, or not the ``--default-model``."""
+    if not names:
+        raise UsageError(
+            f"--models {config.models}: no model found; put each model at "
+            f"NAME/VERSION/{MODEL_FILE} with its card model.json (for example person/1/)"
+        )
+    default = config.default_model
+    if default and default not in names:
+        served = ", ".join(sorted(names))
+        raise UsageError(f"--default-model {default}: no such model; served: {served}")
+
+
+def versions_on_disk(models: Path, ignore: Callable[[Path], None]) -> dict[str, list[OnDisk]]:
+    """The model versions of the repository ``models``: by model name, newest version first;
+    ``ignore`` gets each folder that is not a version (a whole number holding the model)."""
+    found = {}
+    for model_dir in sorted(p for p in models.iterdir() if p.is_dir()):
+        versions = []
+        for version_dir in model_dir.iterdir():
+            path = version_dir / MODEL_FILE
+            if not (version_dir.name.isdecimal() and path.is_file()):
+                ignore(version_dir)
+                continue
+            with contextlib.suppress(OSError):  # removed or half-copied: next time
+                versions.append(OnDisk(model_dir.name, version_dir.name, path, _stamp(path)))
+        if versions:
+            found[model_dir.name] = sorted(
+                versions, key=lambda d: _version_key(d.version or ""), reverse=True
+            )
+    return found
+
+
 def _stamp(path: Path) -> Stamp:
     """Size and modification time of the ONNX file and its card (raises OSError if missing)."""
     stats = [p.stat() for p in (path, card_path(path))]
@@ -130,12 +175,13 @@ class ModelRepository:
         metrics: ServerMetrics,
         loader: ThreadPoolExecutor,
         batcher: Callable[[Detector, str, str], Batcher],
-        checked: CheckedModel | None = None,
+        checked: Sequence[CheckedModel] = (),
     ) -> None:
-        """``checked``: ``config.model`` as `check_file` found it before the server listened, so
-        that its first load does not hash the file again (unless the file changed since)."""
+        """``checked``: the versions as `check_repository` found them before the server
+        listened, so that their first load does not hash the files again (unless they changed
+        since)."""
         self.config = config
-        self._checked = checked
+        self._checked = {model.path: model for model in checked}
         self.metrics = metrics
         self.loader = loader
         self.make_batcher = batcher
@@ -155,21 +201,7 @@ class ModelRepository:
         if self.config.models is None:
             on_disk = self._file_version(self.config.model)
             return {on_disk.name: [on_disk]}
-        found = {}
-        for model_dir in sorted(p for p in self.config.models.iterdir() if p.is_dir()):
-            versions = []
-            for version_dir in model_dir.iterdir():
-                path = version_dir / MODEL_FILE
-                if not (version_dir.name.isdecimal() and path.is_file()):
-                    self._ignore(version_dir)
-                    continue
-                with contextlib.suppress(OSError):  # removed or half-copied: next time
-                    versions.append(OnDisk(model_dir.name, version_dir.name, path, _stamp(path)))
-            if versions:
-                found[model_dir.name] = sorted(
-                    versions, key=lambda d: _version_key(d.version or ""), reverse=True
-                )
-        return found
+        return versions_on_disk(self.config.models, self._ignore)
 
     def _ignore(self, path: Path) -> None:
         if path not in self._ignored:
@@ -233,23 +265,15 @@ class ModelRepository:
     async def load(self) -> None:
         """The first load: every version wanted must load, else `DetectError` naming it."""
         await self.reload(strict=True)
-        if not self.served:
-            raise ConfigError(
-                f"--models {self.config.models}: no model found; put each model at "
-                f"NAME/VERSION/{MODEL_FILE} with its card model.json (for example person/1/)"
-            )
-        default = self.config.default_model
-        if default and default not in self.served:
-            served = ", ".join(sorted(self.served))
-            raise ConfigError(f"--default-model {default}: no such model; served: {served}")
-        self.default = default or sorted(self.served)[0]
+        check_names(self.config, self.served)  # files may have gone since check_repository
+        self.default = self.config.default_model or sorted(self.served)[0]
 
     async def _load(self, on_disk: OnDisk) -> ServedModel:
         """Load and warm up one version on the loader thread (raises `DetectError`)."""
         config = self.config
         loop = asyncio.get_running_loop()
 
-        checked, self._checked = self._checked, None
+        checked = self._checked.pop(on_disk.path, None)
         if checked is not None and (checked.path, checked.stamp) != (on_disk.path, on_disk.stamp):
             checked = None
 

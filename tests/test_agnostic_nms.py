@@ -307,6 +307,6 @@ def test_agnostic_nms_flags_default_to_the_cards_choice(verb: str) -> None:
 def test_eval_refuses_agnostic_nms_for_a_predictions_file(tmp_path: Path) -> None:
     result = run_detect("eval", "--gt", str(tmp_path / "gt.json"), "--out", str(tmp_path / "o"),
                         "--predictions", str(tmp_path / "p.json"), "--agnostic-nms")  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.startswith("error: --agnostic-nms with --predictions")
     assert len(result.stderr.strip().splitlines()) == 1

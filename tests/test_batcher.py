@@ -160,3 +160,31 @@ def test_a_deadline_the_queue_cannot_meet_is_refused_at_once_with_the_expected_w
     assert round(float(generous.raw.scores[0]) * 255) == 50
     assert len(results) == 10
     assert 99 not in [v for batch in model.batches for v in batch]  # it never ran
+
+
+def test_a_batch_whose_answers_fail_fails_its_requests_and_the_batcher_goes_on() -> None:
+    """A model that answers one image short fails the request left without an answer at once;
+    the next request is answered (the batcher's task used to end, and it waited for ever)."""
+    model = Model()
+    short = {"first": True}
+
+    def answers_short(images: list[np.ndarray]) -> list[RawDetections]:
+        raws = model(images)
+        if short.pop("first", False):
+            return raws[:-1]
+        return raws
+
+    async def scenario():
+        batcher = Batcher(answers_short, max_batch=2, timeout_ms=50, max_queue=10)
+        batcher.start()
+        both = asyncio.gather(
+            batcher.submit(_image(1)), batcher.submit(_image(2)), return_exceptions=True
+        )
+        failed = await asyncio.wait_for(both, 5)
+        answered = await asyncio.wait_for(batcher.submit(_image(3)), 5)
+        await batcher.stop()
+        return failed, answered
+
+    failed, answered = run(scenario())
+    assert isinstance(failed[1], ValueError), failed
+    assert round(float(answered.raw.scores[0]) * 255) == 3

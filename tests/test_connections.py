@@ -237,7 +237,7 @@ def test_each_verb_without_a_token_is_one_unauthenticated_error_line(
         *_command(verb, secure.server.address, inputs, tmp_path), "--ca", str(secure.cert)
     )
     error = _one_error(result)
-    assert "UNAUTHENTICATED" in error and "missing token" in error, error
+    assert "UNAUTHENTICATED: missing bearer token: pass --token-file" in error, error
 
 
 def test_watch_takes_the_connection_from_the_site_files_keys(

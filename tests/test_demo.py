@@ -84,11 +84,11 @@ def test_demo_model_keeps_the_ap_its_card_records_on_fresh_synthetic_data(
 
 def test_demo_errors_are_one_line(tmp_path: Path) -> None:
     missing = run_detect("demo", "--out", str(tmp_path / "d"), "--model", str(tmp_path / "x.onnx"))
-    assert missing.returncode == 1 and missing.stderr.strip().startswith("error: --model")
+    assert missing.returncode == 2 and missing.stderr.strip().startswith("error: --model")
     file = tmp_path / "file"
     file.write_text("")
     taken = run_detect("demo", "--out", str(file))
-    assert taken.returncode == 1 and "is a file" in taken.stderr
+    assert taken.returncode == 2 and "is a file" in taken.stderr
 
 
 @pytest.fixture(autouse=True)

@@ -537,7 +537,7 @@ def test_bad_ground_truth_and_flags(tmp_path: Path, mask_model: Path) -> None:
             1,
             "images",
         ),
-        (["--gt", str(tmp_path / "none.json")], 1, "give exactly one of --predictions"),
+        (["--gt", str(tmp_path / "none.json")], 2, "give exactly one of --predictions"),
         (
             ["--gt", preds, "--predictions", preds, "--model", str(mask_model)],
             2,
@@ -555,7 +555,7 @@ def test_bad_ground_truth_and_flags(tmp_path: Path, mask_model: Path) -> None:
             1,
             "no masks",
         ),
-        (["--gt", str(tmp_path / "gt.json"), "--predictions", preds, "--score", "2"], 1, "--score"),
+        (["--gt", str(tmp_path / "gt.json"), "--predictions", preds, "--score", "2"], 2, "--score"),
         (["--gt", box_gt, "--predictions", preds, "--iou-type", "segm"], 1, "no segmentation"),
         (["--gt", str(tmp_path / "gt.json"), "--predictions", wrong_size], 1, "RLE size"),
     ]

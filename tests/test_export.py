@@ -167,14 +167,14 @@ def test_export_bad_inputs_end_in_one_clear_line(tmp_path: Path) -> None:
     not_a_checkpoint.write_bytes(b"not a checkpoint")
     cases = [
         (["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.onnx")],
-         "not found"),
+         1, "not found"),
         (["--checkpoint", str(not_a_checkpoint), "--out", str(tmp_path / "m.onnx")],
-         "cannot read checkpoint"),
-        (["--checkpoint", str(not_a_checkpoint), "--out", str(tmp_path / "m.txt")], ".onnx"),
+         1, "cannot read checkpoint"),
+        (["--checkpoint", str(not_a_checkpoint), "--out", str(tmp_path / "m.txt")], 2, ".onnx"),
     ]  # fmt: skip
-    for args, message in cases:
+    for args, code, message in cases:
         result = run_detect("export", *args)
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == code, result.stderr
         assert result.stderr.startswith("error:") and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
@@ -220,11 +220,11 @@ def test_score_and_agnostic_nms_flags_set_the_cards_defaults(
     card = ModelCard.read(out.with_suffix(".json"))
     assert card.agnostic_nms and card.agnostic_nms_iou == 0.6
     bad = run_detect("export", "--checkpoint", checkpoint, "--out", str(out), "--score", "2")
-    assert bad.returncode == 1 and bad.stderr.startswith("error: --score 2")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --score 2")
     bad = run_detect(
         "export", "--checkpoint", checkpoint, "--out", str(out), "--agnostic-nms-iou", "1.5"
     )
-    assert bad.returncode == 1 and bad.stderr.startswith("error: --agnostic-nms-iou 1.5")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --agnostic-nms-iou 1.5")
 
 
 def _tiny_untrained(arch: str = "mask_rcnn") -> torch.nn.Module:

@@ -271,7 +271,7 @@ def test_unknown_class_fails_listing_the_models_classes_and_writes_nothing(
     result = _predict(
         good_run.out.parent / "in", "--model", mask_model, "--out", out, "--classes", "zebra"
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     errors = _errors(result.stderr)
     assert len(errors) == 1 and "zebra" in errors[0], result.stderr
     assert all(label in errors[0] for label in _card(mask_model)["labels"]), errors[0]
@@ -492,7 +492,7 @@ def test_bad_flag_values_fail_before_any_work(
 ) -> None:
     out = tmp_path / "out"
     result = _predict(shapes_small / "images", "--model", mask_model, "--out", out, *flags)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.strip() == f"error: {says}" or says in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
@@ -504,6 +504,6 @@ def test_out_that_is_a_file_is_refused(
     out = tmp_path / "afile"
     out.write_text("keep me")
     result = _predict(shapes_small / "images", "--model", mask_model, "--out", out)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "is a file; give a folder" in result.stderr and "Traceback" not in result.stderr
     assert out.read_text() == "keep me"

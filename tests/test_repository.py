@@ -240,6 +240,7 @@ def test_an_empty_repository_or_a_missing_default_stops_serve_with_one_line(
         ((str(tmp_path / "nowhere"),), "no such folder"),
     ]:
         result = run_detect("serve", "--models", *args, "--port", "0", "--metrics-port", "0")
-        assert result.returncode == 1
+        assert result.returncode == 2
+        assert "listening" not in result.stdout
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and problem in errors[0], result.stderr

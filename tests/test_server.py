@@ -645,7 +645,7 @@ def test_bad_flags_stop_serve_with_one_line(mask_model: Path, tmp_path: Path) ->
     ]
     for args, fragment in cases:
         result = run_detect("serve", "--model", str(mask_model), "--metrics-port", "0", *args)
-        assert result.returncode == 1 and fragment in result.stderr, result.stderr
+        assert result.returncode == 2 and fragment in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
 
 

@@ -55,7 +55,8 @@ CLASSES = {
     ),
 }
 DECLARED = [(cls, d) for cls in CLASSES for d in declared(cls)]
-CANDIDATES = (0, -1, -0.5, 2.0, "", Path(__file__).parent, Path("x.avi"))  # one fails each check
+CANDIDATES = (0, -1, -0.5, 2.0, "", Path(__file__).parent, Path("x.avi"), Path(__file__))
+"""One of them fails each check."""
 
 
 def _id(item: tuple[type, Declared]) -> str:

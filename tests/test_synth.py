@@ -214,7 +214,7 @@ def test_cli_reports_bad_arguments_without_traceback(tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --images")
     assert "Traceback" not in result.stderr

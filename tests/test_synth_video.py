@@ -155,15 +155,16 @@ def test_score_video_of_the_truth_is_perfect_and_counts_exchanged_ids(tmp_path: 
         score_video(gt, other)
     images = _write(tmp_path / "images.json", [])
     images.write_text(json.dumps({**data, "images": [{"id": 1, "file_name": "a.jpg"}]}))
-    for args, fragment in (
-        (["--video", str(images), "--jsonl", str(tmp_path / "p.jsonl")], "frame_index"),
-        (["--video", str(gt), "--jsonl", str(_write(tmp_path / "e.jsonl", []))], "no frames"),
-        (["--video", str(gt)], "both --video"),
+    for args, code, fragment in (
+        (["--video", str(images), "--jsonl", str(tmp_path / "p.jsonl")], 1, "frame_index"),
+        (["--video", str(gt), "--jsonl", str(_write(tmp_path / "e.jsonl", []))], 1, "no frames"),
+        (["--video", str(gt)], 2, "both --video"),  # bad flags: usage
         (
             ["--video", str(gt), "--jsonl", str(tmp_path / "p.jsonl"), "--model", "m.onnx"],
+            2,
             "--model",
         ),
     ):
         failed = run_detect("eval", *args)
-        assert failed.returncode == 1 and fragment in failed.stderr, (args, failed.stderr)
+        assert failed.returncode == code and fragment in failed.stderr, (args, failed.stderr)
         assert failed.stderr.count("error:") == 1 and "Traceback" not in failed.stderr

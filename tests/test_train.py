@@ -162,13 +162,13 @@ def test_bad_inputs_end_in_one_clear_line(
     bad_augment = tmp_path / "augment.yaml"
     bad_augment.write_text("data: x.json\naugment:\n  hflip: 1.5\n")
     augment = run_detect("train", "--config", str(bad_augment))
-    assert augment.returncode == 1 and "augment.hflip must be a probability" in augment.stderr
+    assert augment.returncode == 2 and "augment.hflip must be a probability" in augment.stderr
 
     unknown_key = tmp_path / "typo.yaml"
     unknown_key.write_text("data: x.json\nepochz: 3\n")
     typo = run_detect("train", "--config", str(unknown_key))
     assert (
-        typo.returncode == 1
+        typo.returncode == 2
         and "typo.yaml: epochz: unknown key (did you mean epochs?)" in typo.stderr
     )
 

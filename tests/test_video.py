@@ -252,15 +252,17 @@ def test_failures_are_one_clear_line(clip: Path, mask_model: Path, tmp_path: Pat
         ([tmp_path / "none.mp4", "--model", mask_model], "not found"),
         # three times: the source is read on gRPC's thread while the error closes it
         *[([clip, "--server", "127.0.0.1:1"], "cannot reach the detection server")] * 3,
+    ]
+    usage = [  # bad flag values: exit 2
         ([clip, "--model", mask_model, "--zones", tmp_path / "none.json"], "--zones"),
         ([clip, "--model", mask_model, "--line", "1,2"], "--line"),
         ([clip, "--model", mask_model, "--every", "0"], "--every"),
         ([clip, "--model", mask_model, "--frame-deadline-ms", "100"], "goes with --server"),
         ([clip, "--server", "127.0.0.1:1", "--frame-deadline-ms", "-1"], "--frame-deadline-ms"),
     ]
-    for args, fragment in cases:
+    for args, fragment in cases + usage:
         result = _video(*args)
-        assert result.returncode == 1, (args, result.stderr)
+        assert result.returncode == (2 if (args, fragment) in usage else 1), (args, result.stderr)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and fragment in errors[0], (args, result.stderr)
 

@@ -344,9 +344,10 @@ def test_site_file_mistakes_name_the_camera_and_the_key(site: Path, tmp_path: Pa
     check({}, "camera 'cam1': lines: line 'middle' needs 'points'", {"lines": [{"name": "middle"}]})
     check({}, "'cam2' is used twice", {"name": "cam2"})
     check({}, "camera 'cam1' and camera 'cam2' both write", {"jsonl": "out/cam2.jsonl"})
-    check({}, "camera 'cam1': classes: {'a': 1}: use a list of names", {"classes": {"a": 1}})
+    check({}, "camera 'cam1': classes: {'a': 1}: use a list of class names or category ids",
+          {"classes": {"a": 1}})  # fmt: skip
     result = run_detect("watch", str(site / "missing.yaml"))
-    assert result.returncode == 1 and result.stderr.count("error:") == 1
+    assert result.returncode == 2 and result.stderr.count("error:") == 1
     assert "missing.yaml" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -1,8 +1,8 @@
 """`detect client`: flags from `ClientSettings`' declarations; one
 ``image,top,left,width,height,label,score`` line per detection on stdout, an image that failed
 on stderr; ``--info`` the served model's information as ``key: value`` lines (``--json``: a JSON
-object of every GetModelInfo field); exit 1 when an image failed or (``--health``) the server is
-not SERVING."""
+object of every GetModelInfo field); exit 1 when an image failed, (``--health``) the server is
+not SERVING or (``--reload``) it refused a model version (its reason on stderr)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,7 @@ def info_text(info: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     settings = from_flags(ClientSettings, args)
+    failed = 0
     with connect(settings) as client:
         if settings.health:
             status = client.health()
@@ -74,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
         if settings.reload:
             reloaded = client.reload_models()
             for line in reloaded.changes or ["nothing changed"]:
-                print(line)
+                if line.startswith("refused "):  # the server's reason follows (see the proto)
+                    print(f"error: {client.address}: {line}", file=sys.stderr)
+                    failed += 1
+                else:
+                    print(line)
         if settings.list_models:
             listed = client.list_models()
             for info in listed.models:
@@ -83,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
         if settings.info:
             info = message_dict(client.model_info())
             print(json.dumps(info, indent=2) if settings.json else info_text(info))
-        failed = 0
         for path, result in send_files(client, settings.images, settings.detection.options()):
             if isinstance(result, DetectError):
                 print(f"error: {path}: {result}", file=sys.stderr)

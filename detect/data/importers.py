@@ -33,9 +33,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from detect.errors import ConfigError, DataError
+from detect.errors import ConfigError, DataError, install_extra
 from detect.runtime.sources import IMAGE_SUFFIXES, is_image_file
-from detect.settings import FLAGS, Spelling, setting
+from detect.settings import FLAGS, Spelling, output_file, setting
 
 _COORD_TOLERANCE = 0.01
 """YOLO normalised coordinates may overshoot [0, 1] by this much (then they are clipped)."""
@@ -607,8 +607,8 @@ def import_masks(src: Path, out: Path, label: str = "object") -> str:
         from detect.data.coco import mask_annotation
     except ImportError:
         raise ConfigError(
-            "`detect import masks` needs pycocotools for RLE; install it with "
-            "pip install 'detect[train]'"
+            "`detect import masks` needs pycocotools for RLE; install the `train` extra: "
+            + install_extra("train")
         ) from None
 
     image_paths = sorted((p for p in image_dir.iterdir() if is_image_file(p)), key=lambda p: p.name)
@@ -685,7 +685,9 @@ class ImportSettings:
 
     format: str = setting("", "source layout", choices=FORMATS, positional=True)
     dir: Path | None = setting(None, "dataset root folder", positional=True)
-    out: Path | None = setting(None, "output COCO JSON (default: DIR/annotations.json)")
+    out: Path | None = setting(
+        None, "output COCO JSON (default: DIR/annotations.json)", check=output_file
+    )
     label: str = setting("object", "class name for `masks` (one class)")
 
     def validate(self, spell: Spelling | None = None) -> None:

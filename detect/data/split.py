@@ -20,7 +20,7 @@ import numpy as np
 
 from detect.data.coco import read_json
 from detect.errors import ConfigError, DataError
-from detect.settings import FLAGS, Spelling, at_least, setting
+from detect.settings import FLAGS, Spelling, at_least, output_folder, setting
 
 SPLIT_NAMES = ("train", "val", "test")
 """Output file stems, in ratio order."""
@@ -194,7 +194,7 @@ class SplitSettings:
         (0.6, 0.2, 0.2), "train val [test]", shown_default="0.6 0.2 0.2"
     )
     seed: int = setting(0, "shuffle seed", check=at_least(0))
-    out: Path | None = setting(None, "output folder (default: next to GT)")
+    out: Path | None = setting(None, "output folder (default: next to GT)", check=output_folder)
 
     def validate(self, spell: Spelling | None = None) -> None:
         spell = spell or Spelling(SplitSettings, FLAGS)

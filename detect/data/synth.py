@@ -31,9 +31,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detect.errors import ConfigError, DataError
+from detect.errors import ConfigError, DataError, install_extra
 from detect.progress import StartProgress, silent
-from detect.settings import FLAGS, Spelling, at_least, more_than, setting
+from detect.settings import FLAGS, Spelling, at_least, more_than, output_folder, setting
 
 CLASSES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star", "ring")
 """Class names; the category id of ``CLASSES[k]`` is ``k + 1``."""
@@ -499,7 +499,8 @@ def write_dataset(
         from detect.data.coco import mask_annotation
     except ImportError:
         raise ConfigError(
-            "`detect synth` needs pycocotools for RLE; install it with pip install 'detect[train]'"
+            "`detect synth` needs pycocotools for RLE; install the `train` extra: "
+            + install_extra("train")
         ) from None
     out = Path(out)
     json_path = out / "annotations.json"
@@ -568,7 +569,9 @@ class SynthSettings:
     ``video`` (`detect.data.synth_video.write_clip`), or with ``cameras`` a site of clips in the
     folder ``video`` (`detect.data.synth_video.write_site`)."""
 
-    out: Path | None = setting(None, "output folder of an image dataset", group="target")
+    out: Path | None = setting(
+        None, "output folder of an image dataset", group="target", check=output_folder
+    )
     video: Path | None = setting(
         None,
         "output .mp4 (ground truth: same name .json); with --cameras, the site's folder",

@@ -10,7 +10,7 @@ from typing import Any
 from detect.errors import ConfigError
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, DEFAULT_SCORE
 from detect.runtime.sources import list_images
-from detect.settings import FLAGS, Check, Spelling, setting
+from detect.settings import FLAGS, Check, Spelling, output_file, setting
 
 
 def _batch_sizes(value: Any, root: Path, what: str) -> list[int]:
@@ -33,7 +33,7 @@ def _batch_sizes(value: Any, root: Path, what: str) -> list[int]:
 
 def _onnx_file(path: Path | None) -> str | None:
     if path is None or path.suffix == ".onnx":
-        return None
+        return output_file(path)
     return "name an .onnx file (the model card goes next to it)"
 
 

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from detect.errors import ConfigError, ModelError
+from detect.errors import ConfigError, ModelError, install_extra
 from detect.export.config import ExportConfig
 from detect.progress import StartProgress, silent
 from detect.runtime.model_card import ModelCard, card_path, sha256_file
@@ -32,8 +32,8 @@ def check_int8_inputs(config: ExportConfig) -> None:
     Runtime to run the model on, annotations in ``--int8-val`` to score against."""
     if importlib.util.find_spec("onnxruntime") is None:
         raise ConfigError(
-            "--int8 runs the model on ONNX Runtime to calibrate and score it: install the serve "
-            "extra too"
+            "--int8 runs the model on ONNX Runtime to calibrate and score it: install the `serve` "
+            f"extra too: {install_extra('serve')}"
         )
     from detect.evaluate import read_gt
 

@@ -35,7 +35,7 @@ from typing import Protocol
 import numpy as np
 
 from detect.config import BACKENDS, DEVICES
-from detect.errors import ConfigError, ModelError
+from detect.errors import ConfigError, ModelError, install_extra
 from detect.runtime.model_card import NUM_CLASSES_KEY
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class OpenVinoEngine:
         except ImportError:
             raise ConfigError(
                 "backend openvino: OpenVINO is not installed; install the `openvino` extra "
-                "(pip install 'detect[openvino]') or use --backend onnxruntime"
+                f"({install_extra('openvino')}) or use --backend onnxruntime"
             ) from None
         from openvino.frontend import FrontEndManager
 

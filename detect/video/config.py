@@ -9,7 +9,15 @@ from typing import Any
 
 from detect.config import Connection, DetectSettings, Engine, host_port
 from detect.errors import ConfigError
-from detect.settings import FLAGS, Spelling, at_least, more_than, nested, setting
+from detect.settings import (
+    FLAGS,
+    Spelling,
+    at_least,
+    more_than,
+    nested,
+    output_file,
+    setting,
+)
 from detect.structures import DetectOptions
 from detect.video.source import is_live
 from detect.zones import ANCHORS, Counting, Line, Zone, read_zones, zones_from_dict
@@ -62,15 +70,9 @@ def _attempts(value: Any, root: Path, what: str) -> int | None:
 
 
 def _mp4(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    if path.is_dir():
-        return "is a folder; give a file name"
-    return None if path.suffix.lower() == ".mp4" else "name an .mp4 file"
-
-
-def _file(path: Path | None) -> str | None:
-    return "is a folder; give a file name" if path is not None and path.is_dir() else None
+    if path is not None and not path.is_dir() and path.suffix.lower() != ".mp4":
+        return "name an .mp4 file"
+    return output_file(path)
 
 
 @dataclass
@@ -122,7 +124,7 @@ class VideoConfig:
         check=at_least(1),
     )
     out_video: Path | None = setting(None, "annotated .mp4", check=_mp4)
-    jsonl: Path | None = setting(None, "one JSON line per processed frame", check=_file)
+    jsonl: Path | None = setting(None, "one JSON line per processed frame", check=output_file)
     detection: DetectSettings = nested(DetectSettings)
     engine: Engine = nested(Engine, keys=False)
     reconnect: int | None = setting(

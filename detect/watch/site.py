@@ -29,8 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from detect.config import Connection, Engine, host_port, load_yaml
-from detect.errors import ConfigError
-from detect.settings import FLAGS, Spelling, at_least, from_mapping, more_than, nested, setting
+from detect.errors import ConfigError, UsageError
+from detect.settings import (
+    FLAGS,
+    KEYS,
+    Spelling,
+    at_least,
+    checked_keys,
+    declared,
+    from_mapping,
+    more_than,
+    nested,
+    output_file,
+    setting,
+)
 from detect.video.config import FOREVER, VideoConfig
 from detect.video.source import is_live
 
@@ -73,8 +85,10 @@ class SiteSettings:
     )
     engine: Engine = nested(Engine)
     connection: Connection = nested(Connection)
-    events: Path | None = setting(None, "the site's event log (overrides the file)")
-    summary: Path | None = setting(None, "the summaries, as JSON", flag="")
+    events: Path | None = setting(
+        None, "the site's event log (overrides the file)", check=output_file
+    )
+    summary: Path | None = setting(None, "the summaries, as JSON", flag="", check=output_file)
     max_frames: int | None = setting(
         None, "stop each camera after this many processed frames", key="", check=at_least(1)
     )
@@ -117,20 +131,36 @@ class Site:
         return self.settings.summary
 
 
-def _camera(item: Any, site: SiteSettings, root: Path, k: int) -> VideoConfig:
-    """One camera's `VideoConfig` from its entry over the site's ``defaults``."""
+def _defaults(site: SiteSettings, root: Path) -> tuple[dict[str, Any], list[str]]:
+    """The site's ``defaults`` that are camera keys with good values, and a problem line for each
+    of the others (named ``defaults``, not after the cameras that would inherit them)."""
+    spell = Spelling(VideoConfig, KEYS, "defaults")
+    typed, problems = checked_keys(VideoConfig, site.defaults, spell, root)
+    names = {d.key: d.name for d in declared(VideoConfig)}
+    return {k: v for k, v in site.defaults.items() if names.get(k) in typed}, problems
+
+
+def _where(item: dict[str, Any], k: int) -> str:
+    """``camera 'gate'``, or ``camera 3`` (the third) when it has no name."""
+    name = item.get("name")
+    return f"camera {name!r}" if isinstance(name, str) and name else f"camera {k + 1}"
+
+
+def _camera(
+    item: Any, site: SiteSettings, defaults: dict[str, Any], root: Path, k: int
+) -> VideoConfig:
+    """One camera's `VideoConfig` from its entry over the site's good ``defaults``."""
     if not isinstance(item, dict):
-        raise ConfigError(f"camera {k + 1}: expected a mapping with at least name and source")
-    defaults = site.defaults
+        raise UsageError(f"camera {k + 1}: expected a mapping with at least name and source")
     if item.keys() & {"every", "target_fps"}:  # a camera's own sampling replaces the default's
         defaults = {k: v for k, v in defaults.items() if k not in ("every", "target_fps")}
     values = {**CAMERA_DEFAULTS, **defaults, **item}
     name = values.get("name")
-    where = f"camera {name!r}" if isinstance(name, str) and name else f"camera {k + 1}"
+    where = _where(values, k)
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: give it a 'name'")
+        raise UsageError(f"{where}: give it a 'name'")
     if "source" not in values:
-        raise ConfigError(
+        raise UsageError(
             f"{where}: give its 'source' (a file, an rtsp:// or http:// URL, a webcam)"
         )
     fixed: dict[str, Any] = {
@@ -144,24 +174,45 @@ def _camera(item: Any, site: SiteSettings, root: Path, k: int) -> VideoConfig:
     config = from_mapping(VideoConfig, values, where, root, **fixed)
     local = not is_live(config.source) and not config.source.isdecimal()
     if local and not Path(config.source).is_file():
-        raise ConfigError(f"{where}: source {config.source}: no such file")
+        raise UsageError(f"{where}: source {config.source}: no such file")
     return config
 
 
 def read_site(path: Path, flags: Mapping[str, Any] | None = None, **given: Any) -> Site:
     """The site file at ``path``, with the values of the flags given (``flags``, by setting name:
     `detect watch`'s) or the ``given`` keyword values (typed, by setting name) over its keys.
-    `ConfigError` names the camera and key at fault."""
+    `UsageError` names the camera (or ``defaults``) and key at fault: every bad key of the file
+    at once, a line each."""
     data = load_yaml(path)
     if given.keys() & {"server", "model"}:  # the caller's detector replaces the file's
         data = {k: v for k, v in data.items() if k not in ("server", "model")}
     root = Path(path).parent
-    site = from_mapping(SiteSettings, data, str(path), root, flags, site=Path(path), **given)
-    cameras = [_camera(item, site, root, k) for k, item in enumerate(site.cameras)]
+    try:
+        site = from_mapping(SiteSettings, data, str(path), root, flags, site=Path(path), **given)
+    except UsageError as exc:  # the camera keys too, so that the file's problems come together
+        problems = list(exc.problems)
+        cameras = data.get("cameras")
+        parts = [("defaults", data.get("defaults"))]
+        if isinstance(cameras, list):
+            parts += [(_where(c, k), c) for k, c in enumerate(cameras) if isinstance(c, dict)]
+        for where, keys in parts:
+            if isinstance(keys, dict):
+                spell = Spelling(VideoConfig, KEYS, where)
+                problems += checked_keys(VideoConfig, keys, spell, root)[1]
+        raise UsageError(*problems, where=str(path)) from None
+    defaults, problems = _defaults(site, root)
+    cameras = []
+    for k, item in enumerate(site.cameras):
+        try:
+            cameras.append(_camera(item, site, defaults, root, k))
+        except UsageError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise UsageError(*problems, where=str(path))
     names = [c.name for c in cameras]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ConfigError(f"{path}: camera name {repeated[0]!r} is used twice")
+        raise UsageError(f"{path}: camera name {repeated[0]!r} is used twice")
     owners: dict[Path, str] = {}
     named = [(f"camera {c.name!r}", c.jsonl) for c in cameras]
     named += [(f"camera {c.name!r}", c.out_video) for c in cameras]
@@ -171,7 +222,7 @@ def read_site(path: Path, flags: Mapping[str, Any] | None = None, **given: Any) 
             continue
         where = Path(output).resolve()
         if where in owners:
-            raise ConfigError(
+            raise UsageError(
                 f"{path}: {owners[where]} and {owner} both write {output}; give each its own file"
             )
         owners[where] = owner
