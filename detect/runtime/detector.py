@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from detect.errors import ModelError
+from detect.errors import ModelError, UsageError
 from detect.runtime.engines import Engine, open_engine
 from detect.runtime.image import DEFAULT_MAX_PIXELS, to_rgb
 from detect.runtime.model_card import ModelCard, batch_graph_path, card_path
@@ -69,8 +69,8 @@ def _not_a_model(model_path: Path) -> str | None:
 def check_model(model_path: Path) -> ModelCard:
     """The model's card, once the file exists and its sha256 matches the card's."""
     problem = _not_a_model(model_path)
-    if problem is not None:
-        raise ModelError(problem)
+    if problem is not None:  # a bad value for --model (a site's model:): usage, exit 2
+        raise UsageError(problem)
     if not model_path.is_file():
         raise ModelError(f"model {model_path} not found; export one with `detect export`")
     card = ModelCard.read(card_path(model_path))
