@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detect.data.coco import load_json
 from detect.errors import DataError
 from detect.rounding import BOX_DECIMALS, POLYGON_DECIMALS, SCORE_DECIMALS
 
@@ -64,6 +63,8 @@ def read_predict_record(predictions: Path) -> PredictRecord | None:
     """The record of the `detect predict` run that wrote ``predictions`` (``predict.json`` in
     its folder, naming that file), or None when there is none; a `DataError` naming the file
     when it is there but unreadable."""
+    from detect.data.coco import load_json  # pycocotools: the eval extra, which predict lacks
+
     path = Path(predictions).parent / RECORD_NAME
     if not path.is_file():
         return None
