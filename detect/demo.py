@@ -101,6 +101,7 @@ def run_demo(config: DemoConfig, say: Say = _quiet) -> dict[str, Path]:
     from detect.data.synth_video import write_site
     from detect.evaluate import EvalConfig, evaluate
     from detect.local_server import LocalServer
+    from detect.metrics.coco import ap_text
     from detect.metrics.report import stdout_table
     from detect.metrics.video import score_video
     from detect.runtime.backend import detect_batch
@@ -166,7 +167,7 @@ def run_demo(config: DemoConfig, say: Say = _quiet) -> dict[str, Path]:
                     site_file.parent / f"{name}.json", site_file.parent / "out" / f"{name}.jsonl"
                 )
                 say(
-                    f"        against its ground truth: AP50 {quality['AP50']:.3f}, "
+                    f"        against its ground truth: AP50 {ap_text(quality['AP50'])}, "
                     f"MOTA {quality['MOTA']:.3f}, IDF1 {quality['IDF1']:.3f}, "
                     f"HOTA {quality['HOTA']:.3f}, {quality['id_switches']} ID switches "
                     f"({quality['objects']} objects)"

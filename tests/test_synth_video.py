@@ -168,3 +168,19 @@ def test_score_video_of_the_truth_is_perfect_and_counts_exchanged_ids(tmp_path: 
         failed = run_detect("eval", *args)
         assert failed.returncode == code and fragment in failed.stderr, (args, failed.stderr)
         assert failed.stderr.count("error:") == 1 and "Traceback" not in failed.stderr
+
+
+def test_a_clip_without_objects_has_undefined_ap_null_in_json_and_n_a_in_the_table(
+    tmp_path: Path,
+) -> None:
+    video, data = _clip(tmp_path, "--frames", "6", "--objects", "1", "--video-size", "160x120")
+    gt = video.with_suffix(".json")
+    gt.write_text(json.dumps({**data, "annotations": []}))
+    run = _write(tmp_path / "run.jsonl", [{"frame": i, "detections": []} for i in range(6)])
+    shown = run_detect(
+        *("eval", "--video", str(gt), "--jsonl", str(run), "--out", str(tmp_path / "eval"))
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^box AP / AP50\s+n/a / n/a$", shown.stdout, re.M), shown.stdout
+    scores = json.loads((tmp_path / "eval" / "video_metrics.json").read_text())
+    assert (scores["objects"], scores["AP"], scores["AP50"]) == (0, None, None)

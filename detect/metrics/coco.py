@@ -93,6 +93,11 @@ def defined(stats: dict[str, float]) -> dict[str, float | None]:
     return {name: (None if value == -1 else value) for name, value in stats.items()}
 
 
+def ap_text(value: float | None) -> str:
+    """A COCO figure to 0.001, or n/a where it is undefined (None, see `defined`)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def coco_stats(gt: COCO, results: list[dict[str, Any]], iou_type: str) -> dict[str, float]:
     """The 12 COCOeval summary numbers for `iou_type` ("bbox" or "segm"), on a 0-1 scale."""
     return summary(run_cocoeval(gt, results, iou_type))

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from detect.metrics.coco import STAT_NAMES
+from detect.metrics.coco import STAT_NAMES, ap_text
 
 
 def write_report(out: Path, metrics: dict[str, Any], title: str) -> None:
@@ -27,11 +27,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
-
-
-def _ap(value: float | None) -> str:
-    """A COCO figure to 0.001, or n/a where it is undefined (None)."""
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 SIZES = {
@@ -66,7 +61,7 @@ def report_markdown(metrics: dict[str, Any], title: str) -> str:
     lines += ["## COCO AP / AR (pycocotools)", ""]
     lines += ["| metric | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
     for name in STAT_NAMES:
-        lines.append(f"| {name} | " + " | ".join(_ap(metrics[t][name]) for t in types) + " |")
+        lines.append(f"| {name} | " + " | ".join(ap_text(metrics[t][name]) for t in types) + " |")
     for line in (undefined_note(metrics, STAT_NAMES), _predictions_note(metrics)):
         lines += ["", line] if line else []
     op = metrics["operating_point"]
@@ -80,7 +75,7 @@ def report_markdown(metrics: dict[str, Any], title: str) -> str:
     for name, row in metrics["per_class"].items():
         cells = [row[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")]
         lines.append(
-            f"| {name} | {_ap(row['AP'])} | {_ap(row['AP50'])} | "
+            f"| {name} | {ap_text(row['AP'])} | {ap_text(row['AP50'])} | "
             + " | ".join(_fmt(v) for v in cells)
             + f" | {_fmt(row['best_f1_threshold'])} |"
         )
@@ -127,7 +122,7 @@ def stdout_table(metrics: dict[str, Any]) -> str:
     names = ("AP", "AP50", "AP75", "APs", "APm", "APl")
     rows = [f"{'':<6}" + "".join(f"{n:>7}" for n in names)]
     for t in types:
-        rows.append(f"{t:<6}" + "".join(f"{_ap(metrics[t][n]):>7}" for n in names))
+        rows.append(f"{t:<6}" + "".join(f"{ap_text(metrics[t][n]):>7}" for n in names))
     why = undefined_note(metrics, names)
     rows += [why] if why else []
     note = _predictions_note(metrics)

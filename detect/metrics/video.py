@@ -22,7 +22,7 @@ import numpy as np
 
 from detect.data.coco import load_json
 from detect.errors import DataError
-from detect.metrics.coco import load_gt, run_cocoeval, summary
+from detect.metrics.coco import ap_text, defined, load_gt, run_cocoeval, summary
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.ops.boxes import xywh_to_xyxy
 
@@ -82,7 +82,8 @@ def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
     """AP, AP50 and the tracking figures of a run's JSONL against the clip's ground truth.
 
     Returns ``frames`` (scored), ``objects`` (distinct ground-truth tracks in them), ``AP``,
-    ``AP50`` and `tracking_metrics`' figures.
+    ``AP50`` (None where undefined: no ground-truth object in the scored frames) and
+    `tracking_metrics`' figures.
     """
     data = _clip_truth(gt_path)
     image_of = {int(img["frame_index"]): int(img["id"]) for img in data["images"]}
@@ -118,7 +119,7 @@ def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
                 }
             )
     frames = {image_of[r["frame"]] for r in records}
-    figures = summary(run_cocoeval(load_gt(gt_path, frames, data), results, "bbox"))
+    figures = defined(summary(run_cocoeval(load_gt(gt_path, frames, data), results, "bbox")))
     by_image: dict[int, list[dict[str, Any]]] = {}
     for ann in data["annotations"]:
         by_image.setdefault(int(ann["image_id"]), []).append(ann)
@@ -151,7 +152,7 @@ def video_table(scores: dict[str, Any]) -> str:
     rows = [
         ("frames scored", f"{scores['frames']}"),
         ("objects (ground truth)", f"{scores['objects']}"),
-        ("box AP / AP50", f"{scores['AP']:.3f} / {scores['AP50']:.3f}"),
+        ("box AP / AP50", f"{ap_text(scores['AP'])} / {ap_text(scores['AP50'])}"),
         ("MOTA", f"{scores['MOTA']:.3f}"),
         ("MOTP (IoU)", f"{scores['MOTP']:.3f}"),
         ("IDF1", f"{scores['IDF1']:.3f}"),
