@@ -5,17 +5,22 @@
 #       --model /models/demo.onnx --host 0.0.0.0
 #
 # The model (NAME.onnx with its card NAME.json) is mounted at /models, never baked in.
-# Only the `gpu` extra is installed: it is the `serve` extra with onnxruntime-gpu in place of
-# onnxruntime (both together would fight over the same `onnxruntime` module).
+# By default only the `gpu` extra is installed: it is the `serve` extra with onnxruntime-gpu in
+# place of onnxruntime (both together would fight over the same `onnxruntime` module). The image
+# of a Ray cluster's nodes (deploy/rayjob.yaml) adds the `ray` and `eval` extras:
+#
+#   docker build --build-arg EXTRAS=gpu,ray,eval -t detect-ray .
 FROM nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
+ARG EXTRAS=gpu
 
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# wget: KubeRay's health probes of a Ray node run it
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-venv wget \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/detect
 ENV PATH=/opt/detect/bin:$PATH
@@ -24,7 +29,7 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY detect ./detect
 COPY server ./server
-RUN pip install ".[gpu]" \
+RUN pip install ".[${EXTRAS}]" \
     && python -c "import importlib.util as u; assert u.find_spec('torch') is None" \
     && cd / && rm -rf /build
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 from helpers import run_detect
 
+from detect.cli import build_parser
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -108,3 +110,29 @@ def test_kubernetes_deployment_probes_ports_and_volume_agree() -> None:
         assert service["spec"]["selector"].items() <= labels.items()
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports
+
+
+def test_rayjob_runs_detect_eval_on_the_ray_image_with_the_claims_the_deployment_uses() -> None:
+    job = yaml.safe_load((ROOT / "deploy/rayjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    entrypoint = shlex.split(job["spec"]["entrypoint"])
+    assert entrypoint[:2] == ["detect", "eval"]
+    args = build_parser(["eval"]).parse_args(entrypoint[1:])  # flags of this CLI, as written
+    assert (args.ray, args.device, args.gpus_per_worker) == ("auto", "cuda", 1.0)
+    cluster = job["spec"]["rayClusterSpec"]
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    claims = set()
+    for group in groups:
+        pod = group["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"].startswith("detect-ray")
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        for volume in pod["volumes"]:
+            claims.add(volume["persistentVolumeClaim"]["claimName"])
+            assert volume["name"] in mounts
+    assert "detect-models" in claims  # the serving Deployment's models
+    (worker,) = cluster["workerGroupSpecs"]
+    assert worker["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--build-arg EXTRAS=gpu,ray,eval -t detect-ray" in dockerfile
+    assert 'pip install ".[${EXTRAS}]"' in dockerfile
