@@ -51,7 +51,8 @@ def _archive(config: ArchiveConfig) -> int:
         f"archive: {total} clips: {processed} processed, {resumed} finished earlier, "
         f"{len(failed)} failed; {frames} frames processed"
     )
-    print(f"outputs: {config.out} (<clip>.jsonl per clip, {SUMMARY}, {MANIFEST})")
+    per_clip = "<clip>.jsonl and <clip>.mp4" if config.annotate else "<clip>.jsonl"
+    print(f"outputs: {config.out} ({per_clip} per clip, {SUMMARY}, {MANIFEST})")
     if failed:
         print(
             f"error: {len(failed)} of {total} clips failed ({', '.join(failed)}; see the warnings "
