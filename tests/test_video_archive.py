@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from helpers import run_detect
 
+from detect.runtime.sources import list_files
+from detect.video.source import VIDEO_SUFFIXES
+
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo.onnx"
 COUNTING = ("--track", "--line", "middle=80,0,80,120")
 NAMES = ("a", "b", "c")
@@ -225,3 +228,21 @@ def test_archive_flags_that_do_not_go_together_are_usage_errors(
     )
     assert result.returncode == 2
     assert result.stderr.strip() == message
+
+
+def test_inputs_list_as_files_folders_and_glob_patterns_each_clip_once(tmp_path: Path) -> None:
+    for name in ("day1/a.mp4", "day1/notes.txt", "day2/b.MOV", "day2/deep/c.mkv", "d.avi"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    listed = list_files(
+        [tmp_path / "d.avi", tmp_path / "day*", tmp_path / "day1" / "a.mp4", tmp_path / "gone.mp4"],
+        VIDEO_SUFFIXES,
+    )
+    assert listed == [
+        tmp_path / "d.avi",
+        tmp_path / "day1/a.mp4",
+        tmp_path / "day2/b.MOV",
+        tmp_path / "day2/deep/c.mkv",
+        tmp_path / "gone.mp4",  # as given: its reader says it is not there
+    ]
+    assert list_files([tmp_path / "**" / "*.mkv"], VIDEO_SUFFIXES) == [tmp_path / "day2/deep/c.mkv"]
