@@ -156,10 +156,12 @@ VERBS = (
         "video",
         "detect.commands.video",
         "Detect (and track, and count) objects in a video file, stream or webcam, locally or "
-        "through a server; annotated MP4, JSONL per frame, summary.",
+        "through a server; annotated MP4, JSONL per frame, summary; an archive of clips with "
+        "--out DIR (a run again resumes it).",
         "  detect video clip.mp4 --model models/shapes.onnx --track --out-video out.mp4\n"
         "  detect video rtsp://cam/1 --server 127.0.0.1:50051 --realtime --jsonl cam1.jsonl\n"
-        "  detect video clip.mp4 --model m.onnx --zones zones.json --line 0,200,640,200\n",
+        "  detect video clip.mp4 --model m.onnx --zones zones.json --line 0,200,640,200\n"
+        "  detect video clips/ 'more/*.mp4' --model m.onnx --track --out runs/archive\n",
     ),
     Verb(
         "watch",

@@ -1,11 +1,14 @@
 """Where images come from: files as given, image files under folders, and their bytes.
 
 One list of image suffixes for the whole project (listing folders, importing datasets, naming
-annotated copies). Video frames come from `detect.video.source`.
+annotated copies), and one way to list inputs (`list_files`: files, folders, glob patterns) for
+images and video files alike (`detect.video.source.VIDEO_SUFFIXES`). Video frames come from
+`detect.video.source`.
 """
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 from detect.errors import DataError, InputError
@@ -19,17 +22,39 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
-def list_images(inputs: list[Path]) -> list[Path]:
-    """Files as given (whatever their suffix), and the image files under each folder
-    (recursively, by suffix, sorted); each file once, in the order first met."""
-    images: dict[Path, Path] = {}  # resolved -> as given
+def list_files(inputs: list[Path], suffixes: tuple[str, ...]) -> list[Path]:
+    """Files as given (whatever their suffix, found or not: their reader says), the files
+    under each folder whose suffix (any case) is one of ``suffixes`` (recursively, sorted), and
+    for a glob pattern that names no file (``clips/*.mp4``, ``**`` included) the files and
+    folders it matches, sorted, taken as above but that a file must have one of ``suffixes``;
+    each file once, in the order first met."""
+
+    def wanted(path: Path) -> bool:
+        return path.suffix.lower() in suffixes and path.is_file()
+
+    found: dict[Path, Path] = {}  # resolved -> as given
+
+    def add_folder(folder: Path) -> None:
+        for p in sorted(p for p in folder.rglob("*") if wanted(p)):
+            found.setdefault(p.resolve(), p)
+
     for path in map(Path, inputs):
-        if path.is_dir():
-            for p in sorted(p for p in path.rglob("*") if is_image_file(p)):
-                images.setdefault(p.resolve(), p)
+        if not path.exists() and glob.has_magic(str(path)):
+            for match in map(Path, sorted(glob.glob(str(path), recursive=True))):
+                if match.is_dir():
+                    add_folder(match)
+                elif wanted(match):
+                    found.setdefault(match.resolve(), match)
+        elif path.is_dir():
+            add_folder(path)
         else:
-            images.setdefault(path.resolve(), path)
-    return list(images.values())
+            found.setdefault(path.resolve(), path)
+    return list(found.values())
+
+
+def list_images(inputs: list[Path]) -> list[Path]:
+    """`list_files` of image files (`IMAGE_SUFFIXES`)."""
+    return list_files(inputs, IMAGE_SUFFIXES)
 
 
 def find_images(inputs: list[Path]) -> list[Path]:

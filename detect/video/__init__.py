@@ -16,9 +16,11 @@ pauses up to ``retry`` times in a row. SIGTERM/SIGINT end the run after the fram
 in hand: the MP4 is finalised (playable) and every JSONL line is complete (each is flushed when
 written).
 
+Several clips with an output folder: `archive` (one after another, resumable).
+
 Modules: `config` (the settings), `source` (frames), `remote` (the server's stream), `run` (one
 camera's run), `annotate` (the MP4 frame and JSONL records), `writer` (the H.264 MP4),
-`summary`.
+`summary`, `archive` (the clips of an archive, its manifest and summary).
 """
 
 from detect.video.config import VideoConfig

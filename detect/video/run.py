@@ -136,7 +136,8 @@ class VideoRun:
     ``on_event``: receives each zone and line event as it is confirmed; ``track_ids``: the first
     track id and the step between ids (`Tracker`); ``counts``: where the source side counts
     (`SourceCounts`; a new one when None); ``cancel``: ends the retries of a live source that
-    does not open (`FrameSource`).
+    does not open (`FrameSource`). ``interrupted``: the SIGTERM/SIGINT that ended `run` early,
+    if one did (the source was not read to its end).
     """
 
     def __init__(
@@ -158,9 +159,14 @@ class VideoRun:
         self.frames = FrameSource(config, counts, cancel)
         self.summary = VideoSummary(self.frames.counts)
         self._jsonl: TextIO | None = None
+        self.interrupted: str | None = None
 
     def stop(self, reason: str) -> None:
         self.frames.stop(reason)
+
+    def _interrupt(self, reason: str) -> None:
+        self.interrupted = reason
+        self.stop(reason)
 
     def run(self, progress: Callable[[], None] = lambda: None) -> VideoSummary:
         """Process the source; ``progress`` is called after each frame. The summary."""
@@ -177,7 +183,7 @@ class VideoRun:
                         f"--jsonl {config.jsonl}: cannot write it ({exc.strerror}); "
                         "give a writable path"
                     ) from None
-            with stop_on_signals(self.stop):
+            with stop_on_signals(self._interrupt):
                 for index, timestamp, frame, detections in _results(
                     config, self.frames, self.local
                 ):

@@ -27,6 +27,10 @@ from detect.errors import DataError
 
 log = logging.getLogger(__name__)
 
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts")
+"""Suffixes (lower case) of the files taken as video clips when a folder or a glob pattern is
+listed (`detect.runtime.sources.list_files`)."""
+
 
 class Sampling(Protocol):
     """The source settings `FrameSource` reads (`detect.video.config.VideoConfig` has them)."""
