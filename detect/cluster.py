@@ -12,8 +12,9 @@ it to write today's files. A bad image is an outcome like any other (its error, 
 
 Faults: an actor that dies (its process killed, its machine gone) is restarted by Ray and its
 unfinished batches run again (Ray Data's actor pools default to ``max_restarts`` and
-``max_task_retries`` -1); a batch done is reported once. Workers read the image files by path, so on a cluster the paths must be the same
-on every machine (shared storage), and `detect` must be installed there (the ``ray`` extra).
+``max_task_retries`` -1); a batch done is reported once. Workers read the image files by path,
+so on a cluster the paths must be the same on every machine (shared storage), and `detect` must
+be installed there (the ``ray`` extra).
 
 Ray itself is imported only here, when asked for; an installation without it gets the CLI's
 one line naming the ``ray`` extra.
@@ -108,9 +109,10 @@ class RayPool:
                 logging_level=logging.ERROR,
             )
         except ConnectionError as exc:  # `auto` with no cluster here, or a refused handshake
+            where = "runs on this machine" if address == "auto" else f"answers there ({exc})"
             raise ClusterError(
-                f"--ray {address}: no Ray cluster answers there ({_first_line(exc)}); start one "
-                "with `ray start --head` or give its address"
+                f"--ray {address}: no Ray cluster {where}; start one with `ray start --head` or "
+                "give its address"
             ) from None
         free = ray.available_resources()
         if cluster.workers is not None:
@@ -191,7 +193,3 @@ def _probe(address: str) -> None:
             f"--ray {address}: nothing answers there ({reason}); start the cluster "
             "(`ray start --head` on its head node) or give its address"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
