@@ -114,6 +114,7 @@ class RayPool:
                 f"--ray {address}: no Ray cluster {where}; start one with `ray start --head` or "
                 "give its address"
             ) from None
+        _messages_to_stderr()
         free = ray.available_resources()
         if cluster.workers is not None:
             self.workers = cluster.workers
@@ -178,6 +179,24 @@ class RayPool:
         trace: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _messages_to_stderr() -> None:
+    """Ray's driver prints what its nodes report (``(raylet) A worker died ...``) on stdout,
+    which is the verbs' data (detection lines): send those messages to stderr. Ray offers no
+    setting for it, so its printing function (``ray._private.worker.print_to_stdstream``, ray
+    2.60) is wrapped."""
+    from ray._private import worker
+
+    printer = worker.print_to_stdstream
+    if getattr(printer, "to_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.to_stderr = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = to_stderr
 
 
 def _probe(address: str) -> None:
