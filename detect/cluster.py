@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import re
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -111,7 +112,7 @@ class RayPool:
         except ConnectionError as exc:  # `auto` with no cluster here, or a refused handshake
             where = "runs on this machine" if address == "auto" else f"answers there ({exc})"
             raise ClusterError(
-                f"--ray {address}: no Ray cluster {where}; start one with `ray start --head` or "
+                f"{_flag(address)}: no Ray cluster {where}; start one with `ray start --head` or "
                 "give its address"
             ) from None
         _messages_to_stderr()
@@ -124,6 +125,7 @@ class RayPool:
             self.workers = max(1, int(free.get("CPU", 1)))
         gpus = cluster.gpus_per_worker
         self.gpus = gpus if gpus is not None else (1.0 if cuda else 0.0)
+        _check_room(ray.cluster_resources(), self.workers, self.gpus, address)
 
     def each(
         self, items: list[tuple[int, Path]], each: EachImage, options: DetectOptions
@@ -132,7 +134,7 @@ class RayPool:
         ``items`` (keys unique), each once, as soon as it and those before it are done."""
         import ray.data
 
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its errors: one line here
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the driver shows its own (detect.progress)
         context.print_on_execution_start = False
@@ -152,7 +154,7 @@ class RayPool:
         waiting: dict[int, Any] = {}
         done: set[int] = set()
         position = 0
-        for batch in outcomes.iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in _failing_in_one_line(outcomes.iter_batches(batch_format="numpy")):
             for key, outcome in zip(batch["key"], batch["outcome"], strict=True):
                 key = int(key)
                 if key in done or key in waiting:  # a batch run twice
@@ -179,6 +181,44 @@ class RayPool:
         trace: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _failing_in_one_line(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, Any]]:
+    """``batches``; when the run fails, the `DetectError` behind it (an actor that could not
+    open the model says why, as without Ray), or a `ClusterError` with Ray's first line."""
+    import ray.exceptions
+
+    try:
+        yield from batches
+    except ray.exceptions.RayError as exc:
+        seen: list[BaseException] = []
+        found: BaseException | None = exc
+        while found is not None and found not in seen:
+            if isinstance(found, DetectError):
+                raise DetectError(str(found).strip().splitlines()[-1]) from None
+            # an actor that died in __init__ keeps its error only as text
+            said = re.findall(r"^detect\.errors\.\w+: (.+)$", str(found), re.MULTILINE)
+            if said:
+                raise DetectError(said[-1]) from None
+            seen.append(found)
+            found = getattr(found, "cause", None) or found.__cause__ or found.__context__
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ClusterError(f"the run on Ray failed: {line}") from None
+
+
+def _check_room(total: dict[str, float], workers: int, gpus: float, address: str) -> None:
+    """A `ClusterError` when the cluster has too few CPUs or GPUs for every worker at once (Ray
+    would wait for them for ever)."""
+    for resource, each, flag in (("CPU", CPUS_PER_WORKER, ""), ("GPU", gpus, "--gpus-per-worker")):
+        needed, has = workers * each, total.get(resource, 0.0)
+        if needed > has:
+            fix = f"give fewer --workers{f' or less {flag}' if flag else ''}"
+            if resource == "GPU" and has == 0:
+                fix = "join a cluster with GPUs, or give --gpus-per-worker 0"
+            raise ClusterError(
+                f"{_flag(address)}: {workers} workers need {needed:g} {resource}s and the cluster "
+                f"has {has:g}; {fix}"
+            )
 
 
 def _messages_to_stderr() -> None:
@@ -212,3 +252,8 @@ def _probe(address: str) -> None:
             f"--ray {address}: nothing answers there ({reason}); start the cluster "
             "(`ray start --head` on its head node) or give its address"
         ) from None
+
+
+def _flag(address: str) -> str:
+    """``--ray`` as the user gave it."""
+    return "--ray" if address == LOCAL_RAY else f"--ray {address}"

@@ -180,15 +180,15 @@ def predict(
             )
     from detect.cluster import RayPool
 
-    with RayPool(config.cluster, opened) as pool:
-        backend = open_backend(**(opened | {"device": "cpu"}))  # the model's facts, here
-        with closing(backend):
-            record = _record(config, backend)
-            items = list(enumerate(images, start=1))
-            outcomes = pool.each(items, annotate_each, config.options)
-            return predict_images(
-                backend, images, config.options, config.out, record, on_image, progress, outcomes
-            )
+    # the actors run the model; here it only tells its facts (classes, masks, threshold)
+    here = closing(open_backend(**opened | {"device": "cpu"}))
+    with here as backend, RayPool(config.cluster, opened) as pool:
+        record = _record(config, backend)
+        items = list(enumerate(images, start=1))
+        outcomes = pool.each(items, annotate_each, config.options)
+        return predict_images(
+            backend, images, config.options, config.out, record, on_image, progress, outcomes
+        )
 
 
 def _record(config: PredictConfig, backend: Backend) -> PredictRecord:

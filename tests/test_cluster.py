@@ -218,3 +218,14 @@ def test_worker_killed_mid_run_loses_and_repeats_nothing(tmp_path: Path) -> None
     assert run.returncode == 0, stderr[-3000:]
     assert stdout == plain.stdout  # every image once, in order
     assert _files(out) == _files(tmp_path / "p")
+
+
+def test_more_workers_than_the_cluster_holds_is_one_line(tmp_path: Path) -> None:
+    done = run_detect(
+        "predict", str(SAMPLES / "images"), "--model", str(MODEL), "--out", str(tmp_path),
+        "--ray", "--workers", "1000", timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: --ray: 1000 workers need 500 CPUs and the cluster has ")
+    assert line.endswith("; give fewer --workers")
