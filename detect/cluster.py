@@ -36,6 +36,7 @@ import numpy as np
 
 from detect.config import LOCAL_RAY, Cluster
 from detect.errors import DetectError
+from detect.progress import Progress, StartProgress
 from detect.runtime.backend import Backend, Detected, detect_each, open_backend
 from detect.structures import DetectOptions
 
@@ -126,6 +127,16 @@ class RayPool:
         gpus = cluster.gpus_per_worker
         self.gpus = gpus if gpus is not None else (1.0 if cuda else 0.0)
         _check_room(ray.cluster_resources(), self.workers, self.gpus, address)
+
+    def progress(self, start: StartProgress) -> StartProgress:
+        """``start``, its progress noting the pool's size (``workers 2``)."""
+
+        def noted(what: str, total: int | None, unit: str) -> Progress:
+            shown = start(what, total, unit)
+            shown.note(f"workers {self.workers}")
+            return shown
+
+        return noted
 
     def each(
         self, items: list[tuple[int, Path]], each: EachImage, options: DetectOptions

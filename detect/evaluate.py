@@ -310,7 +310,7 @@ def _from_backend(
         # the actors run the model; here it only tells its facts (classes, masks, threshold)
         here = closing(open_backend(**opened | {"device": "cpu"}))
         with here as backend, RayPool(config.cluster, opened) as pool:
-            return predict_with(backend, config, paths, gt, what, 1, progress, pool)
+            return predict_with(backend, config, paths, gt, what, 1, pool.progress(progress), pool)
     backend = open_backend(
         model=config.model,
         server=config.server,

@@ -187,7 +187,14 @@ def predict(
         items = list(enumerate(images, start=1))
         outcomes = pool.each(items, annotate_each, config.options)
         return predict_images(
-            backend, images, config.options, config.out, record, on_image, progress, outcomes
+            backend,
+            images,
+            config.options,
+            config.out,
+            record,
+            on_image,
+            pool.progress(progress),
+            outcomes,
         )
 
 
