@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from detect.errors import ConfigError, UsageError
-from detect.settings import Check, at_least, pem_file, setting
+from detect.settings import Check, Spelling, at_least, pem_file, setting
 from detect.structures import DetectOptions, OptionError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -124,7 +124,7 @@ class Cluster:
         check=at_least(0),
     )
 
-    def validate(self, spell: Any) -> None:
+    def validate(self, spell: Spelling) -> None:
         """``--workers`` and ``--gpus-per-worker`` need ``--ray``."""
         for name in ("workers", "gpus_per_worker"):
             if self.ray is None and getattr(self, name) is not None:
