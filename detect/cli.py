@@ -109,7 +109,8 @@ VERBS = (
         "and one `image,top,left,width,height,label,score` line per detection on stdout.",
         "  detect predict photos/ --model models/shapes.onnx --out runs/predict\n"
         "  detect predict a.jpg b.png --model models/shapes.onnx --out out --score 0.3 "
-        "--classes circle,ring\n",
+        "--classes circle,ring\n"
+        "  detect predict photos/ --model models/shapes.onnx --out runs/predict --ray\n",
     ),
     Verb(
         "serve",
@@ -271,6 +272,7 @@ _EXTRA_OF = {
     "grpc_reflection": "serve",
     "google": "serve",
     "prometheus_client": "serve",
+    "ray": "ray",
 }
 
 

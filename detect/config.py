@@ -1,6 +1,6 @@
 """The settings several verbs share, each declared once (`detect.settings`): where a model runs
-(`Engine`: device, backend), how a verb reaches a server (`Connection`) and the detection options
-(`DetectSettings`); and reading a YAML file.
+(`Engine`: device, backend), on how many machines (`Cluster`: Ray), how a verb reaches a server
+(`Connection`) and the detection options (`DetectSettings`); and reading a YAML file.
 
 No torch, no ONNX Runtime, no gRPC here.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from detect.errors import ConfigError, UsageError
-from detect.settings import Check, pem_file, setting
+from detect.settings import Check, Spelling, at_least, pem_file, setting
 from detect.structures import DetectOptions, OptionError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -75,6 +75,60 @@ class Engine:
         "ONNX Runtime)",
         choices=BACKENDS,
     )
+
+
+LOCAL_RAY = "local"
+"""``--ray`` given without an address: start a Ray on this machine (Ray's own spelling)."""
+
+
+def ray_address(address: str | None) -> str | None:
+    """The check of ``--ray ADDRESS``: ``local``, ``auto`` (the cluster this machine is part of),
+    ``HOST:PORT`` (its head's GCS port) or ``ray://HOST:PORT`` (Ray Client)."""
+    if address is None or address in (LOCAL_RAY, "auto"):
+        return None
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if colon and host and "/" not in host and port.isdecimal() and 0 < int(port) < 65536:
+        return None
+    return (
+        "give auto, HOST:PORT or ray://HOST:PORT of a Ray cluster (--ray alone, after the "
+        "images, starts a Ray on this machine)"
+    )
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where an offline verb runs its model: in this process (``ray`` None), or on Ray
+    (`detect.cluster`): ``ray`` `LOCAL_RAY` starts one on this machine, another address joins a
+    running cluster; ``workers`` actors each hold one backend (None: one per free CPU, or per GPU
+    with ``--device cuda``), each given ``gpus_per_worker`` GPUs (None: 1 with ``--device cuda``,
+    else 0)."""
+
+    ray: str | None = setting(
+        None,
+        "run on Ray: alone, a Ray started on this machine; auto, HOST:PORT or ray://HOST:PORT "
+        "joins that cluster",
+        check=ray_address,
+        const=LOCAL_RAY,
+        metavar="ADDRESS",
+    )
+    workers: int | None = setting(
+        None,
+        "--ray: model workers, each holding one model (default: one per free CPU, or per GPU "
+        "with --device cuda)",
+        check=at_least(1),
+    )
+    gpus_per_worker: float | None = setting(
+        None,
+        "--ray: GPUs each worker holds, a fraction shares one (default: 1 with --device cuda, "
+        "else 0)",
+        check=at_least(0),
+    )
+
+    def validate(self, spell: Spelling) -> None:
+        """``--workers`` and ``--gpus-per-worker`` need ``--ray``."""
+        for name in ("workers", "gpus_per_worker"):
+            if self.ray is None and getattr(self, name) is not None:
+                raise spell.problem(f"{spell(name)} is for {spell('ray')}; add it or leave it out")
 
 
 @dataclass(frozen=True)

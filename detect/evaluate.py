@@ -1,8 +1,9 @@
 """`detect eval`: score predictions against COCO ground truth and write the report.
 
 Exactly one source of predictions: a COCO results file, or a backend (`detect.runtime.backend`):
-an exported model (local ONNX Runtime), a training checkpoint (torch eager; also gives the RPN's
-proposal recall) or a running server (the gRPC API). Backend predictions are written to
+an exported model (local ONNX Runtime; with ``--ray`` on a Ray actor pool, `detect.cluster`), a
+training checkpoint (torch eager; also gives the RPN's proposal recall) or a running server (the
+gRPC API). Backend predictions are written to
 ``OUT/predictions.json`` before any scoring, so a run can be re-scored with ``--predictions``.
 
 Where predictions come from is kept apart from how they are scored (Detectron2's split):
@@ -24,17 +25,22 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pycocotools.coco import COCO
 
-from detect.config import Connection, Engine, host_port
+from detect.config import Cluster, Connection, Engine, host_port
 from detect.data.coco import read_json
 from detect.data.predict_record import RECORD_NAME, PredictRecord, read_predict_record
 from detect.data.results import read_results
 from detect.errors import ConfigError, DataError
 from detect.metrics.coco import load_gt
-from detect.metrics.evaluator import CocoEvaluator, inference_on_dataset, scoring_options
+from detect.metrics.evaluator import (
+    CocoEvaluator,
+    inference_on_dataset,
+    process_outcomes,
+    scoring_options,
+)
 from detect.metrics.plots import Plotter
 from detect.metrics.report import write_report
 from detect.progress import StartProgress, silent
@@ -42,6 +48,9 @@ from detect.runtime.backend import Backend, open_backend
 from detect.runtime.model_card import DEFAULT_SCORE
 from detect.settings import FLAGS, Spelling, check, nested, output_folder, setting
 from detect.structures import ModelInfo
+
+if TYPE_CHECKING:
+    from detect.cluster import RayPool
 
 IOU_TYPES = ("bbox", "segm", "both")
 SOURCES = ("predictions", "model", "checkpoint", "server")
@@ -91,6 +100,7 @@ class EvalConfig:
         "highest-scoring one (default: the model card's)",
     )
     engine: Engine = nested(Engine)
+    cluster: Cluster = nested(Cluster)
     connection: Connection = nested(Connection)
 
     @property
@@ -128,6 +138,11 @@ class EvalConfig:
                 f"postprocessing, so it applies to {spell('model')} and {spell('server')} only; "
                 "leave it out"
             )
+        if self.cluster.ray is not None and source != "model":
+            raise spell.problem(
+                f"{spell('ray')} runs an exported {spell('model')} on Ray; with "
+                f"{spell(source)} leave it out"
+            )
         self._validate_files(spell, ("predictions", "checkpoint"))  # a model: `check_model`
 
     def _validate_video(self, spell: Spelling) -> None:
@@ -137,6 +152,7 @@ class EvalConfig:
                 f"{spell('jsonl')} RUN.jsonl"
             )
         others = [name for name in ("gt", *SOURCES) if getattr(self, name) is not None]
+        others += ["ray"] if self.cluster.ray is not None else []
         if others:
             raise spell.problem(f"{spell('video')} scores a JSONL; leave out {spell(others[0])}")
         self._validate_files(spell, ("video", "jsonl"))
@@ -247,19 +263,29 @@ def predict_with(
     what: str,
     batch_size: int = 1,
     progress: StartProgress = silent,
+    pool: RayPool | None = None,
 ) -> Predicted:
     """Every image through ``backend`` into a `CocoEvaluator`, after checking its classes;
     ``batch_size`` images at a time (a server answers them concurrently); the images done to
-    ``progress``."""
+    ``progress``. With ``pool`` the images run on its Ray actors, each holding the same model as
+    ``backend`` (then used only for its facts)."""
     info = backend.info
     check_categories(info, gt, what)
     evaluator = CocoEvaluator(gt, masks=info.has_masks)
     predicted = Predicted(evaluator, info.has_masks, info.score_threshold)
     with progress("eval", len(paths), "images") as bar:
         options = scoring_options(info.has_masks, config.agnostic_nms)
-        predicted.seconds = inference_on_dataset(
-            backend, paths, evaluator, options, batch_size, bar.update
-        )
+        if pool is None:
+            predicted.seconds = inference_on_dataset(
+                backend, paths, evaluator, options, batch_size, bar.update
+            )
+        else:
+            from detect.cluster import detected_each
+
+            started = time.perf_counter()
+            outcomes = pool.each(list(paths.items()), detected_each, options)
+            process_outcomes(evaluator, paths, outcomes, bar.update)
+            predicted.seconds = time.perf_counter() - started
     predicted.images = len(paths) - len(evaluator.failed)
     return predicted
 
@@ -276,6 +302,15 @@ def _from_backend(
         "checkpoint": f"checkpoint {config.checkpoint}",
         "server": f"the model served at {config.server}",
     }[source]
+    if config.cluster.ray is not None:
+        from detect.cluster import RayPool
+
+        opened = {"model": config.model, "device": config.engine.device}
+        opened["engine"] = config.engine.backend
+        # the actors run the model; here it only tells its facts (classes, masks, threshold)
+        here = closing(open_backend(**opened | {"device": "cpu"}))
+        with here as backend, RayPool(config.cluster, opened) as pool:
+            return predict_with(backend, config, paths, gt, what, 1, pool.progress(progress), pool)
     backend = open_backend(
         model=config.model,
         server=config.server,

@@ -10,18 +10,23 @@ polygon simplification that applied) and ``annotated/`` copies of the images. Ea
 outcome (its detections, or why it could not be read) goes to the caller as it is done
 (`PredictedImage`); the command prints one ``image,top,left,width,height,label,score`` line per
 detection. An image that cannot be read is skipped; the run goes on with the others.
+
+With ``--ray`` (`PredictConfig.cluster`) the per-image step (`annotate_each`: detections and the
+annotated copy, encoded) runs on a Ray actor pool (`detect.cluster`) instead of in this process;
+this process writes the same files from its outcomes, in the same order.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 
-from detect.config import DetectSettings, Engine
+from detect.config import Cluster, DetectSettings, Engine
 from detect.data.predict_record import PredictRecord
 from detect.data.results import coco_result
 from detect.errors import DetectError
@@ -54,6 +59,7 @@ class PredictConfig:
     max_mp: float = setting(
         DEFAULT_MAX_PIXELS / 1_000_000, "refuse images over this many MP", check=_megapixels
     )
+    cluster: Cluster = nested(Cluster)
 
     @property
     def options(self) -> DetectOptions:
@@ -97,11 +103,50 @@ class PredictResult:
 OnImage = Callable[[PredictedImage], None]
 
 
+@dataclass(frozen=True)
+class Annotated:
+    """One image done: its detections (xyxy pixels, best first), its size ``(height, width)``
+    and its annotated copy, encoded in the format of its output file (`_annotated_suffix`)."""
+
+    detections: list[Detection]
+    image_size: tuple[int, int]
+    encoded: bytes
+
+
+Outcomes = Iterable[tuple[int, Annotated | DetectError]]
+"""``(image id, outcome)`` per image, in image order."""
+
+
+def _annotated_suffix(path: Path) -> str:
+    """The annotated copy's file format: the image's own when it is one, else PNG."""
+    return path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else ".png"
+
+
+def annotate_each(
+    backend: Backend, items: Iterable[tuple[int, Path]], options: DetectOptions
+) -> Iterator[tuple[int, Annotated | DetectError]]:
+    """Each ``(image id, path)`` through ``backend`` (`detect_each`) and drawn: its `Annotated`,
+    or the `DetectError` that skips it; in item order."""
+    paths = dict(items)
+    for image_id, detected in detect_each(backend, paths.items(), options):
+        if isinstance(detected, DetectError):
+            yield image_id, detected
+            continue
+        path = paths[image_id]
+        rgb = detected.image
+        if not hasattr(rgb, "shape"):  # a remote backend: drawn on the decoded file
+            rgb = decode_image(read_image(path))
+        canvas = draw_detections(rgb, detected.detections)
+        bgr = cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
+        encoded = cv2.imencode(_annotated_suffix(path), bgr)[1].tobytes()
+        yield image_id, Annotated(list(detected.detections), detected.image_size, encoded)
+
+
 def _annotated_names(images: list[Path]) -> list[str]:
     """Output file names for annotated copies: the image's name, numbered when names repeat."""
     names, seen = [], set()
     for path in images:
-        suffix = path.suffix.lower() if path.suffix.lower() in IMAGE_SUFFIXES else ".png"
+        suffix = _annotated_suffix(path)
         name, n = f"{path.stem}{suffix}", 1
         while name in seen:
             n += 1
@@ -120,19 +165,37 @@ def predict(
     check(config)
     assert config.model is not None and config.out is not None
     images = find_images([Path(p) for p in config.inputs])
-    backend = open_backend(
-        model=config.model,
-        device=config.engine.device,
-        engine=config.engine.backend,
-        max_pixels=config.max_pixels,
-    )
-    try:
+    opened = {
+        "model": config.model,
+        "device": config.engine.device,
+        "engine": config.engine.backend,
+        "max_pixels": config.max_pixels,
+    }
+    if config.cluster.ray is None:
+        backend = open_backend(**opened)
+        with closing(backend):
+            record = _record(config, backend)
+            return predict_images(
+                backend, images, config.options, config.out, record, on_image, progress
+            )
+    from detect.cluster import RayPool
+
+    # the actors run the model; here it only tells its facts (classes, masks, threshold)
+    here = closing(open_backend(**opened | {"device": "cpu"}))
+    with here as backend, RayPool(config.cluster, opened) as pool:
         record = _record(config, backend)
+        items = list(enumerate(images, start=1))
+        outcomes = pool.each(items, annotate_each, config.options)
         return predict_images(
-            backend, images, config.options, config.out, record, on_image, progress
+            backend,
+            images,
+            config.options,
+            config.out,
+            record,
+            on_image,
+            pool.progress(progress),
+            outcomes,
         )
-    finally:
-        backend.close()
 
 
 def _record(config: PredictConfig, backend: Backend) -> PredictRecord:
@@ -168,11 +231,13 @@ def predict_images(
     record: PredictRecord,
     on_image: OnImage | None = None,
     progress: StartProgress = silent,
+    outcomes: Outcomes | None = None,
 ) -> PredictResult:
     """Every image through ``backend``: annotated copies and predictions.json in ``out``,
     written as it goes (an interrupted run, even by an error ``on_image`` raises, keeps what it
     has done), and ``record`` as predict.json; each image's outcome to ``on_image``, the images
-    done to ``progress``."""
+    done to ``progress``. ``outcomes``: the images' outcomes made elsewhere (on Ray, by
+    `annotate_each` with the same backend and options), in image order; None: made here."""
     backend.info.class_labels(options.classes)  # unknown names fail before any work
     annotated = out / "annotated"
     annotated.mkdir(parents=True, exist_ok=True)
@@ -180,11 +245,12 @@ def predict_images(
     result = PredictResult()
     results: list[dict] = []
     names = _annotated_names(images)
-    items = list(enumerate(images, start=1))
+    if outcomes is None:
+        outcomes = annotate_each(backend, enumerate(images, start=1), options)
     bar = progress("predict", len(images), "images")
     try:
         with bar:
-            for image_id, detected in detect_each(backend, items, options):
+            for image_id, detected in outcomes:
                 path = images[image_id - 1]
                 bar.update()
                 if isinstance(detected, DetectError):
@@ -194,12 +260,7 @@ def predict_images(
                     continue
                 result.images += 1
                 result.detections += len(detected.detections)
-                rgb = detected.image
-                if not hasattr(rgb, "shape"):  # a remote backend: drawn on the decoded file
-                    rgb = decode_image(read_image(path))
-                canvas = draw_detections(rgb, detected.detections)
-                target = annotated / names[image_id - 1]
-                cv2.imwrite(str(target), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+                (annotated / names[image_id - 1]).write_bytes(detected.encoded)
                 for det in detected.detections:
                     results.append(
                         coco_result(

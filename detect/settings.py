@@ -57,7 +57,8 @@ class Setting:
     (its texts reach ``parse`` as a list); ``positional``: the flag is a positional argument;
     ``group``: flags of one group exclude each other (see `add_flags`); ``required``: the flag
     must be given (a usage error otherwise); ``shown_default``: the default as ``--help`` shows
-    it when it is not the field's own (None: the field's)."""
+    it when it is not the field's own (None: the field's); ``const``: the flag may be given
+    without a value, which then means this text (``--ray`` alone: a local Ray)."""
 
     help: str
     choices: tuple[Any, ...] | None = None
@@ -71,6 +72,7 @@ class Setting:
     group: str | None = None
     required: bool = False
     shown_default: str | None = None
+    const: str | None = None
 
 
 def setting(

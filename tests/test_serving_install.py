@@ -1,6 +1,6 @@
-"""A serving install has no torch: the runtime imports and `detect predict` runs without it, and
-`pip install 'detect[serve]'` into a fresh virtual environment pulls in no torch, torchvision,
-triton or NVIDIA CUDA wheels."""
+"""A serving install has no torch and no Ray: the runtime imports and `detect predict` runs
+without them, and `pip install 'detect[serve]'` into a fresh virtual environment pulls in no
+torch, torchvision, triton, NVIDIA CUDA wheels or ray."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from serving import start_server
 
 REPO = Path(__file__).resolve().parent.parent
 
-BLOCKED = ("torch", "torchvision")
+BLOCKED = ("torch", "torchvision", "ray")
 
-# Runs in a subprocess: torch and torchvision (and their submodules) cannot be imported, as on a
-# machine where they are not installed; then the serving modules and `detect predict`.
+# Runs in a subprocess: torch, torchvision and ray (and their submodules) cannot be imported, as on
+# a machine where they are not installed; then the serving modules and `detect predict`.
 NO_TORCH_SCRIPT = """
 import sys
 from importlib.abc import MetaPathFinder
@@ -78,7 +78,7 @@ image, model, out = sys.argv[1:]
 code = main(["predict", image, "--model", model, "--out", out, "--score", "0"])
 assert code == 0, f"detect predict returned {{code}}"
 loaded = sorted(m for m in sys.modules if blocked(m))
-assert not loaded, f"torch modules imported: {{loaded}}"
+assert not loaded, f"torch or ray modules imported: {{loaded}}"
 print("OK without torch")
 """
 
@@ -171,7 +171,7 @@ def test_serve_extra_installs_without_torch(
     assert listed.returncode == 0, listed.stderr[-3000:]
     names = {p["name"].lower().replace("_", "-") for p in json.loads(listed.stdout)}
     assert {"detect", "onnxruntime", "shapely", "numpy"} <= names, names
-    unwanted = {n for n in names if n in {"torch", "torchvision", "triton"}}
+    unwanted = {n for n in names if n in {"torch", "torchvision", "triton", "ray"}}
     unwanted |= {n for n in names if n.startswith("nvidia-")}
     assert not unwanted, f"the serve extra pulls in {sorted(unwanted)}"
 

@@ -66,6 +66,8 @@ def add_flags(
             kwargs["type"] = base if base in (int, float, Path) else str
             if d.spec.choices is not None:
                 kwargs["choices"] = d.spec.choices
+            if d.spec.const is not None:
+                kwargs |= {"nargs": "?", "const": d.spec.const}
         target.add_argument(d.flag, **kwargs)
 
 

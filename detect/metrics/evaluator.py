@@ -11,7 +11,7 @@ backend exposes its RPN proposals, proposal recall) from `detect.metrics`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +104,25 @@ def inference_on_dataset(
     An image that cannot be read or detected is recorded as failed (``path: reason``) and the
     others go on."""
     started = time.perf_counter()
-    for image_id, detected in detect_each(backend, images.items(), options, batch_size):
+    outcomes = detect_each(backend, images.items(), options, batch_size)
+    process_outcomes(evaluator, images, outcomes, progress)
+    return time.perf_counter() - started
+
+
+def process_outcomes(
+    evaluator: CocoEvaluator,
+    images: dict[int, Path],
+    outcomes: Iterable[tuple[int, Detected | DetectError]],
+    progress: Callable[[], None] = lambda: None,
+) -> None:
+    """Each image's outcome (`detect_each`'s, made here or on Ray) into ``evaluator``: its
+    detections, or ``path: reason`` as failed."""
+    for image_id, detected in outcomes:
         if isinstance(detected, DetectError):
             evaluator.failed[image_id] = f"{images[image_id]}: {detected}"
         else:
             evaluator.process(image_id, detected)
         progress()
-    return time.perf_counter() - started
 
 
 def score(

@@ -1,0 +1,231 @@
+"""`--ray`: predict and eval on a real local Ray give the same files and lines as without it.
+
+Every run goes through the real CLI, which starts its own local Ray (`--ray` alone; about 3 s
+on 2 cores) and stops it at the end; the demo model on the sample images. A worker process
+killed mid-run has its images done again, each once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import run_detect
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "demo.onnx"
+SAMPLES = REPO / "samples"
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample images and, among them, one that is not an image."""
+    folder = tmp_path_factory.mktemp("images")
+    for image in sorted((SAMPLES / "images").glob("*.jpg")):
+        shutil.copy(image, folder / image.name)
+    (folder / "000001b.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def predicted(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`detect predict` over ``images`` without and with ``--ray``: (process, out) each."""
+    runs = {}
+    for name, extra in (("plain", ()), ("ray", ("--ray",))):
+        out = tmp_path_factory.mktemp(name) / "out"
+        done = run_detect("predict", str(images), "--model", str(MODEL), "--out", str(out), *extra)
+        runs[name] = (done, out)
+    return runs
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_predict_on_ray_writes_byte_identical_files(predicted: dict) -> None:
+    (_, plain), (_, ray) = predicted["plain"], predicted["ray"]
+    files = _files(plain)
+    assert {"predictions.json", "predict.json", "annotated/000000.jpg"} <= files.keys()
+    assert _files(ray) == files
+
+
+def test_predict_on_ray_prints_identical_lines(predicted: dict) -> None:
+    (plain, _), (ray, _) = predicted["plain"], predicted["ray"]
+    assert plain.stdout.count("\n") >= 4
+    assert ray.stdout == plain.stdout
+
+
+def test_bad_image_on_ray_is_one_line_and_skipped(predicted: dict, images: Path) -> None:
+    (plain, _), (ray, out) = predicted["plain"], predicted["ray"]
+    bad = images / "000001b.jpg"
+    lines = [line for line in ray.stderr.splitlines() if line.startswith("error:")]
+    expected = [line for line in plain.stderr.splitlines() if line.startswith("error:")]
+    assert lines == expected
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}: ")
+    assert ray.returncode == plain.returncode == 1  # an image failed, as without Ray
+    assert "4 images, " in ray.stderr and ", 1 failed" in ray.stderr
+    assert "Traceback" not in ray.stderr
+    assert not (out / "annotated" / bad.name).exists()
+
+
+def test_eval_model_on_ray_gives_identical_metrics(tmp_path: Path) -> None:
+    metrics = {}
+    for name, extra in (("plain", ()), ("ray", ("--ray",))):
+        out = tmp_path / name
+        gt = SAMPLES / "annotations.json"
+        done = run_detect("eval", "--gt", str(gt), "--model", str(MODEL), "--out", str(out), *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+        metrics[name] = json.loads((out / "metrics.json").read_text())
+        metrics[name].pop("speed")  # timings
+        assert (out / "predictions.json").read_text()
+    assert metrics["ray"] == metrics["plain"]
+    assert metrics["ray"]["bbox"]["AP"] > 0.5
+    plain, ray = (tmp_path / n / "predictions.json" for n in ("plain", "ray"))
+    assert ray.read_bytes() == plain.read_bytes()
+
+
+def test_cluster_address_that_does_not_answer_is_one_line(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = run_detect(
+        "predict", str(SAMPLES / "images"), "--model", str(MODEL), "--out", str(tmp_path),
+        "--ray", "127.0.0.1:1", timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: --ray 127.0.0.1:1: nothing answers there (Connection refused); start the "
+        "cluster (`ray start --head` on its head node) or give its address"
+    ]
+    assert time.monotonic() - started < 30  # not Ray's minute of retries
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--predictions", "p.json", "--ray"),
+            "error: --ray runs an exported --model on Ray; with --predictions leave it out",
+        ),
+        (
+            ("--model", str(MODEL), "--workers", "2"),
+            "error: --workers is for --ray; add it or leave it out",
+        ),
+        (
+            ("--model", str(MODEL), "--ray", "samples/images"),
+            "error: --ray samples/images: give auto, HOST:PORT or ray://HOST:PORT of a Ray "
+            "cluster (--ray alone, after the images, starts a Ray on this machine)",
+        ),
+    ],
+)
+def test_ray_flags_that_do_not_fit_are_usage_errors(
+    args: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    gt = SAMPLES / "annotations.json"
+    done = run_detect("eval", "--gt", str(gt), "--out", str(tmp_path), *args, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [message]
+
+
+# Runs in a subprocess: ray cannot be imported, as in an installation without the `ray` extra.
+NO_RAY_SCRIPT = """
+import sys
+from importlib.abc import MetaPathFinder
+
+
+class NoRay(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "ray":
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, NoRay())
+from detect.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ray_not_installed_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", NO_RAY_SCRIPT, "predict", str(SAMPLES / "images"),
+         "--model", str(MODEL), "--out", str(tmp_path), "--ray"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        "error: detect predict needs ray, which this installation lacks; install the `ray` "
+        "extra: pip install '"
+    ) and line.endswith("[ray]'")
+
+
+def _descendants(root: int) -> list[tuple[int, str]]:
+    """``(pid, command line's first word)`` of every process under ``root``."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            command = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append((int(entry.name), command))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+@pytest.mark.slow  # 200 images twice, about a minute on 2 cores
+def test_worker_killed_mid_run_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    many = tmp_path / "many"
+    many.mkdir()
+    for copy in range(50):
+        for image in sorted((SAMPLES / "images").glob("*.jpg")):
+            shutil.copy(image, many / f"{copy:02d}_{image.name}")
+    plain = run_detect("predict", str(many), "--model", str(MODEL), "--out", str(tmp_path / "p"))
+    assert plain.returncode == 0, plain.stderr[-3000:]
+
+    out = tmp_path / "ray"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "detect", "predict", str(many), "--model", str(MODEL),
+         "--out", str(out), "--ray", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    killed = None
+    deadline = time.monotonic() + 240
+    while run.poll() is None and killed is None and time.monotonic() < deadline:
+        written = list((out / "annotated").glob("*.jpg")) if (out / "annotated").is_dir() else []
+        # Ray Data's actor: `ray::MapWorker(MapBatches(_Worker))...`, a process of this run
+        workers = [pid for pid, cmd in _descendants(run.pid) if cmd.startswith("ray::MapWorker")]
+        if len(written) >= 8 and workers:
+            os.kill(workers[0], signal.SIGKILL)
+            killed = len(written)
+        time.sleep(0.1)
+    stdout, stderr = run.communicate(timeout=300)
+    assert killed is not None, "the run ended before a worker could be killed"
+    assert killed < 200  # mid-run
+    assert run.returncode == 0, stderr[-3000:]
+    assert stdout == plain.stdout  # every image once, in order
+    assert _files(out) == _files(tmp_path / "p")
+
+
+def test_more_workers_than_the_cluster_holds_is_one_line(tmp_path: Path) -> None:
+    done = run_detect(
+        "predict", str(SAMPLES / "images"), "--model", str(MODEL), "--out", str(tmp_path),
+        "--ray", "--workers", "1000", timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: --ray: 1000 workers need 500 CPUs and the cluster has ")
+    assert line.endswith("; give fewer --workers")
