@@ -55,6 +55,13 @@ PROBE_S = 5.0
 """How long an address may take to accept a TCP connection before it counts as not answering."""
 
 
+def worker_threads(cpus: float, workers: int) -> int:
+    """Intra-op threads of each worker's engine when not given (``--threads 0``): its share of
+    the cluster's ``cpus``, at least 1, so that the workers together use each core once
+    instead of each engine taking every core of its machine."""
+    return max(1, int(cpus // workers))
+
+
 class ClusterError(DetectError):
     """A Ray cluster that cannot be reached or used."""
 
@@ -127,6 +134,9 @@ class RayPool:
         gpus = cluster.gpus_per_worker
         self.gpus = gpus if gpus is not None else (1.0 if cuda else 0.0)
         _check_room(ray.cluster_resources(), self.workers, self.gpus, address)
+        if not backend.get("threads"):
+            cpus = ray.cluster_resources().get("CPU", 1)
+            self.backend = backend | {"threads": worker_threads(cpus, self.workers)}
 
     def progress(self, start: StartProgress) -> StartProgress:
         """``start``, its progress noting the pool's size (``workers 2``)."""

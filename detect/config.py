@@ -75,6 +75,12 @@ class Engine:
         "ONNX Runtime)",
         choices=BACKENDS,
     )
+    threads: int = setting(
+        0,
+        "intra-op threads of the model on the CPU (0: the engine's default, one per core; "
+        "on Ray, each worker's share of the cluster's CPUs)",
+        check=at_least(0),
+    )
 
 
 LOCAL_RAY = "local"

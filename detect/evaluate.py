@@ -306,7 +306,7 @@ def _from_backend(
         from detect.cluster import RayPool
 
         opened = {"model": config.model, "device": config.engine.device}
-        opened["engine"] = config.engine.backend
+        opened |= {"engine": config.engine.backend, "threads": config.engine.threads}
         # the actors run the model; here it only tells its facts (classes, masks, threshold)
         here = closing(open_backend(**opened | {"device": "cpu"}))
         with here as backend, RayPool(config.cluster, opened) as pool:
@@ -317,6 +317,7 @@ def _from_backend(
         checkpoint=config.checkpoint,
         device=config.engine.device,
         engine=config.engine.backend,
+        threads=config.engine.threads,
         connection={**config.connection.client_kwargs(), "timeout": 300},
     )
     with closing(backend):

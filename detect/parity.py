@@ -305,7 +305,7 @@ class ParitySettings:
         required=True,
     )
     model: Path | None = setting(None, "the exported NAME.onnx", required=True)
-    engine: Engine = nested(Engine, defaults={"device": "cpu"})
+    engine: Engine = nested(Engine, defaults={"device": "cpu"}, skip=("threads",))
 
     def validate(self, spell: Spelling | None = None) -> None:
         spell = spell or Spelling(ParitySettings, FLAGS)

@@ -169,6 +169,7 @@ def predict(
         "model": config.model,
         "device": config.engine.device,
         "engine": config.engine.backend,
+        "threads": config.engine.threads,
         "max_pixels": config.max_pixels,
     }
     if config.cluster.ray is None:

@@ -286,6 +286,7 @@ class ModelRepository:
                 warmup_runs=config.warmup_runs,
                 card=card,
                 backend=config.backend,
+                threads=config.engine.threads,
             )
 
         detector = await loop.run_in_executor(self.loader, load)

@@ -4,6 +4,7 @@ and answer alike; `detect_each` reports a bad image and goes on with the others.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
@@ -300,3 +301,20 @@ def test_an_image_far_larger_than_the_model_is_shrunk_first_and_answers_in_its_p
     areas = [(sum(p.area for p in d.polygons), sum(p.area for p in b.polygons))
              for d, b in zip(small, big_detections, strict=True)]  # fmt: skip
     assert all(abs(b - 16 * a) <= 0.1 * 16 * a + 64 for a, b in areas)
+
+
+@pytest.mark.parametrize("engine", installed_engines())
+def test_threads_set_the_engines_intra_op_threads_and_keep_its_answers(engine: str) -> None:
+    demo = Path(__file__).resolve().parents[1] / "models" / "demo.onnx"
+    image = (demo.parents[1] / "samples/images/000000.jpg").read_bytes()
+    answers = []
+    for threads in (1, 2):
+        with closing(open_backend(model=demo, engine=engine, device="cpu", threads=threads)) as b:
+            if engine == "onnxruntime":
+                used = b.engine.session.get_session_options().intra_op_num_threads
+            else:
+                used = b.engine.compiled.get_property("INFERENCE_NUM_THREADS")
+            assert used == threads
+            (found,) = detect_batch(b, [image], DetectOptions())
+            answers.append([d.line() for d in found.detections])
+    assert answers[0] == answers[1] and answers[0]

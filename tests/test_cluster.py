@@ -229,3 +229,10 @@ def test_more_workers_than_the_cluster_holds_is_one_line(tmp_path: Path) -> None
     [line] = done.stderr.splitlines()
     assert line.startswith("error: --ray: 1000 workers need 500 CPUs and the cluster has ")
     assert line.endswith("; give fewer --workers")
+
+
+def test_each_worker_gets_its_share_of_the_cpus_as_engine_threads() -> None:
+    from detect.cluster import worker_threads
+
+    assert [worker_threads(2, w) for w in (1, 2, 3)] == [2, 1, 1]
+    assert worker_threads(64, 8) == 8 and worker_threads(2.5, 1) == 2

@@ -132,10 +132,12 @@ def open_backend(
     engine: str = "auto",
     max_pixels: int | None = None,
     connection: dict[str, Any] | None = None,
+    threads: int = 0,
 ) -> Backend:
     """The backend for exactly one of an exported ``model`` (ONNX Runtime on ``device``), a
     ``server`` address (gRPC, with ``connection`` keywords of `DetectorClient`; ``engine``
-    "onnxruntime", "openvino" or "auto" runs the model file) or a training
+    "onnxruntime", "openvino" or "auto" runs the model file, on ``threads`` intra-op threads on the
+    CPU, 0: the engine's default) or a training
     ``checkpoint`` (torch eager on the CPU). Each is imported only when asked for."""
     given = [n for n, v in (("model", model), ("server", server), ("checkpoint", checkpoint)) if v]
     if len(given) != 1:
@@ -144,7 +146,7 @@ def open_backend(
     if model is not None:
         from detect.runtime.detector import Detector
 
-        return Detector(model, device=device, backend=engine, **limit)
+        return Detector(model, device=device, backend=engine, threads=threads, **limit)
     if server is not None:
         from detect.client import DetectorClient
 

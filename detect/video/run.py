@@ -70,7 +70,10 @@ class LocalModel:
         from detect.runtime.backend import open_backend
 
         backend = open_backend(
-            model=config.model, device=config.engine.device, engine=config.engine.backend
+            model=config.model,
+            device=config.engine.device,
+            engine=config.engine.backend,
+            threads=config.engine.threads,
         )
         try:
             yield cls(backend)
