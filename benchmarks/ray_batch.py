@@ -1,8 +1,8 @@
 """`detect predict` with and without Ray, same images, same run: what the engine costs.
 
 Writes N synthetic images, then runs `detect predict` over them as its own process three ways,
-in turn, `--repeats` times: plain, `--ray --workers 1` and `--ray --workers 2` (a Ray started on
-this machine for each run). Prints, per way, the median over repeats of the images/s of the
+in turn, `--repeats` times, each model on one engine thread (`--threads 1`): plain,
+`--ray --workers 1` and `--ray --workers 2` (a Ray started on this machine for each run). Prints, per way, the median over repeats of the images/s of the
 predict loop (its final progress line: from the first image to the last, so Ray's start and
 stop are left out) and of the whole command's wall time, and the ratios the targets speak of
 (Ray with 1 worker against the plain run; 2 workers against 1).
@@ -23,10 +23,10 @@ from pathlib import Path
 
 from detect.data.synth import write_dataset
 
-WAYS = {
-    "plain": [],
-    "--ray, 1 worker": ["--ray", "--workers", "1"],
-    "--ray, 2 workers": ["--ray", "--workers", "2"],
+WAYS = {  # one engine thread per model, so that workers, not threads, make the difference
+    "plain": ["--threads", "1"],
+    "--ray, 1 worker": ["--threads", "1", "--ray", "--workers", "1"],
+    "--ray, 2 workers": ["--threads", "1", "--ray", "--workers", "2"],
 }
 FINAL = re.compile(r"^predict: (\d+)/\1 images, ([\d.]+) images/s", re.MULTILINE)
 
@@ -61,7 +61,7 @@ def main() -> None:
         walls: dict[str, list[float]] = {way: [] for way in WAYS}
         for repeat in range(args.repeats):
             for way, extra in WAYS.items():
-                out = root / f"out{repeat}-{len(rates[way])}-{extra[-1] if extra else 'plain'}"
+                out = root / f"out{repeat}-{len(extra)}-{extra[-1]}"
                 rate, wall = _predict(root / "data/images", args.model, out, extra)
                 rates[way].append(rate)
                 walls[way].append(wall)
