@@ -2,10 +2,11 @@
 
 Writes N synthetic images, then runs `detect predict` over them as its own process three ways,
 in turn, `--repeats` times, each model on one engine thread (`--threads 1`): plain,
-`--ray --workers 1` and `--ray --workers 2` (a Ray started on this machine for each run). Prints, per way, the median over repeats of the images/s of the
-predict loop (its final progress line: from the first image to the last, so Ray's start and
-stop are left out) and of the whole command's wall time, and the ratios the targets speak of
-(Ray with 1 worker against the plain run; 2 workers against 1).
+`--ray --workers 1` and `--ray --workers 2` (a Ray started on this machine for each run).
+Prints, per way, the median over repeats of the images/s of the predict loop (its final
+progress line: from the first image to the last, so Ray's start and stop are left out) and of
+the whole command's wall time, and the ratios the targets speak of (Ray with 1 worker against
+the plain run; 2 workers against 1).
 
     python benchmarks/ray_batch.py --model models/demo.onnx --images 200 --repeats 2
 """
