@@ -53,7 +53,8 @@ def test_dockerfile_installs_the_gpu_extra_without_torch_as_a_non_root_user() ->
     base = _one("FROM")
     assert base.startswith("nvidia/cuda:") and "cudnn" in base and "runtime" in base
     runs = " ".join(rest for word, rest in _instructions() if word == "RUN")
-    assert 'pip install ".[gpu]"' in runs
+    assert _one("ARG") == "EXTRAS=gpu" and 'pip install ".[${EXTRAS}]"' in runs  # gpu by default
+    assert "find_spec('torch') is None" in runs  # whatever the extras
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     gpu = extras["optional-dependencies"]["gpu"]
     assert any(d.startswith("onnxruntime-gpu") for d in gpu)
@@ -133,6 +134,8 @@ def test_rayjob_runs_detect_eval_on_the_ray_image_with_the_claims_the_deployment
     assert "detect-models" in claims  # the serving Deployment's models
     (worker,) = cluster["workerGroupSpecs"]
     assert worker["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "--build-arg EXTRAS=gpu,ray,eval -t detect-ray" in dockerfile
-    assert 'pip install ".[${EXTRAS}]"' in dockerfile
+    assert "--build-arg EXTRAS=gpu,ray,eval -t detect-ray" in (ROOT / "Dockerfile").read_text()
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for extra in ("ray", "eval"):  # the Ray image stays without torch, as the serving one
+        needs = extras["optional-dependencies"][extra]
+        assert not any(re.match(r"(torch|torchvision)\b", d) for d in needs), needs
