@@ -133,10 +133,11 @@ class RayPool:
             self.workers = max(1, int(free.get("CPU", 1)))
         gpus = cluster.gpus_per_worker
         self.gpus = gpus if gpus is not None else (1.0 if cuda else 0.0)
-        _check_room(ray.cluster_resources(), self.workers, self.gpus, address)
+        resources = ray.cluster_resources()
+        _check_room(resources, self.workers, self.gpus, address)
         if not backend.get("threads"):
-            cpus = ray.cluster_resources().get("CPU", 1)
-            self.backend = backend | {"threads": worker_threads(cpus, self.workers)}
+            threads = worker_threads(resources.get("CPU", 1), self.workers)
+            self.backend = backend | {"threads": threads}
 
     def progress(self, start: StartProgress) -> StartProgress:
         """``start``, its progress noting the pool's size (``workers 2``)."""

@@ -35,6 +35,39 @@ def run_detect(*args: str, env: dict[str, str] | None = None, timeout: int = 600
     )
 
 
+# Runs the CLI as `run_detect` does, with one top-level package unimportable, as in an
+# installation without the extra that brings it.
+_WITHOUT_SCRIPT = """
+import sys
+from importlib.abc import MetaPathFinder
+
+blocked = sys.argv.pop(1)
+
+
+class Blocked(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == blocked:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Blocked())
+from detect.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_detect_without(package: str, *args: str, timeout: int = 120):
+    """`run_detect` with ``package`` (e.g. "torch", "ray") unimportable in the subprocess."""
+    return subprocess.run(
+        [sys.executable, "-c", _WITHOUT_SCRIPT, package, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def write_config(path: Path, **values) -> Path:
     """A training YAML with tiny-model defaults, overridden by `values`."""
     config = {

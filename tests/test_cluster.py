@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_detect
+from helpers import run_detect, run_detect_without
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "demo.onnx"
@@ -132,31 +132,10 @@ def test_ray_flags_that_do_not_fit_are_usage_errors(
     assert done.stderr.splitlines() == [message]
 
 
-# Runs in a subprocess: ray cannot be imported, as in an installation without the `ray` extra.
-NO_RAY_SCRIPT = """
-import sys
-from importlib.abc import MetaPathFinder
-
-
-class NoRay(MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "ray":
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
-        return None
-
-
-sys.meta_path.insert(0, NoRay())
-from detect.cli import main
-
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_ray_not_installed_is_one_line_naming_the_extra(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", NO_RAY_SCRIPT, "predict", str(SAMPLES / "images"),
-         "--model", str(MODEL), "--out", str(tmp_path), "--ray"],
-        capture_output=True, text=True, timeout=60,
+    done = run_detect_without(
+        "ray", "predict", str(SAMPLES / "images"), "--model", str(MODEL), "--out", str(tmp_path),
+        "--ray", timeout=60,
     )  # fmt: skip
     assert done.returncode == 1
     [line] = done.stderr.splitlines()

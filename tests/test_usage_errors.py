@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from helpers import run_detect
+from helpers import run_detect, run_detect_without
 from serving import add_version, certificate, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,34 +181,11 @@ def test_a_bad_model_repository_fails_before_listening(
 
 # --------------------------------------------------------------------------- a missing extra
 
-_WITHOUT_TORCH = """
-import sys
-from importlib.abc import MetaPathFinder
-
-
-class NoTorch(MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] == "torch":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, NoTorch())
-from detect.cli import main
-
-sys.exit(main(sys.argv[1:]))
-"""
-
 
 def test_a_missing_extra_names_the_pip_command_for_this_checkout(tmp_path: Path) -> None:
     """detect is installed from its checkout (README: Install), not from PyPI: the hint installs
     the checkout's extra, one line that can be pasted."""
-    result = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_TORCH, "train", "--data", str(tmp_path / "t.json")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_detect_without("torch", "train", "--data", str(tmp_path / "t.json"))
     error = _error(result, 1)
     assert f"install the `train` extra: pip install '{ROOT}[train]'" in error
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
