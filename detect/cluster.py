@@ -44,7 +44,7 @@ EachImage = Callable[[Backend, list[tuple[int, Path]], DetectOptions], Iterable[
 """A per-image step: ``(backend, [(key, path)], options)`` -> ``(key, outcome)`` per image, the
 outcome picklable (it travels from the actor to the driver)."""
 
-BATCH = 4
+BATCH = 16
 """Images per ``map_batches`` call: few enough that every worker gets some of a small run."""
 
 CPUS_PER_WORKER = 0.5
@@ -176,7 +176,7 @@ class RayPool:
         waiting: dict[int, Any] = {}
         done: set[int] = set()
         position = 0
-        for batch in _failing_in_one_line(outcomes.iter_batches(batch_format="numpy")):
+        for batch in _failing_in_one_line(outcomes.iter_batches(batch_size=None, batch_format="numpy")):
             for key, outcome in zip(batch["key"], batch["outcome"], strict=True):
                 key = int(key)
                 if key in done or key in waiting:  # a batch run twice

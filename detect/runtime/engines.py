@@ -166,8 +166,9 @@ class OpenVinoEngine:
         try:
             model = core.read_model(str(path))
             config: dict[str, object] = {"EXECUTION_MODE_HINT": "ACCURACY"}  # f32, not bf16
-            if threads:
+            if threads:  # a share of the machine: other processes (Ray workers) run beside it
                 config["INFERENCE_NUM_THREADS"] = threads
+                config["ENABLE_CPU_PINNING"] = False  # pinned, each would take core 0
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with long texts
             raise ModelError(f"OpenVINO cannot load {path}: {_openvino_reason(exc)}") from None
