@@ -234,6 +234,9 @@ _QUIET_ENVIRONMENT = {
     "GRPC_VERBOSITY": "NONE",  # gRPC C-core
     "OPENCV_LOG_LEVEL": "SILENT",  # OpenCV's [ WARN:0@...] lines
     "OPENCV_FFMPEG_LOGLEVEL": "-8",  # FFmpeg's, through OpenCV: AV_LOG_QUIET
+    # Ray's C++ core (`--ray`): its warnings about its own internals ("constructor arguments in
+    # the object store") and connection retries; what fails reaches the verb as an exception
+    "RAY_BACKEND_LOG_LEVEL": "fatal",
 }
 
 

@@ -283,7 +283,8 @@ def predict_with(
             from detect.cluster import detected_each
 
             started = time.perf_counter()
-            outcomes = pool.each(list(paths.items()), detected_each, options)
+            items = [(image_id, path.absolute()) for image_id, path in paths.items()]
+            outcomes = pool.each(items, detected_each, options)
             process_outcomes(evaluator, paths, outcomes, bar.update)
             predicted.seconds = time.perf_counter() - started
     predicted.images = len(paths) - len(evaluator.failed)

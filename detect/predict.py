@@ -185,7 +185,7 @@ def predict(
     here = closing(open_backend(**opened | {"device": "cpu"}))
     with here as backend, RayPool(config.cluster, opened) as pool:
         record = _record(config, backend)
-        items = list(enumerate(images, start=1))
+        items = [(image_id, path.absolute()) for image_id, path in enumerate(images, start=1)]
         outcomes = pool.each(items, annotate_each, config.options)
         return predict_images(
             backend,

@@ -1,19 +1,25 @@
-"""`--ray`: predict and eval on a real local Ray give the same files and lines as without it.
+"""`--ray`: predict, eval and video archives on a real local Ray give the same files and lines
+as without it.
 
-Every run goes through the real CLI, which starts its own local Ray (`--ray` alone; about 3 s
-on 2 cores) and stops it at the end; the demo model on the sample images. A worker process
-killed mid-run has its images done again, each once.
+Every run goes through the real CLI, the demo model on the sample images and clips. Most runs
+join one Ray started on this machine for the module (`cluster`: 2 CPUs, token authentication,
+joined by its address as a cluster is); the others start their own (`--ray` alone, about 3 s
+on 2 cores) and stop it at the end. A worker process killed mid-run has its images done again,
+each once.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +28,32 @@ from helpers import run_detect, run_detect_without
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "demo.onnx"
 SAMPLES = REPO / "samples"
+
+_HEAD = """
+import sys
+import ray
+ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()  # until the tests are done
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[str, dict[str, str]]]:
+    """A Ray of 2 CPUs on this machine with token authentication, as a cluster runs: its
+    address (``HOST:PORT`` of its GCS) and the environment that holds its token. Stopped when
+    the module's tests are done."""
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    head = subprocess.Popen(
+        [sys.executable, "-c", _HEAD],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, **env},
+    )  # fmt: skip
+    assert head.stdout is not None and head.stdin is not None
+    address = head.stdout.readline().strip()
+    assert address, "the Ray head did not start"
+    yield address, env
+    head.stdin.close()
+    head.wait(timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +67,16 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def predicted(images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """`detect predict` over ``images`` without and with ``--ray``: (process, out) each."""
+def predicted(images: Path, cluster: tuple, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`detect predict` over ``images`` without and with ``--ray`` (`cluster`): (process, out)
+    each."""
+    address, env = cluster
     runs = {}
-    for name, extra in (("plain", ()), ("ray", ("--ray",))):
+    for name, extra in (("plain", ()), ("ray", ("--ray", address))):
         out = tmp_path_factory.mktemp(name) / "out"
-        done = run_detect("predict", str(images), "--model", str(MODEL), "--out", str(out), *extra)
+        done = run_detect(
+            "predict", str(images), "--model", str(MODEL), "--out", str(out), *extra, env=env
+        )
         runs[name] = (done, out)
     return runs
 
@@ -75,12 +111,21 @@ def test_bad_image_on_ray_is_one_line_and_skipped(predicted: dict, images: Path)
     assert not (out / "annotated" / bad.name).exists()
 
 
-def test_eval_model_on_ray_gives_identical_metrics(tmp_path: Path) -> None:
+def test_predict_on_ray_shows_the_workers_alive(predicted: dict) -> None:
+    ray, _ = predicted["ray"]
+    [final] = [line for line in ray.stderr.splitlines() if line.startswith("predict: 5/5 ")]
+    assert re.search(r", workers \d/2 alive", final), final
+
+
+def test_eval_model_on_ray_gives_identical_metrics(cluster: tuple, tmp_path: Path) -> None:
+    address, env = cluster
     metrics = {}
-    for name, extra in (("plain", ()), ("ray", ("--ray",))):
+    for name, extra in (("plain", ()), ("ray", ("--ray", address))):
         out = tmp_path / name
         gt = SAMPLES / "annotations.json"
-        done = run_detect("eval", "--gt", str(gt), "--model", str(MODEL), "--out", str(out), *extra)
+        done = run_detect(
+            "eval", "--gt", str(gt), "--model", str(MODEL), "--out", str(out), *extra, env=env
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         metrics[name] = json.loads((out / "metrics.json").read_text())
         metrics[name].pop("speed")  # timings
@@ -215,3 +260,56 @@ def test_each_worker_gets_its_share_of_the_cpus_as_engine_threads() -> None:
 
     assert [worker_threads(2, w) for w in (1, 2, 3)] == [2, 1, 1]
     assert worker_threads(64, 8) == 8 and worker_threads(2.5, 1) == 2
+
+
+def test_video_archive_on_ray_writes_each_clip_as_without_ray(
+    cluster: tuple, tmp_path: Path
+) -> None:
+    address, env = cluster
+    clips = tmp_path / "clips"
+    for seed in (1, 2, 3):
+        made = run_detect(
+            "synth", "--video", str(clips / f"clip{seed}.mp4"), "--frames", "12",
+            "--video-size", "160x120", "--seed", str(seed),
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+    runs = {}
+    for name, extra in (("plain", ()), ("ray", ("--ray", address, "--workers", "2"))):
+        runs[name] = run_detect(
+            "video", str(clips), "--model", str(MODEL), "--out", str(tmp_path / name),
+            "--track", "--line", "middle=80,0,80,120", *extra, env=env,
+        )  # fmt: skip
+        assert runs[name].returncode == 0, runs[name].stderr[-3000:]
+    for seed in (1, 2, 3):
+        jsonl = f"clip{seed}.jsonl"
+        assert (tmp_path / "ray" / jsonl).read_text() == (tmp_path / "plain" / jsonl).read_text()
+    plain, ray = (json.loads((tmp_path / n / "summary.json").read_text()) for n in runs)
+    assert ray["totals"] == plain["totals"] and ray["totals"]["finished"] == 3
+    assert re.search(r"^video: 3/3 clips, .*, workers \d/2 alive", runs["ray"].stderr, re.M)
+    again = run_detect(
+        "video", str(clips), "--model", str(MODEL), "--out", str(tmp_path / "ray"), "--track",
+        "--line", "middle=80,0,80,120", "--ray", address, env=env,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "archive: 3 clips: 0 processed, 3 finished earlier, 0 failed" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("clip.mp4", "--model", str(MODEL), "--ray"),
+            "error: --ray spreads the clips of an archive over its workers: give --out DIR",
+        ),
+        (
+            ("clip.mp4", "--server", "127.0.0.1:1", "--out", "o", "--ray"),
+            "error: --ray runs an exported --model on Ray; with --server leave it out",
+        ),
+    ],
+)
+def test_video_ray_flags_that_do_not_fit_are_usage_errors(
+    args: tuple[str, ...], message: str
+) -> None:
+    done = run_detect("video", *args, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [message]

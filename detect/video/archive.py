@@ -11,9 +11,12 @@ after another, into DIR:
   the totals over the finished clips; rewritten as each clip ends.
 
 Each clip is one `process_clip` call: its own source, tracker and zone and line state, from its
-first frame; nothing is shared with the other clips but an open local model (a worker of a pool
-would hold its own). A clip that cannot be read is named (a warning), counted and skipped; the
-others go on. A run started again with the same DIR skips the clips the manifest lists as
+first frame; nothing is shared with the other clips but an open local model. With ``--ray``
+(`ArchiveConfig.cluster`) the clips spread over the workers of a Ray actor pool
+(`detect.cluster`, one clip per call: `clips_each`), each clip tracked and counted in order by
+one worker, which writes its outputs; this process writes the manifest and summary, in clip
+order, as they come back. A clip that cannot be read is named (a warning), counted and skipped;
+the others go on. A run started again with the same DIR skips the clips the manifest lists as
 finished with the same input bytes; a clip whose run was cut short (killed, or stopped by
 SIGTERM/SIGINT, which end the run after the frame in hand: `ArchiveInterruptedError`) is not in the
 manifest and is done again from its start, its outputs replaced. A DIR made with other settings
@@ -30,13 +33,14 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import shapely
 
+from detect.config import Cluster
 from detect.errors import DataError, DetectError, UsageError
 from detect.progress import StartProgress, silent
 from detect.runtime.sources import list_files
@@ -44,6 +48,9 @@ from detect.settings import FLAGS, Spelling, declared, nested, output_folder, se
 from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, VideoRun, stop_on_signals
 from detect.video.source import VIDEO_SUFFIXES, is_live
+
+if TYPE_CHECKING:
+    from detect.runtime.backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +80,23 @@ class ArchiveConfig:
     )
     annotate: bool = setting(False, "with --out: an annotated NAME.mp4 per clip")
     clip: VideoConfig = nested(VideoConfig, skip=("source",))
+    cluster: Cluster = nested(Cluster)
 
     def validate(self, spell: Spelling | None = None) -> None:
         """The checks of several settings; `UsageError` in ``spell``'s spelling."""
         spell = spell or Spelling(ArchiveConfig, FLAGS)
         out, annotate = spell("out"), spell("annotate")
+        if self.cluster.ray is not None:
+            if self.out is None:
+                raise spell.problem(
+                    f"{spell('ray')} spreads the clips of an archive over its workers: give "
+                    f"{out} DIR"
+                )
+            if self.clip.model is None:
+                raise spell.problem(
+                    f"{spell('ray')} runs an exported {spell('model')} on Ray; with "
+                    f"{spell('server')} leave it out"
+                )
         if self.out is None:
             if len(self.sources) > 1:
                 raise spell.problem(f"several sources: give {out} DIR for their outputs")
@@ -328,11 +347,35 @@ def archive_summary(results: list[ClipResult]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """A clip of the run: its job, the sha256 of its input (None: unreadable), and its result
+    when known without running it (finished by an earlier run, or unreadable)."""
+
+    job: ClipJob
+    digest: str | None
+    early: ClipResult | None
+
+
+def _plan(config: ArchiveConfig, manifest: Manifest, name: str, path: Path) -> _Planned:
+    job = ClipJob(name, path, _clip_config(config, name, path))
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        return _Planned(
+            job, None, ClipResult(name, path, error=f"cannot read {path} ({exc.strerror})")
+        )
+    entry = manifest.finished(name, digest)
+    early = ClipResult(name, path, entry["summary"], resumed=True) if entry is not None else None
+    return _Planned(job, digest, early)
+
+
 def run_archive(config: ArchiveConfig, progress: StartProgress = silent) -> Iterator[ClipResult]:
     """Run the clips of ``config.sources`` into ``config.out`` (see the module docstring), one
-    after another, each clip's frames to ``progress``; each clip's result as it ends (a clip
-    that fails is logged as a warning and goes on). ``summary.json`` is rewritten after each
-    clip. `ArchiveInterruptedError` when SIGTERM/SIGINT stop the run."""
+    after another or on Ray; each clip's result as it ends, in clip order (a clip that fails is
+    logged as a warning and goes on); each clip's frames to ``progress`` (on Ray: the clips
+    done). ``summary.json`` is rewritten after each clip. `ArchiveInterruptedError` when
+    SIGTERM/SIGINT stop the run."""
     assert config.out is not None
     out = config.out
     clips = clip_names(list_files([Path(s) for s in config.sources], VIDEO_SUFFIXES), out)
@@ -346,41 +389,91 @@ def run_archive(config: ArchiveConfig, progress: StartProgress = silent) -> Iter
     except OSError as exc:
         raise DataError(f"--out {out}: cannot make it ({exc.strerror})") from None
     manifest = Manifest(out, output_settings(config.clip, config.annotate))
+    planned = [_plan(config, manifest, name, path) for name, path in clips.items()]
+    pending = [(k, plan.job) for k, plan in enumerate(planned) if plan.early is None]
     results: list[ClipResult] = []
     asked: list[str] = []  # SIGTERM/SIGINT between clips: the run stops before the next one
     with contextlib.ExitStack() as stack:
         stack.enter_context(stop_on_signals(asked.append))
-        local = None
-        if config.clip.model is not None:
-            local = stack.enter_context(LocalModel.open(config.clip))
-        for k, (name, path) in enumerate(clips.items()):
+        ran = _run_clips(config, pending, len(planned), progress, stack)
+        for k, plan in enumerate(planned):
             if asked:
-                raise ArchiveInterruptedError(_stopped(asked[0], k, len(clips), out))
-            job = ClipJob(name, path, _clip_config(config, name, path))
-            try:
-                digest = sha256_file(path)
-            except OSError as exc:
-                result = ClipResult(name, path, error=f"cannot read {path} ({exc.strerror})")
-            else:
-                entry = manifest.finished(name, digest)
-                if entry is not None:
-                    result = ClipResult(name, path, entry["summary"], resumed=True)
-                else:
-                    what = f"video {k + 1}/{len(clips)} {name}"
-                    result = process_clip(job, local, progress, what)
+                raise ArchiveInterruptedError(_stopped(asked[0], k, len(planned), out))
+            result = plan.early
+            if result is None:
+                key, result = next(ran)
+                assert key == k
+            name = plan.job.name
             if result.interrupted is not None:
                 _write_json(out / SUMMARY, archive_summary(results))
                 raise ArchiveInterruptedError(
-                    _stopped(result.interrupted, k, len(clips), out, name)
+                    _stopped(result.interrupted, k, len(planned), out, name)
                 )
             if result.error is not None:
                 log.warning("clip %s: %s; skipped", name, result.error)
             elif not result.resumed:
-                assert result.summary is not None
-                manifest.add(job, digest, result.summary)
+                assert result.summary is not None and plan.digest is not None
+                manifest.add(plan.job, plan.digest, result.summary)
             results.append(result)
             _write_json(out / SUMMARY, archive_summary(results))
             yield result
+
+
+def _run_clips(
+    config: ArchiveConfig,
+    pending: list[tuple[int, ClipJob]],
+    total: int,
+    progress: StartProgress,
+    stack: contextlib.ExitStack,
+) -> Iterator[tuple[int, ClipResult]]:
+    """The ``pending`` clips' results, ``(position, result)`` in order: one after another here
+    (the model opened into ``stack`` at the first), or on the Ray actor pool of
+    ``config.cluster`` (its results' paths as given, the workers' absolute)."""
+    if not pending:
+        return
+    if config.cluster.ray is None:
+        local = None
+        if config.clip.model is not None:
+            local = stack.enter_context(LocalModel.open(config.clip))
+        for k, job in pending:
+            yield k, process_clip(job, local, progress, f"video {k + 1}/{total} {job.name}")
+        return
+    from detect.cluster import RayPool
+
+    assert config.clip.model is not None
+    engine = config.clip.engine
+    opened = {
+        "model": config.clip.model,
+        "device": engine.device,
+        "engine": engine.backend,
+        "threads": engine.threads,
+    }
+    pool = stack.enter_context(RayPool(config.cluster, opened))
+    bar = stack.enter_context(pool.progress(progress)("video", len(pending), "clips"))
+    given = dict(pending)
+    jobs = [(k, _absolute(job)) for k, job in pending]
+    for k, result in pool.each(jobs, clips_each, None, batch=1):
+        bar.update()
+        yield k, replace(result, path=given[k].path)
+
+
+def clips_each(
+    backend: Backend, items: Iterable[tuple[int, ClipJob]], options: None = None
+) -> Iterator[tuple[int, ClipResult]]:
+    """Each ``(position, job)`` through `process_clip` on ``backend`` (a Ray worker's), one
+    after another; ``options``: unused (a clip's are in its job)."""
+    local = LocalModel(backend)
+    for k, job in items:
+        yield k, process_clip(job, local)
+
+
+def _absolute(job: ClipJob) -> ClipJob:
+    """``job`` with its input and outputs as absolute paths."""
+    config = job.config
+    video = config.out_video.absolute() if config.out_video is not None else None
+    jsonl = config.jsonl.absolute() if config.jsonl is not None else None
+    path = job.path.absolute()
+    return ClipJob(job.name, path, replace(config, source=str(path), jsonl=jsonl, out_video=video))
 
 
 def _clip_config(config: ArchiveConfig, name: str, path: Path) -> VideoConfig:
