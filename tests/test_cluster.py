@@ -2,7 +2,8 @@
 
 Every run goes through the real CLI, which starts its own local Ray (`--ray` alone; about 3 s
 on 2 cores) and stops it at the end; the demo model on the sample images. A worker process
-killed mid-run has its images done again, each once.
+killed mid-run has its images done again, each once; a run again into the same --out sends only
+the images not finished to the pool.
 """
 
 from __future__ import annotations
@@ -73,6 +74,25 @@ def test_bad_image_on_ray_is_one_line_and_skipped(predicted: dict, images: Path)
     assert "4 images, " in ray.stderr and ", 1 failed" in ray.stderr
     assert "Traceback" not in ray.stderr
     assert not (out / "annotated" / bad.name).exists()
+
+
+def test_predict_resumed_on_ray_runs_only_the_rest_and_writes_the_files_of_a_plain_run(
+    predicted: dict, images: Path, tmp_path: Path
+) -> None:
+    plain, plain_out = predicted["plain"]
+    out = tmp_path / "out"
+    first = [str(images / name) for name in ("000000.jpg", "000001.jpg")]  # the folder's first
+    done = run_detect("predict", *first, "--model", str(MODEL), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    ray = run_detect("predict", str(images), "--model", str(MODEL), "--out", str(out), "--ray")
+    assert ray.returncode == plain.returncode == 1  # the bad image, run again and failing again
+    assert "Traceback" not in ray.stderr
+    assert f"predict: 2 of 5 images finished by an earlier run in {out}; skipped" in ray.stderr
+    assert "predict: 3/3 images" in ray.stderr  # the pool got only the rest
+    rest = [line for line in plain.stdout.splitlines() if line.split(",")[0] not in first]
+    assert ray.stdout.splitlines() == rest
+    assert _files(out) == _files(plain_out)  # manifest.jsonl included
 
 
 def test_eval_model_on_ray_gives_identical_metrics(tmp_path: Path) -> None:
