@@ -296,7 +296,8 @@ def predict_images(
     finished = {
         image_id: line
         for image_id, line in manifest.finished(dict(items)).items()
-        if line["annotated"] == names[image_id - 1] and (annotated / line["annotated"]).is_file()
+        if line.get("annotated") == names[image_id - 1]
+        and (annotated / names[image_id - 1]).is_file()
     }
     if finished and on_resume is not None:
         on_resume(Resumed(len(finished), len(images), out))

@@ -112,6 +112,8 @@ class Manifest:
             made_with = json.loads(lines[0])["settings"]
             for text in lines[1:]:
                 line = json.loads(text)
+                if not isinstance(line["results"], list):
+                    raise TypeError("results is not a list")
                 self._lines[line["file_name"], line["sha256"]] = line
         except (ValueError, KeyError, TypeError):
             raise DataError(
