@@ -6,6 +6,12 @@ training checkpoint (torch eager; also gives the RPN's proposal recall) or a run
 gRPC API). Backend predictions are written to
 ``OUT/predictions.json`` before any scoring, so a run can be re-scored with ``--predictions``.
 
+With ``--model`` each image's results also go to ``OUT/manifest.jsonl`` as it is done
+(`detect.resume`), so that a run again with the same OUT and model (an interrupted one, started
+again) skips the images finished and writes the same predictions.json and metrics.json as a run
+never interrupted (but ``speed``, which counts the images this run predicted); a run again with
+other scoring options (``--agnostic-nms``, another model) is refused.
+
 Where predictions come from is kept apart from how they are scored (Detectron2's split):
 `detect.metrics.evaluator` runs the backend over the images and scores with pycocotools'
 COCOeval, wrapped, plus the project's own figures; `detect.metrics.report` writes the report.
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,10 +50,11 @@ from detect.metrics.evaluator import (
 from detect.metrics.plots import Plotter
 from detect.metrics.report import write_report
 from detect.progress import StartProgress, silent
-from detect.runtime.backend import Backend, open_backend
-from detect.runtime.model_card import DEFAULT_SCORE
+from detect.resume import Manifest, OnResume, Resumed, results_of
+from detect.runtime.backend import Backend, Detected, open_backend
+from detect.runtime.model_card import DEFAULT_SCORE, ModelCard, card_path
 from detect.settings import FLAGS, Spelling, check, nested, output_folder, setting
-from detect.structures import ModelInfo
+from detect.structures import DetectOptions, ModelInfo
 
 if TYPE_CHECKING:
     from detect.cluster import RayPool
@@ -74,7 +81,12 @@ class EvalConfig:
 
     gt: Path | None = setting(None, "COCO ground-truth JSON of images")
     images: Path | None = setting(None, "image folder (default: the GT file's folder)")
-    out: Path | None = setting(None, "report folder (--video: optional)", check=output_folder)
+    out: Path | None = setting(
+        None,
+        "report folder (--video: optional); with --model a run again with it skips the images "
+        "finished (manifest.jsonl)",
+        check=output_folder,
+    )
     video: Path | None = setting(None, "a clip's ground truth (`detect synth --video`)")
     jsonl: Path | None = setting(None, "--video: the JSONL of a `detect video` run")
     predictions: Path | None = setting(None, "COCO results JSON", group="source")
@@ -255,6 +267,36 @@ def check_categories(info: ModelInfo, gt: COCO, what: str) -> None:
 # --------------------------------------------------------------------------- sources
 
 
+class _RecordingEvaluator(CocoEvaluator):
+    """A `CocoEvaluator` that also records each image's results in ``manifest`` as it takes
+    them (``paths``: each image's file by id)."""
+
+    def __init__(self, gt: COCO, masks: bool, manifest: Manifest, paths: dict[int, Path]) -> None:
+        super().__init__(gt, masks)
+        self.manifest = manifest
+        self.paths = paths
+
+    def process(self, image_id: int, detected: Detected) -> None:
+        before = len(self.results)
+        super().process(image_id, detected)
+        self.manifest.add(self.paths[image_id], self.results[before:])
+
+
+def _settings(config: EvalConfig, info: ModelInfo, options: DetectOptions) -> dict[str, Any]:
+    """What decides an image's results (the manifest's settings): the model's sha256 and the
+    scoring options, the card's ``agnostic_nms`` where the settings leave it unset."""
+    assert config.model is not None
+    agnostic = options.agnostic_nms if options.agnostic_nms is not None else info.agnostic_nms
+    return {
+        "model_sha256": ModelCard.read(card_path(config.model)).sha256,
+        "score_threshold": options.score_threshold,
+        "max_detections": options.max_detections,
+        "agnostic_nms": agnostic,
+        "polygons": options.polygons,
+        "polygon_tolerance": options.polygon_tolerance,
+    }
+
+
 def predict_with(
     backend: Backend,
     config: EvalConfig,
@@ -264,30 +306,50 @@ def predict_with(
     batch_size: int = 1,
     progress: StartProgress = silent,
     pool: RayPool | None = None,
+    resume: bool = False,
+    on_resume: OnResume | None = None,
 ) -> Predicted:
     """Every image through ``backend`` into a `CocoEvaluator`, after checking its classes;
-    ``batch_size`` images at a time (a server answers them concurrently); the images done to
+    ``batch_size`` images at a time (a server answers them concurrently); the images run to
     ``progress``. With ``pool`` the images run on its Ray actors, each holding the same model as
-    ``backend`` (then used only for its facts)."""
+    ``backend`` (then used only for its facts). ``resume`` (``config.model``'s run): each image's
+    results recorded in ``config.out``'s manifest.jsonl, and the images it lists as finished by
+    an earlier run not run again (their number to ``on_resume``), their results from it."""
     info = backend.info
     check_categories(info, gt, what)
+    options = scoring_options(info.has_masks, config.agnostic_nms)
     evaluator = CocoEvaluator(gt, masks=info.has_masks)
-    predicted = Predicted(evaluator, info.has_masks, info.score_threshold)
-    with progress("eval", len(paths), "images") as bar:
-        options = scoring_options(info.has_masks, config.agnostic_nms)
-        if pool is None:
-            predicted.seconds = inference_on_dataset(
-                backend, paths, evaluator, options, batch_size, bar.update
-            )
-        else:
-            from detect.cluster import detected_each
+    todo = paths
+    with ExitStack() as stack:
+        if resume:
+            assert config.out is not None
+            spell = Spelling(EvalConfig, FLAGS)
+            manifest = Manifest(config.out, _settings(config, info, options), spell)
+            stack.enter_context(manifest)
+            evaluator = _RecordingEvaluator(gt, info.has_masks, manifest, paths)
+            finished = manifest.finished(paths)
+            if finished and on_resume is not None:
+                on_resume(Resumed(len(finished), len(paths), config.out))
+            for image_id, line in finished.items():
+                evaluator.results += results_of(line, image_id)
+            todo = {i: path for i, path in paths.items() if i not in finished}
+        predicted = Predicted(evaluator, info.has_masks, info.score_threshold)
+        with progress("eval", len(todo), "images") as bar:
+            if pool is None:
+                predicted.seconds = inference_on_dataset(
+                    backend, todo, evaluator, options, batch_size, bar.update
+                )
+            elif todo:
+                from detect.cluster import detected_each
 
-            started = time.perf_counter()
-            items = [(image_id, path.absolute()) for image_id, path in paths.items()]
-            outcomes = pool.each(items, detected_each, options)
-            process_outcomes(evaluator, paths, outcomes, bar.update)
-            predicted.seconds = time.perf_counter() - started
-    predicted.images = len(paths) - len(evaluator.failed)
+                started = time.perf_counter()
+                items = [(image_id, path.absolute()) for image_id, path in todo.items()]
+                outcomes = pool.each(items, detected_each, options)
+                process_outcomes(evaluator, todo, outcomes, bar.update)
+                predicted.seconds = time.perf_counter() - started
+    position = {image_id: i for i, image_id in enumerate(paths)}
+    evaluator.results.sort(key=lambda r: position[r["image_id"]])  # stable: each image's order
+    predicted.images = len(todo) - len(evaluator.failed)
     return predicted
 
 
@@ -297,6 +359,7 @@ def _from_backend(
     paths: dict[int, Path],
     gt: COCO,
     progress: StartProgress,
+    on_resume: OnResume | None,
 ) -> Predicted:
     what = {
         "model": f"model {config.model}",
@@ -311,7 +374,8 @@ def _from_backend(
         # the actors run the model; here it only tells its facts (classes, masks, threshold)
         here = closing(open_backend(**opened | {"device": "cpu"}))
         with here as backend, RayPool(config.cluster, opened) as pool:
-            return predict_with(backend, config, paths, gt, what, 1, pool.progress(progress), pool)
+            shown = pool.progress(progress)
+            return predict_with(backend, config, paths, gt, what, 1, shown, pool, True, on_resume)
     backend = open_backend(
         model=config.model,
         server=config.server,
@@ -323,7 +387,10 @@ def _from_backend(
     )
     with closing(backend):
         batch_size = 8 if source == "server" else 1
-        return predict_with(backend, config, paths, gt, what, batch_size, progress)
+        resume = source == "model"
+        return predict_with(
+            backend, config, paths, gt, what, batch_size, progress, None, resume, on_resume
+        )
 
 
 def _from_file(config: EvalConfig, gt: COCO) -> Predicted:
@@ -384,9 +451,12 @@ def _iou_types(config: EvalConfig, has_masks: bool, gt: COCO) -> list[str]:
     return ["bbox", "segm"] if wanted == "both" else [wanted]
 
 
-def evaluate(config: EvalConfig, progress: StartProgress = silent) -> EvalResult:
-    """Predict (unless given predictions; the images done to ``progress``), score, and write
-    the report into ``config.out``; `NoImagePredictedError` when no image could be."""
+def evaluate(
+    config: EvalConfig, progress: StartProgress = silent, on_resume: OnResume | None = None
+) -> EvalResult:
+    """Predict (unless given predictions; the images run to ``progress``; with a model those
+    an earlier run into ``config.out`` finished are not, their number to ``on_resume``), score,
+    and write the report into ``config.out``; `NoImagePredictedError` when no image could be."""
     check(config)
     if config.is_video:
         raise ValueError("a video run's settings: score them with evaluate_video")
@@ -396,7 +466,8 @@ def evaluate(config: EvalConfig, progress: StartProgress = silent) -> EvalResult
     if source == "predictions":
         predicted = _from_file(config, gt)
     else:
-        predicted = _from_backend(config, source, _image_paths(config, data), gt, progress)
+        paths = _image_paths(config, data)
+        predicted = _from_backend(config, source, paths, gt, progress, on_resume)
     evaluator = predicted.evaluator
     iou_types = _iou_types(config, predicted.has_masks, gt)
     threshold = config.score if config.score is not None else predicted.default_score

@@ -6,14 +6,22 @@ position in the run, ``category_id`` the training category id, ``bbox`` ``[x, y,
 inputs given, by which `detect eval --predictions` matches them to a ground truth's images, and
 ``label``; boxes to 0.01 pixel, polygons to 0.1 pixel, scores to 0.0001: `detect.rounding`),
 ``predict.json`` (`detect.data.predict_record`: the model, its sha256, the score threshold and
-polygon simplification that applied) and ``annotated/`` copies of the images. Each image's
-outcome (its detections, or why it could not be read) goes to the caller as it is done
-(`PredictedImage`); the command prints one ``image,top,left,width,height,label,score`` line per
-detection. An image that cannot be read is skipped; the run goes on with the others.
+polygon simplification that applied), ``annotated/`` copies of the images and ``manifest.jsonl``
+(`detect.resume`: the images finished, each line appended as soon as the image's outputs are
+written). Each image's outcome (its detections, or why it could not be read) goes to the caller
+as it is done (`PredictedImage`); the command prints one
+``image,top,left,width,height,label,score`` line per detection. An image that cannot be read is
+skipped; the run goes on with the others.
+
+A run again with the same ``out`` and settings (an interrupted one, started again) skips the
+images its manifest lists as finished with the same bytes and annotated copy, and writes the
+predictions.json of a run never interrupted, its finished images' results taken from the
+manifest; with other settings it is refused (a `UsageError` naming what changed).
 
 With ``--ray`` (`PredictConfig.cluster`) the per-image step (`annotate_each`: detections and the
 annotated copy, encoded) runs on a Ray actor pool (`detect.cluster`) instead of in this process;
-this process writes the same files from its outcomes, in the same order.
+this process writes the same files from its outcomes, in the same order; only the images left to
+run go to the pool.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -31,6 +41,7 @@ from detect.data.predict_record import PredictRecord
 from detect.data.results import coco_result
 from detect.errors import DetectError
 from detect.progress import StartProgress, silent
+from detect.resume import Manifest, OnResume, Resumed, results_of
 from detect.runtime.backend import Backend, detect_each, open_backend
 from detect.runtime.draw import draw_detections
 from detect.runtime.image import DEFAULT_MAX_PIXELS, decode_image
@@ -53,7 +64,12 @@ class PredictConfig:
         (), "image files or folders (recursive)", positional=True, metavar="images", required=True
     )
     model: Path | None = setting(None, "exported NAME.onnx", required=True)
-    out: Path | None = setting(None, "output folder", required=True, check=output_folder)
+    out: Path | None = setting(
+        None,
+        "output folder; a run again with it skips the images finished (manifest.jsonl)",
+        required=True,
+        check=output_folder,
+    )
     detection: DetectSettings = nested(DetectSettings, defaults={"max_detections": 100})
     engine: Engine = nested(Engine)
     max_mp: float = setting(
@@ -116,6 +132,9 @@ class Annotated:
 Outcomes = Iterable[tuple[int, Annotated | DetectError]]
 """``(image id, outcome)`` per image, in image order."""
 
+RunImages = Callable[[list[tuple[int, Path]]], Outcomes]
+"""Runs ``(image id, path)`` items (`annotate_each`, here or on Ray): their `Outcomes`."""
+
 
 def _annotated_suffix(path: Path) -> str:
     """The annotated copy's file format: the image's own when it is one, else PNG."""
@@ -157,10 +176,14 @@ def _annotated_names(images: list[Path]) -> list[str]:
 
 
 def predict(
-    config: PredictConfig, on_image: OnImage | None = None, progress: StartProgress = silent
+    config: PredictConfig,
+    on_image: OnImage | None = None,
+    progress: StartProgress = silent,
+    on_resume: OnResume | None = None,
 ) -> PredictResult:
-    """Run the model over every input image; write outputs as it goes (see the module) and
-    hand each image's outcome to ``on_image`` once its outputs are written; the images done
+    """Run the model over every input image that an earlier run into ``config.out`` did not
+    finish (how many it did to ``on_resume``); write outputs as it goes (see the module) and
+    hand each image's outcome to ``on_image`` once its outputs are written; the images run
     to ``progress``."""
     check(config)
     assert config.model is not None and config.out is not None
@@ -177,7 +200,14 @@ def predict(
         with closing(backend):
             record = _record(config, backend)
             return predict_images(
-                backend, images, config.options, config.out, record, on_image, progress
+                backend,
+                images,
+                config.options,
+                config.out,
+                record,
+                on_image,
+                progress,
+                on_resume=on_resume,
             )
     from detect.cluster import RayPool
 
@@ -185,8 +215,6 @@ def predict(
     here = closing(open_backend(**opened | {"device": "cpu"}))
     with here as backend, RayPool(config.cluster, opened) as pool:
         record = _record(config, backend)
-        items = [(image_id, path.absolute()) for image_id, path in enumerate(images, start=1)]
-        outcomes = pool.each(items, annotate_each, config.options)
         return predict_images(
             backend,
             images,
@@ -195,7 +223,12 @@ def predict(
             record,
             on_image,
             pool.progress(progress),
-            outcomes,
+            lambda items: pool.each(
+                [(image_id, path.absolute()) for image_id, path in items],
+                annotate_each,
+                config.options,
+            ),
+            on_resume,
         )
 
 
@@ -224,6 +257,19 @@ def _record(config: PredictConfig, backend: Backend) -> PredictRecord:
     )
 
 
+def _settings(record: PredictRecord) -> dict[str, Any]:
+    """What decides the outputs (the manifest's settings): ``record`` with the model as its
+    sha256 (where it is or what it is called does not matter)."""
+    settings = record.as_dict()
+    model = settings.pop("model")
+    return {"model_sha256": model["sha256"], **settings}
+
+
+def _spell(name: str) -> str:
+    """A manifest setting (`_settings`) as the user spells it."""
+    return Spelling(PredictConfig, FLAGS)({"score_threshold": "score"}.get(name, name))
+
+
 def predict_images(
     backend: Backend,
     images: list[Path],
@@ -232,25 +278,44 @@ def predict_images(
     record: PredictRecord,
     on_image: OnImage | None = None,
     progress: StartProgress = silent,
-    outcomes: Outcomes | None = None,
+    run: RunImages | None = None,
+    on_resume: OnResume | None = None,
 ) -> PredictResult:
-    """Every image through ``backend``: annotated copies and predictions.json in ``out``,
-    written as it goes (an interrupted run, even by an error ``on_image`` raises, keeps what it
-    has done), and ``record`` as predict.json; each image's outcome to ``on_image``, the images
-    done to ``progress``. ``outcomes``: the images' outcomes made elsewhere (on Ray, by
-    `annotate_each` with the same backend and options), in image order; None: made here."""
+    """Every image through ``backend``: annotated copies, predictions.json and manifest.jsonl in
+    ``out``, written as it goes (an interrupted run, even by an error ``on_image`` raises, keeps
+    what it has done), and ``record`` as predict.json; each image's outcome to ``on_image``, the
+    images run to ``progress``. The images an earlier run into ``out`` finished (the manifest's)
+    are not run again: their number to ``on_resume``, their results from the manifest. ``run``:
+    makes the images' outcomes elsewhere (on Ray, by `annotate_each` with the same backend and
+    options); None: here."""
     backend.info.class_labels(options.classes)  # unknown names fail before any work
+    manifest = Manifest(out, _settings(record), _spell)
     annotated = out / "annotated"
     annotated.mkdir(parents=True, exist_ok=True)
     record.write(out)
     result = PredictResult()
     results: list[dict] = []
     names = _annotated_names(images)
-    if outcomes is None:
-        outcomes = annotate_each(backend, enumerate(images, start=1), options)
-    bar = progress("predict", len(images), "images")
+    items = list(enumerate(images, start=1))
+    finished = {
+        image_id: line
+        for image_id, line in manifest.finished(dict(items)).items()
+        if line.get("annotated") == names[image_id - 1]
+        and (annotated / names[image_id - 1]).is_file()
+    }
+    if finished and on_resume is not None:
+        on_resume(Resumed(len(finished), len(images), out))
+    for image_id, line in finished.items():
+        results += results_of(line, image_id)
+        result.images += 1
+        result.detections += len(line["results"])
+    todo = [(image_id, path) for image_id, path in items if image_id not in finished]
+    if run is None:
+        run = partial(annotate_each, backend, options=options)
+    outcomes = run(todo) if todo else []
+    bar = progress("predict", len(todo), "images")
     try:
-        with bar:
+        with bar, manifest:
             for image_id, detected in outcomes:
                 path = images[image_id - 1]
                 bar.update()
@@ -261,21 +326,25 @@ def predict_images(
                     continue
                 result.images += 1
                 result.detections += len(detected.detections)
-                (annotated / names[image_id - 1]).write_bytes(detected.encoded)
-                for det in detected.detections:
-                    results.append(
-                        coco_result(
-                            image_id,
-                            det,
-                            detected.image_size,
-                            "polygons",
-                            file_name=str(path),
-                            label=det.label,
-                        )
+                name = names[image_id - 1]
+                (annotated / name).write_bytes(detected.encoded)
+                found = [
+                    coco_result(
+                        image_id,
+                        det,
+                        detected.image_size,
+                        "polygons",
+                        file_name=str(path),
+                        label=det.label,
                     )
+                    for det in detected.detections
+                ]
+                results += found
+                manifest.add(path, found, annotated=name)
                 if on_image is not None:
                     on_image(PredictedImage(path, list(detected.detections)))
     finally:
+        results.sort(key=lambda r: r["image_id"])  # stable: each image's results keep their order
         tmp = out / ".predictions.json.tmp"
         tmp.write_text(json.dumps(results))
         tmp.replace(out / "predictions.json")

@@ -5,7 +5,7 @@ Every run goes through the real CLI, the demo model on the sample images and cli
 join one Ray started on this machine for the module (`cluster`: 2 CPUs, token authentication,
 joined by its address as a cluster is); the others start their own (`--ray` alone, about 3 s
 on 2 cores) and stop it at the end. A worker process killed mid-run has its images done again,
-each once.
+each once; a run again into the same --out sends only the images not finished to the pool.
 """
 
 from __future__ import annotations
@@ -115,6 +115,28 @@ def test_predict_on_ray_shows_the_workers_alive(predicted: dict) -> None:
     ray, _ = predicted["ray"]
     [final] = [line for line in ray.stderr.splitlines() if line.startswith("predict: 5/5 ")]
     assert re.search(r", workers \d/2 alive", final), final
+
+
+def test_predict_resumed_on_ray_runs_only_the_rest_and_writes_the_files_of_a_plain_run(
+    predicted: dict, images: Path, cluster: tuple, tmp_path: Path
+) -> None:
+    address, env = cluster
+    plain, plain_out = predicted["plain"]
+    out = tmp_path / "out"
+    first = [str(images / name) for name in ("000000.jpg", "000001.jpg")]  # the folder's first
+    done = run_detect("predict", *first, "--model", str(MODEL), "--out", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    ray = run_detect(
+        "predict", str(images), "--model", str(MODEL), "--out", str(out), "--ray", address, env=env
+    )
+    assert ray.returncode == plain.returncode == 1  # the bad image, run again and failing again
+    assert "Traceback" not in ray.stderr
+    assert f"predict: 2 of 5 images finished by an earlier run in {out}; skipped" in ray.stderr
+    assert "predict: 3/3 images" in ray.stderr  # the pool got only the rest
+    rest = [line for line in plain.stdout.splitlines() if line.split(",")[0] not in first]
+    assert ray.stdout.splitlines() == rest
+    assert _files(out) == _files(plain_out)  # manifest.jsonl included
 
 
 def test_eval_model_on_ray_gives_identical_metrics(cluster: tuple, tmp_path: Path) -> None:

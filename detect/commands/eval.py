@@ -1,6 +1,7 @@
 """`detect eval`: flags from `EvalConfig`'s declarations. Images (``--gt GT.json --out DIR`` and
-one source of predictions): the table on stdout, an ``error:`` line per image that could not be
-predicted on stderr, exit 1 if one could not. A video run (``--video CLIP.json --jsonl
+one source of predictions): the table on stdout; on stderr the images an earlier run into the
+same ``--out`` finished (``--model``, one line) and an ``error:`` line per image that could not
+be predicted; exit 1 if one could not. A video run (``--video CLIP.json --jsonl
 RUN.jsonl [--out DIR]``): its figures on stdout."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from detect.commands.flags import add_flags, from_flags
 from detect.evaluate import EvalConfig, NoImagePredictedError, evaluate, evaluate_video
 from detect.metrics.report import stdout_table
 from detect.progress import Progress
+from detect.resume import Resumed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,12 +25,16 @@ def _print_failed(failed: dict[int, str]) -> None:
         print(f"error: {reason}", file=sys.stderr)
 
 
+def _print_resumed(resumed: Resumed) -> None:
+    print(resumed.line("eval"), file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     config = from_flags(EvalConfig, args)
     if config.is_video:
         return _run_video(config)
     try:
-        result = evaluate(config, Progress)
+        result = evaluate(config, Progress, _print_resumed)
     except NoImagePredictedError as exc:
         _print_failed(exc.failed)
         raise

@@ -1,7 +1,8 @@
 """`detect predict IMAGES --model NAME.onnx --out DIR`: flags from `PredictConfig`'s
 declarations; one ``image,top,left,width,height,label,score`` line per detection on stdout as
-each image is done, an ``error:`` line per image that could not be read and the summary on
-stderr; exit 1 if an image failed."""
+each image is done; on stderr the images an earlier run into the same ``--out`` finished (one
+line), an ``error:`` line per image that could not be read and the summary; exit 1 if an image
+failed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tqdm import tqdm
 from detect.commands.flags import add_flags, from_flags
 from detect.predict import PredictConfig, PredictedImage, predict
 from detect.progress import Progress
+from detect.resume import Resumed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,9 +29,13 @@ def _print_image(image: PredictedImage) -> None:
         tqdm.write(f"{image.path},{det.line()}", file=sys.stdout)
 
 
+def _print_resumed(resumed: Resumed) -> None:
+    print(resumed.line("predict"), file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     config = from_flags(PredictConfig, args)
-    result = predict(config, _print_image, Progress)
+    result = predict(config, _print_image, Progress, _print_resumed)
     print(result.summary(), file=sys.stderr)
     print(f"outputs in {config.out}", file=sys.stderr)
     return 1 if result.failed else 0

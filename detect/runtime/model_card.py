@@ -33,13 +33,13 @@ image order, plus ``counts`` ``(B,) int64``, each image's number of rows. An int
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from detect.errors import ModelError
+from detect.runtime.sources import sha256_file
 
 MODEL_FORMAT = "detect-model/1"
 
@@ -56,15 +56,6 @@ where there is no card (a checkpoint, a predictions file)."""
 NUM_CLASSES_KEY = "detect.num_classes"
 """ONNX metadata key under which `detect export` records the graph's class count (without
 background), checked against the card's labels when the model is loaded."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def card_path(model_path: Path) -> Path:

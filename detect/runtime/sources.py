@@ -1,14 +1,16 @@
 """Where images come from: files as given, image files under folders, and their bytes.
 
 One list of image suffixes for the whole project (listing folders, importing datasets, naming
-annotated copies), and one way to list inputs (`list_files`: files, folders, glob patterns) for
-images and video files alike (`detect.video.source.VIDEO_SUFFIXES`). Video frames come from
+annotated copies), one way to list inputs (`list_files`: files, folders, glob patterns) for
+images and video files alike (`detect.video.source.VIDEO_SUFFIXES`), and one digest of a file's
+bytes (`sha256_file`: models, and inputs that a run again skips). Video frames come from
 `detect.video.source`.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 from pathlib import Path
 
 from detect.errors import DataError, InputError
@@ -76,3 +78,9 @@ def read_image(path: Path) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ReadError(f"cannot read it ({exc.strerror or exc})") from None
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes (hex); `OSError` when it cannot be read."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

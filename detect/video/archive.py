@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
-import hashlib
 import json
 import logging
 import os
@@ -43,7 +42,8 @@ import shapely
 from detect.config import Cluster
 from detect.errors import DataError, DetectError, UsageError
 from detect.progress import StartProgress, silent
-from detect.runtime.sources import list_files
+from detect.resume import check_settings
+from detect.runtime.sources import list_files, sha256_file
 from detect.settings import FLAGS, Spelling, declared, nested, output_folder, setting
 from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, VideoRun, stop_on_signals
@@ -203,12 +203,6 @@ def clip_names(clips: list[Path], out: Path) -> dict[str, Path]:
     return named
 
 
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file's bytes (hex); `OSError` when it cannot be read."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 _PLACES = {"source", "out_video", "jsonl", "model", "server", "reconnect", "retry", "in_flight"}
 """Settings that say where a clip, its outputs and the model are, and how the model is reached,
 not what the outputs hold (with those of ``engine`` and ``connection``)."""
@@ -274,11 +268,7 @@ class Manifest:
                 raise DataError(
                     f"{self.path}: not an archive manifest (unreadable); give another --out"
                 ) from None
-            if made_with != settings:
-                raise UsageError(
-                    f"{out} was made with other settings ({_changes(made_with, settings)}); give "
-                    "another --out for these, or the same settings to resume it"
-                )
+            check_settings(out, made_with, settings, Spelling(ArchiveConfig, FLAGS))
 
     def finished(self, name: str, digest: str) -> dict[str, Any] | None:
         """The entry of clip ``name`` when it finished with an input of sha256 ``digest`` and
@@ -300,17 +290,6 @@ class Manifest:
             "summary": summary,
         }
         _write_json(self.path, {"settings": self.settings, "clips": self.clips})
-
-
-def _changes(before: dict[str, Any], now: dict[str, Any]) -> str:
-    """``--every 1 -> 2, ...``: the settings that differ, as flags."""
-    spell = Spelling(ArchiveConfig, FLAGS)
-    names = {"model_sha256": "--model (its sha256)"}
-    return ", ".join(
-        f"{names.get(k) or spell(k)} {before.get(k)} -> {now.get(k)}"
-        for k in sorted(before.keys() | now.keys())
-        if before.get(k) != now.get(k)
-    )
 
 
 def archive_summary(results: list[ClipResult]) -> dict[str, Any]:
