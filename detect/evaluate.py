@@ -325,7 +325,7 @@ def predict_with(
             assert config.out is not None
             spell = Spelling(EvalConfig, FLAGS)
             manifest = Manifest(config.out, _settings(config, info, options), spell)
-            stack.enter_context(manifest)
+            stack.enter_context(closing(manifest))
             evaluator = _RecordingEvaluator(gt, info.has_masks, manifest, paths)
             finished = manifest.finished(paths)
             if finished and on_resume is not None:

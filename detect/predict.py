@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -195,40 +195,26 @@ def predict(
         "threads": config.engine.threads,
         "max_pixels": config.max_pixels,
     }
-    if config.cluster.ray is None:
-        backend = open_backend(**opened)
-        with closing(backend):
-            record = _record(config, backend)
-            return predict_images(
-                backend,
-                images,
-                config.options,
-                config.out,
-                record,
-                on_image,
-                progress,
-                on_resume=on_resume,
-            )
-    from detect.cluster import RayPool
+    with ExitStack() as stack:
+        run: RunImages | None = None
+        shown = progress
+        if config.cluster.ray is None:
+            backend = stack.enter_context(closing(open_backend(**opened)))
+        else:
+            from detect.cluster import RayPool
 
-    # the actors run the model; here it only tells its facts (classes, masks, threshold)
-    here = closing(open_backend(**opened | {"device": "cpu"}))
-    with here as backend, RayPool(config.cluster, opened) as pool:
+            # the actors run the model; here it only tells its facts (classes, masks, threshold)
+            backend = stack.enter_context(closing(open_backend(**opened | {"device": "cpu"})))
+            pool = stack.enter_context(RayPool(config.cluster, opened))
+            shown = pool.progress(progress)
+
+            def run(items: list[tuple[int, Path]]) -> Outcomes:
+                absolute = [(image_id, path.absolute()) for image_id, path in items]
+                return pool.each(absolute, annotate_each, config.options)
+
         record = _record(config, backend)
         return predict_images(
-            backend,
-            images,
-            config.options,
-            config.out,
-            record,
-            on_image,
-            pool.progress(progress),
-            lambda items: pool.each(
-                [(image_id, path.absolute()) for image_id, path in items],
-                annotate_each,
-                config.options,
-            ),
-            on_resume,
+            backend, images, config.options, config.out, record, on_image, shown, run, on_resume
         )
 
 
@@ -315,7 +301,7 @@ def predict_images(
     outcomes = run(todo) if todo else []
     bar = progress("predict", len(todo), "images")
     try:
-        with bar, manifest:
+        with bar, closing(manifest):
             for image_id, detected in outcomes:
                 path = images[image_id - 1]
                 bar.update()

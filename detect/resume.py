@@ -27,7 +27,6 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 from detect.errors import DataError, UsageError
@@ -86,8 +85,7 @@ def results_of(line: dict[str, Any], image_id: int) -> list[dict[str, Any]]:
 class Manifest:
     """``OUT/manifest.jsonl`` (see the module docstring) of a run with ``settings``. Opening it
     reads what an earlier run finished and refuses other settings (`check_settings`, flags as
-    ``spell`` names them); it writes nothing until the first `add`. A context manager: leaving
-    it closes the file."""
+    ``spell`` names them); it writes nothing until the first `add`; `close` closes its file."""
 
     def __init__(self, out: Path, settings: dict[str, Any], spell: Callable[[str], str]) -> None:
         self.out = out
@@ -173,14 +171,3 @@ class Manifest:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-    def __enter__(self) -> Manifest:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
