@@ -284,7 +284,7 @@ def test_each_worker_gets_its_share_of_the_cpus_as_engine_threads() -> None:
     assert worker_threads(64, 8) == 8 and worker_threads(2.5, 1) == 2
 
 
-def test_video_archive_on_ray_writes_each_clip_as_without_ray(
+def test_video_archive_on_ray_writes_each_clip_as_without_ray_and_skips_a_bad_one(
     cluster: tuple, tmp_path: Path
 ) -> None:
     address, env = cluster
@@ -295,25 +295,31 @@ def test_video_archive_on_ray_writes_each_clip_as_without_ray(
             "--video-size", "160x120", "--seed", str(seed),
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
+    (clips / "clip0.mp4").write_bytes(b"not a video")
     runs = {}
     for name, extra in (("plain", ()), ("ray", ("--ray", address, "--workers", "2"))):
         runs[name] = run_detect(
             "video", str(clips), "--model", str(MODEL), "--out", str(tmp_path / name),
             "--track", "--line", "middle=80,0,80,120", *extra, env=env,
         )  # fmt: skip
-        assert runs[name].returncode == 0, runs[name].stderr[-3000:]
+        assert runs[name].returncode == 1, runs[name].stderr[-3000:]  # the bad clip
+        assert "Traceback" not in runs[name].stderr
+        [bad] = [line for line in runs[name].stderr.splitlines() if line.startswith("warning:")]
+        assert bad.startswith("warning: clip clip0: cannot open video ")
+        assert bad.endswith("; skipped")
     for seed in (1, 2, 3):
         jsonl = f"clip{seed}.jsonl"
         assert (tmp_path / "ray" / jsonl).read_text() == (tmp_path / "plain" / jsonl).read_text()
     plain, ray = (json.loads((tmp_path / n / "summary.json").read_text()) for n in runs)
-    assert ray["totals"] == plain["totals"] and ray["totals"]["finished"] == 3
-    assert re.search(r"^video: 3/3 clips, .*, workers \d/2 alive", runs["ray"].stderr, re.M)
+    assert ray["totals"] == plain["totals"]
+    assert (ray["totals"]["finished"], ray["totals"]["failed"]) == (3, 1)
+    assert re.search(r"^video: 4/4 clips, .*, workers \d/2 alive", runs["ray"].stderr, re.M)
     again = run_detect(
         "video", str(clips), "--model", str(MODEL), "--out", str(tmp_path / "ray"), "--track",
         "--line", "middle=80,0,80,120", "--ray", address, env=env,
     )  # fmt: skip
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "archive: 3 clips: 0 processed, 3 finished earlier, 0 failed" in again.stdout
+    assert again.returncode == 1, again.stderr[-3000:]  # the bad clip, tried again
+    assert "archive: 4 clips: 0 processed, 3 finished earlier, 1 failed" in again.stdout
 
 
 @pytest.mark.parametrize(

@@ -433,7 +433,9 @@ def _run_clips(
     jobs = [(k, _absolute(job)) for k, job in pending]
     for k, result in pool.each(jobs, clips_each, None, batch=1):
         bar.update()
-        yield k, replace(result, path=given[k].path)
+        path = given[k].path  # as given, in the result and its error, as without Ray
+        error = result.error and result.error.replace(str(path.absolute()), str(path))
+        yield k, replace(result, path=path, error=error)
 
 
 def clips_each(
