@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from detect.client import DetectorClient, ServerError
-from detect.config import Connection, DetectSettings, host_port
+from detect.config import SERVER_HELP, Connection, DetectSettings, host_port
 from detect.errors import ConfigError, DataError, DetectError
 from detect.runtime.backend import Backend, open_backend
 from detect.runtime.image import decode_image
@@ -67,7 +67,10 @@ class BenchConfig:
     """
 
     server: str | None = setting(
-        None, "HOST:PORT of a running `detect serve`", required=True, check=host_port
+        None,
+        SERVER_HELP,
+        required=True,
+        check=host_port,
     )
     concurrency: tuple[int, ...] = setting(
         (1, 8, 32), "levels", parse=_levels, shown_default="1,8,32"

@@ -14,8 +14,10 @@ as concurrent calls, `postprocess` returns the server's detections.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import socket
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from detect.config import Connection, DetectSettings, host_port
+from detect.config import SERVER_HELP, Connection, DetectSettings, host_port
 from detect.errors import ConfigError, DetectError, InputError
 from detect.messages import (
     detection_from_message,
@@ -116,6 +118,88 @@ class DetectResult:
         return self.height, self.width
 
 
+SERVICE = pb.DESCRIPTOR.services_by_name["Detector"].full_name  # detect.v1.Detector
+
+BALANCED_SERVICE_CONFIG = {
+    # every call and stream to the next server in turn, among those connected and healthy
+    "loadBalancingConfig": [{"round_robin": {}}],
+    # a server whose grpc.health.v1 says NOT_SERVING (loading, draining) gets no new calls
+    "healthCheckConfig": {"serviceName": SERVICE},
+    # a unary call that found its server gone (UNAVAILABLE) goes again, to another; all of them
+    # are idempotent. Streams are not retried here: their callers re-open them
+    "methodConfig": [
+        {
+            "name": [
+                {"service": SERVICE, "method": method}
+                for method in ("Detect", "GetModelInfo", "ListModels")
+            ],
+            "retryPolicy": {
+                "maxAttempts": 5,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
+"""The gRPC service config of a channel to several servers (`channel_target`): gRPC's own
+client-side balancing, health checking and retries."""
+
+
+def channel_target(address: str) -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target of ``address`` and the channel options it needs. One ``HOST:PORT`` (or
+    a target with a scheme other than ``dns:``) is dialled as it is, with no options. Several
+    comma-separated (``A:50051,B:50051``) become one static ``ipv4:``/``ipv6:`` target (each
+    host resolved once, here), and those and ``dns:///NAME:PORT`` (every address the name
+    resolves to, re-resolved as gRPC does) get `BALANCED_SERVICE_CONFIG`; the first host is
+    the channel's authority (with TLS, the name the servers' certificates are checked against).
+    `ConfigError` when a host of a list does not resolve."""
+    if "," not in address and not address.startswith("dns:"):
+        return address, []
+    options: list[tuple[str, Any]] = [
+        ("grpc.service_config", json.dumps(BALANCED_SERVICE_CONFIG)),
+        ("grpc.enable_retries", 1),
+    ]
+    if address.startswith("dns:"):
+        return address, options
+    resolved: list[tuple[int, str]] = []
+    for one in address.split(","):
+        host, _, port = one.strip().rpartition(":")
+        found = _resolve(host.strip("[]"), port)
+        if isinstance(found, Exception):
+            raise ConfigError(
+                f"--server {address}: {one.strip()} does not resolve ({found}); give its address"
+            )
+        family, _, _, _, sockaddr = found
+        ip = sockaddr[0] if family == socket.AF_INET else f"[{sockaddr[0]}]"
+        resolved.append((family, f"{ip}:{port}"))
+    families = {family for family, _ in resolved}
+    if families == {socket.AF_INET}:
+        scheme = "ipv4"
+    elif families == {socket.AF_INET6}:
+        scheme = "ipv6"
+    else:
+        raise ConfigError(
+            f"--server {address}: mixes IPv4 and IPv6 addresses; give servers of one kind"
+        )
+    first = address.split(",")[0].strip()
+    options.append(("grpc.default_authority", first))
+    return f"{scheme}:{','.join(ip for _, ip in resolved)}", options
+
+
+def _resolve(host: str, port: str) -> Any:
+    """``host``'s first address, IPv4 when it has one (so that a list of names is one family),
+    as `socket.getaddrinfo` gives it; else the error."""
+    error: Exception = ValueError(f"bad port {port}")
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.getaddrinfo(host, int(port), family, socket.SOCK_STREAM)[0]
+        except (OSError, ValueError) as exc:
+            error = exc
+    return error
+
+
 class DetectorClient:
     """A channel to a `detect serve` server.
 
@@ -153,6 +237,8 @@ class DetectorClient:
             ("grpc.max_receive_message_length", int(max_message_mb * MIB)),
             ("grpc.max_send_message_length", -1),  # the server's limit is the one that counts
         ]
+        target, balanced = channel_target(address)
+        options += balanced
         if tls or ca or cert:
             if (cert is None) != (key is None):
                 raise ConfigError("a client certificate needs both cert and key (PEM files)")
@@ -161,9 +247,9 @@ class DetectorClient:
                 private_key=_read(key, "client key"),
                 certificate_chain=_read(cert, "client certificate"),
             )
-            self._channel = grpc.secure_channel(address, credentials, options)
+            self._channel = grpc.secure_channel(target, credentials, options)
         else:
-            self._channel = grpc.insecure_channel(address, options)
+            self._channel = grpc.insecure_channel(target, options)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = pb_grpc.DetectorStub(self._channel)
         self._info: ModelInfo | None = None
@@ -190,7 +276,7 @@ class DetectorClient:
                 grpc.StatusCode.UNAVAILABLE,
             ) from None
 
-    def health(self, service: str = "detect.v1.Detector") -> str:
+    def health(self, service: str = SERVICE) -> str:
         """grpc.health.v1 status of ``service`` ("" for the whole server): "SERVING",
         "NOT_SERVING", "SERVICE_UNKNOWN" or "UNKNOWN"."""
         stub = health_pb2_grpc.HealthStub(self._channel)
@@ -425,7 +511,12 @@ class ClientSettings:
     the command prints boxes)."""
 
     images: tuple[Path, ...] = setting((), "image files", positional=True, key="")
-    server: str | None = setting(None, "HOST:PORT of the server", required=True, check=host_port)
+    server: str | None = setting(
+        None,
+        SERVER_HELP,
+        required=True,
+        check=host_port,
+    )
     info: bool = setting(False, "print the served model's information")
     json: bool = setting(False, "--info: print it as JSON")
     list_models: bool = setting(False, "print every served model version")

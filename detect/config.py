@@ -21,19 +21,29 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "onnxruntime", "openvino")
 
 
+SERVER_HELP = (
+    "HOST:PORT of a running `detect serve`; several: HOST:PORT,HOST:PORT or dns:///NAME:PORT"
+)
+"""The help of every ``--server`` (its check: `host_port`)."""
+
+
 def host_port(address: str | None) -> str | None:
-    """The check of a ``--server`` address: ``HOST:PORT`` (``[::1]:PORT`` for IPv6), or a gRPC
-    target with its scheme (``dns:///NAME:PORT``, ``ipv4:...``, ``unix:...``). Without a port gRPC
-    would dial 443, and an ``http://`` URL is no gRPC target."""
+    """The check of a ``--server`` address: ``HOST:PORT`` (``[::1]:PORT`` for IPv6), several
+    of them comma-separated (``A:50051,B:50051``: the calls spread over them, `detect.client`),
+    or a gRPC target with its scheme (``dns:///NAME:PORT``, ``ipv4:...``, ``unix:...``). Without a
+    port gRPC would dial 443, and an ``http://`` URL is no gRPC target."""
     if address is None:
         return None
     if address.startswith(("http://", "https://")):
         return "give HOST:PORT without http:// (gRPC is not HTTP/1)"
     if address.startswith(("dns:", "ipv4:", "ipv6:", "unix:")):
         return None
-    host, colon, port = address.rpartition(":")
-    if not (colon and host and port.isdecimal() and 0 < int(port) < 65536):
-        return "give HOST:PORT, e.g. 127.0.0.1:50051"
+    for one in address.split(","):
+        host, colon, port = one.strip().rpartition(":")
+        if not (colon and host and port.isdecimal() and 0 < int(port) < 65536):
+            if "," in address:
+                return f"give HOST:PORT,HOST:PORT,... ({one.strip() or 'an empty one'} is not)"
+            return "give HOST:PORT, e.g. 127.0.0.1:50051"
     return None
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pycocotools.coco import COCO
 
-from detect.config import Cluster, Connection, Engine, host_port
+from detect.config import SERVER_HELP, Cluster, Connection, Engine, host_port
 from detect.data.coco import read_json
 from detect.data.predict_record import RECORD_NAME, PredictRecord, read_predict_record
 from detect.data.results import read_results
@@ -93,7 +93,10 @@ class EvalConfig:
     model: Path | None = setting(None, "exported NAME.onnx (local ONNX Runtime)", group="source")
     checkpoint: Path | None = setting(None, "training checkpoint (PyTorch)", group="source")
     server: str | None = setting(
-        None, "HOST:PORT of a running `detect serve`", group="source", check=host_port
+        None,
+        SERVER_HELP,
+        group="source",
+        check=host_port,
     )
     iou_type: str | None = setting(
         None,

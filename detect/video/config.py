@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detect.config import Connection, DetectSettings, Engine, host_port
+from detect.config import SERVER_HELP, Connection, DetectSettings, Engine, host_port
 from detect.errors import ConfigError
 from detect.settings import (
     FLAGS,
@@ -91,7 +91,11 @@ class VideoConfig:
         None, "exported NAME.onnx (local ONNX Runtime)", key="", group="where"
     )
     server: str | None = setting(
-        None, "HOST:PORT of a running `detect serve`", key="", group="where", check=host_port
+        None,
+        SERVER_HELP,
+        key="",
+        group="where",
+        check=host_port,
     )
     every: int = setting(1, "process every Nth frame", check=at_least(1))
     target_fps: float | None = setting(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detect.config import Connection, Engine, host_port, load_yaml
+from detect.config import SERVER_HELP, Connection, Engine, host_port, load_yaml
 from detect.errors import ConfigError, UsageError
 from detect.settings import (
     FLAGS,
@@ -76,7 +76,7 @@ class SiteSettings:
     )
     server: str | None = setting(
         None,
-        "HOST:PORT of a running `detect serve` (overrides the file)",
+        SERVER_HELP + " (overrides the file)",
         group="where",
         check=host_port,
     )

@@ -1,0 +1,120 @@
+"""Several servers behind one `--server`: gRPC's round_robin over the healthy ones, a unary call
+retried on another when its server is gone, one line when none answers.
+
+Real `detect serve` processes on loopback ports (the demo model, one engine thread each), real
+clients (the CLI and `DetectorClient`); which server answered is read from each server's own
+request counter (`detect_requests_total`).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import run_detect
+from serving import metric_value, start_server
+
+from detect.client import DetectorClient, channel_target
+from detect.errors import ConfigError
+from detect.local_server import LocalServer
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL = REPO / "models" / "demo.onnx"
+IMAGE = REPO / "samples" / "images" / "000000.jpg"
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[list[LocalServer]]:
+    """Two servers of the demo model, started at once."""
+    started = [start_server(MODEL, "--threads", "1", wait_ready=False) for _ in range(2)]
+    try:
+        for server in started:
+            server.wait_for("ready")
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+def _detects(server: LocalServer) -> float:
+    return metric_value(server.metrics(), "detect_requests_total", method="Detect", code="OK")
+
+
+def _free_port() -> int:
+    """A loopback port where nothing listens (bound, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_calls_to_a_list_of_servers_spread_over_all_of_them(servers: list[LocalServer]) -> None:
+    before = [_detects(s) for s in servers]
+    address = ",".join(s.address for s in servers)
+    with DetectorClient(address) as client:
+        client.wait_ready()
+        for _ in range(20):
+            assert client.detect(IMAGE.read_bytes()).detections
+    answered = [_detects(s) - b for s, b in zip(servers, before, strict=True)]
+    assert sum(answered) == 20
+    assert min(answered) >= 5, answered  # round_robin: about 10 each
+
+
+def test_client_with_one_server_down_answers_from_the_other(servers: list[LocalServer]) -> None:
+    address = f"127.0.0.1:{_free_port()},{servers[0].address}"
+    alone = run_detect("client", str(IMAGE), "--server", servers[0].address)
+    done = run_detect("client", str(IMAGE), "--server", address)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == alone.stdout and done.stdout.count("\n") >= 1
+
+
+def test_all_servers_down_is_one_error_line() -> None:
+    address = f"127.0.0.1:{_free_port()},127.0.0.1:{_free_port()}"
+    done = run_detect("client", str(IMAGE), "--server", address, timeout=120)
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: cannot reach the detection server at {address} (")
+    assert line.endswith("is `detect serve` running there, with the same TLS setting?")
+
+
+def test_a_unary_call_whose_server_was_killed_is_answered_by_another(tmp_path: Path) -> None:
+    first, second = (start_server(MODEL, "--threads", "1") for _ in range(2))
+    try:
+        with DetectorClient(f"{first.address},{second.address}") as client:
+            client.wait_ready()
+            for _ in range(4):
+                client.detect(IMAGE.read_bytes())
+            first.process.send_signal(signal.SIGKILL)
+            first.process.wait()
+            answered = [bool(client.detect(IMAGE.read_bytes()).detections) for _ in range(10)]
+        assert answered == [True] * 10
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("127.0.0.1:50051,", "give HOST:PORT,HOST:PORT,... (an empty one is not)"),
+        ("127.0.0.1:50051,10.0.0.6", "give HOST:PORT,HOST:PORT,... (10.0.0.6 is not)"),
+    ],
+)
+def test_a_bad_server_in_a_list_is_a_usage_error_naming_it(address: str, message: str) -> None:
+    done = run_detect("client", str(IMAGE), "--server", address, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"error: --server {address}: {message}"]
+
+
+def test_a_list_becomes_one_static_target_with_the_balancing_service_config() -> None:
+    target, options = channel_target("127.0.0.1:1,localhost:2")
+    assert target == "ipv4:127.0.0.1:1,127.0.0.1:2"
+    assert dict(options)["grpc.default_authority"] == "127.0.0.1:1"
+    assert '"round_robin"' in dict(options)["grpc.service_config"]
+    assert channel_target("127.0.0.1:1") == ("127.0.0.1:1", [])
+    dns, dns_options = channel_target("dns:///detect-headless:50051")
+    assert dns == "dns:///detect-headless:50051" and "healthCheckConfig" in str(dns_options)
+    with pytest.raises(ConfigError, match="no-such-host.invalid:1 does not resolve"):
+        channel_target("127.0.0.1:1,no-such-host.invalid:1")
