@@ -18,6 +18,7 @@ import json
 import math
 import re
 import socket
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from detect.config import SERVER_HELP, Connection, DetectSettings, host_port
 from detect.errors import ConfigError, DetectError, InputError
 from detect.messages import (
+    SERVER_METADATA,
     detection_from_message,
     model_info_from_message,
     options_message,
@@ -239,6 +241,8 @@ class DetectorClient:
         ]
         target, balanced = channel_target(address)
         options += balanced
+        # how many servers a static list names (a DNS name: unknown, 0)
+        self._listed = target.count(",") + 1 if balanced and not target.startswith("dns:") else 0
         if tls or ca or cert:
             if (cert is None) != (key is None):
                 raise ConfigError("a client certificate needs both cert and key (PEM files)")
@@ -276,14 +280,38 @@ class DetectorClient:
                 grpc.StatusCode.UNAVAILABLE,
             ) from None
 
-    def health(self, service: str = SERVICE) -> str:
+    def wait_spread(self, timeout: float = 3.0) -> None:
+        """With several servers listed (``A:P,B:P``), wait up to ``timeout`` seconds until each
+        has answered a call through this channel (each names itself: `SERVER_METADATA`).
+        round_robin gives a call to the servers connected and healthy at that moment, so the
+        streams opened while only the first was would all go to it, for their whole life. One
+        server, or a DNS name: nothing to wait for."""
+        if self._listed < 2:
+            return
+        request = pb.GetModelInfoRequest(model_name=self.model, model_version=self.model_version)
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while len(seen) < self._listed and time.monotonic() < deadline:
+            try:
+                _, call = self._stub.GetModelInfo.with_call(
+                    request, timeout=1.0, metadata=self._metadata
+                )
+            except grpc.RpcError as exc:
+                call = exc
+            said = dict(call.initial_metadata() or ()) if isinstance(call, grpc.Call) else {}
+            if SERVER_METADATA in said:
+                seen.add(said[SERVER_METADATA])
+            time.sleep(0.02)
+
+    def health(self, service: str = SERVICE, timeout: float | None = None) -> str:
         """grpc.health.v1 status of ``service`` ("" for the whole server): "SERVING",
-        "NOT_SERVING", "SERVICE_UNKNOWN" or "UNKNOWN"."""
+        "NOT_SERVING", "SERVICE_UNKNOWN" or "UNKNOWN"; ``timeout``: the call's (None: the
+        client's)."""
         stub = health_pb2_grpc.HealthStub(self._channel)
         try:
             response = stub.Check(
                 health_pb2.HealthCheckRequest(service=service),
-                timeout=self.timeout,
+                timeout=timeout if timeout is not None else self.timeout,
                 metadata=self._metadata,
             )
         except grpc.RpcError as exc:

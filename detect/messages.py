@@ -18,6 +18,10 @@ from detect.runtime.model_card import ModelCard
 from detect.structures import Detection, DetectOptions, ModelInfo, OptionError, Polygon
 from detect.v1 import detector_pb2 as pb
 
+SERVER_METADATA = "detect-server"
+"""The initial metadata key by which a server names itself (``HOST/PID``) in each answer: which
+server of several a call or stream reached."""
+
 
 class MessageError(InputError):
     """A field of a received message that cannot be used as sent."""

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +30,7 @@ import numpy as np
 
 from detect.errors import DetectError
 from detect.messages import (
+    SERVER_METADATA,
     detection_message,
     model_info_message,
     options_from_message,
@@ -62,6 +65,10 @@ class RequestError(Exception):
 
 def _invalid(exc: DetectError, prefix: str = "") -> RequestError:
     return RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{prefix}{exc}")
+
+
+INSTANCE = f"{socket.gethostname()}/{os.getpid()}"
+"""This server process, as it names itself to clients (`SERVER_METADATA`)."""
 
 
 class DetectorService(pb_grpc.DetectorServicer):
@@ -187,6 +194,7 @@ class DetectorService(pb_grpc.DetectorServicer):
         `RequestError` -> its code and message; anything unexpected -> INTERNAL (logged)."""
         code = grpc.StatusCode.OK
         self.last_call = time.monotonic()
+        await context.send_initial_metadata(((SERVER_METADATA, INSTANCE),))
         try:
             yield
         except RequestError as exc:

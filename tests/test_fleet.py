@@ -18,6 +18,7 @@ from helpers import run_detect
 from serving import metric_value, start_server
 
 from detect.client import DetectorClient, channel_target
+from detect.data.synth_video import write_site
 from detect.errors import ConfigError
 from detect.local_server import LocalServer
 
@@ -118,3 +119,18 @@ def test_a_list_becomes_one_static_target_with_the_balancing_service_config() ->
     assert dns == "dns:///detect-headless:50051" and "healthCheckConfig" in str(dns_options)
     with pytest.raises(ConfigError, match="no-such-host.invalid:1 does not resolve"):
         channel_target("127.0.0.1:1,no-such-host.invalid:1")
+
+
+def test_a_site_through_two_servers_spreads_its_cameras_streams_over_both(
+    servers: list[LocalServer], tmp_path: Path
+) -> None:
+    site = write_site(tmp_path / "site", 4, frames=12, seed=3, objects=2)
+    streams = [_streams(s) for s in servers]
+    done = run_detect("watch", str(site), "--server", ",".join(s.address for s in servers))
+    assert done.returncode == 0, done.stderr[-3000:]
+    opened = [_streams(s) - before for s, before in zip(servers, streams, strict=True)]
+    assert opened == [2, 2]  # round_robin, once both servers had answered (`wait_spread`)
+
+
+def _streams(server: LocalServer) -> float:
+    return metric_value(server.metrics(), "detect_requests_total", method="DetectStream", code="OK")

@@ -33,6 +33,7 @@ from detect.video.writer import VideoWriter
 from detect.zones import Counting
 
 if TYPE_CHECKING:  # the gRPC side loads only for --server
+    from detect.client import DetectorClient
     from detect.runtime.backend import Backend
     from detect.video.remote import Result
 
@@ -82,17 +83,22 @@ class LocalModel:
 
 
 def _results(
-    config: VideoConfig, frames: FrameSource, local: LocalModel | None
+    config: VideoConfig,
+    frames: FrameSource,
+    local: LocalModel | None,
+    client: DetectorClient | None = None,
 ) -> Iterator[Result]:
-    """Each frame with its detections: through the server (`detect.video.remote.stream`) or a
-    local backend (``local``, else opened here), one frame at a time."""
+    """Each frame with its detections: through the server (`detect.video.remote.stream`, on
+    ``client``, else a client opened here) or a local backend (``local``, else opened here), one
+    frame at a time."""
     if config.server is not None:
         from detect.client import DetectorClient
         from detect.video.remote import stream
 
-        with DetectorClient(
-            config.server, **config.connection.client_kwargs(), timeout=None
-        ) as client:
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                kwargs = config.connection.client_kwargs()
+                client = stack.enter_context(DetectorClient(config.server, **kwargs, timeout=None))
             yield from stream(
                 client,
                 frames,
@@ -136,6 +142,9 @@ class VideoRun:
     any thread. ``summary`` counts as the run goes (a status line may read it).
 
     ``local``: a backend shared with other runs (else ``config.model`` is opened for this run);
+    ``client``: a client of ``config.server`` shared with other runs (else one is opened for
+    this run): their streams share its channel, so that gRPC's round_robin spreads them over
+    several servers;
     ``on_event``: receives each zone and line event as it is confirmed; ``track_ids``: the first
     track id and the step between ids (`Tracker`); ``counts``: where the source side counts
     (`SourceCounts`; a new one when None); ``cancel``: ends the retries of a live source that
@@ -151,10 +160,12 @@ class VideoRun:
         track_ids: tuple[int, int] = (1, 1),
         counts: SourceCounts | None = None,
         cancel: threading.Event | None = None,
+        client: DetectorClient | None = None,
     ) -> None:
         check(config)
         self.config = config
         self.local = local
+        self.client = client
         self.on_event = on_event
         self.counting = Counting(config.zones, config.lines, config.anchor, config.min_frames)
         wanted = config.track or bool(self.counting)
@@ -188,7 +199,7 @@ class VideoRun:
                     ) from None
             with stop_on_signals(self._interrupt):
                 for index, timestamp, frame, detections in _results(
-                    config, self.frames, self.local
+                    config, self.frames, self.local, self.client
                 ):
                     if detections is None:  # dropped by the server
                         summary.frames_dropped_by_server += 1

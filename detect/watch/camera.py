@@ -7,11 +7,15 @@ import logging
 import threading
 import traceback
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from detect.errors import DetectError
 from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, VideoRun
 from detect.video.source import SourceCounts, is_live
+
+if TYPE_CHECKING:  # the gRPC side loads only for a server
+    from detect.client import DetectorClient
 from detect.video.summary import VideoSummary
 from detect.watch.events import EventLog
 
@@ -26,6 +30,7 @@ class CameraWorker:
     local: LocalModel | None
     log: EventLog
     track_ids: tuple[int, int]
+    client: DetectorClient | None = None  # the site's, shared by its cameras' streams
     counts: SourceCounts = field(default_factory=SourceCounts)  # its source's, from the start
     state: str = "starting"
     error: str | None = None
@@ -77,6 +82,7 @@ class CameraWorker:
                 self.track_ids,
                 self.counts,
                 self._stopped,
+                self.client,
             )
             with self._lock:
                 if self._stopped.is_set():

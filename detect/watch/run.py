@@ -50,22 +50,26 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
     """Run every camera of the site until each ends or SIGTERM/SIGINT (see the module
     docstring); the summaries."""
     first = site.cameras[0]
-    if first.server is not None:  # a wrong address is one error now, not retries for ever
-        from detect.client import DetectorClient
-
-        with DetectorClient(first.server, **first.connection.client_kwargs(), timeout=10) as client:
-            client.wait_ready(timeout=10)  # rides out a server that is still starting
-            client.health("")
     events = EventLog(site.events)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         stack.callback(events.close)
-        local = None
-        if site.cameras[0].model is not None:
-            local = stack.enter_context(LocalModel.open(site.cameras[0]))
+        local = client = None
+        if first.model is not None:
+            local = stack.enter_context(LocalModel.open(first))
+        else:  # one channel for every camera's stream: round_robin spreads them over servers
+            from detect.client import DetectorClient
+
+            assert first.server is not None
+            kwargs = first.connection.client_kwargs()
+            client = stack.enter_context(DetectorClient(first.server, **kwargs, timeout=None))
+            client.wait_ready(timeout=10)  # a wrong address is one error now, not retries
+            client.health("", timeout=10)
+            client.wait_spread()
         n = len(site.cameras)
         workers = [
-            CameraWorker(config, local, events, (k + 1, n)) for k, config in enumerate(site.cameras)
+            CameraWorker(config, local, events, (k + 1, n), client)
+            for k, config in enumerate(site.cameras)
         ]
         board = StatusBoard(workers, status_every, stream)
 
