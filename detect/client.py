@@ -241,6 +241,7 @@ class DetectorClient:
         ]
         target, balanced = channel_target(address)
         options += balanced
+        self.balanced = bool(balanced)  # several servers: a failed call may go to another
         # how many servers a static list names (a DNS name: unknown, 0)
         self._listed = target.count(",") + 1 if balanced and not target.startswith("dns:") else 0
         if tls or ca or cert:

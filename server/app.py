@@ -10,7 +10,8 @@
    of `detect serve`). From then on the repository is looked at every ``poll_s`` seconds (and
    on ReloadModels), and new versions are swapped in without stopping.
 4. On SIGTERM or SIGINT: health NOT_SERVING, stop accepting calls, answer those in flight within
-   ``grace_s`` seconds, exit 0.
+   ``grace_s`` seconds (a stream: the frames it has read, then UNAVAILABLE, so that its client
+   sends the others to another server), exit 0.
 """
 
 from __future__ import annotations
@@ -175,6 +176,7 @@ async def _run(
         loading.cancel()
 
     say(f"draining: answering calls in flight (up to {config.grace_s:g} s)")
+    service.draining.set()  # streams: the frames read are answered, then UNAVAILABLE
     await health_service.enter_graceful_shutdown()
     await _settle(service, config.grace_s)
     await server.stop(config.grace_s)

@@ -71,6 +71,17 @@ INSTANCE = f"{socket.gethostname()}/{os.getpid()}"
 """This server process, as it names itself to clients (`SERVER_METADATA`)."""
 
 
+class _DrainingError(RequestError):
+    """A stream's end when the server drains: the frames it read are answered, then
+    UNAVAILABLE, for the client to send the others to another server."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            grpc.StatusCode.UNAVAILABLE,
+            "the server is shutting down (draining); open the stream again on another server",
+        )
+
+
 class DetectorService(pb_grpc.DetectorServicer):
     """Serves the models of a `ModelRepository`; answers UNAVAILABLE until `ready` is called."""
 
@@ -80,6 +91,7 @@ class DetectorService(pb_grpc.DetectorServicer):
         self.workers = workers
         self.repository: ModelRepository | None = None
         self.last_call = 0.0  # time.monotonic() when the last call started
+        self.draining = asyncio.Event()  # set at SIGTERM: streams end after their frames read
 
     def ready(self, repository: ModelRepository) -> None:
         self.repository = repository
@@ -102,8 +114,20 @@ class DetectorService(pb_grpc.DetectorServicer):
         in_flight = asyncio.Queue(maxsize=STREAM_WINDOW)
 
         async def read() -> None:
+            requests = aiter(request_iterator)
+            drain = asyncio.ensure_future(self.draining.wait())
             try:
-                async for request in request_iterator:
+                while True:
+                    following = asyncio.ensure_future(anext(requests, None))
+                    await asyncio.wait({following, drain}, return_when=asyncio.FIRST_COMPLETED)
+                    if not following.done():  # draining: frames not read are sent elsewhere
+                        following.cancel()
+                        await in_flight.put(_DrainingError())
+                        return
+                    request = following.result()
+                    if request is None:
+                        await in_flight.put(None)
+                        return
                     task = asyncio.create_task(
                         self._detect(request, context, "DetectStream"),
                         name=repr(request.frame_id),
@@ -113,11 +137,12 @@ class DetectorService(pb_grpc.DetectorServicer):
                     except asyncio.CancelledError:  # the stream ended while the window was full
                         task.cancel()
                         raise
-                await in_flight.put(None)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # the client went away mid-stream
                 await in_flight.put(exc)
+            finally:
+                drain.cancel()
 
         reader = asyncio.create_task(read())
         try:

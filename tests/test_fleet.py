@@ -8,8 +8,12 @@ request counter (`detect_requests_total`).
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,3 +138,65 @@ def test_a_site_through_two_servers_spreads_its_cameras_streams_over_both(
 
 def _streams(server: LocalServer) -> float:
     return metric_value(server.metrics(), "detect_requests_total", method="DetectStream", code="OK")
+
+
+def _lines(folder: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in folder.glob("cam*.jsonl"))
+
+
+def _events(site: Path) -> list[tuple]:
+    """The site's events, wall-clock time left out, camera by camera in their order."""
+    events = [json.loads(line) for line in (site / "out" / "events.jsonl").read_text().splitlines()]
+    return sorted(
+        (tuple(sorted((k, str(v)) for k, v in e.items() if k != "time")) for e in events),
+        key=lambda e: dict(e)["camera"],
+    )
+
+
+def test_a_site_goes_on_when_one_server_is_killed_and_another_drains(
+    servers: list[LocalServer], tmp_path: Path
+) -> None:
+    """Three servers, a 4-camera site; one server SIGKILLed, then another SIGTERMed, mid-run:
+    every camera's JSONL holds each frame once, in order, as an undisturbed run's; the events
+    are the same; the streams end on the survivor."""
+    calm = write_site(tmp_path / "calm", 4, frames=40, seed=5, objects=3)
+    done = run_detect("watch", str(calm), "--server", servers[0].address)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    site = write_site(tmp_path / "site", 4, frames=40, seed=5, objects=3)
+    fleet = [start_server(MODEL, "--threads", "1", wait_ready=False) for _ in range(3)]
+    try:
+        for server in fleet:
+            server.wait_for("ready")
+        address = ",".join(s.address for s in fleet)
+        command = [sys.executable, "-m", "detect", "watch", str(site), "--server", address]
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        killed = drained = False
+        deadline = time.monotonic() + 240
+        while run.poll() is None and time.monotonic() < deadline and not drained:
+            written = _lines(site.parent / "out")
+            if not killed and written >= 30:
+                fleet[0].process.send_signal(signal.SIGKILL)
+                killed = True
+            elif killed and written >= 80:
+                fleet[1].process.send_signal(signal.SIGTERM)
+                drained = True
+            time.sleep(0.05)
+        _, stderr = run.communicate(timeout=240)
+        assert killed and drained, "the run ended before both servers could be stopped"
+        assert run.returncode == 0, stderr[-3000:]
+        assert "Traceback" not in stderr
+        assert "the stream goes on on another server" in stderr
+        assert fleet[1].process.wait(timeout=60) == 0  # drained cleanly
+        assert _streams(fleet[2]) == 4  # every camera's stream ended on the survivor
+    finally:
+        for server in fleet:
+            server.stop()
+    for camera in ("cam1", "cam2", "cam3", "cam4"):
+        moved = (site.parent / "out" / f"{camera}.jsonl").read_text()
+        frames = [json.loads(line)["frame"] for line in moved.splitlines()]
+        assert frames == list(range(40)), camera
+        assert moved == (calm.parent / "out" / f"{camera}.jsonl").read_text(), camera
+    assert _events(site.parent) == _events(calm.parent)
+    summary = json.loads((site.parent / "out" / "summary.json").read_text())
+    assert sum(c["server_moves"] for c in summary["cameras"].values()) >= 2

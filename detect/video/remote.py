@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
@@ -32,12 +32,18 @@ def stream(
     in_flight: int = 4,
     retry: int | None = 0,
     frame_deadline_ms: int = 0,
+    on_move: Callable[[], None] = lambda: None,
 ) -> Iterator[Result]:
     """Results of one ``DetectStream`` call with up to ``in_flight`` frames on their way,
     reopened after UNAVAILABLE up to ``retry`` times in a row (None: for ever); frames the
     server cannot start within ``frame_deadline_ms`` (0: no limit) come back dropped. A server
     that goes away after answering frames, past the retries, is a `StreamLostError`; an error of
     the source (no frame can be read, ...) is raised as it is, not as the stream's.
+
+    With several servers (``client.balanced``), a stream whose server went away (killed, or
+    draining) after answering frames is opened again at once, on a server round_robin picks
+    among the healthy ones, without counting as a retry; ``on_move`` is told. A stream that
+    fails before answering anything goes by ``retry``, as with one server.
 
     The request generator runs on gRPC's thread; it pulls frames from one shared iterator, so a
     reopened stream goes on where the failed one stopped, after sending again, in order, the
@@ -51,6 +57,7 @@ def stream(
     failed: list[BaseException] = []  # the source's error, raised here, not as the stream's
     attempt = 0
     answered = 0
+    answered_before = 0  # by the calls before the live one
 
     def requests(mine: int, slots: threading.Semaphore) -> Iterator[Frame]:
         while True:
@@ -98,6 +105,16 @@ def stream(
                 raise MessageTooLargeError(exc.size, exc.limit, f"a frame of {source}") from None
             if exc.code != grpc.StatusCode.UNAVAILABLE:
                 raise
+            if client.balanced and answered > answered_before:
+                answered_before = answered
+                on_move()
+                log.warning(
+                    "%s: %s; the stream goes on on another server (%d frames sent again)",
+                    frames.config.name or frames.config.source,
+                    exc,
+                    len(backlog),
+                )
+                continue
             if not attempts_left(attempt, retry):
                 if answered:
                     tries = f" (and {attempt} retries)" if attempt else ""

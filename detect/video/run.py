@@ -87,6 +87,7 @@ def _results(
     frames: FrameSource,
     local: LocalModel | None,
     client: DetectorClient | None = None,
+    on_move: Callable[[], None] = lambda: None,
 ) -> Iterator[Result]:
     """Each frame with its detections: through the server (`detect.video.remote.stream`, on
     ``client``, else a client opened here) or a local backend (``local``, else opened here), one
@@ -106,6 +107,7 @@ def _results(
                 config.in_flight,
                 config.retry,
                 config.frame_deadline_ms,
+                on_move,
             )
         return
     with contextlib.ExitStack() as stack:
@@ -178,6 +180,9 @@ class VideoRun:
     def stop(self, reason: str) -> None:
         self.frames.stop(reason)
 
+    def _moved(self) -> None:
+        self.summary.server_moves += 1
+
     def _interrupt(self, reason: str) -> None:
         self.interrupted = reason
         self.stop(reason)
@@ -199,7 +204,7 @@ class VideoRun:
                     ) from None
             with stop_on_signals(self._interrupt):
                 for index, timestamp, frame, detections in _results(
-                    config, self.frames, self.local, self.client
+                    config, self.frames, self.local, self.client, self._moved
                 ):
                     if detections is None:  # dropped by the server
                         summary.frames_dropped_by_server += 1

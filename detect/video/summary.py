@@ -21,6 +21,7 @@ class VideoSummary:
     source: SourceCounts = field(default_factory=SourceCounts)
     frames_processed: int = 0
     frames_dropped_by_server: int = 0  # --frame-deadline-ms
+    server_moves: int = 0  # streams opened again on another server (several servers)
     seconds: float = 0.0
     detections: Counter = field(default_factory=Counter)  # label -> detections
     tracks: dict[str, set[int]] = field(default_factory=dict)  # label -> track ids
@@ -48,6 +49,7 @@ class VideoSummary:
             "unique_tracks": sum(len(ids) for ids in self.tracks.values()),
             **self.counting,
             "reconnects": self.reconnects,
+            "server_moves": self.server_moves,
             "stopped": self.stopped,
         }
 

@@ -114,4 +114,5 @@ class CameraWorker:
         return (
             f"{self.name}: {state}, {fps:.1f} frames/s, {s.frames_processed} processed, "
             f"{dropped} dropped, {s.reconnects} reconnects"
+            + (f", moved to another server {s.server_moves}x" if s.server_moves else "")
         )
