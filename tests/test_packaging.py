@@ -11,8 +11,10 @@ from pathlib import Path
 
 import yaml
 from helpers import run_detect
+from prometheus_client import generate_latest
 
 from detect.cli import build_parser
+from server.metrics import ServerMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,6 +113,48 @@ def test_kubernetes_deployment_probes_ports_and_volume_agree() -> None:
         assert service["spec"]["selector"].items() <= labels.items()
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports
+
+
+KUBERNETES = "1.33"  # the API version the manifests are checked against
+
+
+def test_every_kubernetes_manifest_is_valid_against_the_openapi_schemas() -> None:
+    import kubernetes_validate
+
+    checked = []
+    for path in sorted((ROOT / "deploy").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc["apiVersion"].startswith("ray.io/"):  # KubeRay's CRD: no schema here
+                continue
+            kubernetes_validate.validate(doc, KUBERNETES, strict=True)  # unknown fields too
+            checked.append(doc["kind"])
+    assert {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"} <= set(
+        checked
+    )
+
+
+def test_fleet_manifests_drain_scale_on_the_queue_wait_and_keep_one_up() -> None:
+    deployment = yaml.safe_load((ROOT / "deploy/deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+    wait = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > wait + float(args["grace"])
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pdb = yaml.safe_load((ROOT / "deploy/pdb.yaml").read_text())
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb["spec"]["maxUnavailable"] < deployment["spec"]["replicas"]
+    hpa = yaml.safe_load((ROOT / "deploy/hpa.yaml").read_text())
+    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    (metric,) = hpa["spec"]["metrics"]
+    adapter = yaml.safe_load((ROOT / "deploy/prometheus-adapter.yaml").read_text())
+    (rule,) = yaml.safe_load(adapter["data"]["config.yaml"])["rules"]
+    assert rule["name"]["as"] == metric["pods"]["metric"]["name"]
+    served = ServerMetrics()  # the series the rule reads, as the server exports them
+    served.stage.labels(stage="queue", model="m", version="1").observe(0.01)
+    exported = generate_latest(served.registry).decode()
+    assert 'detect_stage_seconds_count{model="m",stage="queue",version="1"}' in exported
+    assert "detect_stage_seconds_sum" in rule["metricsQuery"]
 
 
 def test_rayjob_runs_detect_eval_on_the_ray_image_with_the_claims_the_deployment_uses() -> None:
