@@ -75,6 +75,31 @@ def test_client_with_one_server_down_answers_from_the_other(servers: list[LocalS
     assert done.stdout == alone.stdout and done.stdout.count("\n") >= 1
 
 
+def test_a_dns_name_resolving_to_the_servers_is_balanced_too(servers: list[LocalServer]) -> None:
+    port = servers[0].address.rpartition(":")[2]
+    alone = run_detect("client", str(IMAGE), "--server", servers[0].address)
+    done = run_detect("client", str(IMAGE), "--server", f"dns:///localhost:{port}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == alone.stdout
+
+
+def test_eval_through_two_servers_scores_as_through_one(
+    servers: list[LocalServer], tmp_path: Path
+) -> None:
+    gt = REPO / "samples" / "annotations.json"
+    metrics = {}
+    for name, address in (
+        ("one", servers[0].address),
+        ("two", f"{servers[0].address},{servers[1].address}"),
+    ):
+        out = tmp_path / name
+        done = run_detect("eval", "--gt", str(gt), "--server", address, "--out", str(out))
+        assert done.returncode == 0, done.stderr[-3000:]
+        metrics[name] = json.loads((out / "metrics.json").read_text())
+        metrics[name].pop("speed")
+    assert metrics["two"] == metrics["one"]
+
+
 def test_all_servers_down_is_one_error_line() -> None:
     address = f"127.0.0.1:{_free_port()},127.0.0.1:{_free_port()}"
     done = run_detect("client", str(IMAGE), "--server", address, timeout=120)
