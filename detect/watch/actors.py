@@ -26,6 +26,7 @@ SIGTERM/SIGINT on the driver stop every camera after its frame in hand, as witho
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -110,6 +111,9 @@ class CameraActor:
                     self.resumed_after = point.last_frame
                 first, step = track_ids
                 track_ids = (max(first, point.last_track_id + step), step)
+        elif config.jsonl is not None:  # a restart must not resume from an earlier run's file
+            with contextlib.suppress(OSError):  # the run says why it cannot write there
+                config.jsonl.unlink(missing_ok=True)
         self.events = _Events(earlier)
         self.worker = CameraWorker(
             config, None, self.events, track_ids, resume_after=self.resumed_after
@@ -163,7 +167,11 @@ class _Camera:
 
     def take(self, answer: dict[str, Any], events: EventLog) -> None:
         """A poll's answer: its events into the site's log, its counts and state kept."""
-        if self.pid is not None and answer["pid"] != self.pid:
+        if self.pid is not None:
+            restarted = answer["pid"] != self.pid
+        else:  # its first answer: restarted before it
+            restarted = answer["resumed_after"] is not None
+        if restarted:
             self.restarts += 1
             after = answer["resumed_after"]
             log.warning(
