@@ -114,6 +114,39 @@ class _Worker:
         }
 
 
+def connect(cluster: Cluster) -> str:
+    """Connect this process to Ray as ``cluster.ray`` says (`LOCAL_RAY`: a Ray started on this
+    machine, stopped by ``ray.shutdown()``; else ``auto`` or an address to join); the address. A
+    `ClusterError` naming ``--ray`` and the fix when no cluster answers."""
+    import ray
+
+    address = cluster.ray
+    assert address is not None
+    if address not in (LOCAL_RAY, "auto"):
+        _probe(address)
+    try:
+        with _quiet_native_stderr():
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+    except ConnectionError as exc:  # `auto` with no cluster here, or a refused handshake
+        if address == "auto":
+            fix = "start one with `ray start --head` or give its address"
+            where = "runs on this machine"
+        else:
+            fix = (
+                "check the address (a cluster with token authentication also needs its "
+                "token in RAY_AUTH_TOKEN)"
+            )
+            where = f"answers there ({exc})"
+        raise ClusterError(f"{_flag(address)}: no Ray cluster {where}; {fix}") from None
+    _messages_to_stderr()
+    return address
+
+
 class RayPool:
     """A connection to Ray for one run (a context manager: leaving it disconnects, and stops a
     Ray it started). ``backend``: `open_backend`'s keywords for the actors; ``device``: theirs,
@@ -122,35 +155,12 @@ class RayPool:
     def __init__(self, cluster: Cluster, backend: dict[str, Any]) -> None:
         import ray
 
-        assert cluster.ray is not None
         self.cluster = cluster
         self._shown: Progress | None = None
         self._noted = -math.inf
         self.backend = backend | {"model": Path(backend["model"]).absolute()}
         cuda = backend.get("device") == "cuda"
-        address = cluster.ray
-        if address not in (LOCAL_RAY, "auto"):
-            _probe(address)
-        try:
-            with _quiet_native_stderr():
-                ray.init(
-                    address=address,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.ERROR,
-                )
-        except ConnectionError as exc:  # `auto` with no cluster here, or a refused handshake
-            if address == "auto":
-                fix = "start one with `ray start --head` or give its address"
-                where = "runs on this machine"
-            else:
-                fix = (
-                    "check the address (a cluster with token authentication also needs its "
-                    "token in RAY_AUTH_TOKEN)"
-                )
-                where = f"answers there ({exc})"
-            raise ClusterError(f"{_flag(address)}: no Ray cluster {where}; {fix}") from None
-        _messages_to_stderr()
+        address = connect(cluster)
         free = ray.available_resources()
         if cluster.workers is not None:
             self.workers = cluster.workers

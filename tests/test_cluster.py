@@ -341,3 +341,118 @@ def test_video_ray_flags_that_do_not_fit_are_usage_errors(
     done = run_detect("video", *args, timeout=60)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [message]
+
+
+def _site(folder: Path, cameras: int, frames: int) -> Path:
+    from detect.data.synth_video import write_site
+
+    return write_site(folder, cameras, frames, seed=3, width=160, height=120)
+
+
+def _events_by_camera(path: Path) -> dict[str, list[dict]]:
+    """The site's event log, per camera in order, without the wall-clock ``time``."""
+    cameras: dict[str, list[dict]] = {}
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        del event["time"]
+        cameras.setdefault(event.pop("camera"), []).append(event)
+    return cameras
+
+
+def _totals(summary: dict) -> dict:
+    """A watch's summary.json without its timings."""
+    cameras = {
+        name: {k: v for k, v in camera.items() if k not in ("seconds", "fps")}
+        for name, camera in summary["cameras"].items()
+    }
+    return {"cameras": cameras, "frames_processed": summary["frames_processed"],
+            "events": summary["events"]}  # fmt: skip
+
+
+def test_watch_on_ray_writes_each_camera_as_without_ray(cluster: tuple, tmp_path: Path) -> None:
+    address, env = cluster
+    site = _site(tmp_path / "site", 3, 16)
+    outputs = {}
+    for name, extra in (("plain", ()), ("ray", ("--ray", address))):
+        done = run_detect("watch", str(site), "--model", str(MODEL), *extra, env=env, timeout=180)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "Traceback" not in done.stderr
+        assert "site: 3 cameras, 48 frames processed" in done.stdout
+        outputs[name] = shutil.move(site.parent / "out", tmp_path / name)
+    plain, ray = (Path(outputs[n]) for n in ("plain", "ray"))
+    for k in (1, 2, 3):
+        assert (ray / f"cam{k}.jsonl").read_text() == (plain / f"cam{k}.jsonl").read_text()
+    events = _events_by_camera(plain / "events.jsonl")
+    assert sum(map(len, events.values())) > 0
+    assert _events_by_camera(ray / "events.jsonl") == events
+    totals = [_totals(json.loads((out / "summary.json").read_text())) for out in (plain, ray)]
+    assert totals[1] == totals[0]
+
+
+def _frames(jsonl: Path) -> list[int]:
+    return [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()]
+
+
+def test_watch_camera_actor_killed_mid_run_resumes_with_each_frame_once(tmp_path: Path) -> None:
+    frames = 80
+    site = _site(tmp_path / "site", 2, frames)
+    out = site.parent / "out"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "detect", "watch", str(site), "--model", str(MODEL), "--ray",
+         "--status-every", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    killed = None
+    deadline = time.monotonic() + 120
+    while run.poll() is None and killed is None and time.monotonic() < deadline:
+        written = [
+            len(_frames(out / f"cam{k}.jsonl")) if (out / f"cam{k}.jsonl").exists() else 0
+            for k in (1, 2)
+        ]
+        # a camera's actor: `ray::CameraActor` (or `ray::CameraActor.poll` while it answers)
+        actors = [pid for pid, cmd in _descendants(run.pid) if cmd.startswith("ray::CameraActor")]
+        if min(written) >= 10 and actors:
+            os.kill(actors[0], signal.SIGKILL)
+            killed = written
+        time.sleep(0.1)
+    stdout, stderr = run.communicate(timeout=180)
+    assert killed is not None, "the run ended before a camera could be killed"
+    assert max(killed) < frames  # mid-run
+    assert run.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert "site: 2 cameras, " in stdout
+    for k in (1, 2):
+        assert _frames(out / f"cam{k}.jsonl") == list(range(frames))  # each frame once, in order
+    [restart] = [line for line in stderr.splitlines() if "restarted by Ray" in line]
+    assert re.fullmatch(
+        r"warning: camera cam[12] restarted by Ray \(its process died\); it resumes after "
+        r"frame \d+",
+        restart,
+    ), restart
+    assert re.search(r"^status cam[12]: .*, restarted 1x$", stderr, re.M)
+    events = _events_by_camera(out / "events.jsonl")
+    for camera in events.values():  # each event once: no two alike
+        keys = [json.dumps(e, sort_keys=True) for e in camera]
+        assert len(keys) == len(set(keys))
+
+
+def test_watch_ray_not_installed_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    site = _site(tmp_path / "site", 1, 2)
+    done = run_detect_without("ray", "watch", str(site), "--model", str(MODEL), "--ray")
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith(
+        "error: detect watch needs ray, which this installation lacks; install the `ray` "
+        "extra: pip install '"
+    ) and line.endswith("[ray]'")
+
+
+@pytest.mark.parametrize("flag", [("--workers", "2"), ("--gpus-per-worker", "1")])
+def test_watch_pool_flags_are_usage_errors_one_actor_per_camera(
+    flag: tuple[str, str], tmp_path: Path
+) -> None:
+    site = _site(tmp_path / "site", 1, 2)
+    done = run_detect("watch", str(site), "--model", str(MODEL), "--ray", *flag, timeout=60)
+    assert done.returncode == 2
+    [*_, line] = done.stderr.splitlines()
+    assert line == f"detect: error: unrecognized arguments: {' '.join(flag)}"

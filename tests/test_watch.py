@@ -413,3 +413,20 @@ def test_a_source_reconnecting_for_ever_counts_its_attempts(
     assert (logging.WARNING, f"{gone} 0.5 s (attempt 1)") in said  # said once as a warning,
     assert (logging.INFO, f"{gone} 1 s (attempt 2)") in said  # then only with --verbose
     assert not frames.lost
+
+
+def test_a_restarted_cameras_resume_point_drops_its_cut_short_last_line(tmp_path: Path) -> None:
+    from detect.watch.resume import resume_point
+
+    jsonl = tmp_path / "cam.jsonl"
+    event = {"zone": "door", "event": "enter", "track_id": 5, "frame": 1}
+    lines = [
+        {"frame": 0, "timestamp_ms": 0.0, "detections": [{"track_id": 2}], "events": []},
+        {"frame": 1, "timestamp_ms": 100.0, "detections": [{"track_id": 5}], "events": [event]},
+    ]
+    complete = "".join(json.dumps(line) + "\n" for line in lines)
+    jsonl.write_text(complete + '{"frame": 2, "timestamp_ms": 200.0, "detec')
+    point = resume_point(jsonl)
+    assert (point.last_frame, point.last_track_id, point.events) == (1, 5, [event])
+    assert jsonl.read_text() == complete
+    assert resume_point(tmp_path / "none.jsonl").last_frame == -1

@@ -151,7 +151,9 @@ class VideoRun:
     track id and the step between ids (`Tracker`); ``counts``: where the source side counts
     (`SourceCounts`; a new one when None); ``cancel``: ends the retries of a live source that
     does not open (`FrameSource`). ``interrupted``: the SIGTERM/SIGINT that ended `run` early,
-    if one did (the source was not read to its end).
+    if one did (the source was not read to its end). ``resume_after``: the JSONL is appended to
+    instead of written afresh, and the source's frames up to this index are skipped (-1: none; a
+    camera restarted on Ray, `detect.watch`).
     """
 
     def __init__(
@@ -163,6 +165,7 @@ class VideoRun:
         counts: SourceCounts | None = None,
         cancel: threading.Event | None = None,
         client: DetectorClient | None = None,
+        resume_after: int | None = None,
     ) -> None:
         check(config)
         self.config = config
@@ -173,6 +176,9 @@ class VideoRun:
         wanted = config.track or bool(self.counting)
         self.tracker = Tracker(None, *track_ids) if wanted else None
         self.frames = FrameSource(config, counts, cancel)
+        self._append = resume_after is not None
+        if resume_after is not None:
+            self.frames.skip_through = resume_after
         self.summary = VideoSummary(self.frames.counts)
         self._jsonl: TextIO | None = None
         self.interrupted: str | None = None
@@ -196,7 +202,8 @@ class VideoRun:
             if config.jsonl is not None:
                 try:
                     config.jsonl.parent.mkdir(parents=True, exist_ok=True)
-                    self._jsonl = config.jsonl.open("w", encoding="utf-8")
+                    mode = "a" if self._append else "w"
+                    self._jsonl = config.jsonl.open(mode, encoding="utf-8")
                 except OSError as exc:
                     raise DataError(
                         f"--jsonl {config.jsonl}: cannot write it ({exc.strerror}); "

@@ -149,7 +149,9 @@ class FrameSource:
     Iterating yields ``(index, timestamp_ms, frame (H, W, 3) uint8 BGR)`` for the frames to
     process; ``counts`` counts what was read and dropped (a new `SourceCounts`, or the one
     given). ``stop`` ends the iteration. Opening a live source retries it (`open_source`);
-    ``cancel`` set meanwhile gives a source with nothing to read.
+    ``cancel`` set meanwhile gives a source with nothing to read. ``skip_through``: frames up to
+    this index are read and sampled (they count towards ``max_frames``) but not yielded: a run
+    resumed after its last written frame (`detect.watch` on Ray).
     """
 
     def __init__(
@@ -176,6 +178,7 @@ class FrameSource:
         self._reconnecting = 0  # reopenings under way: the source's, the server stream's
         self.lost = False  # a live source gave up after its reconnect attempts
         self._index = 0
+        self.skip_through = -1
         # OpenCV's FFmpeg decoder must not be used from two threads at once (it aborts the
         # process): reads may come from gRPC's request thread or the real-time reader while
         # the main thread closes the source.
@@ -307,6 +310,8 @@ class FrameSource:
                 self.stop("--max-frames reached")
                 return
             taken += 1
+            if index <= self.skip_through:
+                continue
             yield index, timestamp, frame
 
     def _realtime(self) -> Iterator[tuple[int, float, np.ndarray]]:

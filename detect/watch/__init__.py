@@ -11,9 +11,12 @@ same way, and so is the server once the cameras run (a server that cannot be rea
 is an error: more likely a wrong address than a restart). A camera that fails for good (out of
 attempts, or an error) stops alone, with a warning, and makes the exit code 1. SIGTERM/SIGINT
 finish every camera after the frame in hand (each gets `FINISH_S`); a second signal exits at once.
+With ``--ray`` each camera is a Ray actor instead, restarted by Ray if its process dies
+(`detect.watch.actors`).
 
 Modules: `site` (the site file and its settings), `camera` (a camera's thread), `events` (the
-site's event log), `status` (the status lines), `run` (`watch`).
+site's event log), `status` (the status lines), `run` (`watch`), `actors` (the cameras as Ray
+actors), `resume` (where a restarted camera takes up its run).
 """
 
 from detect.watch.run import FINISH_S, WatchResult, watch

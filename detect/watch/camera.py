@@ -17,7 +17,7 @@ from detect.video.source import SourceCounts, is_live
 if TYPE_CHECKING:  # the gRPC side loads only for a server
     from detect.client import DetectorClient
 from detect.video.summary import VideoSummary
-from detect.watch.events import EventLog
+from detect.watch.events import EventWriter
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +28,10 @@ class CameraWorker:
 
     config: VideoConfig
     local: LocalModel | None
-    log: EventLog
+    log: EventWriter
     track_ids: tuple[int, int]
     client: DetectorClient | None = None  # the site's, shared by its cameras' streams
+    resume_after: int | None = None  # `VideoRun`'s: a camera restarted on Ray
     counts: SourceCounts = field(default_factory=SourceCounts)  # its source's, from the start
     state: str = "starting"
     error: str | None = None
@@ -83,6 +84,7 @@ class CameraWorker:
                 self.counts,
                 self._stopped,
                 self.client,
+                self.resume_after,
             )
             with self._lock:
                 if self._stopped.is_set():
@@ -106,13 +108,24 @@ class CameraWorker:
         self.error, self.state = error, "failed"
         log.warning("camera %s stopped: %s", self.name, error)
 
-    def status(self, fps: float) -> str:
-        s = self.summary
-        dropped = s.frames_dropped + s.frames_dropped_by_server
+    @property
+    def shown_state(self) -> str:
+        """``state``, or ``reconnecting`` while its source or stream is being reopened."""
         video = self._video
-        state = "reconnecting" if video is not None and video.frames.reconnecting else self.state
-        return (
-            f"{self.name}: {state}, {fps:.1f} frames/s, {s.frames_processed} processed, "
-            f"{dropped} dropped, {s.reconnects} reconnects"
-            + (f", moved to another server {s.server_moves}x" if s.server_moves else "")
-        )
+        return "reconnecting" if video is not None and video.frames.reconnecting else self.state
+
+    def status(self, fps: float) -> str:
+        return status_line(self.name, self.shown_state, self.summary, fps)
+
+
+def status_line(name: str, state: str, summary: VideoSummary, fps: float, restarts: int = 0) -> str:
+    """A camera's status line: its state, ``fps`` processed frames per second, its counts, and
+    how often it was restarted (a camera on Ray whose process died)."""
+    s = summary
+    dropped = s.frames_dropped + s.frames_dropped_by_server
+    return (
+        f"{name}: {state}, {fps:.1f} frames/s, {s.frames_processed} processed, "
+        f"{dropped} dropped, {s.reconnects} reconnects"
+        + (f", moved to another server {s.server_moves}x" if s.server_moves else "")
+        + (f", restarted {restarts}x" if restarts else "")
+    )

@@ -6,9 +6,16 @@ import json
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from detect.errors import DataError
+
+
+class EventWriter(Protocol):
+    """Where a camera's thread sends each event it confirms (`EventLog`, or on Ray the camera
+    actor's buffer that the driver polls)."""
+
+    def write(self, camera: str, event: dict[str, Any]) -> None: ...
 
 
 class EventLog:

@@ -7,15 +7,20 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
+from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, stop_on_signals
 from detect.video.summary import VideoSummary
 from detect.watch.camera import CameraWorker
 from detect.watch.events import EventLog
 from detect.watch.site import Site
 from detect.watch.status import StatusBoard
+
+if TYPE_CHECKING:  # the gRPC side loads only for a server
+    from detect.client import DetectorClient
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +51,29 @@ class WatchResult:
         }
 
 
+@contextlib.contextmanager
+def site_client(config: VideoConfig) -> Iterator[DetectorClient]:
+    """A client of the site's servers (``config.server``), once every one has answered: a wrong
+    address is one error now, not retries."""
+    from detect.client import DetectorClient
+
+    assert config.server is not None
+    kwargs = config.connection.client_kwargs()
+    with DetectorClient(config.server, **kwargs, timeout=None) as client:
+        client.wait_ready(timeout=10)
+        client.health("", timeout=10)
+        client.wait_spread()
+        yield client
+
+
 def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -> WatchResult:
     """Run every camera of the site until each ends or SIGTERM/SIGINT (see the module
-    docstring); the summaries."""
+    docstring); the summaries. With ``--ray`` each camera is a Ray actor
+    (`detect.watch.actors`)."""
+    if site.settings.cluster.ray is not None:
+        from detect.watch.actors import watch_on_ray
+
+        return watch_on_ray(site, status_every, stream)
     first = site.cameras[0]
     events = EventLog(site.events)
     started = time.perf_counter()
@@ -58,14 +83,7 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         if first.model is not None:
             local = stack.enter_context(LocalModel.open(first))
         else:  # one channel for every camera's stream: round_robin spreads them over servers
-            from detect.client import DetectorClient
-
-            assert first.server is not None
-            kwargs = first.connection.client_kwargs()
-            client = stack.enter_context(DetectorClient(first.server, **kwargs, timeout=None))
-            client.wait_ready(timeout=10)  # a wrong address is one error now, not retries
-            client.health("", timeout=10)
-            client.wait_spread()
+            client = stack.enter_context(site_client(first))
         n = len(site.cameras)
         workers = [
             CameraWorker(config, local, events, (k + 1, n), client)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detect.config import SERVER_HELP, Connection, Engine, host_port, load_yaml
+from detect.config import SERVER_HELP, Cluster, Connection, Engine, host_port, load_yaml
 from detect.errors import ConfigError, UsageError
 from detect.settings import (
     FLAGS,
@@ -85,6 +85,7 @@ class SiteSettings:
     )
     engine: Engine = nested(Engine)
     connection: Connection = nested(Connection)
+    cluster: Cluster = nested(Cluster, keys=False, skip=("workers", "gpus_per_worker"))
     events: Path | None = setting(
         None, "the site's event log (overrides the file)", check=output_file
     )

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import Protocol, TextIO
 
-from detect.watch.camera import CameraWorker
+from detect.video.summary import VideoSummary
+
+
+class Shown(Protocol):
+    """A camera as the board shows it (`detect.watch.camera.CameraWorker`, or on Ray the
+    driver's view of a camera actor)."""
+
+    @property
+    def summary(self) -> VideoSummary: ...
+
+    def status(self, fps: float) -> str: ...
 
 
 class StatusBoard:
     """A status line per camera on stderr: redrawn in place every second on a terminal, else
     printed every ``every`` seconds. Frames per second are over the last interval."""
 
-    def __init__(self, workers: list[CameraWorker], every: float, stream: TextIO) -> None:
+    def __init__(self, workers: list[Shown], every: float, stream: TextIO) -> None:
         self.workers = workers
         self.stream = stream
         self.tty = stream.isatty()
