@@ -199,15 +199,17 @@ def test_ray_flags_that_do_not_fit_are_usage_errors(
     assert done.stderr.splitlines() == [message]
 
 
-def test_ray_not_installed_is_one_line_naming_the_extra(tmp_path: Path) -> None:
-    done = run_detect_without(
-        "ray", "predict", str(SAMPLES / "images"), "--model", str(MODEL), "--out", str(tmp_path),
-        "--ray", timeout=60,
-    )  # fmt: skip
+@pytest.mark.parametrize("verb", ["predict", "watch"])
+def test_ray_not_installed_is_one_line_naming_the_extra(verb: str, tmp_path: Path) -> None:
+    if verb == "predict":
+        args = [str(SAMPLES / "images"), "--model", str(MODEL), "--out", str(tmp_path)]
+    else:
+        args = [str(_site(tmp_path / "site", 1, 2)), "--model", str(MODEL)]
+    done = run_detect_without("ray", verb, *args, "--ray", timeout=60)
     assert done.returncode == 1
     [line] = done.stderr.splitlines()
     assert line.startswith(
-        "error: detect predict needs ray, which this installation lacks; install the `ray` "
+        f"error: detect {verb} needs ray, which this installation lacks; install the `ray` "
         "extra: pip install '"
     ) and line.endswith("[ray]'")
 
@@ -434,17 +436,6 @@ def test_watch_camera_actor_killed_mid_run_resumes_with_each_frame_once(tmp_path
     for camera in events.values():  # each event once: no two alike
         keys = [json.dumps(e, sort_keys=True) for e in camera]
         assert len(keys) == len(set(keys))
-
-
-def test_watch_ray_not_installed_is_one_line_naming_the_extra(tmp_path: Path) -> None:
-    site = _site(tmp_path / "site", 1, 2)
-    done = run_detect_without("ray", "watch", str(site), "--model", str(MODEL), "--ray")
-    assert done.returncode == 1
-    [line] = done.stderr.splitlines()
-    assert line.startswith(
-        "error: detect watch needs ray, which this installation lacks; install the `ray` "
-        "extra: pip install '"
-    ) and line.endswith("[ray]'")
 
 
 @pytest.mark.parametrize("flag", [("--workers", "2"), ("--gpus-per-worker", "1")])
