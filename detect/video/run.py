@@ -100,6 +100,7 @@ def _results(
             if client is None:
                 kwargs = config.connection.client_kwargs()
                 client = stack.enter_context(DetectorClient(config.server, **kwargs, timeout=None))
+                client.wait_spread()  # several servers: round_robin picks among them all
             yield from stream(
                 client,
                 frames,
