@@ -337,7 +337,7 @@ def predict_with(
                 evaluator.results += results_of(line, image_id)
             todo = {i: path for i, path in paths.items() if i not in finished}
         predicted = Predicted(evaluator, info.has_masks, info.score_threshold)
-        with progress("eval", len(todo), "images") as bar:
+        with (progress if todo else silent)("eval", len(todo), "images") as bar:
             if pool is None:
                 predicted.seconds = inference_on_dataset(
                     backend, todo, evaluator, options, batch_size, bar.update

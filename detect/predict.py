@@ -299,7 +299,7 @@ def predict_images(
     if run is None:
         run = partial(annotate_each, backend, options=options)
     outcomes = run(todo) if todo else []
-    bar = progress("predict", len(todo), "images")
+    bar = (progress if todo else silent)("predict", len(todo), "images")  # none: no line
     try:
         with bar, closing(manifest):
             for image_id, detected in outcomes:
