@@ -33,6 +33,7 @@ from detect.config import SERVER_HELP, Connection, DetectSettings, host_port
 from detect.errors import ConfigError, DetectError, InputError
 from detect.messages import (
     SERVER_METADATA,
+    SERVICE_NAME,
     detection_from_message,
     model_info_from_message,
     options_message,
@@ -120,19 +121,17 @@ class DetectResult:
         return self.height, self.width
 
 
-SERVICE = pb.DESCRIPTOR.services_by_name["Detector"].full_name  # detect.v1.Detector
-
 BALANCED_SERVICE_CONFIG = {
     # every call and stream to the next server in turn, among those connected and healthy
     "loadBalancingConfig": [{"round_robin": {}}],
     # a server whose grpc.health.v1 says NOT_SERVING (loading, draining) gets no new calls
-    "healthCheckConfig": {"serviceName": SERVICE},
+    "healthCheckConfig": {"serviceName": SERVICE_NAME},
     # a unary call that found its server gone (UNAVAILABLE) goes again, to another; all of them
     # are idempotent. Streams are not retried here: their callers re-open them
     "methodConfig": [
         {
             "name": [
-                {"service": SERVICE, "method": method}
+                {"service": SERVICE_NAME, "method": method}
                 for method in ("Detect", "GetModelInfo", "ListModels")
             ],
             "retryPolicy": {
@@ -304,7 +303,7 @@ class DetectorClient:
                 seen.add(said[SERVER_METADATA])
             time.sleep(0.02)
 
-    def health(self, service: str = SERVICE, timeout: float | None = None) -> str:
+    def health(self, service: str = SERVICE_NAME, timeout: float | None = None) -> str:
         """grpc.health.v1 status of ``service`` ("" for the whole server): "SERVING",
         "NOT_SERVING", "SERVICE_UNKNOWN" or "UNKNOWN"; ``timeout``: the call's (None: the
         client's)."""

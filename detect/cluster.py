@@ -36,7 +36,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -148,9 +147,9 @@ def connect(cluster: Cluster) -> str:
 
 
 class RayPool:
-    """A connection to Ray for one run (a context manager: leaving it disconnects, and stops a
-    Ray it started). ``backend``: `open_backend`'s keywords for the actors; ``device``: theirs,
-    which decides the default workers and GPUs (`Cluster`)."""
+    """A connection to Ray for one run (`close` disconnects, and stops a Ray it started).
+    ``backend``: `open_backend`'s keywords for the actors; ``device``: theirs, which decides the
+    default workers and GPUs (`Cluster`)."""
 
     def __init__(self, cluster: Cluster, backend: dict[str, Any]) -> None:
         import ray
@@ -256,17 +255,6 @@ class RayPool:
         import ray
 
         ray.shutdown()
-
-    def __enter__(self) -> RayPool:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _failing_in_one_line(batches: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, Any]]:

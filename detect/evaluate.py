@@ -376,7 +376,7 @@ def _from_backend(
         opened |= {"engine": config.engine.backend, "threads": config.engine.threads}
         # the actors run the model; here it only tells its facts (classes, masks, threshold)
         here = closing(open_backend(**opened | {"device": "cpu"}))
-        with here as backend, RayPool(config.cluster, opened) as pool:
+        with here as backend, closing(RayPool(config.cluster, opened)) as pool:
             shown = pool.progress(progress)
             return predict_with(backend, config, paths, gt, what, 1, shown, pool, True, on_resume)
     backend = open_backend(

@@ -18,6 +18,9 @@ from detect.runtime.model_card import ModelCard
 from detect.structures import Detection, DetectOptions, ModelInfo, OptionError, Polygon
 from detect.v1 import detector_pb2 as pb
 
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Detector"].full_name
+"""``detect.v1.Detector``: the service's full name (health checks, reflection, service configs)."""
+
 SERVER_METADATA = "detect-server"
 """The initial metadata key by which a server names itself (``HOST/PID``) in each answer: which
 server of several a call or stream reached."""

@@ -205,7 +205,7 @@ def predict(
 
             # the actors run the model; here it only tells its facts (classes, masks, threshold)
             backend = stack.enter_context(closing(open_backend(**opened | {"device": "cpu"})))
-            pool = stack.enter_context(RayPool(config.cluster, opened))
+            pool = stack.enter_context(closing(RayPool(config.cluster, opened)))
             shown = pool.progress(progress)
 
             def run(items: list[tuple[int, Path]]) -> Outcomes:

@@ -413,6 +413,21 @@ def construct(cls: type[T], typed: dict[str, Any], spell: Spelling) -> T:
     return made
 
 
+def with_absolute_paths(settings: T) -> T:
+    """``settings`` (a settings dataclass) with its paths, and those of the settings nested in
+    it, absolute: for another process, whose working folder is not this one's (a Ray actor)."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(settings):
+        if not f.init:
+            continue
+        value = getattr(settings, f.name)
+        if isinstance(value, Path):
+            changes[f.name] = value.absolute()
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changes[f.name] = with_absolute_paths(value)
+    return dataclasses.replace(settings, **changes)
+
+
 def check(settings: Any, spell: Spelling | None = None) -> None:
     """What building from flags or a file checks, for settings made in code: each declared
     setting's choices and check on its value when it is not the default, then

@@ -31,9 +31,9 @@ from grpc_reflection.v1alpha import reflection
 
 from detect.config import read_tokens
 from detect.errors import ConfigError
+from detect.messages import SERVICE_NAME
 from detect.runtime.detector import Detector
 from detect.settings import check
-from detect.v1 import detector_pb2 as pb
 from detect.v1 import detector_pb2_grpc as pb_grpc
 from server.auth import TokenAuth
 from server.batcher import Batcher
@@ -44,9 +44,6 @@ from server.repository import CheckedModel, ModelRepository, check_repository
 from server.service import DetectorService
 
 log = logging.getLogger("detect.serve")
-
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Detector"].full_name
-
 
 Say = Callable[[str], None]
 """Where the server's milestones go, one line each (`detect serve`: stdout)."""

@@ -427,7 +427,7 @@ def _run_clips(
         "engine": engine.backend,
         "threads": engine.threads,
     }
-    pool = stack.enter_context(RayPool(config.cluster, opened))
+    pool = stack.enter_context(contextlib.closing(RayPool(config.cluster, opened)))
     bar = stack.enter_context(pool.progress(progress)("video", len(pending), "clips"))
     given = dict(pending)
     jobs = [(k, _absolute(job)) for k, job in pending]
@@ -449,12 +449,8 @@ def clips_each(
 
 
 def _absolute(job: ClipJob) -> ClipJob:
-    """``job`` with its input and outputs as absolute paths."""
-    config = job.config
-    video = config.out_video.absolute() if config.out_video is not None else None
-    jsonl = config.jsonl.absolute() if config.jsonl is not None else None
-    path = job.path.absolute()
-    return ClipJob(job.name, path, replace(config, source=str(path), jsonl=jsonl, out_video=video))
+    """``job`` with its input, outputs and model as absolute paths (`VideoConfig.absolute`)."""
+    return ClipJob(job.name, job.path.absolute(), job.config.absolute())
 
 
 def _clip_config(config: ArchiveConfig, name: str, path: Path) -> VideoConfig:

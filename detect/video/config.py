@@ -3,7 +3,7 @@ them come `detect video`'s flags and a site file's camera keys (`detect watch`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from detect.settings import (
     nested,
     output_file,
     setting,
+    with_absolute_paths,
 )
 from detect.structures import DetectOptions
 from detect.video.source import is_live
@@ -163,6 +164,14 @@ class VideoConfig:
 
     def __post_init__(self) -> None:
         self.options = self.detection.options()
+
+    def absolute(self) -> VideoConfig:
+        """These settings with every path absolute, a file ``source`` too (`with_absolute_paths`):
+        for a run in another process (a Ray actor), whose working folder is not this one's."""
+        config = with_absolute_paths(self)
+        if is_live(config.source):
+            return config
+        return replace(config, source=str(Path(config.source).absolute()))
 
     def validate(self, spell: Spelling | None = None) -> None:
         """The checks that involve several settings; `ConfigError` in ``spell``'s spelling."""

@@ -33,7 +33,6 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from detect.errors import DetectError
@@ -187,28 +186,6 @@ class _Camera:
         self.running = answer["running"]
 
 
-def _absolute(settings: Any) -> Any:
-    """``settings`` (a settings dataclass) with its paths, and those of the settings inside it,
-    absolute: an actor's working folder is not the driver's."""
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(settings):
-        if not f.init:
-            continue
-        value = getattr(settings, f.name)
-        if isinstance(value, Path):
-            changes[f.name] = value.absolute()
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            changes[f.name] = _absolute(value)
-    return dataclasses.replace(settings, **changes)
-
-
-def _camera_config(config: VideoConfig) -> VideoConfig:
-    config = _absolute(config)
-    if not is_live(config.source) and not config.source.isdecimal():
-        config = dataclasses.replace(config, source=str(Path(config.source).absolute()))
-    return config
-
-
 def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -> WatchResult:
     """`detect.watch.run.watch` with each camera a Ray actor (see the module docstring); the
     summaries (`WatchResult`)."""
@@ -229,7 +206,7 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
         )
         n = len(site.cameras)
         cameras = [
-            _Camera(config.name, remote.remote(_camera_config(config), (k + 1, n)))
+            _Camera(config.name, remote.remote(config.absolute(), (k + 1, n)))
             for k, config in enumerate(site.cameras)
         ]
         board = StatusBoard(cameras, status_every, stream)

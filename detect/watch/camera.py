@@ -13,11 +13,11 @@ from detect.errors import DetectError
 from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, VideoRun
 from detect.video.source import SourceCounts, is_live
+from detect.video.summary import VideoSummary
+from detect.watch.events import EventWriter
 
 if TYPE_CHECKING:  # the gRPC side loads only for a server
     from detect.client import DetectorClient
-from detect.video.summary import VideoSummary
-from detect.watch.events import EventWriter
 
 log = logging.getLogger(__name__)
 
