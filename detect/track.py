@@ -10,6 +10,17 @@ it has been matched ``min_hits`` times, so one-frame false alarms do not take id
 ByteTrack, tracks born in the first frame are shown at once (nothing came before them to
 confirm them against).
 
+With ``appearance`` the detections come with colour histograms (`detect.appearance`), and two
+things change. A pair whose looks differ by more than ``appearance_gate`` (Bhattacharyya
+distance between the detection's histogram and the track's running mean) is not matched by IoU,
+so crossing objects of one class keep their own ids. And after both IoU stages, the high-score
+detections still unmatched are matched to the tracks still unmatched by appearance alone
+(distance at most ``appearance_gate``, same class, the detection's centre within reach of the
+track: its last box's diagonal plus its speed, doubled, times the frames since it was seen):
+an object that comes out from behind another, or whose visible box jumped while half hidden,
+keeps its id instead of starting a new track (as DeepSORT's and BoT-SORT's re-identification
+do with learnt embeddings).
+
 Boxes are ``xyxy`` float pixels. Torch-free (NumPy and SciPy's assignment).
 """
 
@@ -20,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from detect.appearance import appearance_distance
 from detect.errors import ConfigError
 from detect.ops.boxes import box_iou
 from detect.structures import Detections
@@ -36,17 +48,32 @@ class Track:
     hits: int = 1
     missed: int = 0  # frames since the last match
     shown: bool = False  # its id is reported (matched min_hits times, or born in frame one)
+    feature: np.ndarray | None = None  # running mean of its colour histograms (appearance)
 
     def predicted(self) -> np.ndarray:
         """Where the box should be in the next frame."""
         return self.box + self.velocity * (self.missed + 1)
 
-    def update(self, box: np.ndarray) -> None:
+    def update(self, box: np.ndarray, feature: np.ndarray | None = None) -> None:
         step = (box - self.box) / (self.missed + 1)
         self.velocity = step if self.hits == 1 else 0.5 * self.velocity + 0.5 * step
         self.box = box
         self.hits += 1
         self.missed = 0
+        if feature is not None:
+            known = self.feature is not None
+            self.feature = 0.9 * self.feature + 0.1 * feature if known else feature.copy()
+
+    def reach(self) -> float:
+        """How far (pixels) its centre may have gone since it was last seen."""
+        x1, y1, x2, y2 = self.box
+        speed = float(np.hypot(*(self.velocity[:2] + self.velocity[2:]) / 2))
+        return float(np.hypot(x2 - x1, y2 - y1)) + 2 * speed * (self.missed + 1)
+
+
+TRACKERS = ("appearance", "iou")
+"""The trackers `detect video --tracker` and a camera's ``tracker:`` name: with appearance cues,
+or by IoU alone (`TrackerConfig.of`)."""
 
 
 @dataclass
@@ -58,6 +85,13 @@ class TrackerConfig:
     iou_threshold: float = 0.2  # ByteTrack's match_thresh 0.8 (a distance, 1 - IoU)
     max_age: int = 30
     min_hits: int = 2
+    appearance: bool = False
+    appearance_gate: float = 0.8
+
+    @classmethod
+    def of(cls, name: str) -> TrackerConfig:
+        """The settings of tracker ``name`` (one of `TRACKERS`)."""
+        return cls(appearance=name == "appearance")
 
     def validate(self) -> None:
         if not 0 <= self.low <= self.high <= 1:
@@ -67,6 +101,10 @@ class TrackerConfig:
         if not 0 < self.iou_threshold <= 1:
             raise ConfigError(
                 f"tracker IoU threshold {self.iou_threshold}: use more than 0, at most 1"
+            )
+        if not 0 < self.appearance_gate <= 1:
+            raise ConfigError(
+                f"tracker appearance gate {self.appearance_gate}: use more than 0, at most 1"
             )
         if self.max_age < 0 or self.min_hits < 1:
             raise ConfigError("tracker: max_age must be 0 or more and min_hits 1 or more")
@@ -89,22 +127,28 @@ class Tracker:
         self._id_step = id_step
         self._frames = 0
 
-    def update(self, detections: Detections) -> Detections:
-        """Advance one frame with its detections (their xyxy boxes, scores and labels); the same
-        detections with their track ids: -1 for those without a shown track (below ``low``,
-        unmatched low-score ones, and tracks not yet confirmed)."""
+    def update(self, detections: Detections, features: np.ndarray | None = None) -> Detections:
+        """Advance one frame with its detections (their xyxy boxes, scores and labels) and, with
+        ``appearance``, their ``features (N, B)`` (`detect.appearance.colour_histograms`); the
+        same detections with their track ids: -1 for those without a shown track (below
+        ``low``, unmatched low-score ones, and tracks not yet confirmed)."""
         boxes, scores, labels = detections.xyxy, detections.scores, detections.labels
+        if not self.config.appearance:
+            features = None
+        elif features is None or len(features) != len(boxes):
+            raise ValueError("an appearance tracker needs one feature row per detection")
         ids = np.full(len(boxes), -1, np.int64)
         owner: dict[int, Track] = {}
         unmatched = list(range(len(self.tracks)))
-        for stage in ("high", "low"):
-            if stage == "high":
-                chosen = np.flatnonzero(scores >= self.config.high)
-            else:
-                chosen = np.flatnonzero((scores >= self.config.low) & (scores < self.config.high))
-            pairs = self._associate(boxes, labels, chosen, unmatched)
+        high = np.flatnonzero(scores >= self.config.high)
+        low = np.flatnonzero((scores >= self.config.low) & (scores < self.config.high))
+        for stage, chosen in (("iou", high), ("iou", low), ("appearance", high)):
+            if stage == "appearance" and features is None:
+                break
+            chosen = np.array([d for d in chosen if d not in owner], int)
+            pairs = self._associate(boxes, labels, features, chosen, unmatched, stage)
             for det, t in pairs:
-                self.tracks[t].update(boxes[det])
+                self.tracks[t].update(boxes[det], None if features is None else features[det])
                 owner[det] = self.tracks[t]
             taken = {t for _, t in pairs}
             unmatched = [t for t in unmatched if t not in taken]
@@ -114,6 +158,7 @@ class Tracker:
         for det in np.flatnonzero(scores >= self.config.high):
             if det not in owner:
                 track = Track(self._next_id, boxes[det].copy(), labels[det])
+                track.feature = None if features is None else features[det].copy()
                 track.shown = self._frames == 0
                 self._next_id += self._id_step
                 self.tracks.append(track)
@@ -131,21 +176,44 @@ class Tracker:
         return {t.track_id for t in self.tracks if t.shown}
 
     def _associate(
-        self, boxes: np.ndarray, labels: np.ndarray, chosen: np.ndarray, tracks: list[int]
+        self,
+        boxes: np.ndarray,
+        labels: np.ndarray,
+        features: np.ndarray | None,
+        chosen: np.ndarray,
+        tracks: list[int],
+        stage: str,
     ) -> list[tuple[int, int]]:
-        """Hungarian assignment of detections ``chosen`` to track indices ``tracks`` by IoU with
-        the tracks' predicted boxes (other classes and IoU under the threshold excluded)."""
+        """Hungarian assignment of detections ``chosen`` to track indices ``tracks``: by IoU
+        with the tracks' predicted boxes (``stage`` "iou"; pairs under the IoU threshold
+        excluded), or by appearance distance (stage "appearance"; pairs over the appearance
+        gate or out of the track's reach excluded). Other classes are never paired."""
         if not len(chosen) or not tracks:
             return []
-        predicted = np.stack([self.tracks[t].predicted() for t in tracks])
-        iou = box_iou(boxes[chosen], predicted)
         known = np.empty(len(tracks), object)
         known[:] = [self.tracks[t].label for t in tracks]
-        same = labels[chosen][:, None] == known[None]
-        iou = np.where(same, iou, 0.0)
-        rows, cols = linear_sum_assignment(-iou)
+        allowed = labels[chosen][:, None] == known[None]
+        if stage == "iou":
+            predicted = np.stack([self.tracks[t].predicted() for t in tracks])
+            gain = box_iou(boxes[chosen], predicted)
+            allowed &= gain >= self.config.iou_threshold
+        else:
+            predicted = np.stack([self.tracks[t].predicted() for t in tracks])
+            centres = (boxes[chosen][:, None, :2] + boxes[chosen][:, None, 2:]) / 2
+            expected = (predicted[None, :, :2] + predicted[None, :, 2:]) / 2
+            reach = np.array([self.tracks[t].reach() for t in tracks])
+            seen = np.stack([_feature(self.tracks[t], features.shape[1]) for t in tracks])
+            looks = appearance_distance(features[chosen], seen)
+            allowed &= looks <= self.config.appearance_gate
+            allowed &= np.linalg.norm(centres - expected, axis=2) <= reach[None]
+            gain = 1.0 - looks
+        gain = np.where(allowed, gain, -1.0)
+        rows, cols = linear_sum_assignment(-gain)
         return [
-            (int(chosen[r]), tracks[c])
-            for r, c in zip(rows, cols, strict=True)
-            if iou[r, c] >= self.config.iou_threshold
+            (int(chosen[r]), tracks[c]) for r, c in zip(rows, cols, strict=True) if allowed[r, c]
         ]
+
+
+def _feature(track: Track, size: int) -> np.ndarray:
+    """The track's appearance, or zeros (far from everything) when it has none yet."""
+    return track.feature if track.feature is not None else np.zeros(size, np.float32)

@@ -20,6 +20,7 @@ from detect.settings import (
     with_absolute_paths,
 )
 from detect.structures import DetectOptions
+from detect.track import TRACKERS
 from detect.video.source import is_live
 from detect.zones import ANCHORS, Counting, Line, Zone, read_zones, zones_from_dict
 
@@ -104,6 +105,12 @@ class VideoConfig:
     )
     realtime: bool = setting(False, "drop frames instead of lagging")
     track: bool = setting(False, "give objects stable track ids")
+    tracker: str = setting(
+        "appearance",
+        "how tracks follow objects: by box overlap and each object's colours, or by box "
+        "overlap alone (iou: a little faster; see detect.track)",
+        choices=TRACKERS,
+    )
     zones: list[Zone] = setting(
         factory=list,
         help="named polygons to count in: a zones.json (or, in a site file, the list itself)",

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from detect.appearance import colour_histograms
 from detect.errors import DataError, DetectError
 from detect.progress import StartProgress, silent
 from detect.settings import check
 from detect.structures import Detections, DetectOptions
-from detect.track import Tracker
+from detect.track import Tracker, TrackerConfig
 from detect.video.annotate import annotate_frame, detection_records
 from detect.video.config import VideoConfig
 from detect.video.source import FrameSource, SourceCounts
@@ -175,7 +176,8 @@ class VideoRun:
         self.on_event = on_event
         self.counting = Counting(config.zones, config.lines, config.anchor, config.min_frames)
         wanted = config.track or bool(self.counting)
-        self.tracker = Tracker(None, *track_ids) if wanted else None
+        tracker = TrackerConfig.of(config.tracker)
+        self.tracker = Tracker(tracker, *track_ids) if wanted else None
         self.frames = FrameSource(config, counts, cancel)
         self._append = resume_after is not None
         if resume_after is not None:
@@ -220,7 +222,7 @@ class VideoRun:
                         continue
                     if writer is None and config.out_video is not None:
                         writer = self._open_writer(frame)
-                    detections = self._process(index, timestamp, detections)
+                    detections = self._process(index, timestamp, frame, detections)
                     if writer is not None:
                         writer.write(self._frame(frame, index, detections))
                     progress()
@@ -252,12 +254,15 @@ class VideoRun:
         except OSError:
             raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there") from None
 
-    def _process(self, index: int, timestamp: float, detections: Detections) -> Detections:
-        """Track and count one frame's detections, write its JSONL line (when asked); the
-        detections with their track ids."""
+    def _process(
+        self, index: int, timestamp: float, frame: np.ndarray, detections: Detections
+    ) -> Detections:
+        """Track and count one frame's detections (``frame``: its ``(H, W, 3)`` BGR pixels),
+        write its JSONL line (when asked); the detections with their track ids."""
         summary, tracker = self.summary, self.tracker
         if tracker is not None:
-            detections = tracker.update(detections)
+            looks = colour_histograms(frame, detections) if tracker.config.appearance else None
+            detections = tracker.update(detections, looks)
         summary.frames_processed += 1
         for label, track_id in zip(detections.labels, detections.track_ids.tolist(), strict=True):
             summary.detections[label] += 1
