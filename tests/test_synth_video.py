@@ -409,7 +409,7 @@ def test_bad_condition_values_are_one_line_usage_errors(tmp_path: Path) -> None:
     for args, message in (
         ((*clip, "--perspective", "1"), "--perspective 1.0: use 0 or more and less than 1"),
         ((*clip, "--occluders", "11"), "--occluders 11: use 0 to 10"),
-        ((*clip, "--crowd", "-1"), "--crowd -1: use 0 or more"),
+        ((*clip, "--crowd", "-1"), "--crowd -1: use 0 to 100"),
         ((*clip, "--shake", "17"), "--shake 17: use 0 to 16"),
         ((*clip, "--motion-blur", "-0.5"), "--motion-blur -0.5: use 0 to 5"),
         (

@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from detect.settings import at_least, setting
+from detect.settings import setting
 
 HARD: dict[str, Any] = {
     "perspective": 0.5,
@@ -34,6 +34,7 @@ HARD: dict[str, Any] = {
 """The value of each condition under ``hard`` (``--hard``) when it is not given."""
 
 MAX_OCCLUDERS = 10
+MAX_CROWD = 100
 MAX_SHAKE = 16
 MAX_EXPOSURE = 5.0
 
@@ -71,7 +72,7 @@ class ClipConditions:
     crowd: int | None = setting(
         None,
         "--video: more, smaller objects walking left or right through the middle of the frame",
-        check=at_least(0),
+        check=lambda v: None if v is None or 0 <= v <= MAX_CROWD else f"use 0 to {MAX_CROWD}",
         metavar="N",
         shown_default=_hard("crowd"),
     )
