@@ -51,7 +51,8 @@ VERBS = (
         "synthetic surveillance clip with per-frame ground truth and identities.",
         "  detect synth --out datasets/shapes --images 200 --seed 0\n"
         "  detect synth --out datasets/cctv --images 200 --seed 1 --size 256 --degrade\n"
-        "  detect synth --video clips/street.mp4 --frames 300 --seed 2 --degrade\n",
+        "  detect synth --video clips/street.mp4 --frames 300 --seed 2 --degrade\n"
+        "  detect synth --video clips/night.mp4 --frames 300 --seed 7 --hard --shake 5\n",
     ),
     Verb(
         "import",

@@ -4,6 +4,7 @@ tracker following its objects from (noisy, gappy) ground-truth detections, and t
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import defaultdict
@@ -14,7 +15,10 @@ import numpy as np
 import pytest
 from helpers import run_detect
 
-from detect.errors import DataError
+from detect.data.clip_conditions import HARD, ClipConditions
+from detect.data.coco import decode_segmentation
+from detect.data.synth_video import write_clip
+from detect.errors import DataError, UsageError
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.metrics.video import score_video
 from detect.structures import Detections
@@ -184,3 +188,238 @@ def test_a_clip_without_objects_has_undefined_ap_null_in_json_and_n_a_in_the_tab
     assert re.search(r"^box AP / AP50\s+n/a / n/a$", shown.stdout, re.M), shown.stdout
     scores = json.loads((tmp_path / "eval" / "video_metrics.json").read_text())
     assert (scores["objects"], scores["AP"], scores["AP50"]) == (0, None, None)
+
+
+# --- conditions that make a clip hard (`detect.data.clip_conditions`) ------------------------
+
+SMALL = ("--video-size", "160x120")
+
+
+def _frames(video: Path) -> list[np.ndarray]:
+    """Every frame of ``video`` as ``HxWx3 uint8 BGR``."""
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def _by_frame_and_track(gt: dict) -> dict[tuple[int, int], dict]:
+    return {(a["image_id"], a["track_id"]): a for a in gt["annotations"]}
+
+
+def _mask(ann: dict) -> np.ndarray:
+    return decode_segmentation(ann["segmentation"], 120, 160)
+
+
+def test_perspective_makes_objects_lower_in_the_frame_larger(tmp_path: Path) -> None:
+    args = ("--frames", "30", "--objects", "8", "--seed", "2", *SMALL)
+    _, flat = _clip(tmp_path, *args)
+    (tmp_path / "deep").mkdir()
+    _, deep = _clip(tmp_path / "deep", *args, "--perspective", "0.6")
+    assert deep["info"]["perspective"] == 0.6
+
+    def whole(ann: dict) -> bool:
+        """Neither hidden nor cut by the frame's edge."""
+        _, y, _, h = ann["bbox"]
+        return ann["occlusion"] == 0 and y > 0 and y + h < 120
+
+    scales: dict[str, list[float]] = {"top": [], "bottom": []}
+    deep_anns = _by_frame_and_track(deep)
+    for key, ann in _by_frame_and_track(flat).items():
+        scaled = deep_anns.get(key)
+        if scaled is None or not whole(ann) or not whole(scaled):
+            continue
+        centre = ann["bbox"][1] + ann["bbox"][3] / 2
+        if centre < 40 or centre > 80:
+            scales["top" if centre < 40 else "bottom"].append(scaled["bbox"][3] / ann["bbox"][3])
+    # 1 - 0.6 = 0.4x at the top edge, 0.8x at a third; 1.2x at two thirds, 1.6x at the bottom
+    assert len(scales["top"]) >= 10 and len(scales["bottom"]) >= 10
+    assert max(scales["top"]) < 0.9 and min(scales["bottom"]) > 1.1, scales
+
+
+def test_occluders_hide_the_objects_behind_them_in_the_picture_and_the_ground_truth(
+    tmp_path: Path,
+) -> None:
+    args = ("--frames", "12", "--objects", "8", "--seed", "4", *SMALL)
+    _, open_view = _clip(tmp_path, *args)
+    (tmp_path / "occluded").mkdir()
+    video, gt = _clip(tmp_path / "occluded", *args, "--occluders", "3")
+    pole = decode_segmentation(gt["info"]["occluder_mask"], 120, 160).astype(bool)
+    assert 0.05 < pole.mean() < 0.5 and gt["info"]["occluders"] == 3
+    seen, behind = _by_frame_and_track(gt), 0
+    for key, ann in _by_frame_and_track(open_view).items():
+        unhidden = _mask(ann).astype(bool)
+        expected = unhidden & ~pole  # the same objects; the occluders painted over them
+        if not expected.any():
+            assert key not in seen  # hidden entirely: no annotation
+            continue
+        got = seen[key]
+        assert np.array_equal(_mask(got).astype(bool), expected)
+        assert got["area"] == expected.sum()
+        if (unhidden & pole).any():
+            behind += 1
+            assert got["occlusion"] > ann["occlusion"]
+    assert behind >= 5
+    frames = np.stack(_frames(video)).astype(np.float32)
+    inside = cv2.erode(pole.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.abs(frames - frames[0])[:, inside].mean() < 3  # static, over every object
+
+
+def test_a_crowd_walks_both_ways_through_the_middle_and_crosses(tmp_path: Path) -> None:
+    _, gt = _clip(tmp_path, "--frames", "30", "--objects", "2", "--crowd", "10", *SMALL)
+    tracks = defaultdict(list)
+    for ann in gt["annotations"]:
+        tracks[ann["track_id"]].append(ann)
+    assert set(tracks) == set(range(1, 13))
+    directions = []
+    for track in range(3, 13):
+        anns = sorted(tracks[track], key=lambda a: a["image_id"])
+        centres = [a["bbox"][1] + a["bbox"][3] / 2 for a in anns]
+        assert min(centres) > 40 - 7 and max(centres) < 80 + 7  # the middle third
+        steps = np.diff([a["bbox"][0] + a["bbox"][2] / 2 for a in anns[:4]])
+        directions.append(np.sign(np.median(steps)))
+    assert directions.count(1) >= 3 and directions.count(-1) >= 3
+    centre_x = {
+        (a["image_id"], a["track_id"]): a["bbox"][0] + a["bbox"][2] / 2 for a in gt["annotations"]
+    }
+    crossed = 0
+    for one, other in itertools.combinations(range(3, 13), 2):
+        sides = {
+            np.sign(centre_x[frame, one] - centre_x[frame, other])
+            for frame in range(1, 31)
+            if (frame, one) in centre_x and (frame, other) in centre_x
+        }
+        crossed += {-1, 1} <= sides
+    assert crossed >= 10
+    hidden = [a for a in gt["annotations"] if a["track_id"] > 2 and a["occlusion"] > 0]
+    assert len(hidden) > 0.15 * sum(len(tracks[t]) for t in range(3, 13))
+
+
+def _translation(before: np.ndarray, after: np.ndarray, reach: int = 8) -> tuple[int, int]:
+    """The whole-pixel ``(dx, dy)`` that best maps ``before`` onto ``after``:
+    ``after[y + dy, x + dx] ~ before[y, x]``."""
+    h, w = before.shape[:2]
+    errors = {}
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            moved = after[reach + dy : h - reach + dy, reach + dx : w - reach + dx]
+            errors[dx, dy] = np.abs(moved - before[reach : h - reach, reach : w - reach]).mean()
+    return min(errors, key=errors.get)
+
+
+def test_camera_shake_moves_the_whole_picture_and_the_ground_truth_with_it(
+    tmp_path: Path,
+) -> None:
+    args = ("--frames", "8", "--seed", "2", *SMALL, "--shake", "4")
+    video, empty = _clip(tmp_path, *args, "--objects", "0")
+    shifts = [image["shake"] for image in empty["images"]]
+    assert all(-4 <= v <= 4 for shift in shifts for v in shift)
+    assert len(set(map(tuple, shifts))) > 4
+    frames = [f.astype(np.float32) for f in _frames(video)]
+    for k in range(1, len(frames)):
+        assert _translation(frames[k - 1], frames[k]) == tuple(
+            np.subtract(shifts[k], shifts[k - 1])
+        )
+    (tmp_path / "steady").mkdir()
+    _, steady = _clip(tmp_path / "steady", *args[:-2], "--objects", "4")
+    (tmp_path / "shaky").mkdir()
+    _, shaky = _clip(tmp_path / "shaky", *args, "--objects", "4")
+    assert [image["shake"] for image in shaky["images"]] == shifts
+    moved = _by_frame_and_track(shaky)
+    compared = 0
+    for (image_id, track), ann in _by_frame_and_track(steady).items():
+        x, y, w, h = ann["bbox"]
+        if x < 5 or y < 5 or x + w > 155 or y + h > 115:  # the shake may cut it at the edge
+            continue
+        dx, dy = shifts[image_id - 1]
+        assert moved[image_id, track]["bbox"] == [x + dx, y + dy, w, h]
+        assert moved[image_id, track]["occlusion"] == ann["occlusion"]
+        compared += 1
+    assert compared >= 8
+
+
+def test_night_is_dark_and_noisy(tmp_path: Path) -> None:
+    args = ("--frames", "4", "--objects", "0", "--seed", "5", *SMALL)
+    day = _frames(_clip(tmp_path, *args)[0])
+    (tmp_path / "night").mkdir()
+    night = _frames(_clip(tmp_path / "night", *args, "--night")[0])
+
+    def flicker(frames: list[np.ndarray]) -> float:
+        """Mean change of a pixel of the static scene from one frame to the next."""
+        return float(
+            np.mean([np.abs(b.astype(int) - a).mean() for a, b in itertools.pairwise(frames)])
+        )
+
+    assert np.mean(night) < 0.5 * np.mean(day)
+    assert flicker(night) > 3 + 3 * flicker(day)
+
+
+def test_motion_blur_smears_the_objects_but_not_their_masks(tmp_path: Path) -> None:
+    args = ("--frames", "6", "--objects", "4", "--seed", "6", *SMALL)
+    sharp_video, sharp = _clip(tmp_path, *args)
+    (tmp_path / "blurred").mkdir()
+    blurred_video, blurred = _clip(tmp_path / "blurred", *args, "--motion-blur", "2")
+    assert blurred["annotations"] == sharp["annotations"]
+
+    def detail(video: Path) -> float:
+        """Mean gradient magnitude inside the objects' boxes."""
+        total = 0.0
+        for frame, image in zip(_frames(video), sharp["images"], strict=True):
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(np.float32)
+            gradient = np.hypot(cv2.Sobel(grey, -1, 1, 0), cv2.Sobel(grey, -1, 0, 1))
+            for ann in sharp["annotations"]:
+                if ann["image_id"] == image["id"]:
+                    x, y, w, h = (int(v) for v in ann["bbox"])
+                    total += gradient[y : y + h, x : x + w].mean()
+        return total
+
+    assert detail(blurred_video) < 0.85 * detail(sharp_video)
+
+
+def test_hard_switches_every_condition_on_and_a_given_one_wins(tmp_path: Path) -> None:
+    _, gt = _clip(tmp_path, "--frames", "3", *SMALL, "--hard", "--shake", "0")
+    assert {k: gt["info"][k] for k in HARD} == HARD | {"shake": 0}
+    assert gt["info"]["hard"] is True and "shake" not in gt["images"][0]
+    assert {a["track_id"] for a in gt["annotations"]} <= set(range(1, 6 + 8 + 1))
+    site = run_detect(
+        *("synth", "--video", str(tmp_path / "site"), "--cameras", "2", "--frames", "2"),
+        *(*SMALL, "--hard"),
+    )
+    assert site.returncode == 0, site.stderr
+    camera = json.loads((tmp_path / "site" / "cam2.json").read_text())
+    assert camera["info"]["hard"] is True and camera["info"]["crowd"] == HARD["crowd"]
+
+
+def test_a_hard_clip_is_the_same_for_the_same_arguments(tmp_path: Path) -> None:
+    args = ("--frames", "5", "--seed", "9", *SMALL, "--hard", "--degrade")
+    video, gt = _clip(tmp_path, *args)
+    (tmp_path / "again").mkdir()
+    again, same = _clip(tmp_path / "again", *args)
+    assert same == gt
+    assert video.read_bytes() == again.read_bytes()
+    (tmp_path / "other").mkdir()
+    assert _clip(tmp_path / "other", *args[:3], "10", *args[4:])[1] != gt
+
+
+def test_bad_condition_values_are_one_line_usage_errors(tmp_path: Path) -> None:
+    clip = ("--video", str(tmp_path / "x.mp4"))
+    for args, message in (
+        ((*clip, "--perspective", "1"), "--perspective 1.0: use 0 or more and less than 1"),
+        ((*clip, "--occluders", "11"), "--occluders 11: use 0 to 10"),
+        ((*clip, "--crowd", "-1"), "--crowd -1: use 0 to 100"),
+        ((*clip, "--shake", "17"), "--shake 17: use 0 to 16"),
+        ((*clip, "--motion-blur", "-0.5"), "--motion-blur -0.5: use 0 to 5"),
+        (
+            ("--out", str(tmp_path / "d"), "--night"),
+            "--night is a condition of a clip: give --video with it",
+        ),
+    ):
+        result = run_detect("synth", *args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == f"error: {message}", result.stderr
+    with pytest.raises(UsageError, match="--shake 99: use 0 to 16"):
+        write_clip(tmp_path / "y.mp4", frames=1, seed=0, conditions=ClipConditions(shake=99))
+    assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         "fps": settings.fps,
         "objects": settings.objects,
         "degrade": settings.degrade,
+        "conditions": settings.conditions,
     }
     if settings.cameras is not None:
         path = write_site(settings.video, settings.cameras, **clip)

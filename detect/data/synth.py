@@ -5,9 +5,11 @@ deterministic) so that other generators, e.g. a synthetic video of moving shapes
 
 * `sample_shapes` places 0-8 `Shape` instances so that each keeps >= 40% of its area visible,
 * `render_background` paints a textured, cluttered background,
-* `render_scene` paints the shapes over it in order and returns each instance's visible mask,
+* `render_scene` paints the shapes over it in order (optionally motion-blurred) and returns
+  each instance's visible mask,
 * `sample_lighting` / `apply_lighting` change brightness, contrast and illumination,
 * `degrade_image` adds surveillance-camera blur, noise, low light and JPEG artefacts,
+* `sample_night_lighting` and `add_sensor_noise` make a night picture,
 * `generate_image` chains them for image ``index`` of dataset ``seed``,
 * `write_dataset` writes ``images/NNNNNN.jpg`` and ``annotations.json`` (project COCO conventions,
   see `detect.data.importers`);
@@ -31,9 +33,18 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detect.data.clip_conditions import ClipConditions
 from detect.errors import ConfigError, DataError, install_extra
 from detect.progress import StartProgress, silent
-from detect.settings import FLAGS, Spelling, at_least, more_than, output_folder, setting
+from detect.settings import (
+    FLAGS,
+    Spelling,
+    at_least,
+    more_than,
+    nested,
+    output_folder,
+    setting,
+)
 
 CLASSES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star", "ring")
 """Class names; the category id of ``CLASSES[k]`` is ``k + 1``."""
@@ -273,13 +284,17 @@ def _shape_fill(shape: Shape, x0: int, y0: int, h: int, w: int) -> np.ndarray:
 
 
 def render_scene(
-    background: np.ndarray, shapes: list[Shape]
+    background: np.ndarray,
+    shapes: list[Shape],
+    streaks: list[tuple[float, float]] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Paint ``shapes`` in order over ``background`` (HxWx3 uint8 RGB, not modified).
 
     Returns the ``HxWx3 uint8 RGB`` image and one ``HxW bool`` visible mask per shape, in the
     same order: the shape's own mask minus those of the shapes painted after it (possibly
-    empty). Shape edges are slightly soft in the image; the masks are exact.
+    empty). Shape edges are slightly soft in the image; the masks are exact. ``streaks``: per
+    shape, its motion ``(dx, dy)`` in pixels while the shutter is open; the shape is painted
+    averaged along it, centred on its place (motion blur), while its mask stays the sharp one.
     """
     h, w = background.shape[:2]
     image = background.astype(np.float32)
@@ -291,11 +306,51 @@ def render_scene(
         y0, y1, x0, x1 = window
         mask = _rasterize(shape, x0, y0, y1 - y0, x1 - x0)
         alpha = cv2.GaussianBlur(mask.astype(np.float32), (3, 3), 0.6)[..., None]
-        region = image[y0:y1, x0:x1]
-        region += alpha * (_shape_fill(shape, x0, y0, y1 - y0, x1 - x0) - region)
+        fill = _shape_fill(shape, x0, y0, y1 - y0, x1 - x0)
+        kernel = _streak_kernel(*streaks[index]) if streaks is not None else None
+        if kernel is None:
+            region = image[y0:y1, x0:x1]
+            region += alpha * (fill - region)
+        else:
+            _paint_streaked(image, alpha, fill, (y0, x0), kernel)
         label[y0:y1, x0:x1][mask] = index
     masks = [label == index for index in range(len(shapes))]
     return _to_uint8(image), masks
+
+
+def _streak_kernel(dx: float, dy: float) -> np.ndarray | None:
+    """The motion-blur kernel of a motion ``(dx, dy)`` pixels (`_motion_kernel`), or None when
+    it is under 2 pixels long."""
+    length = 2 * round(math.hypot(dx, dy) / 2) + 1  # odd, so the kernel is centred
+    return _motion_kernel(length, math.atan2(dy, dx)) if length >= 3 else None
+
+
+def _paint_streaked(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    fill: np.ndarray,
+    origin: tuple[int, int],
+    kernel: np.ndarray,
+) -> None:
+    """Paint a layer (``hxwx1`` coverage ``alpha``, ``hxwx3`` colours ``fill``; its pixel
+    (0, 0) at image row, column ``origin``) over ``image`` (HxWx3 float32, in place), both
+    convolved with ``kernel`` (LxL, L odd): the layer as the average of its moving copies."""
+    h, w = image.shape[:2]
+    pad = kernel.shape[0] // 2
+    y0, x0 = origin
+    y1, x1 = y0 + alpha.shape[0], x0 + alpha.shape[1]
+    top, left = max(0, y0 - pad), max(0, x0 - pad)
+    bottom, right = min(h, y1 + pad), min(w, x1 + pad)
+    coverage = np.zeros((bottom - top, right - left, 1), np.float32)
+    colour = np.zeros((bottom - top, right - left, 3), np.float32)
+    inside = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
+    coverage[inside] = alpha
+    colour[inside] = alpha * fill
+    coverage = cv2.filter2D(coverage, -1, kernel, borderType=cv2.BORDER_CONSTANT)[..., None]
+    colour = cv2.filter2D(colour, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+    region = image[top:bottom, left:right]
+    region *= 1.0 - coverage
+    region += colour
 
 
 # --- background and lighting -----------------------------------------------------------------
@@ -374,6 +429,19 @@ def sample_lighting(rng: np.random.Generator) -> Lighting:
     )
 
 
+def sample_night_lighting(rng: np.random.Generator) -> Lighting:
+    """Random night illumination: 0.4-0.55 of daylight's gain, deep shadows (gamma 1.2-1.5), a
+    bluish tint and a strong vignette (street lamps light the middle)."""
+    return Lighting(
+        gain=float(rng.uniform(0.4, 0.55)),
+        gamma=float(rng.uniform(1.2, 1.5)),
+        tint=(float(rng.uniform(0.75, 0.85)), float(rng.uniform(0.85, 0.95)), 1.1),
+        ramp_angle=float(rng.uniform(0.0, 2.0 * math.pi)),
+        ramp_strength=float(rng.uniform(0.1, 0.4)),
+        vignette=float(rng.uniform(0.5, 0.8)),
+    )
+
+
 def apply_lighting(image: np.ndarray, lighting: Lighting) -> np.ndarray:
     """``HxWx3 uint8 RGB`` image under ``lighting`` (see `Lighting` for the formula)."""
     h, w = image.shape[:2]
@@ -431,6 +499,18 @@ def degrade_image(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
         out = cv2.resize(cv2.resize(out, small, interpolation=cv2.INTER_AREA), (w, h))
     quality = int(rng.integers(15, 41))
     return _rgb(cv2.imdecode(_encode_jpeg(out, quality), cv2.IMREAD_COLOR))
+
+
+def add_sensor_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """``HxWx3 uint8 RGB`` image with the noise of a sensor at high gain (night): shot noise
+    (standard deviation ``1.5 * sqrt(value)``), read noise (standard deviation 6) and colour
+    noise (3 per channel), stronger than `degrade_image`'s on a dark image."""
+    h, w = image.shape[:2]
+    out = image.astype(np.float32)
+    grey = rng.standard_normal((h, w, 1), dtype=np.float32)
+    out += grey * (1.5 * np.sqrt(out) + 6.0)
+    out += rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(3.0)
+    return _to_uint8(out)
 
 
 # --- dataset ---------------------------------------------------------------------------------
@@ -567,7 +647,7 @@ def _frame_size(value: Any, root: Path, what: str) -> tuple[int, int]:
 class SynthSettings:
     """What `detect synth` writes: an image dataset into ``out`` (`write_dataset`), or a clip
     ``video`` (`detect.data.synth_video.write_clip`), or with ``cameras`` a site of clips in the
-    folder ``video`` (`detect.data.synth_video.write_site`)."""
+    folder ``video`` (`detect.data.synth_video.write_site`), filmed under ``conditions``."""
 
     out: Path | None = setting(
         None, "output folder of an image dataset", group="target", check=output_folder
@@ -596,6 +676,7 @@ class SynthSettings:
         "--video: a site of this many clips plus site.yaml for `detect watch`",
         check=at_least(1),
     )
+    conditions: ClipConditions = nested(ClipConditions)
 
     def validate(self, spell: Spelling | None = None) -> None:
         """The checks that involve several settings; `ConfigError` in ``spell``'s spelling."""
@@ -607,4 +688,9 @@ class SynthSettings:
         if (self.out is None) == (self.video is None):
             raise spell.problem(
                 f"give exactly one of {spell('out')} (images) or {spell('video')} (a clip)"
+            )
+        if self.video is None and self.conditions.given():
+            raise spell.problem(
+                f"{spell(self.conditions.given()[0])} is a condition of a clip: give "
+                f"{spell('video')} with it"
             )

@@ -2,15 +2,22 @@
 
 A static scene (the `detect.data.synth` background and lighting) crossed by shapes of the five
 classes. Each object keeps its identity, class, look and depth for the whole clip and moves at a
-constant velocity, bouncing off the frame edges; objects painted later hide those painted
-earlier, so objects occlude one another. With ``degrade`` every frame gets surveillance-like
-blur, noise, low light and JPEG artefacts.
+constant velocity, bouncing off the frame edges; objects painted later (nearer; under
+perspective, lower in the frame) hide those painted earlier, so objects occlude one another.
+With ``degrade`` every frame gets surveillance-like blur, noise, low light and JPEG artefacts.
+`ClipConditions` make it harder: perspective, static poles and trees in front of the objects, a
+crowd crossing the middle, camera shake, night and motion blur (`detect.data.clip_conditions`).
 
 Writes ``OUT.mp4`` (mp4v) and ``OUT.json``: COCO instances with one image per frame (``id`` =
 frame index + 1, ``frame_index``, ``timestamp_ms``) and one annotation per visible object and
 frame carrying ``track_id`` (the object's identity), the visible mask as RLE, its ``bbox`` and
-``area``, and ``occlusion`` (the hidden fraction of the object). The same arguments give the
-same clip.
+``area``, and ``occlusion`` (the hidden fraction of the object's part inside the frame, hidden
+by other objects or by occluders; an object hidden entirely has no annotation in that frame).
+Masks are sharp: under motion blur an object's mask is where its unblurred self is visible.
+With camera shake each image carries ``shake``: the picture's ``[dx, dy]`` translation in
+pixels, which the ground truth includes. ``info`` records the arguments and conditions, and
+with occluders ``occluder_mask``: their pixels as RLE in an unshaken frame. The same arguments
+give the same clip.
 """
 
 from __future__ import annotations
@@ -24,35 +31,47 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detect.data.clip_conditions import ClipConditions
+from detect.data.occluders import render_occluders
 from detect.data.synth import (
     CLASSES,
+    Shape,
+    add_sensor_noise,
     apply_lighting,
     degrade_image,
     random_shape,
     render_background,
     render_scene,
     sample_lighting,
+    sample_night_lighting,
     shape_mask,
 )
 from detect.errors import ConfigError, DataError
+from detect.settings import check
 
 
 @dataclasses.dataclass(frozen=True)
 class Mover:
-    """An object of the clip: its identity, look (a `Shape` at frame 0) and velocity (px/frame)."""
+    """An object of the clip: its identity, look (a `Shape` at frame 0) and velocity (px/frame);
+    ``band``: the rows its centre stays within (None: the frame's, less its radius)."""
 
     track_id: int
-    shape: Any
+    shape: Shape
     vx: float
     vy: float
+    band: tuple[float, float] | None = None
 
-    def at(self, frame: int, width: int, height: int) -> Any:
-        """The shape at ``frame``: moved along its velocity, reflected at the frame edges."""
+    def at(self, frame: float, width: int, height: int) -> Shape:
+        """The shape at ``frame``: moved along its velocity, reflected at the frame edges (and
+        the edges of its band)."""
         r = self.shape.radius
+        low, high = r, height - r
+        if self.band is not None:
+            low, high = max(low, self.band[0]), min(high, self.band[1])
         return dataclasses.replace(
             self.shape,
             cx=_bounce(self.shape.cx + self.vx * frame, r, width - r),
-            cy=_bounce(self.shape.cy + self.vy * frame, r, height - r),
+            cy=_bounce(self.shape.cy + self.vy * frame, low, high),
         )
 
 
@@ -89,6 +108,46 @@ def movers(
     return out
 
 
+def crowd(
+    seed: int, count: int, first_id: int, width: int, height: int, speed: float
+) -> list[Mover]:
+    """``count`` objects (track ids from ``first_id``) at most a tenth of the frame's smaller
+    side across, walking through the middle third of its height, alternately right and left
+    within 10 degrees of horizontal at ``speed`` x 0.5-1.5 px/frame: they keep crossing."""
+    rng = np.random.default_rng([seed, 1_000_033])
+    size = min(width, height)
+    band = (height / 3, 2 * height / 3)
+    out = []
+    for k in range(count):
+        shape = random_shape(rng, size)
+        shape = dataclasses.replace(
+            shape,
+            radius=min(shape.radius, 0.05 * size),
+            cx=float(rng.uniform(0, width)),
+            cy=float(rng.uniform(*band)),
+        )
+        heading = math.radians(rng.uniform(-10, 10)) + math.pi * (k % 2)
+        pace = speed * rng.uniform(0.5, 1.5)
+        vx, vy = pace * math.cos(heading), pace * math.sin(heading)
+        out.append(Mover(first_id + k, shape, vx, vy, band))
+    return out
+
+
+def in_perspective(shape: Shape, perspective: float, height: int) -> Shape:
+    """``shape`` scaled by ``1 + perspective * (2 * cy / height - 1)``: nearer the camera (lower
+    in the frame), larger."""
+    scale = 1 + perspective * (2 * shape.cy / height - 1)
+    return dataclasses.replace(shape, radius=shape.radius * scale)
+
+
+def _painting_order(shapes: list[Shape], perspective: float) -> list[int]:
+    """Indices of ``shapes`` far to near: by their centre's row under perspective (lower is
+    nearer), else as listed."""
+    if not perspective:
+        return list(range(len(shapes)))
+    return sorted(range(len(shapes)), key=lambda k: shapes[k].cy)
+
+
 def write_clip(
     out: Path,
     frames: int,
@@ -100,9 +159,14 @@ def write_clip(
     speed: float = 4.0,
     degrade: bool = False,
     street: bool = False,
+    conditions: ClipConditions | None = None,
 ) -> Path:
     """Write ``out`` (an .mp4) and its ground truth ``out.with_suffix('.json')``; the JSON path.
-    ``street``: objects move left or right (`movers`).
+    ``street``: objects move left or right (`movers`); ``conditions``: see
+    `detect.data.clip_conditions`, None: none (the crowd's track ids follow the ``objects``').
+
+    The scene is painted on a canvas ``shake`` pixels larger on every side, and each frame is
+    the frame-sized window of it moved by the shake; objects move within the unshaken frame.
 
     Raises `ConfigError` for out-of-range arguments and `DataError` when ``out`` cannot be
     written.
@@ -112,15 +176,24 @@ def write_clip(
             "synth --video: need frames >= 1, objects >= 0, a size of at least 32 px, fps > 0 "
             "and speed >= 0"
         )
+    conditions = conditions or ClipConditions()
+    check(conditions)
     from detect.data.coco import mask_to_rle
 
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise ConfigError(f"--video {out}: name an .mp4 file")
+    applied = conditions.resolved()
+    margin = applied.shake
+    canvas = (height + 2 * margin, width + 2 * margin)
     rng = np.random.default_rng([seed, 7])
-    scene = render_background(rng, height, width)
+    scene = render_background(rng, *canvas)
     lighting = sample_lighting(rng)
+    if applied.night:
+        lighting = sample_night_lighting(np.random.default_rng([seed, 29]))
     cast = movers(seed, objects, width, height, speed, street)
+    cast += crowd(seed, applied.crowd, objects + 1, width, height, speed)
+    paint, hidden = render_occluders(np.random.default_rng([seed, 17]), applied.occluders, *canvas)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -131,9 +204,27 @@ def write_clip(
     images, annotations = [], []
     try:
         for index in range(frames):
-            shapes = [m.at(index, width, height) for m in cast]
-            image, visible = render_scene(scene, shapes)
-            image = apply_lighting(image, lighting)
+            shapes = [
+                in_perspective(m.at(index, width, height), applied.perspective, height)
+                for m in cast
+            ]
+            placed = [dataclasses.replace(s, cx=s.cx + margin, cy=s.cy + margin) for s in shapes]
+            order = _painting_order(shapes, applied.perspective)
+            streaks = None
+            if applied.motion_blur:
+                streaks = [
+                    _streak(cast[k], index, width, height, applied.motion_blur) for k in order
+                ]
+            image, painted = render_scene(scene, [placed[k] for k in order], streaks)
+            visible = [np.zeros(0)] * len(cast)
+            for k, mask in zip(order, painted, strict=True):
+                visible[k] = mask & ~hidden
+            image[hidden] = paint[hidden]
+            dx, dy = _shake(seed, index, margin)
+            window = np.s_[margin - dy : margin - dy + height, margin - dx : margin - dx + width]
+            image = apply_lighting(image[window], lighting)
+            if applied.night:
+                image = add_sensor_noise(np.random.default_rng([seed, 23, index]), image)
             if degrade:
                 image = degrade_image(np.random.default_rng([seed, 11, index]), image)
             writer.write(np.ascontiguousarray(image[:, :, ::-1]))
@@ -146,12 +237,14 @@ def write_clip(
                     "width": width,
                     "height": height,
                 }
+                | ({"shake": [dx, dy]} if margin else {})
             )
-            for mover, shape, mask in zip(cast, shapes, visible, strict=True):
+            for mover, shape, seen in zip(cast, placed, visible, strict=True):
+                mask = seen[window]
                 area = int(np.count_nonzero(mask))
                 if not area:
                     continue
-                full = int(np.count_nonzero(shape_mask(shape, height, width)))
+                full = int(np.count_nonzero(shape_mask(shape, *canvas)[window]))
                 rows = np.flatnonzero(mask.any(axis=1))
                 cols = np.flatnonzero(mask.any(axis=0))
                 annotations.append(
@@ -169,21 +262,25 @@ def write_clip(
                         "area": float(area),
                         "iscrowd": 0,
                         "occlusion": round(1 - area / max(full, 1), 4),
-                        "segmentation": mask_to_rle(mask),
+                        "segmentation": mask_to_rle(np.ascontiguousarray(mask)),
                     }
                 )
     finally:
         writer.release()
+    info = {
+        "description": "detect synth --video",
+        "seed": seed,
+        "frames": frames,
+        "fps": fps,
+        "objects": objects,
+        "degrade": bool(degrade),
+        "street": bool(street),
+    } | dataclasses.asdict(applied)
+    if applied.occluders:
+        unshaken = np.s_[margin : margin + height, margin : margin + width]
+        info["occluder_mask"] = mask_to_rle(np.ascontiguousarray(hidden[unshaken]))
     gt = {
-        "info": {
-            "description": "detect synth --video",
-            "seed": seed,
-            "frames": frames,
-            "fps": fps,
-            "objects": objects,
-            "degrade": bool(degrade),
-            "street": bool(street),
-        },
+        "info": info,
         "images": images,
         "categories": [
             {"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(CLASSES)
@@ -198,6 +295,23 @@ def write_clip(
     return json_path
 
 
+def _streak(
+    mover: Mover, frame: int, width: int, height: int, exposure: float
+) -> tuple[float, float]:
+    """``mover``'s motion ``(dx, dy)`` in pixels over ``exposure`` frames centred on ``frame``."""
+    before = mover.at(frame - exposure / 2, width, height)
+    after = mover.at(frame + exposure / 2, width, height)
+    return after.cx - before.cx, after.cy - before.cy
+
+
+def _shake(seed: int, frame: int, pixels: int) -> tuple[int, int]:
+    """The picture's translation ``(dx, dy)`` at ``frame``: whole pixels, ``-pixels..pixels``."""
+    if not pixels:
+        return 0, 0
+    dx, dy = np.random.default_rng([seed, 13, frame]).integers(-pixels, pixels + 1, 2)
+    return int(dx), int(dy)
+
+
 def write_site(
     out: Path,
     cameras: int,
@@ -209,8 +323,8 @@ def write_site(
 ) -> Path:
     """A synthetic site for `detect watch`: ``out/camK.mp4`` and ``out/camK.json`` (K = 1 ...
     ``cameras``; clip K is `write_clip` with seed ``seed * 1000 + K``, the keywords ``clip``
-    (``fps``, ``objects``, ``speed``, ``degrade``) and objects moving along a street: left or
-    right) and ``out/site.yaml``.
+    (``fps``, ``objects``, ``speed``, ``degrade``, ``conditions``) and objects moving along a
+    street: left or right) and ``out/site.yaml``.
 
     Each camera has a zone ``centre`` (the middle third of the frame's width, full height) and a
     line ``middle`` (the vertical centre line, drawn bottom to top: ``forward`` is left to right);
