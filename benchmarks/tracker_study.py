@@ -27,6 +27,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from detect.appearance import colour_histograms
+from detect.data.clip_conditions import ClipConditions
 from detect.data.synth_video import write_clip
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.ops.boxes import xywh_to_xyxy
@@ -41,7 +43,8 @@ CARD_SCORE = 0.7  # the demo model card's threshold: what `detect video` keeps t
 @dataclass
 class Frame:
     """One frame's cached detections: ``xyxy (N, 4)``, ``scores (N,)``, ``labels (N,)`` class
-    names, ``hists (N, B)`` L1-normalised colour histograms inside each mask."""
+    names, ``hists (N, 512)`` their colour histograms (`detect.appearance`, as `detect video`
+    computes them on its BGR frames)."""
 
     xyxy: np.ndarray
     scores: np.ndarray
@@ -53,23 +56,19 @@ CLIPS: dict[str, dict[str, Any]] = {
     "seed7": {"seed": 7},
     "seed1": {"seed": 1},
     "seed2": {"seed": 2},
-    "street12": {"seed": 3, "objects": 12, "street": True},
-    "degraded8": {"seed": 4, "objects": 8, "degrade": True},
+    "crowd": {
+        "seed": 5,
+        "street": True,
+        "conditions": ClipConditions(crowd=8, occluders=3, perspective=0.5),
+    },
+    "night": {
+        "seed": 4,
+        "objects": 8,
+        "conditions": ClipConditions(night=True, motion_blur=1.5, shake=3),
+    },
+    "hard": {"seed": 3, "street": True, "conditions": ClipConditions(hard=True)},
 }
-
-
-def histogram(rgb: np.ndarray, polygons: list[Any], box: np.ndarray) -> np.ndarray:
-    """An 8x8x8 RGB histogram of the pixels inside the detection's mask polygons (its box when
-    it has none), L1-normalised, flattened to (512,)."""
-    mask = np.zeros(rgb.shape[:2], np.uint8)
-    rings = [np.round(r).astype(np.int32) for p in polygons for r in p.rings()]
-    if rings:
-        cv2.fillPoly(mask, rings, 1)
-    else:
-        x1, y1, x2, y2 = (int(v) for v in np.round(box))
-        mask[max(y1, 0) : y2, max(x1, 0) : x2] = 1
-    hist = cv2.calcHist([rgb], [0, 1, 2], mask, [8, 8, 8], [0, 256] * 3).ravel()
-    return hist / max(hist.sum(), 1.0)
+"""The clips: ``detect synth --video`` arguments (`write_clip`), 300 frames each."""
 
 
 def detect_clip(model: Path, clip: Path) -> list[Frame]:
@@ -85,10 +84,20 @@ def detect_clip(model: Path, clip: Path) -> list[Frame]:
         rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         found = backend.postprocess(backend.infer_batch([backend.prepare(rgb, "RGB")])[0], options)
         d = Detections.from_list(found)
-        hists = [histogram(rgb, x.polygons, b) for x, b in zip(found, d.xyxy, strict=True)]
-        frames.append(Frame(d.xyxy, d.scores, d.labels, np.array(hists).reshape(-1, 512)))
+        frames.append(Frame(d.xyxy, d.scores, d.labels, colour_histograms(bgr, d)))
     backend.close()
     return frames
+
+
+def read_pictures(clip: Path) -> list[np.ndarray]:
+    """Every frame of ``clip``, ``(H, W, 3) uint8`` BGR."""
+    capture = cv2.VideoCapture(str(clip))
+    pictures = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            return pictures
+        pictures.append(bgr)
 
 
 def truth(gt: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -109,12 +118,13 @@ def truth(gt: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]
     return out
 
 
-# A tracker run: frames in, per frame the track id of each detection (-1: not tracker output).
-TrackerRun = Callable[[list[Frame], float], list[np.ndarray]]
+# A tracker run: the cached frames, their (H, W, 3) BGR pictures and the clip's frame rate in;
+# per frame the track id of each detection out (-1: not tracker output).
+TrackerRun = Callable[[list[Frame], list[np.ndarray], float], list[np.ndarray]]
 
 
 def ours(config: TrackerConfig, min_score: float) -> TrackerRun:
-    def run(frames: list[Frame], fps: float) -> list[np.ndarray]:
+    def run(frames: list[Frame], pictures: list[np.ndarray], fps: float) -> list[np.ndarray]:
         tracker = Tracker(config)
         out = []
         for f in frames:
@@ -128,14 +138,17 @@ def ours(config: TrackerConfig, min_score: float) -> TrackerRun:
     return run
 
 
-def library(make: Callable[[float], Any], min_score: float = LOW_SCORE) -> TrackerRun:
-    """A `trackers` tracker (class-agnostic, as the library is) fed ``sv.Detections``."""
+def library(
+    make: Callable[[float], Any], min_score: float = LOW_SCORE, cmc: bool = False
+) -> TrackerRun:
+    """A `trackers` tracker (class-agnostic, as the library is) fed ``sv.Detections`` (and
+    the frame, for BoT-SORT's camera motion compensation: ``cmc``)."""
     import supervision as sv
 
-    def run(frames: list[Frame], fps: float) -> list[np.ndarray]:
+    def run(frames: list[Frame], pictures: list[np.ndarray], fps: float) -> list[np.ndarray]:
         tracker = make(fps)
         out = []
-        for f in frames:
+        for f, picture in zip(frames, pictures, strict=True):
             keep = np.flatnonzero(f.scores >= min_score)
             d = sv.Detections(
                 xyxy=f.xyxy[keep].astype(np.float32),
@@ -143,7 +156,7 @@ def library(make: Callable[[float], Any], min_score: float = LOW_SCORE) -> Track
                 class_id=np.zeros(len(keep), int),
                 data={"index": keep},
             )
-            result = tracker.update(d)
+            result = tracker.update(d, picture) if cmc else tracker.update(d)
             ids = np.full(len(f.scores), -1)
             if len(result):
                 ids[result.data["index"]] = result.tracker_id
@@ -156,23 +169,17 @@ def library(make: Callable[[float], Any], min_score: float = LOW_SCORE) -> Track
 def trackers_under_study() -> dict[str, TrackerRun]:
     from trackers import BoTSORTTracker, ByteTrackTracker, OCSORTTracker, SORTTracker
 
-    runs: dict[str, TrackerRun] = {
-        "detect today (>= 0.7)": ours(TrackerConfig(), CARD_SCORE),
-        "detect, low scores": ours(TrackerConfig(), 0.1),
-        "detect + appearance": ours(TrackerConfig(appearance=True), CARD_SCORE),
-        "detect + appearance, low": ours(TrackerConfig(appearance=True), 0.1),
-        **{
-            f"app gate {g}": ours(TrackerConfig(appearance=True, appearance_gate=g), CARD_SCORE)
-            for g in (0.7, 0.8, 1.0)
-        },
-        "app high 0.7 low 0.5": ours(TrackerConfig(appearance=True, high=0.7, low=0.5), 0.5),
-        "app age 60": ours(TrackerConfig(appearance=True, max_age=60), CARD_SCORE),
-        "SORT": library(lambda fps: SORTTracker(frame_rate=fps), CARD_SCORE),
-        "ByteTrack": library(lambda fps: ByteTrackTracker(frame_rate=fps)),
-        "OC-SORT": library(lambda fps: OCSORTTracker(frame_rate=fps)),
-        "BoT-SORT (no CMC)": library(lambda fps: BoTSORTTracker(frame_rate=fps, enable_cmc=False)),
+    keep = {"lost_track_buffer": 90}  # 30 frames at 10 fps, as detect's max_age
+    return {
+        "iou (before)": ours(TrackerConfig.of("iou"), CARD_SCORE),
+        "iou, scores >= 0.1": ours(TrackerConfig.of("iou"), 0.1),
+        "appearance": ours(TrackerConfig.of("appearance"), CARD_SCORE),
+        "appearance, >= 0.1": ours(TrackerConfig.of("appearance"), 0.1),
+        "SORT": library(lambda fps: SORTTracker(frame_rate=fps, **keep), CARD_SCORE),
+        "ByteTrack": library(lambda fps: ByteTrackTracker(frame_rate=fps, **keep)),
+        "OC-SORT": library(lambda fps: OCSORTTracker(frame_rate=fps, **keep)),
+        "BoT-SORT": library(lambda fps: BoTSORTTracker(frame_rate=fps, **keep), cmc=True),
     }
-    return runs
 
 
 def score(frames: list[Frame], ids: list[np.ndarray], gt: list[Any], names: list[str]) -> dict:
@@ -218,13 +225,14 @@ def main() -> None:
         if not cache.exists():
             cache.write_bytes(pickle.dumps(detect_clip(args.model, clip)))
         frames = pickle.loads(cache.read_bytes())
+        pictures = read_pictures(clip)
         gt_json = json.loads(gt_path.read_text())
         names = [c["name"] for c in gt_json["categories"]]
         fps = float(gt_json["info"]["fps"])
         gt = truth(gt_json)
         for tracker, run in runs.items():
             start = time.perf_counter()
-            ids = run(frames, fps)
+            ids = run(frames, pictures, fps)
             took = time.perf_counter() - start
             m = score(frames, ids, gt, names)
             rows.append((name, tracker, m, len(frames) / took))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from detect.appearance import FEATURE_SIZE, appearance_distance, colour_histograms
 from detect.errors import ConfigError
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.structures import Detections
@@ -117,3 +118,56 @@ def test_a_track_stays_live_while_it_coasts_and_ends_after_max_age() -> None:
         assert tracker.live_ids() == {1}
     tracker.update(Detections.of(np.zeros((0, 4)), []))
     assert tracker.live_ids() == set()
+
+
+def _painted(objects: list[tuple[list[float], tuple[int, int, int]]]) -> np.ndarray:
+    """A grey 200x300 BGR frame with each (xyxy box, colour) painted in order."""
+    frame = np.full((200, 300, 3), 90, np.uint8)
+    for (x1, y1, x2, y2), colour in objects:
+        frame[int(y1) : int(y2), int(x1) : int(x2)] = colour
+    return frame
+
+
+def test_an_object_whose_visible_box_jumps_keeps_its_id_by_its_colours() -> None:
+    """A red square walks right; for 4 frames it is hidden, then only its lowest rows show
+    (its box jumps down and shrinks: no IoU with where it was heading). By IoU alone it gets a
+    new id; with appearance (the colours inside its box) it keeps its own, while a blue square
+    of the same class that appears beside it at the same time gets a new one."""
+    red, blue = (0, 0, 220), (220, 0, 0)
+    scene = []
+    for t in range(20):
+        objects = []
+        if t < 8:
+            objects.append((1, [20 + 4 * t, 40, 60 + 4 * t, 80], red))
+        elif t >= 12:
+            objects.append((1, [20 + 4 * t, 74, 60 + 4 * t, 80], red))  # its lowest rows
+            objects.append((2, [20 + 4 * t, 100, 60 + 4 * t, 140], blue))
+        scene.append(objects)
+    for name, expected_tracks in (("iou", 3), ("appearance", 2)):
+        tracker = Tracker(TrackerConfig.of(name))
+        frames = []
+        for objects in scene:
+            boxes = np.array([o[1] for o in objects], float).reshape(-1, 4)
+            found = Detections.of(boxes, ["square"] * len(objects), [0.9] * len(objects))
+            looks = colour_histograms(_painted([(o[1], o[2]) for o in objects]), found)
+            ids = tracker.update(found, looks).track_ids
+            gt = np.array([o[0] for o in objects], int)
+            frames.append(TrackedFrame(gt, boxes, np.ones(len(gt)), ids, boxes, np.ones(len(gt))))
+        assert score_tracking(frames)["tracks"] == expected_tracks, name
+
+
+def test_colour_histograms_count_the_pixels_inside_each_mask_or_box() -> None:
+    frame = _painted([([0, 0, 10, 10], (0, 0, 250))])
+    square = Detections.of([[0, 0, 10, 10], [0, 0, 20, 10]], ["a", "b"])
+    looks = colour_histograms(frame, square)
+    assert looks.shape == (2, FEATURE_SIZE) and np.allclose(looks.sum(axis=1), 1.0)
+    assert looks[0].max() == pytest.approx(1.0)  # all red
+    assert looks[1].max() == pytest.approx(0.5)  # half red, half grey
+    assert appearance_distance(looks[:1], looks[:1])[0, 0] == pytest.approx(0.0, abs=1e-6)
+    assert appearance_distance(looks[:1], looks[1:])[0, 0] > 0.5
+
+
+def test_an_appearance_tracker_needs_a_feature_per_detection() -> None:
+    found = Detections.of([[0, 0, 10, 10]], ["a"])
+    with pytest.raises(ValueError, match="one feature row per detection"):
+        Tracker(TrackerConfig.of("appearance")).update(found)
