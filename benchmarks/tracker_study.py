@@ -1,26 +1,32 @@
-"""Tracker study: today's tracker against Roboflow `trackers` (SORT, ByteTrack, OC-SORT,
-BoT-SORT) and appearance cues, on the same detections of synthetic clips with identities.
+"""Tracker study: `detect.track` (by IoU, and with appearance cues) against Roboflow `trackers`
+(SORT, ByteTrack, OC-SORT, BoT-SORT) on the same detections of synthetic clips with identities.
 
-Each clip (`detect synth --video`, 300 frames) goes through the model once at a low score
-threshold (0.05); the detections, their masks' colour histograms and the frames' sizes are cached
-in ``--work`` (keyed by the model's sha256). Every tracker then runs on those cached detections,
-and its output (the detections given a track id) is scored against the clip's ground truth by
-TrackEval (`detect.metrics.tracking`): IDF1, HOTA, ID switches; and frames/s of the tracker
-alone (association only, the model's time left out).
+Each clip (`detect synth --video`, 300 frames, `CLIPS`) goes through the model once at a low
+score threshold (0.05); the detections are cached in ``--work`` (keyed by the model's sha256).
+Every tracker then runs on them and writes a `detect video`-style JSONL: the detections it gave a
+track id, those it did not at the model card's threshold (0.7) with track id -1, and the events
+of the site's zone ``centre`` and line ``middle`` (`detect synth --cameras`' layout). Each JSONL
+is scored as ``detect eval --video CLIP.json --jsonl RUN.jsonl --zones/--line`` scores it:
+TrackEval's IDF1, HOTA, MOTA and ID switches (`detect.metrics.video`) and the events' F1
+(`detect.metrics.counting`, pooled over zone and line). frames/s: the tracker alone (its
+association, and for the appearance tracker the colour histograms), the model's time left out.
 
+The library trackers are class-agnostic (one tracker for every class, as `trackers` has them);
+each keeps a lost track 30 frames as `detect.track` does (``lost_track_buffer`` 90 at 10 fps).
+A track ends for counting once it is not seen for 30 frames, for every tracker alike.
+
+    pip install trackers==2.6.1 supervision==0.31.2   # not a dependency of detect
     python benchmarks/tracker_study.py --model models/demo.onnx --work runs/tracker-study
-
-Needs ``pip install trackers==2.6.1`` (with supervision) for the library trackers.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import pickle
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +36,18 @@ import numpy as np
 from detect.appearance import colour_histograms
 from detect.data.clip_conditions import ClipConditions
 from detect.data.synth_video import write_clip
-from detect.metrics.tracking import TrackedFrame, tracking_metrics
-from detect.ops.boxes import xywh_to_xyxy
+from detect.metrics.counting import score_counting
+from detect.metrics.video import score_video
 from detect.runtime.backend import open_backend
-from detect.structures import Detections, DetectOptions
+from detect.structures import DetectOptions, Detections
 from detect.track import Tracker, TrackerConfig
+from detect.video.annotate import detection_records
+from detect.video.config import CountingSettings
+from detect.zones import Line, zones_from_dict
 
 LOW_SCORE = 0.05
-CARD_SCORE = 0.7  # the demo model card's threshold: what `detect video` keeps today
-
-
-@dataclass
-class Frame:
-    """One frame's cached detections: ``xyxy (N, 4)``, ``scores (N,)``, ``labels (N,)`` class
-    names, ``hists (N, 512)`` their colour histograms (`detect.appearance`, as `detect video`
-    computes them on its BGR frames)."""
-
-    xyxy: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    hists: np.ndarray
-
+CARD_SCORE = 0.7  # the demo model card's threshold: what `detect video` keeps
+MAX_AGE = 30  # frames a lost track is kept (detect.track's default)
 
 CLIPS: dict[str, dict[str, Any]] = {
     "seed7": {"seed": 7},
@@ -68,25 +65,18 @@ CLIPS: dict[str, dict[str, Any]] = {
     },
     "hard": {"seed": 3, "street": True, "conditions": ClipConditions(hard=True)},
 }
-"""The clips: ``detect synth --video`` arguments (`write_clip`), 300 frames each."""
+"""The clips: `write_clip` arguments (320x240, 10 fps, 300 frames)."""
 
 
-def detect_clip(model: Path, clip: Path) -> list[Frame]:
-    """Every frame of ``clip`` through ``model`` at `LOW_SCORE`."""
-    backend = open_backend(model=model)
-    options = DetectOptions(score_threshold=LOW_SCORE)
-    capture = cv2.VideoCapture(str(clip))
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-        found = backend.postprocess(backend.infer_batch([backend.prepare(rgb, "RGB")])[0], options)
-        d = Detections.from_list(found)
-        frames.append(Frame(d.xyxy, d.scores, d.labels, colour_histograms(bgr, d)))
-    backend.close()
-    return frames
+def site_counting(width: int = 320, height: int = 240) -> CountingSettings:
+    """The zone ``centre`` (the middle third of the width) and line ``middle`` (vertical,
+    drawn bottom to top) of a `detect synth --cameras` site."""
+    w, h = width, height
+    centre = [[w // 3, 0], [2 * w // 3, 0], [2 * w // 3, h], [w // 3, h]]
+    return CountingSettings(
+        zones=zones_from_dict([{"name": "centre", "polygon": centre}]),
+        lines=[Line.of("middle", [[w // 2, h], [w // 2, 0]], "study")],
+    )
 
 
 def read_pictures(clip: Path) -> list[np.ndarray]:
@@ -100,64 +90,64 @@ def read_pictures(clip: Path) -> list[np.ndarray]:
         pictures.append(bgr)
 
 
-def truth(gt: dict[str, Any]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per frame: ground-truth ``ids (G,)``, ``xyxy (G, 4)``, ``category ids (G,)``."""
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for a in gt["annotations"]:
-        by_image.setdefault(a["image_id"], []).append(a)
-    out = []
-    for image in sorted(gt["images"], key=lambda i: i["frame_index"]):
-        anns = by_image.get(image["id"], [])
-        out.append(
-            (
-                np.array([a["track_id"] for a in anns], int),
-                xywh_to_xyxy(np.array([a["bbox"] for a in anns], float).reshape(-1, 4)),
-                np.array([a["category_id"] for a in anns], int),
-            )
-        )
-    return out
+def detect_clip(model: Path, pictures: list[np.ndarray]) -> list[Detections]:
+    """Every frame through ``model`` at `LOW_SCORE`, with mask polygons."""
+    backend = open_backend(model=model)
+    options = DetectOptions(score_threshold=LOW_SCORE)
+    frames = []
+    for bgr in pictures:
+        raw = backend.infer_batch([backend.prepare(bgr, "BGR")])[0]
+        frames.append(Detections.from_list(backend.postprocess(raw, options)))
+    backend.close()
+    return frames
 
 
-# A tracker run: the cached frames, their (H, W, 3) BGR pictures and the clip's frame rate in;
-# per frame the track id of each detection out (-1: not tracker output).
-TrackerRun = Callable[[list[Frame], list[np.ndarray], float], list[np.ndarray]]
+# A tracker run: each frame's detections, its (H, W, 3) BGR picture and the clip's frame rate
+# in; per frame the track id of each detection out (-1: not tracker output).
+TrackerRun = Callable[[list[Detections], list[np.ndarray], float], list[np.ndarray]]
 
 
 def ours(config: TrackerConfig, min_score: float) -> TrackerRun:
-    def run(frames: list[Frame], pictures: list[np.ndarray], fps: float) -> list[np.ndarray]:
+    """`detect.track.Tracker` as `detect video` runs it, fed the detections >= ``min_score``."""
+
+    def run(frames: list[Detections], pictures: list[np.ndarray], fps: float) -> list[np.ndarray]:
         tracker = Tracker(config)
         out = []
-        for f in frames:
-            keep = f.scores >= min_score
-            ids = np.full(len(f.scores), -1)
-            d = Detections.of(f.xyxy[keep], f.labels[keep], f.scores[keep])
-            ids[keep] = tracker.update(d, f.hists[keep]).track_ids
+        for found, picture in zip(frames, pictures, strict=True):
+            keep = np.flatnonzero(found.scores >= min_score)
+            kept = Detections.of(
+                found.xyxy[keep],
+                found.labels[keep],
+                found.scores[keep],
+                polygons=[found.polygons[i] for i in keep],
+            )
+            looks = colour_histograms(picture, kept) if config.appearance else None
+            ids = np.full(len(found), -1)
+            ids[keep] = tracker.update(kept, looks).track_ids
             out.append(ids)
         return out
 
     return run
 
 
-def library(
-    make: Callable[[float], Any], min_score: float = LOW_SCORE, cmc: bool = False
-) -> TrackerRun:
-    """A `trackers` tracker (class-agnostic, as the library is) fed ``sv.Detections`` (and
-    the frame, for BoT-SORT's camera motion compensation: ``cmc``)."""
+def library(make: Callable[[float], Any], min_score: float = LOW_SCORE, cmc: bool = False):
+    """A `trackers` tracker fed ``sv.Detections`` >= ``min_score`` (and the picture, for
+    BoT-SORT's camera motion compensation: ``cmc``)."""
     import supervision as sv
 
-    def run(frames: list[Frame], pictures: list[np.ndarray], fps: float) -> list[np.ndarray]:
+    def run(frames: list[Detections], pictures: list[np.ndarray], fps: float) -> list[np.ndarray]:
         tracker = make(fps)
         out = []
-        for f, picture in zip(frames, pictures, strict=True):
-            keep = np.flatnonzero(f.scores >= min_score)
-            d = sv.Detections(
-                xyxy=f.xyxy[keep].astype(np.float32),
-                confidence=f.scores[keep].astype(np.float32),
+        for found, picture in zip(frames, pictures, strict=True):
+            keep = np.flatnonzero(found.scores >= min_score)
+            given = sv.Detections(
+                xyxy=found.xyxy[keep].astype(np.float32),
+                confidence=found.scores[keep].astype(np.float32),
                 class_id=np.zeros(len(keep), int),
                 data={"index": keep},
             )
-            result = tracker.update(d, picture) if cmc else tracker.update(d)
-            ids = np.full(len(f.scores), -1)
+            result = tracker.update(given, picture) if cmc else tracker.update(given)
+            ids = np.full(len(found), -1)
             if len(result):
                 ids[result.data["index"]] = result.tracker_id
             out.append(ids)
@@ -173,7 +163,7 @@ def trackers_under_study() -> dict[str, TrackerRun]:
     return {
         "iou (before)": ours(TrackerConfig.of("iou"), CARD_SCORE),
         "iou, scores >= 0.1": ours(TrackerConfig.of("iou"), 0.1),
-        "appearance": ours(TrackerConfig.of("appearance"), CARD_SCORE),
+        "appearance (chosen)": ours(TrackerConfig.of("appearance"), CARD_SCORE),
         "appearance, >= 0.1": ours(TrackerConfig.of("appearance"), 0.1),
         "SORT": library(lambda fps: SORTTracker(frame_rate=fps, **keep), CARD_SCORE),
         "ByteTrack": library(lambda fps: ByteTrackTracker(frame_rate=fps, **keep)),
@@ -182,22 +172,36 @@ def trackers_under_study() -> dict[str, TrackerRun]:
     }
 
 
-def score(frames: list[Frame], ids: list[np.ndarray], gt: list[Any], names: list[str]) -> dict:
-    category = {n: k + 1 for k, n in enumerate(names)}
-    tracked = []
-    for f, i, (gid, gbox, glab) in zip(frames, ids, gt, strict=True):
-        keep = i >= 0
-        tracked.append(
-            TrackedFrame(
-                gid,
-                gbox,
-                glab,
-                i[keep],
-                f.xyxy[keep],
-                np.array([category[x] for x in f.labels[keep]], int),
+def write_run(
+    path: Path,
+    frames: list[Detections],
+    ids: list[np.ndarray],
+    times_ms: list[float],
+    counting: CountingSettings,
+) -> None:
+    """The run as `detect video` writes its JSONL: per frame the tracked detections and the
+    untracked ones >= `CARD_SCORE`, and the zone and line events."""
+    counter = counting.counter()
+    last_seen: dict[int, int] = {}
+    with path.open("w", encoding="utf-8") as out:
+        for index, (found, track_ids, time_ms) in enumerate(
+            zip(frames, ids, times_ms, strict=True)
+        ):
+            keep = np.flatnonzero((track_ids >= 0) | (found.scores >= CARD_SCORE))
+            shown = Detections.of(
+                found.xyxy[keep], found.labels[keep], found.scores[keep], track_ids=track_ids[keep]
             )
-        )
-    return tracking_metrics(tracked)
+            for track_id in track_ids[track_ids >= 0].tolist():
+                last_seen[track_id] = index
+            live = {t for t, seen in last_seen.items() if index - seen <= MAX_AGE}
+            _, events = counter.update(shown, index, time_ms, live)
+            record = {
+                "frame": index,
+                "timestamp_ms": time_ms,
+                "detections": detection_records(shown),
+                "events": events,
+            }
+            out.write(json.dumps(record) + "\n")
 
 
 def main() -> None:
@@ -205,44 +209,49 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("models/demo.onnx"))
     parser.add_argument("--work", type=Path, default=Path("runs/tracker-study"))
     parser.add_argument("--frames", type=int, default=300)
-    parser.add_argument("--clips", default=",".join(CLIPS))
-    parser.add_argument(
-        "--only", default="", help="semicolon-separated tracker names (default all)"
-    )
+    parser.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names")
     args = parser.parse_args()
-    import json
-
     digest = hashlib.sha256(args.model.read_bytes()).hexdigest()[:12]
     args.work.mkdir(parents=True, exist_ok=True)
     runs = trackers_under_study()
-    if args.only:
-        runs = {k: v for k, v in runs.items() if k in args.only.split(";")}
-    rows = []
+    counting = site_counting()
+    table = []
     for name in args.clips.split(","):
         clip = args.work / f"{name}.mp4"
         gt_path = write_clip(clip, frames=args.frames, **CLIPS[name])
+        pictures = read_pictures(clip)
         cache = args.work / f"{name}.{digest}.pkl"
         if not cache.exists():
-            cache.write_bytes(pickle.dumps(detect_clip(args.model, clip)))
+            cache.write_bytes(pickle.dumps(detect_clip(args.model, pictures)))
         frames = pickle.loads(cache.read_bytes())
-        pictures = read_pictures(clip)
-        gt_json = json.loads(gt_path.read_text())
-        names = [c["name"] for c in gt_json["categories"]]
-        fps = float(gt_json["info"]["fps"])
-        gt = truth(gt_json)
+        truth = json.loads(gt_path.read_text())
+        fps = float(truth["info"]["fps"])
+        times = [float(i["timestamp_ms"]) for i in sorted(truth["images"], key=lambda i: i["id"])]
         for tracker, run in runs.items():
             start = time.perf_counter()
             ids = run(frames, pictures, fps)
-            took = time.perf_counter() - start
-            m = score(frames, ids, gt, names)
-            rows.append((name, tracker, m, len(frames) / took))
+            speed = len(frames) / (time.perf_counter() - start)
+            jsonl = args.work / f"{name}.{''.join(c for c in tracker if c.isalnum())}.jsonl"
+            write_run(jsonl, frames, ids, times, counting)
+            m = score_video(gt_path, jsonl)
+            f1 = score_counting(gt_path, jsonl, counting)["all"]["f1"]
+            row = (name, tracker, m["IDF1"], m["HOTA"], m["MOTA"], m["id_switches"], f1, speed)
+            table.append(row)
             print(
-                f"{name:<10} {tracker:<24} IDF1 {m['IDF1']:.3f}  HOTA {m['HOTA']:.3f}  "
-                f"MOTA {m['MOTA']:.3f}  IDSW {m['id_switches']:>3}  tracks {m['tracks']:>3} "
-                f"for {m['gt_objects']:>2}  DetA {m['DetA']:.3f} AssA {m['AssA']:.3f} "
-                f"miss {m['misses']} FP {m['false_positives']}  {len(frames) / took:7.0f} frames/s",
+                f"{name:<6} {tracker:<20} IDF1 {m['IDF1']:.3f}  HOTA {m['HOTA']:.3f}  "
+                f"MOTA {m['MOTA']:.3f}  IDSW {m['id_switches']:>3}  count F1 "
+                f"{'-' if f1 is None else f'{f1:.3f}'}  tracks {m['tracks']:>3} for "
+                f"{m['gt_objects']:>2}  {speed:6.0f} frames/s",
                 flush=True,
             )
+    print("\n| clip | tracker | IDF1 | HOTA | MOTA | ID switches | count F1 | frames/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, tracker, idf1, hota, mota, switches, f1, speed in table:
+        count = "-" if f1 is None else f"{f1:.3f}"
+        print(
+            f"| {name} | {tracker} | {idf1:.3f} | {hota:.3f} | {mota:.3f} | {switches} | "
+            f"{count} | {speed:.0f} |"
+        )
 
 
 if __name__ == "__main__":
