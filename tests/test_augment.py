@@ -230,6 +230,73 @@ def test_seeded_transforms_draw_independently() -> None:
     assert len(counts) == 4 and min(counts.values()) >= 25, counts
 
 
+def sharpness(image: np.ndarray) -> float:
+    """Steepest one-pixel step across the red rectangle's left and top edges, as a fraction of
+    the step from outside to inside (1 for the scene's hard edges); the smaller of the two, so a
+    motion blur along one edge still counts."""
+    grey = image.astype(np.float32).mean(axis=2)
+    across_left = grey[20:40, 4:17].mean(axis=0)  # columns 4..16 around x = 10, rows averaged
+    across_top = grey[9:22, 15:36].mean(axis=1)  # rows 9..21 around y = 15
+    return min(
+        float(np.abs(np.diff(profile)).max() / abs(profile[-1] - profile[0]))
+        for profile in (across_left, across_top)
+    )
+
+
+def test_degrade_blurs_adds_noise_and_darkens_but_keeps_annotations() -> None:
+    clean, boxes0, labels0, masks0 = make_scene()
+    background = np.ones((9, 9), np.uint8)  # erode: background pixels away from every object
+    background = cv2.erode((masks0.sum(axis=0) == 0).astype(np.uint8), background) > 0
+    assert sharpness(clean) == 1 and clean[background].std() == 0
+    darker = 0
+    for seed in range(60):
+        image, boxes, labels, masks = run(only("degrade"), seed)
+        assert labels.tolist() == labels0.tolist()
+        assert np.array_equal(boxes, boxes0) and np.array_equal(masks, masks0)
+        assert sharpness(image) < 0.7, seed  # always a motion or Gaussian blur
+        assert image[background].std() > 0.5, seed  # sensor noise survives JPEG
+        assert image.mean() < 1.1 * clean.mean(), seed
+        darker += image.mean() < 0.8 * clean.mean()
+    assert 15 <= darker <= 45, darker  # low light half the time
+
+
+def test_degrade_is_a_probability() -> None:
+    clean = make_scene()[0]
+    degraded = [not np.array_equal(run(only("degrade", degrade=0.5), s)[0], clean) for s in SEEDS]
+    assert 5 <= sum(degraded) <= 25, degraded
+
+
+def test_degrade_is_reproducible_with_a_seed() -> None:
+    first, second = run(only("degrade"), 3), run(only("degrade"), 3)
+    for a, b in zip(first, second, strict=True):
+        assert np.array_equal(a, b)
+    transform = build_transform(only("degrade"))
+    transform.set_random_seed(3)
+    again = apply_transform(transform, *make_scene())
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not np.array_equal(run(only("degrade"), 4)[0], first[0])
+
+
+def test_degrade_is_off_by_default_and_leaves_the_pipeline_as_it_was() -> None:
+    """At 0 the chain is not built, so it draws nothing: the default pipeline (and the cached
+    fixture models trained with it) sees the same transforms and random draws as before."""
+    assert AugmentConfig().degrade == 0
+    names = [type(t).__name__ for t in build_transform(AugmentConfig()).transforms]
+    assert names == [
+        "HorizontalFlip",
+        "Affine",
+        "ColorJitter",
+        "HueSaturationValue",
+        "OneOf",
+        "OneOf",
+        "GaussNoise",
+        "Downscale",
+        "ImageCompression",
+    ]
+    names = [type(t).__name__ for t in build_transform(AugmentConfig(degrade=0.5)).transforms]
+    assert names[-1] == "Sequential"
+
+
 def test_all_probabilities_zero_is_identity() -> None:
     config = AugmentConfig(**dict.fromkeys(PROBABILITIES, 0.0))
     assert len(build_transform(config).transforms) == 0
@@ -254,6 +321,7 @@ def test_from_value() -> None:
         ({"flip": 0.5}, "flip"),
         ({"hflip": 1.5}, "augment.hflip must be a probability in [0, 1]"),
         ({"jpeg": -0.1}, "augment.jpeg"),
+        ({"degrade": 1.5}, "augment.degrade must be a probability in [0, 1], got 1.5"),
         ({"blur": "often"}, "augment.blur"),
         ({"noise": True}, "augment.noise"),
         ({"scale_range": [1.2, 1.6]}, "augment.scale_range must be [min, max]"),

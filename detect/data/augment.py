@@ -39,6 +39,7 @@ class AugmentConfig:
     jpeg: float = 0.2  # JPEG compression artefacts
     downscale: float = 0.1  # downscale-upscale (low resolution cameras)
     low_light: float = 0.2  # darken: RandomBrightnessContrast with negative brightness / gamma
+    degrade: float = 0.0  # the whole camera chain of `detect synth --degrade` (_surveillance_chain)
     scale: float = 0.5  # scale jitter / crop (zoom in and out), image size unchanged
     scale_range: tuple[float, float] = (0.6, 1.6)  # zoom factors, min <= 1 <= max
 
@@ -146,6 +147,7 @@ def build_transform(config: AugmentConfig, seed: int | None = None) -> A.Compose
             p=config.downscale,
         ),
         A.ImageCompression(quality_range=(30, 90), p=config.jpeg),
+        _surveillance_chain(p=config.degrade),
     ]
     with warnings.catch_warnings():
         # Boxes always go through (apply_transform filters and relabels them by instance id),
@@ -162,6 +164,52 @@ def build_transform(config: AugmentConfig, seed: int | None = None) -> A.Compose
             mask_interpolation=cv2.INTER_NEAREST,
             seed=seed,
         )
+
+
+def _surveillance_chain(p: float) -> A.Sequential:
+    """With probability `p`, a cheap surveillance camera's picture: the chain and ranges of
+    `detect.data.synth.degrade_image`, built from albumentations transforms (image only).
+
+    Always a motion or Gaussian blur; grey (night mode) one time in five; low light (gamma
+    1.0-1.3, then x0.4-0.7) half the time, with sensor noise of sigma 4.8-16 grey levels, else
+    sigma 3-10; a downscale-upscale (x0.35-0.7) half the time; always JPEG at quality 15-40.
+    Grey comes before the darkening here (after it in `degrade_image`): a grey image stays grey
+    through it, so only the gamma's tone curve differs.
+    """
+    low_light_and_noise = A.Sequential(
+        [
+            A.RandomGamma(gamma_limit=(100, 130), p=1),  # gamma 1.0-1.3
+            # albumentations computes x * (1 + contrast) + brightness * 255: here x * 0.4-0.7.
+            A.RandomBrightnessContrast(brightness_limit=0, contrast_limit=(-0.6, -0.3), p=1),
+            A.GaussNoise(std_range=(4.8 / 255, 16 / 255), p=1),  # 1.6x: gain in the dark
+        ],
+        p=1,
+    )
+    return A.Sequential(
+        [
+            A.OneOf(
+                [
+                    A.MotionBlur(
+                        blur_limit=(3, 9),
+                        angle_range=(0, 180),
+                        direction_range=(0, 0),
+                        allow_shifted=False,
+                    ),
+                    A.GaussianBlur(blur_limit=0, sigma_limit=(0.6, 1.8)),  # kernel from sigma
+                ],
+                p=1,
+            ),
+            A.ToGray(p=0.2),
+            A.OneOf([low_light_and_noise, A.GaussNoise(std_range=(3 / 255, 10 / 255), p=1)], p=1),
+            A.Downscale(
+                scale_range=(0.35, 0.7),
+                interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR},
+                p=0.5,
+            ),
+            A.ImageCompression(quality_range=(15, 40), p=1),
+        ],
+        p=p,
+    )
 
 
 def apply_transform(
