@@ -313,7 +313,8 @@ def test_the_guides_site_file_loads(site: Path, tmp_path: Path) -> None:
         2,
         None,
     )
-    assert [z.name for z in gate.zones] == ["door"] and [x.name for x in gate.lines] == ["entry"]
+    assert [z.name for z in gate.counting.zones] == ["door"]
+    assert [x.name for x in gate.counting.lines] == ["entry"]
     assert yard.options.classes == ("person", "car") and yard.reconnect is None
     assert loaded.events == tmp_path / "out" / "events.jsonl"
 
