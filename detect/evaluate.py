@@ -203,8 +203,8 @@ class EvalConfig:
         ]
         if self.site is not None and flagged:
             raise spell.problem(
-                f"{spell('site')} gives the camera's {spell(flagged[0])}; leave out "
-                f"{spell(flagged[0])}"
+                f"{spell(flagged[0])} with {spell('site')}: the site's camera gives the zones, "
+                f"lines, anchor and min_frames; leave out {spell(flagged[0])}"
             )
         if self.camera is not None and self.site is None and self.events is None:
             raise spell.problem(
