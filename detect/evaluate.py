@@ -561,9 +561,10 @@ def evaluate(
     return EvalResult(metrics, out, predicted.failed)
 
 
-def _site_counting(config: EvalConfig) -> tuple[CountingSettings, str]:
+def _site_counting(config: EvalConfig) -> tuple[CountingSettings, str, frozenset[str]]:
     """The counting settings and name of ``config.camera`` in the site file ``config.site`` (its
-    only camera when None); `UsageError` naming the flag otherwise."""
+    only camera when None), and the names of the site's cameras; `UsageError` naming the flag
+    otherwise."""
     from detect.watch.site import read_site
 
     assert config.site is not None
@@ -577,7 +578,7 @@ def _site_counting(config: EvalConfig) -> tuple[CountingSettings, str]:
     settings = cameras[name].counting
     if not settings.counter():
         raise UsageError(f"--camera {name}: it has no zones or lines in {config.site}")
-    return settings, name
+    return settings, name, frozenset(cameras)
 
 
 def evaluate_video(config: EvalConfig) -> dict[str, Any]:
@@ -591,12 +592,12 @@ def evaluate_video(config: EvalConfig) -> dict[str, Any]:
     check(config)
     if config.video is None or config.jsonl is None:
         raise ValueError("an image evaluation's settings: score them with evaluate")
-    settings, camera = config.counting, config.camera
+    settings, camera, site = config.counting, config.camera, frozenset[str]()
     if config.site is not None:
-        settings, camera = _site_counting(config)
+        settings, camera, site = _site_counting(config)
     scores = score_video(config.video, config.jsonl)
     if settings.counter():
-        events = None if config.events is None else read_event_log(config.events, camera)
+        events = None if config.events is None else read_event_log(config.events, camera, site)
         scores["counting"] = score_counting(
             config.video, config.jsonl, settings, config.count_window, events
         )

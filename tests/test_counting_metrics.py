@@ -257,6 +257,14 @@ def test_eval_takes_the_zones_of_a_site_camera_and_its_events_from_the_event_log
     assert shown.returncode == 0, shown.stderr
     saved = json.loads((out / "video_metrics.json").read_text())
     assert saved["counting"] == score_counting(gt, run, SETTINGS)
+    front_only = _write(root / "front.jsonl", log[:-1])  # the site's camera back counted nothing
+    quiet = run_detect(
+        *("eval", "--video", str(gt), "--jsonl", str(bare), "--out", str(out)),
+        *("--site", str(site), "--camera", "back", "--events", str(front_only)),
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    nothing = json.loads((out / "video_metrics.json").read_text())["counting"]["all"]
+    assert (nothing["true"], nothing["counted"], nothing["recall"]) == (9, 0, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -271,7 +279,8 @@ def test_eval_takes_the_zones_of_a_site_camera_and_its_events_from_the_event_log
         (
             ["--line", GATE, "--events", "{events}", "--camera", "side"],
             2,
-            "--camera side: --events {events} has no event of that camera (it has back, front)",
+            "--camera side: --events {events} has no event of that camera (it has back, front); "
+            "check the name, or give the site file with --site",
         ),
         (
             ["--line", GATE, "--events", "{events}"],

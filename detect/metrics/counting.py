@@ -181,10 +181,13 @@ def run_events(records: list[dict[str, Any]], path: Path) -> list[dict[str, Any]
     return [event for r in records for event in r.get("events", [])]
 
 
-def read_event_log(path: Path, camera: str | None) -> list[dict[str, Any]]:
+def read_event_log(
+    path: Path, camera: str | None, site: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
     """The events of ``camera`` in a `detect watch` event log (one JSON object a line, each with
     ``camera``); ``camera`` None: the log's only camera. DataError for a bad line, UsageError
-    for a camera the log does not have or a log of several cameras without one."""
+    for a log of several cameras without ``camera``, or for a camera the log has no event of
+    unless it is one of the ``site``'s cameras (which may have had none)."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -213,10 +216,10 @@ def read_event_log(path: Path, camera: str | None) -> list[dict[str, Any]]:
                 "with --camera"
             )
         return events
-    if events and camera not in cameras:
+    if events and camera not in cameras and camera not in site:
         raise UsageError(
             f"--camera {camera}: --events {path} has no event of that camera (it has "
-            f"{', '.join(cameras)})"
+            f"{', '.join(cameras)}); check the name, or give the site file with --site"
         )
     return [e for e in events if e["camera"] == camera]
 
