@@ -345,3 +345,23 @@ def test_a_run_that_did_not_count_is_refused_without_an_event_log(
         f"error: {run}: its records have no 'events' (the run had no zones or lines); score a "
         "run that counted, or give its event log with --events"
     )
+
+
+def test_a_site_cameras_truth_must_exist_and_go_with_its_jsonl(tmp_path: Path) -> None:
+    (tmp_path / "gate.mp4").write_bytes(b"")
+    (tmp_path / "gate.json").write_text("{}")
+    for truth, jsonl, message in (
+        ("missing.json", "gate.jsonl", "camera 'gate': truth: 'missing.json': no such file"),
+        (
+            "gate.json",
+            None,
+            "camera 'gate': truth needs jsonl: the run's boxes tell which object each track is",
+        ),
+    ):
+        camera = {"name": "gate", "source": "gate.mp4", "truth": truth}
+        camera |= {"jsonl": jsonl} if jsonl else {}
+        site = tmp_path / "site.yaml"
+        site.write_text(json.dumps({"server": "127.0.0.1:50051", "cameras": [camera]}))
+        result = run_detect("watch", str(site))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == f"error: {message}"
