@@ -175,9 +175,9 @@ def run_demo(config: DemoConfig, say: Say = _quiet) -> dict[str, Path]:
                     f"({quality['objects']} objects)"
                 )
                 report["cameras"][name].setdefault("ground_truth", {}).update(quality)
-                if name in watched.counting:  # the site names each camera's truth (write_site)
+                if name in watched.counting_scores:  # the site names its truth (write_site)
                     say("        its counts against its ground truth:")
-                    for text in counting_table(watched.counting[name]).splitlines():
+                    for text in counting_table(watched.counting_scores[name]).splitlines():
                         say(f"          {text}")
             say(
                 f"      site: {report['frames_processed']} frames in {report['seconds']:.1f} s "

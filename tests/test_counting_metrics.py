@@ -333,7 +333,7 @@ def test_counting_mistakes_are_one_line(
     assert result.stderr.strip() == f"error: {message.format(**paths)}", result.stderr
 
 
-def test_a_run_that_did_not_count_is_refused_without_an_event_log(
+def test_a_run_that_did_not_count_or_whose_event_is_not_one_is_refused(
     clip: tuple[Path, Path, Path],
 ) -> None:
     gt, _, _ = clip
@@ -344,6 +344,14 @@ def test_a_run_that_did_not_count_is_refused_without_an_event_log(
     assert result.stderr.strip() == (
         f"error: {run}: its records have no 'events' (the run had no zones or lines); score a "
         "run that counted, or give its event log with --events"
+    )
+    records[2]["events"] = [{"line": "gate", "event": "cross", "frame": 2, "label": "circle"}]
+    _write(run, records)  # a crossing without its direction
+    result = run_detect("eval", "--video", str(gt), "--jsonl", str(run), "--line", GATE)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip() == (
+        f"error: {run} frame 2: an event without zone or line, event (enter, exit, cross with a "
+        "direction), label, frame; score the JSONL of `detect video` or `detect watch`"
     )
 
 

@@ -24,11 +24,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"camera {name}:")
         for text in summary.lines():
             print(f"  {text}")
-        if name in result.counting:  # pycocotools (the eval extra) only for a site with truth
+        if name in result.counting_scores:  # pycocotools (eval extra) only for a site with truth
             from detect.metrics.counting import counting_table
 
             print("  against its ground truth:")
-            for text in counting_table(result.counting[name]).splitlines():
+            for text in counting_table(result.counting_scores[name]).splitlines():
                 print(f"    {text}")
     totals = result.as_dict()
     print(

@@ -170,15 +170,42 @@ def track_objects(records: list[dict[str, Any]], data: dict[str, Any]) -> dict[i
     return objects
 
 
+EVENT_KEYS = "zone or line, event (enter, exit, cross with a direction), label, frame"
+"""What an event needs to be scored, for messages."""
+
+
+def _is_event(event: Any) -> bool:
+    """Whether ``event`` is a `detect.zones.Counting` event dict that can be scored."""
+    if not isinstance(event, dict) or not isinstance(event.get("zone", event.get("line")), str):
+        return False
+    kind, direction = event.get("event"), event.get("direction")
+    return (
+        (kind in ("enter", "exit") or (kind == "cross" and direction in ("forward", "backward")))
+        and isinstance(event.get("label"), str)
+        and isinstance(event.get("frame"), int)
+        and isinstance(event.get("track_id", -1), int)
+        and isinstance(event.get("dwell_s", 0.0), int | float)
+    )
+
+
 def run_events(records: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]:
     """The events in the run's JSONL ``records`` (read from ``path``); DataError when none of
-    them has ``events`` (the run counted nothing)."""
+    them has ``events`` (the run counted nothing) or for an event that is not one."""
     if not any("events" in r for r in records):
         raise DataError(
             f"{path}: its records have no 'events' (the run had no zones or lines); score a run "
             "that counted, or give its event log with --events"
         )
-    return [event for r in records for event in r.get("events", [])]
+    events = []
+    for record in records:
+        found = record.get("events", [])
+        if not isinstance(found, list) or not all(map(_is_event, found)):
+            raise DataError(
+                f"{path} frame {record['frame']}: an event without {EVENT_KEYS}; score the "
+                "JSONL of `detect video` or `detect watch`"
+            )
+        events += found
+    return events
 
 
 def read_event_log(
@@ -202,10 +229,10 @@ def read_event_log(
             raise DataError(
                 f"--events {path} line {number} is not valid JSON ({exc.msg})"
             ) from None
-        if not isinstance(event, dict) or not {"camera", "event", "frame", "label"} <= event.keys():
+        if not _is_event(event) or "camera" not in event:
             raise DataError(
                 f"--events {path} line {number}: not an event of a `detect watch` event log "
-                "(camera, event, frame, label)"
+                f"(camera, {EVENT_KEYS})"
             )
         events.append(event)
     cameras = sorted({str(e["camera"]) for e in events})
@@ -336,7 +363,7 @@ def score_counting(
 ) -> dict[str, Any]:
     """The counting figures (`counting_figures`) of the run whose JSONL is ``jsonl_path`` on the
     clip whose ground truth is ``gt_path``, counted with ``settings``; the run's ``events``
-    (None: its JSONL's, `run_events`)."""
+    (`read_event_log`'s; None: its JSONL's, `run_events`)."""
     data = read_clip_truth(gt_path)
     records = read_run(jsonl_path, gt_path, data)
     frames = sorted({int(r["frame"]) for r in records})
@@ -344,15 +371,7 @@ def score_counting(
     objects = track_objects(records, data)
     if events is None:
         events = run_events(records, jsonl_path)
-    counted = []
-    for event in events:
-        try:
-            counted.append(_event(event, objects.get(event.get("track_id", -1))))
-        except (KeyError, TypeError, ValueError):
-            raise DataError(
-                f"{jsonl_path}: an event without zone or line, event, label or frame: "
-                f"{json.dumps(event)[:80]}; score the events of `detect video` or `detect watch`"
-            ) from None
+    counted = [_event(event, objects.get(event.get("track_id", -1))) for event in events]
     scored = {zone.name for zone in settings.zones} | {line.name for line in settings.lines}
     return counting_figures(truth, [e for e in counted if e.name in scored], window)
 

@@ -31,21 +31,21 @@ FINISH_S = 30.0  # how long stopped cameras get to finish their frame in hand
 
 @dataclass
 class WatchResult:
-    """Each camera's summary and error (None: it ran to its end), the site's totals; ``counting``:
-    the counting figures of each camera whose ground truth the site names (``truth``;
-    `detect.metrics.counting.score_counting`)."""
+    """Each camera's summary and error (None: it ran to its end), the site's totals;
+    ``counting_scores``: the counting figures of each camera whose ground truth the site names
+    (``truth``; `detect.metrics.counting.score_counting`)."""
 
     summaries: dict[str, VideoSummary]
     errors: dict[str, str]
     seconds: float
     events: int
-    counting: dict[str, dict[str, Any]] = field(default_factory=dict)
+    counting_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def _camera(self, name: str) -> dict[str, Any]:
         """A camera's summary, error and (with ground truth) ``ground_truth.counting``."""
         camera = {**self.summaries[name].as_dict(), "error": self.errors.get(name)}
-        if name in self.counting:
-            camera["ground_truth"] = {"counting": self.counting[name]}
+        if name in self.counting_scores:
+            camera["ground_truth"] = {"counting": self.counting_scores[name]}
         return camera
 
     def as_dict(self) -> dict[str, Any]:
@@ -155,7 +155,7 @@ def _score_counts(site: Site, result: WatchResult) -> WatchResult:
         if not config.counting.counter():
             continue
         try:
-            result.counting[config.name] = score_counting(
+            result.counting_scores[config.name] = score_counting(
                 config.truth, config.jsonl, config.counting
             )
         except DataError as exc:
