@@ -11,7 +11,7 @@ from helpers import run_detect
 
 from detect.data.synth_video import write_site
 from detect.metrics.clip import read_clip_truth
-from detect.metrics.counting import counting_table, score_counting, true_events
+from detect.metrics.counting import counting_table, score_counting, track_objects, true_events
 from detect.video.config import CountingSettings
 from detect.watch import read_site
 from detect.zones import Line, zones_from_dict
@@ -171,6 +171,26 @@ def test_hand_worked_run_scores_every_figure(clip: tuple[Path, Path, Path]) -> N
     rows = {(r["name"], r["event"], r["label"]): _figures(r) for r in figures["rows"]}
     assert rows == HAND_WORKED
     assert _figures(figures["all"]) == HAND_WORKED_ALL
+
+
+def test_a_track_is_the_object_it_overlaps_in_more_than_half_of_its_frames() -> None:
+    def box(k: int, f: int, label: str | None = None, track: int = 0) -> dict:
+        own, cy, x = OBJECTS[k]
+        place = {"top": cy - 5, "left": x(f) - 5, "width": 10, "height": 10}
+        return place | {"label": label or own, "score": 1.0, "track_id": track}
+
+    records = [
+        {
+            "frame": f,
+            "detections": [
+                box(1 if f < 4 else 2, f, track=21),  # object 1 in 4 of 8 frames: not most
+                box(1 if f < 5 else 2, f, track=22),  # object 1 in 5 of 8 frames
+                box(3, f, "circle", track=23),  # object 3's box, but not its class
+            ],
+        }
+        for f in range(8)
+    ]
+    assert track_objects(records, _clip()) == {21: None, 22: 1, 23: None}
 
 
 DOOR_CIRCLE = ("door", "enter", "circle")

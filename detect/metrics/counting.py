@@ -25,10 +25,11 @@ the tracker's delay in showing a new track (an object first seen inside a zone e
 it) and the frame or two that box jitter moves a crossing, while one object seldom makes the
 same event twice in it.
 
-Counted events left unmatched are **wrong directions** when a crossing whose object has an
+Of the counted events left unmatched, a crossing is a **wrong direction** when its object has an
 unmatched true crossing of that line in the other direction within the window (paired one to
-one, nearest first), else **double counts** when another counted event of that object, zone or
-line and event matched; the others did not happen (or belong to no object).
+one, nearest first); any other is a **double count** when a counted event of the same object,
+zone or line and event (direction included) matched; the rest did not happen (or belong to no
+object). Each counts in the row of the counted event.
 
 The figures (`score_counting`), per zone or line, event and class and pooled over all of them
 (``all``): ``true``, ``counted``, ``error`` (counted - true), ``matched``, ``precision``
@@ -89,9 +90,9 @@ def _event(event: dict[str, Any], obj: int | None) -> _Event:
     return _Event(name, what, event["label"], int(event["frame"]), obj, event.get("dwell_s"))
 
 
-def _boxes(found: list[dict[str, Any]], keys: tuple[str, str, str, str]) -> np.ndarray:
-    """(N, 4) xyxy of N dicts whose ``keys`` hold top, left, width, height (N may be 0)."""
-    tlwh = [[d[k] for k in keys] for d in found]
+def _boxes(found: list[dict[str, Any]]) -> np.ndarray:
+    """(N, 4) xyxy of N dicts with ``top, left, width, height`` (N may be 0)."""
+    tlwh = [[d["top"], d["left"], d["width"], d["height"]] for d in found]
     return tlwh_to_xyxy(np.asarray(tlwh, np.float64).reshape(-1, 4))
 
 
@@ -101,8 +102,11 @@ def _truth_by_frame(data: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
     name_of = {int(c["id"]): c["name"] for c in data["categories"]}
     by_frame: dict[int, list[dict[str, Any]]] = {}
     for ann in data["annotations"]:
+        frame = frame_of.get(int(ann["image_id"]))
+        if frame is None:  # not one of the clip's frames
+            continue
         x, y, w, h = ann["bbox"]
-        by_frame.setdefault(frame_of[int(ann["image_id"])], []).append(
+        by_frame.setdefault(frame, []).append(
             {
                 "top": y,
                 "left": x,
@@ -113,9 +117,6 @@ def _truth_by_frame(data: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
             }
         )
     return by_frame
-
-
-_TLWH = ("top", "left", "width", "height")
 
 
 def true_events(
@@ -136,7 +137,7 @@ def true_events(
     for frame in frames:
         found = by_frame.get(frame, [])
         detections = Detections.of(
-            _boxes(found, _TLWH),
+            _boxes(found),
             [a["label"] for a in found],
             track_ids=[a["track_id"] for a in found],
         )
@@ -156,7 +157,7 @@ def track_objects(records: list[dict[str, Any]], data: dict[str, Any]) -> dict[i
         tracked = [d for d in record["detections"] if d.get("track_id", -1) >= 0]
         if not tracked:
             continue
-        iou = box_iou(_boxes(tracked, _TLWH), _boxes(truth, _TLWH))
+        iou = box_iou(_boxes(tracked), _boxes(truth))
         for k, d in enumerate(tracked):
             seen[d["track_id"]] += 1
             same = [j for j, a in enumerate(truth) if a["label"] == d["label"]]
