@@ -211,11 +211,8 @@ class EvalConfig:
                 f"{spell('camera')} names a camera of {spell('site')} or {spell('events')}; "
                 "give one of them"
             )
-        if (
-            self.events is not None
-            and self.site is None
-            and not self.counting.zones + self.counting.lines
-        ):
+        counts = self.counting.zones or self.counting.lines
+        if self.events is not None and self.site is None and not counts:
             raise spell.problem(
                 f"{spell('events')} scores zone and line counts: give {spell('site')} with "
                 f"{spell('camera')}, or {spell('zones')} / {spell('lines')}"
