@@ -39,7 +39,7 @@ from detect.data.synth_video import write_clip
 from detect.metrics.counting import score_counting
 from detect.metrics.video import score_video
 from detect.runtime.backend import open_backend
-from detect.structures import DetectOptions, Detections
+from detect.structures import Detections, DetectOptions
 from detect.track import Tracker, TrackerConfig
 from detect.video.annotate import detection_records
 from detect.video.config import CountingSettings

@@ -147,12 +147,15 @@ VERBS = (
         "detect.commands.eval",
         "Evaluate predictions against COCO ground truth: COCO AP/AR (pycocotools), per-class "
         "P/R/F1 at an operating threshold, confusion matrix, PR curves, proposal recall; or a "
-        "video run against its clip: AP plus MOTA, MOTP, IDF1 and HOTA (TrackEval).",
+        "video run against its clip: AP plus MOTA, MOTP, IDF1 and HOTA (TrackEval), and with "
+        "zones or lines how right its counts are.",
         "  detect eval --gt data/test.json --model models/shapes.onnx --out runs/eval\n"
         "  detect eval --gt data/test.json --predictions runs/eval/predictions.json --out re\n"
         "  detect eval --gt data/test.json --server 127.0.0.1:50051 --out runs/eval-server\n"
         "  detect eval --gt data/test.json --checkpoint runs/shapes/best.pt --out runs/eval-pt\n"
-        "  detect eval --video clips/street.json --jsonl runs/street.jsonl   # MOTA, IDF1, HOTA\n",
+        "  detect eval --video clips/street.json --jsonl runs/street.jsonl   # MOTA, IDF1, HOTA\n"
+        "  detect eval --video site/cam1.json --jsonl site/out/cam1.jsonl --site site/site.yaml "
+        "--camera cam1\n",
     ),
     Verb(
         "video",

@@ -8,7 +8,8 @@
    ``image,top,left,width,height,label,score`` lines, with annotated copies;
 4. site: both cameras through the server at once (`detect watch`: one ``DetectStream`` and one
    tracker per camera): annotated MP4s, JSONL, the site's event log (zone enter/exit with dwell,
-   line crossings), summaries, and per camera AP50, MOTA, IDF1 and HOTA against its ground truth;
+   line crossings), summaries, and per camera AP50, MOTA, IDF1 and HOTA against its ground truth,
+   and how right its zone and line counts are (`detect.metrics.counting`);
 5. eval: `detect eval --server` on the test split (report, plots);
 6. the server is stopped with SIGTERM (it drains).
 
@@ -102,6 +103,7 @@ def run_demo(config: DemoConfig, say: Say = _quiet) -> dict[str, Path]:
     from detect.evaluate import EvalConfig, evaluate
     from detect.local_server import LocalServer
     from detect.metrics.coco import ap_text
+    from detect.metrics.counting import counting_table
     from detect.metrics.report import stdout_table
     from detect.metrics.video import score_video
     from detect.runtime.backend import detect_batch
@@ -172,7 +174,11 @@ def run_demo(config: DemoConfig, say: Say = _quiet) -> dict[str, Path]:
                     f"HOTA {quality['HOTA']:.3f}, {quality['id_switches']} ID switches "
                     f"({quality['objects']} objects)"
                 )
-                report["cameras"][name]["ground_truth"] = quality
+                report["cameras"][name].setdefault("ground_truth", {}).update(quality)
+                if name in watched.counting_scores:  # the site names its truth (write_site)
+                    say("        its counts against its ground truth:")
+                    for text in counting_table(watched.counting_scores[name]).splitlines():
+                        say(f"          {text}")
             say(
                 f"      site: {report['frames_processed']} frames in {report['seconds']:.1f} s "
                 f"({report['fps']:.2f} frames/s), {report['events']} events in {paths['events']}"

@@ -21,7 +21,9 @@ the P/R/F1 figures and the confusion matrix. Masks are compared as RLE of the po
 (holes kept), traced without simplification.
 
 A video run (``--video CLIP.json --jsonl RUN.jsonl``): `detect.metrics.video.score_video`, box AP
-over the run's frames and the tracking figures (MOTA, MOTP, IDF1, HOTA, ID switches) by TrackEval.
+over the run's frames and the tracking figures (MOTA, MOTP, IDF1, HOTA, ID switches) by TrackEval;
+with zones or lines (``--zones``/``--line``, or a camera's of ``--site``) also how right its zone
+and line counts are (`detect.metrics.counting`), from its JSONL's events or ``--events``.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from detect.config import SERVER_HELP, Cluster, Connection, Engine, host_port
 from detect.data.coco import read_json
 from detect.data.predict_record import RECORD_NAME, PredictRecord, read_predict_record
 from detect.data.results import read_results
-from detect.errors import ConfigError, DataError
+from detect.errors import ConfigError, DataError, UsageError
 from detect.metrics.coco import load_gt
+from detect.metrics.counting import WINDOW
 from detect.metrics.evaluator import (
     CocoEvaluator,
     inference_on_dataset,
@@ -53,14 +56,17 @@ from detect.progress import StartProgress, silent
 from detect.resume import Manifest, OnResume, Resumed, results_of
 from detect.runtime.backend import Backend, Detected, open_backend
 from detect.runtime.model_card import DEFAULT_SCORE, ModelCard, card_path
-from detect.settings import FLAGS, Spelling, check, nested, output_folder, setting
+from detect.settings import FLAGS, Spelling, at_least, check, nested, output_folder, setting
 from detect.structures import DetectOptions, ModelInfo
+from detect.video.config import CountingSettings
 
 if TYPE_CHECKING:
     from detect.cluster import RayPool
 
 IOU_TYPES = ("bbox", "segm", "both")
 SOURCES = ("predictions", "model", "checkpoint", "server")
+COUNTING = ("events", "site", "camera")
+"""The settings of a video run's counting beyond the zones and lines themselves."""
 
 
 def _threshold(value: float | None) -> str | None:
@@ -89,6 +95,19 @@ class EvalConfig:
     )
     video: Path | None = setting(None, "a clip's ground truth (`detect synth --video`)")
     jsonl: Path | None = setting(None, "--video: the JSONL of a `detect video` run")
+    events: Path | None = setting(
+        None, "--video: the run's events from this `detect watch` event log (default: the JSONL's)"
+    )
+    site: Path | None = setting(
+        None, "--video: count with the zones, lines, anchor and min_frames of a camera of this site"
+    )
+    camera: str | None = setting(None, "--video: the camera of --site and of --events")
+    counting: CountingSettings = nested(CountingSettings)
+    count_window: int = setting(
+        WINDOW,
+        "--video: frames a counted zone or line event may be from the true one it matches",
+        check=at_least(0),
+    )
     predictions: Path | None = setting(None, "COCO results JSON", group="source")
     model: Path | None = setting(None, "exported NAME.onnx (local ONNX Runtime)", group="source")
     checkpoint: Path | None = setting(None, "training checkpoint (PyTorch)", group="source")
@@ -135,6 +154,11 @@ class EvalConfig:
         if self.is_video:
             self._validate_video(spell)
             return
+        counted = [name for name in COUNTING if getattr(self, name) is not None]
+        counted += ["zones"] if self.counting.zones else []
+        counted += ["lines"] if self.counting.lines else []
+        if counted:
+            raise spell.problem(f"{spell(counted[0])} scores counts: it goes with {spell('video')}")
         if self.gt is None or self.out is None:
             raise spell.problem(
                 f"give {spell('gt')} GT.json {spell('out')} DIR and a source of predictions "
@@ -170,7 +194,29 @@ class EvalConfig:
         others += ["ray"] if self.cluster.ray is not None else []
         if others:
             raise spell.problem(f"{spell('video')} scores a JSONL; leave out {spell(others[0])}")
-        self._validate_files(spell, ("video", "jsonl"))
+        self._validate_files(spell, ("video", "jsonl", "events", "site"))
+        flagged = [name for name in ("zones", "lines") if getattr(self.counting, name)]
+        flagged += [
+            name
+            for name in ("anchor", "min_frames")
+            if getattr(self.counting, name) != getattr(CountingSettings(), name)
+        ]
+        if self.site is not None and flagged:
+            raise spell.problem(
+                f"{spell(flagged[0])} with {spell('site')}: the site's camera gives the zones, "
+                f"lines, anchor and min_frames; leave out {spell(flagged[0])}"
+            )
+        if self.camera is not None and self.site is None and self.events is None:
+            raise spell.problem(
+                f"{spell('camera')} names a camera of {spell('site')} or {spell('events')}; "
+                "give one of them"
+            )
+        counts = self.counting.zones or self.counting.lines
+        if self.events is not None and self.site is None and not counts:
+            raise spell.problem(
+                f"{spell('events')} scores zone and line counts: give {spell('site')} with "
+                f"{spell('camera')}, or {spell('zones')} / {spell('lines')}"
+            )
 
     def _validate_files(self, spell: Spelling, names: tuple[str, ...]) -> None:
         for name in names:
@@ -512,15 +558,46 @@ def evaluate(
     return EvalResult(metrics, out, predicted.failed)
 
 
+def _site_counting(config: EvalConfig) -> tuple[CountingSettings, str, frozenset[str]]:
+    """The counting settings and name of ``config.camera`` in the site file ``config.site`` (its
+    only camera when None), and the names of the site's cameras; `UsageError` naming the flag
+    otherwise."""
+    from detect.watch.site import read_site
+
+    assert config.site is not None
+    cameras = {camera.name: camera for camera in read_site(config.site).cameras}
+    names = ", ".join(cameras)
+    if config.camera is None and len(cameras) > 1:
+        raise UsageError(f"--site {config.site} has cameras {names}: name one with --camera")
+    name = config.camera if config.camera is not None else next(iter(cameras))
+    if name not in cameras:
+        raise UsageError(f"--camera {name}: {config.site} has no such camera (it has {names})")
+    settings = cameras[name].counting
+    if not settings.counter():
+        raise UsageError(f"--camera {name}: it has no zones or lines in {config.site}")
+    return settings, name, frozenset(cameras)
+
+
 def evaluate_video(config: EvalConfig) -> dict[str, Any]:
-    """A video run's figures (`detect.metrics.video.score_video`), also written to
+    """A video run's figures (`detect.metrics.video.score_video`) and, with zones or lines (given,
+    or a camera's of ``site``), its counting figures under ``counting``
+    (`detect.metrics.counting.score_counting`); also written to
     ``config.out / "video_metrics.json"`` when ``out`` is set."""
+    from detect.metrics.counting import read_event_log, score_counting
     from detect.metrics.video import score_video
 
     check(config)
     if config.video is None or config.jsonl is None:
         raise ValueError("an image evaluation's settings: score them with evaluate")
+    settings, camera, site = config.counting, config.camera, frozenset[str]()
+    if config.site is not None:
+        settings, camera, site = _site_counting(config)
     scores = score_video(config.video, config.jsonl)
+    if settings.counter():
+        events = None if config.events is None else read_event_log(config.events, camera, site)
+        scores["counting"] = score_counting(
+            config.video, config.jsonl, settings, config.count_window, events
+        )
     if config.out is not None:
         config.out.mkdir(parents=True, exist_ok=True)
         (config.out / "video_metrics.json").write_text(json.dumps(scores, indent=2))

@@ -51,7 +51,11 @@ def test_demo_serves_the_committed_model_and_prints_where_its_outputs_are(
         ]
         quality = camera["ground_truth"]
         assert quality["frames"] == 24 and 0.05 < quality["AP50"] <= 1 and quality["MOTA"] <= 1
+        assert (
+            quality["counting"]["all"]["true"] >= 0 and quality["counting"]["window_frames"] == 10
+        )
     assert counts and all(isinstance(n, int) and n >= 1 for n in counts)
+    assert result.stdout.count("its counts against its ground truth:") == 2
     assert (site / "events.jsonl").read_text().count("\n") == summary["events"]
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["bbox"]["AP50"] > 0.05 and (out / "eval" / "report.md").is_file()

@@ -202,9 +202,9 @@ def test_a_lone_line_is_named_line_on_the_command_line_and_line1_in_a_site_file(
     args = _parser(VideoConfig).parse_args(
         ["a.mp4", "--server", "127.0.0.1:1", "--line", "0,0,9,9"]
     )
-    assert [x.name for x in from_flags(VideoConfig, args).lines] == ["line"]
+    assert [x.name for x in from_flags(VideoConfig, args).counting.lines] == ["line"]
     site = from_mapping(VideoConfig, {"lines": ["0,0,9,9"]}, "camera 'a'", server="127.0.0.1:1")
-    assert [x.name for x in site.lines] == ["line1"]
+    assert [x.name for x in site.counting.lines] == ["line1"]
 
 
 @pytest.mark.parametrize(

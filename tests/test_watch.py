@@ -155,6 +155,7 @@ def test_three_cameras_through_one_server_with_one_that_drops_and_comes_back(
     cams[2] |= {"source": f"http://127.0.0.1:{camera.server_address[1]}/cam3", "reconnect": 3}
     for cam in cams:
         cam["source"] = cam["source"] if "://" in cam["source"] else str(site / cam["source"])
+        cam["truth"] = str(site / cam["truth"])
     config |= {"events": str(tmp_path / "events.jsonl"), "summary": str(tmp_path / "sum.json")}
     for cam in cams:
         cam.pop("out_video")
@@ -232,6 +233,14 @@ def test_three_cameras_through_one_server_with_one_that_drops_and_comes_back(
             assert e["dwell_s"] == pytest.approx(seconds, abs=1e-3)
     assert "site: 3 cameras, 120 frames processed" in result.stdout
 
+    # the site names each camera's ground truth: the summary scores the counts of those that ended
+    assert "ground_truth" not in summary["cameras"]["cam3"]
+    for cam in cams[:2]:
+        counting = summary["cameras"][cam["name"]]["ground_truth"]["counting"]
+        assert counting["all"]["true"] == len(_truth_events(Path(cam["truth"]), cam))
+        assert counting["all"]["error"] == 0, (cam["name"], counting)
+    assert result.stdout.count("against its ground truth:") == 2
+
 
 class _Endless(http.server.BaseHTTPRequestHandler):
     """An MJPEG camera that never ends: its clip, over and over, 20 frames a second."""
@@ -266,6 +275,7 @@ def test_sigterm_finishes_every_camera_with_complete_outputs(site: Path, tmp_pat
             "jsonl": str(tmp_path / f"{cam['name']}.jsonl"),
             "out_video": str(tmp_path / f"{cam['name']}.mp4"),
         }
+        cam.pop("truth")  # live cameras that never end: not the clip's frames
     site_file = tmp_path / "site.yaml"
     site_file.write_text(yaml.safe_dump(config))
     process = subprocess.Popen(
@@ -313,7 +323,8 @@ def test_the_guides_site_file_loads(site: Path, tmp_path: Path) -> None:
         2,
         None,
     )
-    assert [z.name for z in gate.zones] == ["door"] and [x.name for x in gate.lines] == ["entry"]
+    assert [z.name for z in gate.counting.zones] == ["door"]
+    assert [x.name for x in gate.counting.lines] == ["entry"]
     assert yard.options.classes == ("person", "car") and yard.reconnect is None
     assert loaded.events == tmp_path / "out" / "events.jsonl"
 
@@ -370,7 +381,8 @@ def test_a_camera_that_never_connects_warns_once_then_fails_with_what_to_check(
     site: Path, tmp_path: Path
 ) -> None:
     config = yaml.safe_load((site / "site.yaml").read_text())
-    cam1 = config["cameras"][0] | {"source": str(site / config["cameras"][0]["source"])}
+    cam1 = config["cameras"][0]
+    cam1 |= {"source": str(site / cam1["source"]), "truth": str(site / cam1["truth"])}
     cam1.pop("out_video", None)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -2,7 +2,9 @@
 one source of predictions): the table on stdout; on stderr the images an earlier run into the
 same ``--out`` finished (``--model``, one line) and an ``error:`` line per image that could not
 be predicted; exit 1 if one could not. A video run (``--video CLIP.json --jsonl
-RUN.jsonl [--out DIR]``): its figures on stdout."""
+RUN.jsonl [--out DIR]``, with zones and lines from ``--site site.yaml --camera NAME`` or
+``--zones``/``--line``, and ``--events EVENTS.jsonl``): its figures on stdout, then its counting
+figures."""
 
 from __future__ import annotations
 
@@ -48,10 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_video(config: EvalConfig) -> int:
+    from detect.metrics.counting import counting_table
     from detect.metrics.video import video_table
 
     scores = evaluate_video(config)
     print(video_table(scores))
+    if "counting" in scores:
+        print()
+        print(counting_table(scores["counting"]))
     if config.out is not None:
         print(f"figures in {config.out / 'video_metrics.json'}")
     return 0

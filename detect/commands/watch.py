@@ -1,5 +1,6 @@
 """`detect watch site.yaml`: flags from `SiteSettings`' declarations (a flag given overrides the
-site file's key), status lines on stderr, the summaries on stdout; exit 1 when a camera failed."""
+site file's key), status lines on stderr, the summaries on stdout (with the counting figures of
+each camera whose ground truth the site names); exit 1 when a camera failed."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"camera {name}:")
         for text in summary.lines():
             print(f"  {text}")
+        if name in result.counting_scores:  # pycocotools (eval extra) only for a site with truth
+            from detect.metrics.counting import counting_table
+
+            print("  against its ground truth:")
+            for text in counting_table(result.counting_scores[name]).splitlines():
+                print(f"    {text}")
     totals = result.as_dict()
     print(
         f"site: {len(result.summaries)} cameras, {totals['frames_processed']} frames processed in "

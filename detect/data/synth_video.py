@@ -347,6 +347,7 @@ def write_site(
             {
                 "name": f"cam{k}",
                 "source": path.name,
+                "truth": path.with_suffix(".json").name,
                 "zones": [{"name": "centre", "polygon": [list(p) for p in centre]}],
                 "lines": [{"name": "middle", "points": [[w // 2, h], [w // 2, 0]]}],
                 "jsonl": f"out/cam{k}.jsonl",

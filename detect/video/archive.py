@@ -203,9 +203,19 @@ def clip_names(clips: list[Path], out: Path) -> dict[str, Path]:
     return named
 
 
-_PLACES = {"source", "out_video", "jsonl", "model", "server", "reconnect", "retry", "in_flight"}
-"""Settings that say where a clip, its outputs and the model are, and how the model is reached,
-not what the outputs hold (with those of ``engine`` and ``connection``)."""
+_PLACES = {
+    "source",
+    "out_video",
+    "jsonl",
+    "truth",
+    "model",
+    "server",
+    "reconnect",
+    "retry",
+    "in_flight",
+}
+"""Settings that say where a clip, its outputs, its ground truth and the model are, and how the
+model is reached, not what the outputs hold (with those of ``engine`` and ``connection``)."""
 
 
 def output_settings(config: VideoConfig, annotate: bool) -> dict[str, Any]:

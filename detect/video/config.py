@@ -71,10 +71,58 @@ def _attempts(value: Any, root: Path, what: str) -> int | None:
     return value
 
 
+def _existing(path: Path | None) -> str | None:
+    return None if path is None or path.is_file() else "no such file"
+
+
 def _mp4(path: Path | None) -> str | None:
     if path is not None and not path.is_dir() and path.suffix.lower() != ".mp4":
         return "name an .mp4 file"
     return output_file(path)
+
+
+@dataclass(frozen=True)
+class CountingSettings:
+    """What a camera counts (`detect.zones.Counting`): its zones and lines, the anchor and
+    ``min_frames``; settings of `detect video` and a site's cameras, and of `detect eval --video`
+    (which counts the ground truth the same way)."""
+
+    zones: list[Zone] = setting(
+        factory=list,
+        help="named polygons to count in: a zones.json (or, in a site file, the list itself)",
+        parse=_zones,
+        metavar="zones.json",
+    )
+    lines: list[Line] = setting(
+        factory=list,
+        help="count crossings of this line by direction (repeatable)",
+        parse=_lines,
+        flag="--line",
+        metavar="[NAME=]x1,y1,x2,y2",
+        repeat=True,
+    )
+    anchor: str = setting(
+        "bottom_center",
+        "the point(s) of a box that place it in zones and on sides of lines",
+        choices=ANCHORS,
+    )
+    min_frames: int = setting(
+        2,
+        "frames an object must stay in or out of a zone, or past a line, to count",
+        check=at_least(1),
+    )
+
+    def counter(self) -> Counting:
+        """A `Counting` of these zones and lines (none: it counts nothing)."""
+        return Counting(self.zones, self.lines, self.anchor, self.min_frames)
+
+    def validate(self, spell: Spelling | None = None) -> None:
+        """Zone and line names apart; `ConfigError` in ``spell``'s spelling."""
+        spell = spell or Spelling(CountingSettings, FLAGS)
+        try:
+            self.counter()
+        except ConfigError as exc:
+            raise spell.problem(str(exc)) from None
 
 
 @dataclass
@@ -111,32 +159,16 @@ class VideoConfig:
         "overlap alone (iou: a little faster; see detect.track)",
         choices=TRACKERS,
     )
-    zones: list[Zone] = setting(
-        factory=list,
-        help="named polygons to count in: a zones.json (or, in a site file, the list itself)",
-        parse=_zones,
-        metavar="zones.json",
-    )
-    lines: list[Line] = setting(
-        factory=list,
-        help="count crossings of this line by direction (repeatable)",
-        parse=_lines,
-        flag="--line",
-        metavar="[NAME=]x1,y1,x2,y2",
-        repeat=True,
-    )
-    anchor: str = setting(
-        "bottom_center",
-        "the point(s) of a box that place it in zones and on sides of lines",
-        choices=ANCHORS,
-    )
-    min_frames: int = setting(
-        2,
-        "frames an object must stay in or out of a zone, or past a line, to count",
-        check=at_least(1),
-    )
+    counting: CountingSettings = nested(CountingSettings)
     out_video: Path | None = setting(None, "annotated .mp4", check=_mp4)
     jsonl: Path | None = setting(None, "one JSON line per processed frame", check=output_file)
+    truth: Path | None = setting(
+        None,
+        "the clip's ground truth (`detect synth --video`'s .json): the site summary scores the "
+        "camera's counts against it (needs jsonl)",
+        flag="",
+        check=_existing,
+    )
     detection: DetectSettings = nested(DetectSettings)
     engine: Engine = nested(Engine, keys=False)
     reconnect: int | None = setting(
@@ -194,7 +226,9 @@ class VideoConfig:
                 f"{spell('frame_deadline_ms')} goes with {spell('server')}: "
                 "a local model drops nothing"
             )
-        try:
-            Counting(self.zones, self.lines, self.anchor, self.min_frames)  # the names
-        except ConfigError as exc:
-            raise spell.problem(str(exc)) from None
+        self.counting.validate(spell)
+        if self.truth is not None and self.jsonl is None:
+            raise spell.problem(
+                f"{spell('truth')} needs {spell('jsonl')}: the run's boxes tell which object "
+                "each track is"
+            )

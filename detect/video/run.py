@@ -31,7 +31,6 @@ from detect.video.config import VideoConfig
 from detect.video.source import FrameSource, SourceCounts
 from detect.video.summary import VideoSummary
 from detect.video.writer import VideoWriter
-from detect.zones import Counting
 
 if TYPE_CHECKING:  # the gRPC side loads only for --server
     from detect.client import DetectorClient
@@ -174,7 +173,7 @@ class VideoRun:
         self.local = local
         self.client = client
         self.on_event = on_event
-        self.counting = Counting(config.zones, config.lines, config.anchor, config.min_frames)
+        self.counting = config.counting.counter()
         wanted = config.track or bool(self.counting)
         tracker = TrackerConfig.of(config.tracker)
         self.tracker = Tracker(tracker, *track_ids) if wanted else None

@@ -8,9 +8,10 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from detect.errors import DataError
 from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, stop_on_signals
 from detect.video.summary import VideoSummary
@@ -30,20 +31,27 @@ FINISH_S = 30.0  # how long stopped cameras get to finish their frame in hand
 
 @dataclass
 class WatchResult:
-    """Each camera's summary and error (None: it ran to its end), the site's totals."""
+    """Each camera's summary and error (None: it ran to its end), the site's totals;
+    ``counting_scores``: the counting figures of each camera whose ground truth the site names
+    (``truth``; `detect.metrics.counting.score_counting`)."""
 
     summaries: dict[str, VideoSummary]
     errors: dict[str, str]
     seconds: float
     events: int
+    counting_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _camera(self, name: str) -> dict[str, Any]:
+        """A camera's summary, error and (with ground truth) ``ground_truth.counting``."""
+        camera = {**self.summaries[name].as_dict(), "error": self.errors.get(name)}
+        if name in self.counting_scores:
+            camera["ground_truth"] = {"counting": self.counting_scores[name]}
+        return camera
 
     def as_dict(self) -> dict[str, Any]:
         processed = sum(s.frames_processed for s in self.summaries.values())
         return {
-            "cameras": {
-                name: {**s.as_dict(), "error": self.errors.get(name)}
-                for name, s in self.summaries.items()
-            },
+            "cameras": {name: self._camera(name) for name in self.summaries},
             "seconds": round(self.seconds, 3),
             "frames_processed": processed,
             "fps": round(processed / self.seconds, 3) if self.seconds else 0.0,
@@ -73,7 +81,7 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
     if site.settings.cluster.ray is not None:
         from detect.watch.actors import watch_on_ray
 
-        return watch_on_ray(site, status_every, stream)
+        return _score_counts(site, watch_on_ray(site, status_every, stream))
     first = site.cameras[0]
     events = EventLog(site.events)
     started = time.perf_counter()
@@ -126,9 +134,30 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
                             FINISH_S,
                         )
     seconds = time.perf_counter() - started
-    return WatchResult(
+    result = WatchResult(
         {w.name: w.summary for w in workers},
         {w.name: w.error for w in workers if w.error is not None},
         seconds,
         events.count,
     )
+    return _score_counts(site, result)
+
+
+def _score_counts(site: Site, result: WatchResult) -> WatchResult:
+    """``result`` with the counting figures of each camera that has ground truth (``truth``),
+    zones or lines, and ran without error; a warning for one whose JSONL or truth cannot be
+    scored."""
+    from detect.metrics.counting import score_counting
+
+    for config in site.cameras:
+        if config.truth is None or config.jsonl is None or config.name in result.errors:
+            continue
+        if not config.counting.counter():
+            continue
+        try:
+            result.counting_scores[config.name] = score_counting(
+                config.truth, config.jsonl, config.counting
+            )
+        except DataError as exc:
+            log.warning("camera %s: its counts are not scored: %s", config.name, exc)
+    return result
