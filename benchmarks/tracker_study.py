@@ -38,6 +38,7 @@ from detect.data.clip_conditions import ClipConditions
 from detect.data.synth_video import write_clip
 from detect.metrics.counting import score_counting
 from detect.metrics.video import score_video
+from detect.ops.boxes import xywh_to_xyxy
 from detect.runtime.backend import open_backend
 from detect.structures import Detections, DetectOptions
 from detect.track import Tracker, TrackerConfig
@@ -99,6 +100,21 @@ def detect_clip(model: Path, pictures: list[np.ndarray]) -> list[Detections]:
         raw = backend.infer_batch([backend.prepare(bgr, "BGR")])[0]
         frames.append(Detections.from_list(backend.postprocess(raw, options)))
     backend.close()
+    return frames
+
+
+def truth_boxes(truth: dict[str, Any]) -> list[Detections]:
+    """Each frame's ground-truth objects as detections of score 1 (boxes only: an appearance
+    tracker's histograms are of the whole box)."""
+    names = {c["id"]: c["name"] for c in truth["categories"]}
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for ann in truth["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    frames = []
+    for image in sorted(truth["images"], key=lambda i: i["id"]):
+        found = by_image.get(image["id"], [])
+        xyxy = xywh_to_xyxy(np.array([a["bbox"] for a in found], float).reshape(-1, 4))
+        frames.append(Detections.of(xyxy, [names[a["category_id"]] for a in found]))
     return frames
 
 
@@ -165,6 +181,9 @@ def trackers_under_study() -> dict[str, TrackerRun]:
         "iou, scores >= 0.1": ours(TrackerConfig.of("iou"), 0.1),
         "appearance (chosen)": ours(TrackerConfig.of("appearance"), CARD_SCORE),
         "appearance, >= 0.1": ours(TrackerConfig.of("appearance"), 0.1),
+        "re-link without colours": ours(
+            TrackerConfig(appearance=True, appearance_gate=1.0), CARD_SCORE
+        ),
         "SORT": library(lambda fps: SORTTracker(frame_rate=fps, **keep), CARD_SCORE),
         "ByteTrack": library(lambda fps: ByteTrackTracker(frame_rate=fps, **keep)),
         "OC-SORT": library(lambda fps: OCSORTTracker(frame_rate=fps, **keep)),
@@ -210,6 +229,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/tracker-study"))
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names")
+    parser.add_argument(
+        "--truth-boxes",
+        action="store_true",
+        help="track the ground truth's boxes (score 1) instead of the model's: a perfect detector",
+    )
     args = parser.parse_args()
     digest = hashlib.sha256(args.model.read_bytes()).hexdigest()[:12]
     args.work.mkdir(parents=True, exist_ok=True)
@@ -220,18 +244,22 @@ def main() -> None:
         clip = args.work / f"{name}.mp4"
         gt_path = write_clip(clip, frames=args.frames, **CLIPS[name])
         pictures = read_pictures(clip)
-        cache = args.work / f"{name}.{digest}.pkl"
-        if not cache.exists():
-            cache.write_bytes(pickle.dumps(detect_clip(args.model, pictures)))
-        frames = pickle.loads(cache.read_bytes())
         truth = json.loads(gt_path.read_text())
+        if args.truth_boxes:
+            frames = truth_boxes(truth)
+        else:
+            cache = args.work / f"{name}.{digest}.pkl"
+            if not cache.exists():
+                cache.write_bytes(pickle.dumps(detect_clip(args.model, pictures)))
+            frames = pickle.loads(cache.read_bytes())
         fps = float(truth["info"]["fps"])
         times = [float(i["timestamp_ms"]) for i in sorted(truth["images"], key=lambda i: i["id"])]
         for tracker, run in runs.items():
             start = time.perf_counter()
             ids = run(frames, pictures, fps)
             speed = len(frames) / (time.perf_counter() - start)
-            jsonl = args.work / f"{name}.{''.join(c for c in tracker if c.isalnum())}.jsonl"
+            kind = "truth" if args.truth_boxes else "model"
+            jsonl = args.work / f"{name}.{kind}.{''.join(c for c in tracker if c.isalnum())}.jsonl"
             write_run(jsonl, frames, ids, times, counting)
             m = score_video(gt_path, jsonl)
             f1 = score_counting(gt_path, jsonl, counting)["all"]["f1"]
