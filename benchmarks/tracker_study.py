@@ -26,6 +26,7 @@ import hashlib
 import json
 import pickle
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from detect.data.clip_conditions import ClipConditions
 from detect.data.synth_video import write_clip
 from detect.metrics.counting import score_counting
 from detect.metrics.video import score_video
-from detect.ops.boxes import xywh_to_xyxy
+from detect.ops.boxes import box_iou, xywh_to_xyxy
 from detect.runtime.backend import open_backend
 from detect.structures import Detections, DetectOptions
 from detect.track import Tracker, TrackerConfig
@@ -116,6 +117,30 @@ def truth_boxes(truth: dict[str, Any]) -> list[Detections]:
         xyxy = xywh_to_xyxy(np.array([a["bbox"] for a in found], float).reshape(-1, 4))
         frames.append(Detections.of(xyxy, [names[a["category_id"]] for a in found]))
     return frames
+
+
+def box_audit(frames: list[Detections], truth: dict[str, Any]) -> tuple[int, int]:
+    """Of the detections >= `CARD_SCORE`: ``(duplicates, background)``: the extra same-class
+    boxes on one ground-truth object (IoU >= 0.5 with it, beyond the first), and the boxes that
+    overlap no object (IoU < 0.1 with every one)."""
+    objects = truth_boxes(truth)
+    duplicates = background = 0
+    for found, gt in zip(frames, objects, strict=True):
+        keep = found.scores >= CARD_SCORE
+        boxes, labels = found.xyxy[keep], found.labels[keep]
+        if not len(boxes):
+            continue
+        if not len(gt):
+            background += len(boxes)
+            continue
+        iou = box_iou(boxes, gt.xyxy)
+        best = iou.argmax(axis=1)
+        on = Counter(
+            int(b) for i, b in enumerate(best) if iou[i, b] >= 0.5 and labels[i] == gt.labels[b]
+        )
+        duplicates += sum(n - 1 for n in on.values())
+        background += int((iou.max(axis=1) < 0.1).sum())
+    return duplicates, background
 
 
 # A tracker run: each frame's detections, its (H, W, 3) BGR picture and the clip's frame rate
@@ -253,6 +278,12 @@ def main() -> None:
                 cache.write_bytes(pickle.dumps(detect_clip(args.model, pictures)))
             frames = pickle.loads(cache.read_bytes())
         fps = float(truth["info"]["fps"])
+        if not args.truth_boxes:
+            duplicates, background = box_audit(frames, truth)
+            print(
+                f"{name}: boxes >= {CARD_SCORE}: {duplicates} extra same-class boxes on one "
+                f"object, {background} on the background (IoU < 0.1 with every object)"
+            )
         times = [float(i["timestamp_ms"]) for i in sorted(truth["images"], key=lambda i: i["id"])]
         for tracker, run in runs.items():
             start = time.perf_counter()
