@@ -36,11 +36,13 @@ import numpy as np
 
 from detect.appearance import colour_histograms
 from detect.data.clip_conditions import ClipConditions
-from detect.data.synth_video import write_clip
+from detect.data.synth_video import site_layout, write_clip
+from detect.metrics.clip import truth_frames
 from detect.metrics.counting import score_counting
 from detect.metrics.video import score_video
-from detect.ops.boxes import box_iou, xywh_to_xyxy
+from detect.ops.boxes import box_iou
 from detect.runtime.backend import open_backend
+from detect.runtime.detector import check_model
 from detect.structures import Detections, DetectOptions
 from detect.track import Tracker, TrackerConfig
 from detect.video.annotate import detection_records
@@ -48,8 +50,7 @@ from detect.video.config import CountingSettings
 from detect.zones import Line, zones_from_dict
 
 LOW_SCORE = 0.05
-CARD_SCORE = 0.7  # the demo model card's threshold: what `detect video` keeps
-MAX_AGE = 30  # frames a lost track is kept (detect.track's default)
+MAX_AGE = TrackerConfig().max_age  # frames a lost track is kept
 
 CLIPS: dict[str, dict[str, Any]] = {
     "seed7": {"seed": 7},
@@ -71,13 +72,11 @@ CLIPS: dict[str, dict[str, Any]] = {
 
 
 def site_counting(width: int = 320, height: int = 240) -> CountingSettings:
-    """The zone ``centre`` (the middle third of the width) and line ``middle`` (vertical,
-    drawn bottom to top) of a `detect synth --cameras` site."""
-    w, h = width, height
-    centre = [[w // 3, 0], [2 * w // 3, 0], [2 * w // 3, h], [w // 3, h]]
+    """The zone and line of a `detect synth --cameras` site camera (`site_layout`)."""
+    layout = site_layout(width, height)
     return CountingSettings(
-        zones=zones_from_dict([{"name": "centre", "polygon": centre}]),
-        lines=[Line.of("middle", [[w // 2, h], [w // 2, 0]], "study")],
+        zones=zones_from_dict(layout["zones"]),
+        lines=[Line.of(x["name"], x["points"], "study") for x in layout["lines"]],
     )
 
 
@@ -106,27 +105,20 @@ def detect_clip(model: Path, pictures: list[np.ndarray]) -> list[Detections]:
 
 def truth_boxes(truth: dict[str, Any]) -> list[Detections]:
     """Each frame's ground-truth objects as detections of score 1 (boxes only: an appearance
-    tracker's histograms are of the whole box)."""
-    names = {c["id"]: c["name"] for c in truth["categories"]}
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for ann in truth["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
-    frames = []
-    for image in sorted(truth["images"], key=lambda i: i["id"]):
-        found = by_image.get(image["id"], [])
-        xyxy = xywh_to_xyxy(np.array([a["bbox"] for a in found], float).reshape(-1, 4))
-        frames.append(Detections.of(xyxy, [names[a["category_id"]] for a in found]))
-    return frames
+    tracker's histograms are of whole boxes)."""
+    by_frame = truth_frames(truth)
+    nothing = Detections.of([], [])
+    return [by_frame.get(int(i["frame_index"]), nothing) for i in truth["images"]]
 
 
-def box_audit(frames: list[Detections], truth: dict[str, Any]) -> tuple[int, int]:
-    """Of the detections >= `CARD_SCORE`: ``(duplicates, background)``: the extra same-class
+def box_audit(frames: list[Detections], truth: dict[str, Any], score: float) -> tuple[int, int]:
+    """Of the detections >= ``score``: ``(duplicates, background)``: the extra same-class
     boxes on one ground-truth object (IoU >= 0.5 with it, beyond the first), and the boxes that
     overlap no object (IoU < 0.1 with every one)."""
     objects = truth_boxes(truth)
     duplicates = background = 0
     for found, gt in zip(frames, objects, strict=True):
-        keep = found.scores >= CARD_SCORE
+        keep = found.scores >= score
         boxes, labels = found.xyxy[keep], found.labels[keep]
         if not len(boxes):
             continue
@@ -197,19 +189,19 @@ def library(make: Callable[[float], Any], min_score: float = LOW_SCORE, cmc: boo
     return run
 
 
-def trackers_under_study() -> dict[str, TrackerRun]:
+def trackers_under_study(score: float) -> dict[str, TrackerRun]:
+    """The trackers compared; ``score``: the model card's threshold (what `detect video`
+    keeps)."""
     from trackers import BoTSORTTracker, ByteTrackTracker, OCSORTTracker, SORTTracker
 
     keep = {"lost_track_buffer": 90}  # 30 frames at 10 fps, as detect's max_age
     return {
-        "iou (before)": ours(TrackerConfig.of("iou"), CARD_SCORE),
+        "iou (before)": ours(TrackerConfig.of("iou"), score),
         "iou, scores >= 0.1": ours(TrackerConfig.of("iou"), 0.1),
-        "appearance (chosen)": ours(TrackerConfig.of("appearance"), CARD_SCORE),
+        "appearance (chosen)": ours(TrackerConfig.of("appearance"), score),
         "appearance, >= 0.1": ours(TrackerConfig.of("appearance"), 0.1),
-        "re-link without colours": ours(
-            TrackerConfig(appearance=True, appearance_gate=1.0), CARD_SCORE
-        ),
-        "SORT": library(lambda fps: SORTTracker(frame_rate=fps, **keep), CARD_SCORE),
+        "re-link without colours": ours(TrackerConfig(appearance=True, appearance_gate=1.0), score),
+        "SORT": library(lambda fps: SORTTracker(frame_rate=fps, **keep), score),
         "ByteTrack": library(lambda fps: ByteTrackTracker(frame_rate=fps, **keep)),
         "OC-SORT": library(lambda fps: OCSORTTracker(frame_rate=fps, **keep)),
         "BoT-SORT": library(lambda fps: BoTSORTTracker(frame_rate=fps, **keep), cmc=True),
@@ -222,16 +214,17 @@ def write_run(
     ids: list[np.ndarray],
     times_ms: list[float],
     counting: CountingSettings,
+    score: float,
 ) -> None:
     """The run as `detect video` writes its JSONL: per frame the tracked detections and the
-    untracked ones >= `CARD_SCORE`, and the zone and line events."""
+    untracked ones >= ``score``, and the zone and line events."""
     counter = counting.counter()
     last_seen: dict[int, int] = {}
     with path.open("w", encoding="utf-8") as out:
         for index, (found, track_ids, time_ms) in enumerate(
             zip(frames, ids, times_ms, strict=True)
         ):
-            keep = np.flatnonzero((track_ids >= 0) | (found.scores >= CARD_SCORE))
+            keep = np.flatnonzero((track_ids >= 0) | (found.scores >= score))
             shown = Detections.of(
                 found.xyxy[keep], found.labels[keep], found.scores[keep], track_ids=track_ids[keep]
             )
@@ -262,7 +255,8 @@ def main() -> None:
     args = parser.parse_args()
     digest = hashlib.sha256(args.model.read_bytes()).hexdigest()[:12]
     args.work.mkdir(parents=True, exist_ok=True)
-    runs = trackers_under_study()
+    score = float(check_model(args.model).thresholds["score"])
+    runs = trackers_under_study(score)
     counting = site_counting()
     table = []
     for name in args.clips.split(","):
@@ -279,9 +273,9 @@ def main() -> None:
             frames = pickle.loads(cache.read_bytes())
         fps = float(truth["info"]["fps"])
         if not args.truth_boxes:
-            duplicates, background = box_audit(frames, truth)
+            duplicates, background = box_audit(frames, truth, score)
             print(
-                f"{name}: boxes >= {CARD_SCORE}: {duplicates} extra same-class boxes on one "
+                f"{name}: boxes >= {score}: {duplicates} extra same-class boxes on one "
                 f"object, {background} on the background (IoU < 0.1 with every object)"
             )
         times = [float(i["timestamp_ms"]) for i in sorted(truth["images"], key=lambda i: i["id"])]
@@ -291,7 +285,7 @@ def main() -> None:
             speed = len(frames) / (time.perf_counter() - start)
             kind = "truth" if args.truth_boxes else "model"
             jsonl = args.work / f"{name}.{kind}.{''.join(c for c in tracker if c.isalnum())}.jsonl"
-            write_run(jsonl, frames, ids, times, counting)
+            write_run(jsonl, frames, ids, times, counting, score)
             m = score_video(gt_path, jsonl)
             f1 = score_counting(gt_path, jsonl, counting)["all"]["f1"]
             row = (name, tracker, m["IDF1"], m["HOTA"], m["MOTA"], m["id_switches"], f1, speed)

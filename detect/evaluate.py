@@ -155,8 +155,7 @@ class EvalConfig:
             self._validate_video(spell)
             return
         counted = [name for name in COUNTING if getattr(self, name) is not None]
-        counted += ["zones"] if self.counting.zones else []
-        counted += ["lines"] if self.counting.lines else []
+        counted += self._counting_given()
         if counted:
             raise spell.problem(f"{spell(counted[0])} scores counts: it goes with {spell('video')}")
         if self.gt is None or self.out is None:
@@ -195,12 +194,7 @@ class EvalConfig:
         if others:
             raise spell.problem(f"{spell('video')} scores a JSONL; leave out {spell(others[0])}")
         self._validate_files(spell, ("video", "jsonl", "events", "site"))
-        flagged = [name for name in ("zones", "lines") if getattr(self.counting, name)]
-        flagged += [
-            name
-            for name in ("anchor", "min_frames")
-            if getattr(self.counting, name) != getattr(CountingSettings(), name)
-        ]
+        flagged = [name for name in self._counting_given() if name != "count_window"]
         if self.site is not None and flagged:
             raise spell.problem(
                 f"{spell(flagged[0])} with {spell('site')}: the site's camera gives the zones, "
@@ -212,11 +206,22 @@ class EvalConfig:
                 "give one of them"
             )
         counts = self.counting.zones or self.counting.lines
-        if self.events is not None and self.site is None and not counts:
+        unused = ([] if self.events is None else ["events"]) + self._counting_given()
+        if unused and self.site is None and not counts:
             raise spell.problem(
-                f"{spell('events')} scores zone and line counts: give {spell('site')} with "
+                f"{spell(unused[0])} scores zone and line counts: give {spell('site')} with "
                 f"{spell('camera')}, or {spell('zones')} / {spell('lines')}"
             )
+
+    def _counting_given(self) -> list[str]:
+        """The counting settings given away from their defaults: zones, lines, anchor,
+        min_frames, count_window."""
+        default = CountingSettings()
+        given = [n for n in ("zones", "lines") if getattr(self.counting, n)]
+        given += [
+            n for n in ("anchor", "min_frames") if getattr(self.counting, n) != getattr(default, n)
+        ]
+        return given + (["count_window"] if self.count_window != WINDOW else [])
 
     def _validate_files(self, spell: Spelling, names: tuple[str, ...]) -> None:
         for name in names:

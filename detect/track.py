@@ -10,16 +10,15 @@ it has been matched ``min_hits`` times, so one-frame false alarms do not take id
 ByteTrack, tracks born in the first frame are shown at once (nothing came before them to
 confirm them against).
 
-With ``appearance`` the detections come with colour histograms (`detect.appearance`), and two
-things change. A pair whose looks differ by more than ``appearance_gate`` (Bhattacharyya
-distance between the detection's histogram and the track's running mean) is not matched by IoU,
-so crossing objects of one class keep their own ids. And after both IoU stages, the high-score
-detections still unmatched are matched to the tracks still unmatched by appearance alone
-(distance at most ``appearance_gate``, same class, the detection's centre within reach of the
-track: its last box's diagonal plus its speed, doubled, times the frames since it was seen):
-an object that comes out from behind another, or whose visible box jumped while half hidden,
-keeps its id instead of starting a new track (as DeepSORT's and BoT-SORT's re-identification
-do with learnt embeddings).
+With ``appearance`` the detections come with colour histograms (`detect.appearance`), and after
+both IoU stages the high-score detections still unmatched are matched to the tracks still
+unmatched by appearance: the Bhattacharyya distance between the detection's histogram and the
+track's running mean at most ``appearance_gate``, the same class, and the detection's centre
+within reach of the track (its last box's diagonal plus twice its speed per frame since it was
+seen). An object that comes out from behind another, or whose visible box jumped while half
+hidden, keeps its id instead of starting a new track, as DeepSORT's and BoT-SORT's
+re-identification do with learnt embeddings. The colours only add matches: IoU matches stand as
+without them (a veto on colours made tracks flip on noisy frames, models/README.md).
 
 Boxes are ``xyxy`` float pixels. Torch-free (NumPy and SciPy's assignment).
 """
@@ -60,7 +59,7 @@ class Track:
         self.box = box
         self.hits += 1
         self.missed = 0
-        if feature is not None:
+        if feature is not None and feature.any():  # an empty mask (all zeros) tells nothing
             known = self.feature is not None
             self.feature = 0.9 * self.feature + 0.1 * feature if known else feature.copy()
 
@@ -91,6 +90,8 @@ class TrackerConfig:
     @classmethod
     def of(cls, name: str) -> TrackerConfig:
         """The settings of tracker ``name`` (one of `TRACKERS`)."""
+        if name not in TRACKERS:
+            raise ConfigError(f"tracker {name!r}: use one of {', '.join(TRACKERS)}")
         return cls(appearance=name == "appearance")
 
     def validate(self) -> None:
@@ -158,7 +159,8 @@ class Tracker:
         for det in np.flatnonzero(scores >= self.config.high):
             if det not in owner:
                 track = Track(self._next_id, boxes[det].copy(), labels[det])
-                track.feature = None if features is None else features[det].copy()
+                if features is not None and features[det].any():
+                    track.feature = features[det].copy()
                 track.shown = self._frames == 0
                 self._next_id += self._id_step
                 self.tracks.append(track)
@@ -193,12 +195,11 @@ class Tracker:
         known = np.empty(len(tracks), object)
         known[:] = [self.tracks[t].label for t in tracks]
         allowed = labels[chosen][:, None] == known[None]
+        predicted = np.stack([self.tracks[t].predicted() for t in tracks])
         if stage == "iou":
-            predicted = np.stack([self.tracks[t].predicted() for t in tracks])
             gain = box_iou(boxes[chosen], predicted)
             allowed &= gain >= self.config.iou_threshold
         else:
-            predicted = np.stack([self.tracks[t].predicted() for t in tracks])
             centres = (boxes[chosen][:, None, :2] + boxes[chosen][:, None, 2:]) / 2
             expected = (predicted[None, :, :2] + predicted[None, :, 2:]) / 2
             reach = np.array([self.tracks[t].reach() for t in tracks])

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 from helpers import run_detect
 
 from detect.data.synth_video import write_site
@@ -325,6 +326,12 @@ def test_eval_takes_the_zones_of_a_site_camera_and_its_events_from_the_event_log
         ),
         (["--line", GATE, "--count-window", "-1"], 2, "--count-window -1: use 0 or more"),
         (
+            ["--min-frames", "3"],
+            2,
+            "--min-frames scores zone and line counts: give --site with --camera, or "
+            "--zones / --line",
+        ),
+        (
             ["--line", GATE, "--events", "{bad}", "--camera", "front"],
             1,
             "--events {bad} line 2 is not valid JSON (Expecting property name enclosed in "
@@ -375,21 +382,41 @@ def test_a_run_that_did_not_count_or_whose_event_is_not_one_is_refused(
     )
 
 
-def test_a_site_cameras_truth_must_exist_and_go_with_its_jsonl(tmp_path: Path) -> None:
+def test_a_site_cameras_truth_must_exist_and_go_with_its_jsonl_and_counts(tmp_path: Path) -> None:
     (tmp_path / "gate.mp4").write_bytes(b"")
     (tmp_path / "gate.json").write_text("{}")
-    for truth, jsonl, message in (
-        ("missing.json", "gate.jsonl", "camera 'gate': truth: 'missing.json': no such file"),
+    line = {"lines": [{"name": "door", "points": [[0, 0], [10, 10]]}]}
+    for truth, more, message in (
+        (
+            "missing.json",
+            {"jsonl": "gate.jsonl"} | line,
+            "camera 'gate': truth: 'missing.json': no such file",
+        ),
         (
             "gate.json",
-            None,
+            line,
             "camera 'gate': truth needs jsonl: the run's boxes tell which object each track is",
         ),
+        (
+            "gate.json",
+            {"jsonl": "gate.jsonl"},
+            "camera 'gate': truth scores zone and line counts: give the camera zones or lines, "
+            "or leave truth out",
+        ),
     ):
-        camera = {"name": "gate", "source": "gate.mp4", "truth": truth}
-        camera |= {"jsonl": jsonl} if jsonl else {}
+        camera = {"name": "gate", "source": "gate.mp4", "truth": truth} | more
         site = tmp_path / "site.yaml"
         site.write_text(json.dumps({"server": "127.0.0.1:50051", "cameras": [camera]}))
         result = run_detect("watch", str(site))
         assert result.returncode == 2, result.stderr
         assert result.stderr.strip() == f"error: {message}"
+
+
+@pytest.mark.parametrize("flag", [["--line", "gate=0,0,10,10"], ["--count-window", "3"]])
+def test_counting_flags_on_an_image_eval_are_refused(tmp_path: Path, flag: list[str]) -> None:
+    gt = REPO / "samples" / "annotations.json"
+    model = REPO / "models" / "demo.onnx"
+    args = ["--gt", str(gt), "--model", str(model), "--out", str(tmp_path / "eval"), *flag]
+    result = run_detect("eval", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"error: {flag[0]} scores counts: it goes with --video"

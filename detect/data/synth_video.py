@@ -312,6 +312,18 @@ def _shake(seed: int, frame: int, pixels: int) -> tuple[int, int]:
     return int(dx), int(dy)
 
 
+def site_layout(width: int, height: int) -> dict[str, list[dict[str, Any]]]:
+    """A synthetic site camera's ``zones`` and ``lines`` keys for a ``width`` x ``height``
+    frame: zone ``centre`` (the middle third of the width, full height) and line ``middle`` (the
+    vertical centre line, drawn bottom to top: ``forward`` is left to right), in pixels."""
+    w, h = width, height
+    centre = [[w // 3, 0], [2 * w // 3, 0], [2 * w // 3, h], [w // 3, h]]
+    return {
+        "zones": [{"name": "centre", "polygon": centre}],
+        "lines": [{"name": "middle", "points": [[w // 2, h], [w // 2, 0]]}],
+    }
+
+
 def write_site(
     out: Path,
     cameras: int,
@@ -326,8 +338,7 @@ def write_site(
     (``fps``, ``objects``, ``speed``, ``degrade``, ``conditions``) and objects moving along a
     street: left or right) and ``out/site.yaml``.
 
-    Each camera has a zone ``centre`` (the middle third of the frame's width, full height) and a
-    line ``middle`` (the vertical centre line, drawn bottom to top: ``forward`` is left to right);
+    Each camera has the zone and line of `site_layout` and its clip's ground truth (``truth``);
     outputs go to ``out/out/`` (per-camera JSONL and MP4, the event log, the summary). The site
     names a server at 127.0.0.1:50051; ``detect watch --server`` or ``--model`` overrides it.
     Returns the path of site.yaml.
@@ -337,8 +348,6 @@ def write_site(
     out = Path(out)
     if out.suffix.lower() == ".mp4":
         raise ConfigError(f"--video {out} with --cameras: name a folder for the site")
-    w, h = width, height
-    centre = [[w // 3, 0], [2 * w // 3, 0], [2 * w // 3, h], [w // 3, h]]
     entries = []
     for k in range(1, cameras + 1):
         path = out / f"cam{k}.mp4"
@@ -348,8 +357,7 @@ def write_site(
                 "name": f"cam{k}",
                 "source": path.name,
                 "truth": path.with_suffix(".json").name,
-                "zones": [{"name": "centre", "polygon": [list(p) for p in centre]}],
-                "lines": [{"name": "middle", "points": [[w // 2, h], [w // 2, 0]]}],
+                **site_layout(width, height),
                 "jsonl": f"out/cam{k}.jsonl",
                 "out_video": f"out/cam{k}.mp4",
             }

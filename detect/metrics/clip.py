@@ -1,4 +1,4 @@
-"""A `detect video` run and its clip's ground truth, read and checked (no pycocotools here).
+"""A `detect video` run and its clip's ground truth, read and checked.
 
 Ground truth: the clip's COCO JSON (`detect synth --video`), images with ``frame_index``,
 annotations with ``track_id`` and TLWH ``bbox``. The run: a JSONL line per processed frame,
@@ -12,8 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from detect.data.coco import load_json
 from detect.errors import DataError
+from detect.ops.boxes import tlwh_to_xyxy, xywh_to_xyxy
+from detect.structures import Detections
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -59,7 +63,53 @@ def read_clip_truth(path: Path) -> dict[str, Any]:
             missing = [k for k in keys if k not in item] if isinstance(item, dict) else keys
             if missing:
                 raise DataError(f"{path}: an entry of '{section}' has no {missing[0]!r}; {fix}")
+    categories = {c["id"] for c in data["categories"]}
+    for ann in data["annotations"]:
+        if ann["category_id"] not in categories or not _whole(ann["track_id"]):
+            raise DataError(
+                f"{path}: annotation {ann.get('id', '?')} has an unknown category_id or a "
+                f"track_id that is no whole number; {fix}"
+            )
     return data
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def truth_frames(data: dict[str, Any]) -> dict[int, Detections]:
+    """The ground truth ``data`` (`read_clip_truth`'s) by frame index: each frame's objects as
+    `Detections` (xyxy boxes from the TLWH ``bbox``, labels the category names, class ids the
+    category ids, track ids the objects' identities); annotations of images not in the clip are
+    left out."""
+    frame_of = {int(img["id"]): int(img["frame_index"]) for img in data["images"]}
+    name_of = {c["id"]: c["name"] for c in data["categories"]}
+    by_frame: dict[int, list[dict[str, Any]]] = {}
+    for ann in data["annotations"]:
+        frame = frame_of.get(int(ann["image_id"]))
+        if frame is not None:
+            by_frame.setdefault(frame, []).append(ann)
+    return {
+        frame: Detections.of(
+            xywh_to_xyxy(np.asarray([a["bbox"] for a in anns], np.float64).reshape(-1, 4)),
+            [name_of[a["category_id"]] for a in anns],
+            class_ids=[a["category_id"] for a in anns],
+            track_ids=[a["track_id"] for a in anns],
+        )
+        for frame, anns in by_frame.items()
+    }
+
+
+def record_detections(found: list[dict[str, Any]]) -> Detections:
+    """A JSONL record's detections (dicts with TLWH ``top, left, width, height``, ``label``,
+    ``score`` and ``track_id``, -1 where absent) as `Detections` (xyxy)."""
+    tlwh = [[d["top"], d["left"], d["width"], d["height"]] for d in found]
+    return Detections.of(
+        tlwh_to_xyxy(np.asarray(tlwh, np.float64).reshape(-1, 4)),
+        [d["label"] for d in found],
+        [d["score"] for d in found],
+        track_ids=[d.get("track_id", -1) for d in found],
+    )
 
 
 def read_run(jsonl_path: Path, gt_path: Path, data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -77,6 +127,11 @@ def read_run(jsonl_path: Path, gt_path: Path, data: dict[str, Any]) -> list[dict
                 raise DataError(
                     f"{jsonl_path} frame {record['frame']}: a detection without "
                     f"{sorted(missing)[0]!r}; score the JSONL of `detect video` or `detect watch`"
+                )
+            if not _whole(d.get("track_id", -1)):
+                raise DataError(
+                    f"{jsonl_path} frame {record['frame']}: a track_id that is no whole "
+                    "number; score the JSONL of `detect video` or `detect watch`"
                 )
     frames = {int(img["frame_index"]) for img in data["images"]}
     unknown = sorted({r["frame"] for r in records} - frames)

@@ -51,8 +51,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from detect.errors import DataError, UsageError
-from detect.metrics.clip import read_clip_truth, read_run
-from detect.ops.boxes import box_iou, tlwh_to_xyxy
+from detect.metrics.clip import read_clip_truth, read_run, record_detections, truth_frames
+from detect.ops.boxes import box_iou
 from detect.structures import Detections
 
 if TYPE_CHECKING:
@@ -90,35 +90,6 @@ def _event(event: dict[str, Any], obj: int | None) -> _Event:
     return _Event(name, what, event["label"], int(event["frame"]), obj, event.get("dwell_s"))
 
 
-def _boxes(found: list[dict[str, Any]]) -> np.ndarray:
-    """(N, 4) xyxy of N dicts with ``top, left, width, height`` (N may be 0)."""
-    tlwh = [[d["top"], d["left"], d["width"], d["height"]] for d in found]
-    return tlwh_to_xyxy(np.asarray(tlwh, np.float64).reshape(-1, 4))
-
-
-def _truth_by_frame(data: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
-    """The clip's annotations by frame index, each with ``top, left, width, height, label``."""
-    frame_of = {int(img["id"]): int(img["frame_index"]) for img in data["images"]}
-    name_of = {int(c["id"]): c["name"] for c in data["categories"]}
-    by_frame: dict[int, list[dict[str, Any]]] = {}
-    for ann in data["annotations"]:
-        frame = frame_of.get(int(ann["image_id"]))
-        if frame is None:  # not one of the clip's frames
-            continue
-        x, y, w, h = ann["bbox"]
-        by_frame.setdefault(frame, []).append(
-            {
-                "top": y,
-                "left": x,
-                "width": w,
-                "height": h,
-                "label": name_of.get(int(ann["category_id"]), str(ann["category_id"])),
-                "track_id": int(ann["track_id"]),
-            }
-        )
-    return by_frame
-
-
 def true_events(
     data: dict[str, Any], frames: list[int], settings: CountingSettings
 ) -> list[dict[str, Any]]:
@@ -128,42 +99,41 @@ def true_events(
     time_of = {
         int(img["frame_index"]): float(img.get("timestamp_ms", 0.0)) for img in data["images"]
     }
-    by_frame = _truth_by_frame(data)
+    truth_of = truth_frames(data)
     last: dict[int, int] = {}
-    for frame in sorted(by_frame):
-        for ann in by_frame[frame]:
-            last[ann["track_id"]] = frame
+    for frame in sorted(truth_of):
+        for track_id in truth_of[frame].track_ids.tolist():
+            last[track_id] = frame
+    nothing = Detections.of([], [])
     events: list[dict[str, Any]] = []
     for frame in frames:
-        found = by_frame.get(frame, [])
-        detections = Detections.of(
-            _boxes(found),
-            [a["label"] for a in found],
-            track_ids=[a["track_id"] for a in found],
-        )
         live = {track_id for track_id, end in last.items() if end >= frame}
-        events += counting.update(detections, frame, time_of.get(frame, 0.0), live)[1]
+        found = truth_of.get(frame, nothing)
+        events += counting.update(found, frame, time_of.get(frame, 0.0), live)[1]
     return events
 
 
 def track_objects(records: list[dict[str, Any]], data: dict[str, Any]) -> dict[int, int | None]:
     """Which ground-truth object each track of the run's ``records`` is (None: none; see the
     module docstring), by track id."""
-    by_frame = _truth_by_frame(data)
+    truth_of = truth_frames(data)
+    nothing = Detections.of([], [])
     votes: dict[int, Counter] = {}
     seen: Counter = Counter()
     for record in records:
-        truth = by_frame.get(record["frame"], [])
-        tracked = [d for d in record["detections"] if d.get("track_id", -1) >= 0]
-        if not tracked:
+        truth = truth_of.get(record["frame"], nothing)
+        found = record_detections(record["detections"])
+        tracked = np.flatnonzero(found.track_ids >= 0)
+        if not len(tracked):
             continue
-        iou = box_iou(_boxes(tracked), _boxes(truth))
-        for k, d in enumerate(tracked):
-            seen[d["track_id"]] += 1
-            same = [j for j, a in enumerate(truth) if a["label"] == d["label"]]
+        iou = box_iou(found.xyxy[tracked], truth.xyxy)
+        for k, i in enumerate(tracked):
+            track_id = int(found.track_ids[i])
+            seen[track_id] += 1
+            same = np.flatnonzero(truth.labels == found.labels[i])
             best = max(same, key=lambda j: iou[k, j], default=None)
             if best is not None and iou[k, best] >= MATCH_IOU:
-                votes.setdefault(d["track_id"], Counter())[truth[best]["track_id"]] += 1
+                votes.setdefault(track_id, Counter())[int(truth.track_ids[best])] += 1
     objects: dict[int, int | None] = {}
     for track_id, frames in seen.items():
         top = votes.get(track_id, Counter()).most_common(1)

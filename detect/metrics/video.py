@@ -19,15 +19,10 @@ from typing import Any
 import numpy as np
 
 from detect.errors import DataError
-from detect.metrics.clip import read_clip_truth, read_run
+from detect.metrics.clip import read_clip_truth, read_run, record_detections, truth_frames
 from detect.metrics.coco import ap_text, defined, load_gt, run_cocoeval, summary
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
-from detect.ops.boxes import xywh_to_xyxy
-
-
-def _xyxy(xywh: list[list[float]]) -> np.ndarray:
-    """(N, 4) COCO ``[x, y, w, h]`` rows (N may be 0) → (N, 4) xyxy."""
-    return xywh_to_xyxy(np.asarray(xywh, np.float64).reshape(-1, 4))
+from detect.structures import Detections
 
 
 def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
@@ -56,24 +51,24 @@ def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
             )
     frames = {image_of[r["frame"]] for r in records}
     figures = defined(summary(run_cocoeval(load_gt(gt_path, frames, data), results, "bbox")))
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for ann in data["annotations"]:
-        by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    truth_of = truth_frames(data)
+    nothing = Detections.of([], [])
     tracked = []
+    objects: set[int] = set()
     for record in records:
-        truth = by_image.get(image_of[record["frame"]], [])
-        found = record["detections"]
+        truth = truth_of.get(record["frame"], nothing)
+        found = record_detections(record["detections"])
+        objects.update(truth.track_ids.tolist())
         tracked.append(
             TrackedFrame(
-                np.array([a["track_id"] for a in truth], int),
-                _xyxy([a["bbox"] for a in truth]),
-                np.array([a["category_id"] for a in truth], int),
-                np.array([d.get("track_id", -1) for d in found], int),
-                _xyxy([[d["left"], d["top"], d["width"], d["height"]] for d in found]),
-                np.array([category_of[d["label"]] for d in found], int),
+                truth.track_ids,
+                truth.xyxy,
+                truth.class_ids,
+                found.track_ids,
+                found.xyxy,
+                np.array([category_of[x] for x in found.labels], int),
             )
         )
-    objects = {a["track_id"] for i in frames for a in by_image.get(i, [])}
     return {
         "frames": len(frames),
         "objects": len(objects),

@@ -232,3 +232,8 @@ class VideoConfig:
                 f"{spell('truth')} needs {spell('jsonl')}: the run's boxes tell which object "
                 "each track is"
             )
+        if self.truth is not None and not self.counting.counter():
+            raise spell.problem(
+                f"{spell('truth')} scores zone and line counts: give the camera "
+                f"{spell('zones')} or {spell('lines')}, or leave {spell('truth')} out"
+            )

@@ -147,13 +147,13 @@ def _score_counts(site: Site, result: WatchResult) -> WatchResult:
     """``result`` with the counting figures of each camera that has ground truth (``truth``),
     zones or lines, and ran without error; a warning for one whose JSONL or truth cannot be
     scored."""
-    from detect.metrics.counting import score_counting
-
     for config in site.cameras:
         if config.truth is None or config.jsonl is None or config.name in result.errors:
             continue
         if not config.counting.counter():
             continue
+        from detect.metrics.counting import score_counting  # pycocotools: the eval extra
+
         try:
             result.counting_scores[config.name] = score_counting(
                 config.truth, config.jsonl, config.counting
