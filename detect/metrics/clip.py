@@ -9,6 +9,7 @@ name), ``score`` and ``track_id`` (-1: untracked); with zones or lines also ``ev
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +21,38 @@ from detect.ops.boxes import tlwh_to_xyxy, xywh_to_xyxy
 from detect.structures import Detections
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a `detect video` JSONL file; DataError names a bad line."""
+def read_json_lines(
+    path: Path, what: str, is_one: Callable[[Any], bool], kind: str
+) -> list[dict[str, Any]]:
+    """The JSON objects of ``path``, one a line (blank lines skipped), each one ``is_one``
+    accepts; DataError naming ``what`` (the file as the user gave it), the line and ``kind``
+    (what each line should be) otherwise."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise DataError(f"{path}: cannot read it ({exc.strerror})") from None
-    records = []
+        raise DataError(f"{what}: cannot read it ({exc.strerror})") from None
+    items = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or "frame" not in record or "detections" not in record:
-            raise DataError(
-                f"{path} line {number}: not a `detect video` record (frame, detections)"
-            )
-        records.append(record)
-    return records
+            raise DataError(f"{what} line {number} is not valid JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or not is_one(item):
+            raise DataError(f"{what} line {number}: not {kind}")
+        items.append(item)
+    return items
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a `detect video` JSONL file; DataError names a bad line."""
+    return read_json_lines(
+        path,
+        str(path),
+        lambda record: "frame" in record and "detections" in record,
+        "a `detect video` record (frame, detections)",
+    )
 
 
 DETECTION_KEYS = {"top", "left", "width", "height", "label", "score"}

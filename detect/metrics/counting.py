@@ -41,7 +41,6 @@ of matched exits, |counted ``dwell_s`` - true ``dwell_s``|: ``dwell_error_mean_s
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +50,13 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from detect.errors import DataError, UsageError
-from detect.metrics.clip import read_clip_truth, read_run, record_detections, truth_frames
+from detect.metrics.clip import (
+    read_clip_truth,
+    read_json_lines,
+    read_run,
+    record_detections,
+    truth_frames,
+)
 from detect.ops.boxes import box_iou
 from detect.structures import Detections
 
@@ -186,26 +191,12 @@ def read_event_log(
     ``camera``); ``camera`` None: the log's only camera. DataError for a bad line, UsageError
     for a log of several cameras without ``camera``, or for a camera the log has no event of
     unless it is one of the ``site``'s cameras (which may have had none)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataError(f"--events {path}: cannot read it ({exc.strerror})") from None
-    events = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"--events {path} line {number} is not valid JSON ({exc.msg})"
-            ) from None
-        if not _is_event(event) or "camera" not in event:
-            raise DataError(
-                f"--events {path} line {number}: not an event of a `detect watch` event log "
-                f"(camera, {EVENT_KEYS})"
-            )
-        events.append(event)
+    events = read_json_lines(
+        path,
+        f"--events {path}",
+        lambda event: _is_event(event) and "camera" in event,
+        f"an event of a `detect watch` event log (camera, {EVENT_KEYS})",
+    )
     cameras = sorted({str(e["camera"]) for e in events})
     if camera is None:
         if len(cameras) > 1:
