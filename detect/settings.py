@@ -121,6 +121,11 @@ def more_than(low: float) -> Check:
     return lambda v: None if v is None or v > low else f"use more than {low:g}"
 
 
+def between(low: float, high: float) -> Check:
+    """``low`` to ``high``, both included (None passes)."""
+    return lambda v: None if v is None or low <= v <= high else f"use {low:g} to {high:g}"
+
+
 def output_folder(path: Path | None) -> str | None:
     """The check of an output folder (``--out``): a folder, or one that can be made and written
     in (None passes). Nothing is made here."""

@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from detect.settings import setting
+from detect.settings import between, setting
 
 HARD: dict[str, Any] = {
     "perspective": 0.5,
@@ -63,23 +63,21 @@ class ClipConditions:
     occluders: int | None = setting(
         None,
         "--video: static poles and trees (every third) painted over the objects",
-        check=lambda v: (
-            None if v is None or 0 <= v <= MAX_OCCLUDERS else f"use 0 to {MAX_OCCLUDERS}"
-        ),
+        check=between(0, MAX_OCCLUDERS),
         metavar="N",
         shown_default=_hard("occluders"),
     )
     crowd: int | None = setting(
         None,
         "--video: more, smaller objects walking left or right through the middle of the frame",
-        check=lambda v: None if v is None or 0 <= v <= MAX_CROWD else f"use 0 to {MAX_CROWD}",
+        check=between(0, MAX_CROWD),
         metavar="N",
         shown_default=_hard("crowd"),
     )
     shake: int | None = setting(
         None,
         "--video: camera shake: the picture moves up to this many pixels each frame",
-        check=lambda v: None if v is None or 0 <= v <= MAX_SHAKE else f"use 0 to {MAX_SHAKE}",
+        check=between(0, MAX_SHAKE),
         metavar="PIXELS",
         shown_default=_hard("shake"),
     )
@@ -91,9 +89,7 @@ class ClipConditions:
     motion_blur: float | None = setting(
         None,
         "--video: objects smeared along their motion over this many frames of it",
-        check=lambda v: (
-            None if v is None or 0 <= v <= MAX_EXPOSURE else f"use 0 to {MAX_EXPOSURE:g}"
-        ),
+        check=between(0, MAX_EXPOSURE),
         metavar="FRAMES",
         shown_default=_hard("motion_blur"),
     )
