@@ -46,8 +46,7 @@ from detect.runtime.detector import check_model
 from detect.structures import Detections, DetectOptions
 from detect.track import Tracker, TrackerConfig
 from detect.video.annotate import detection_records
-from detect.video.config import CountingSettings
-from detect.zones import Line, zones_from_dict
+from detect.zones import CountingSettings, Line, zones_from_dict
 
 LOW_SCORE = 0.05
 MAX_AGE = TrackerConfig().max_age  # frames a lost track is kept

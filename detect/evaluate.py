@@ -58,7 +58,7 @@ from detect.runtime.backend import Backend, Detected, open_backend
 from detect.runtime.model_card import DEFAULT_SCORE, ModelCard, card_path
 from detect.settings import FLAGS, Spelling, at_least, check, nested, output_folder, setting
 from detect.structures import DetectOptions, ModelInfo
-from detect.video.config import CountingSettings
+from detect.zones import CountingSettings
 
 if TYPE_CHECKING:
     from detect.cluster import RayPool

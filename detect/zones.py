@@ -26,6 +26,9 @@ segments. `Counting` follows each tracked object and reports, as event dicts:
   counted; one that stays counts once.
 
 Untracked detections (track id -1) count in the per-frame occupancy but make no events.
+
+`CountingSettings` declares what a camera counts (zones, lines, anchor, ``min_frames``) once, for
+`detect video`, a site's cameras and `detect eval --video`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import numpy as np
 import shapely
 
 from detect.errors import ConfigError
+from detect.settings import FLAGS, Spelling, at_least, setting
 from detect.structures import Detections
 
 ANCHORS = ("bottom_center", "center", "box")
@@ -391,3 +395,71 @@ def count_rows(counts: dict[str, dict[str, dict[str, int]]]) -> list[tuple[str, 
         for what, labels in kinds.items()
         for label, n in labels.items()
     ]
+
+
+def _zones(value: Any, root: Path, what: str) -> list[Zone]:
+    """A zones.json path, or the zones inline (a site file)."""
+    if isinstance(value, str | Path):
+        return read_zones(root / value, what)
+    return zones_from_dict(value or [], what)
+
+
+def _lines(value: Any, root: Path, what: str) -> list[Line]:
+    """``[NAME=]x1,y1,x2,y2`` texts (the repeated flag) or ``{name, points}`` mappings."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{what}: a list of {{name, points: [[x1, y1], [x2, y2]]}}")
+    lines = []
+    for k, item in enumerate(value):
+        flag = what.startswith("-")  # `--line` numbers lines only when there are several
+        default = f"line{k + 1}" if len(value) > 1 or not flag else "line"
+        if isinstance(item, str):
+            lines.append(Line.parse(item, default, what))
+        elif isinstance(item, dict):
+            lines.append(Line.of(item.get("name"), item.get("points"), what))
+        else:
+            raise ConfigError(f"{what}: line {k + 1} is neither {{name, points}} nor 'x1,y1,x2,y2'")
+    return lines
+
+
+@dataclass(frozen=True)
+class CountingSettings:
+    """What a camera counts (`detect.zones.Counting`): its zones and lines, the anchor and
+    ``min_frames``; settings of `detect video` and a site's cameras, and of `detect eval --video`
+    (which counts the ground truth the same way)."""
+
+    zones: list[Zone] = setting(
+        factory=list,
+        help="named polygons to count in: a zones.json (or, in a site file, the list itself)",
+        parse=_zones,
+        metavar="zones.json",
+    )
+    lines: list[Line] = setting(
+        factory=list,
+        help="count crossings of this line by direction (repeatable)",
+        parse=_lines,
+        flag="--line",
+        metavar="[NAME=]x1,y1,x2,y2",
+        repeat=True,
+    )
+    anchor: str = setting(
+        "bottom_center",
+        "the point(s) of a box that place it in zones and on sides of lines",
+        choices=ANCHORS,
+    )
+    min_frames: int = setting(
+        2,
+        "frames an object must stay in or out of a zone, or past a line, to count",
+        check=at_least(1),
+    )
+
+    def counter(self) -> Counting:
+        """A `Counting` of these zones and lines (none: it counts nothing)."""
+        return Counting(self.zones, self.lines, self.anchor, self.min_frames)
+
+    def validate(self, spell: Spelling | None = None) -> None:
+        """Zone and line names apart; `ConfigError` in ``spell``'s spelling."""
+        spell = spell or Spelling(CountingSettings, FLAGS)
+        try:
+            self.counter()
+        except ConfigError as exc:
+            raise spell.problem(str(exc)) from None

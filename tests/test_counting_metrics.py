@@ -13,9 +13,8 @@ from helpers import run_detect
 from detect.data.synth_video import write_site
 from detect.metrics.clip import read_clip_truth
 from detect.metrics.counting import counting_table, score_counting, track_objects, true_events
-from detect.video.config import CountingSettings
 from detect.watch import read_site
-from detect.zones import Line, zones_from_dict
+from detect.zones import CountingSettings, Line, zones_from_dict
 
 # A 100x100 clip at 10 fps, frames 0..15, zone "door" (x 40..60, full height) and line "gate"
 # (x = 50, drawn bottom to top: forward is left to right). Boxes are 10x10 around (cx, cy):

@@ -61,7 +61,7 @@ from detect.ops.boxes import box_iou
 from detect.structures import Detections
 
 if TYPE_CHECKING:
-    from detect.video.config import CountingSettings
+    from detect.zones import CountingSettings
 
 WINDOW = 10
 """Frames a counted event may be from its true one and match (see the module docstring)."""

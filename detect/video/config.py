@@ -22,7 +22,7 @@ from detect.settings import (
 from detect.structures import DetectOptions
 from detect.track import TRACKERS
 from detect.video.source import is_live
-from detect.zones import ANCHORS, Counting, Line, Zone, read_zones, zones_from_dict
+from detect.zones import CountingSettings
 
 FOREVER = "forever"
 
@@ -34,30 +34,6 @@ def _source(value: Any, root: Path, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{what}: give a file, an rtsp:// or http:// URL, or a webcam index")
     return value if is_live(value) or value.isdecimal() else str(root / value)
-
-
-def _zones(value: Any, root: Path, what: str) -> list[Zone]:
-    """A zones.json path, or the zones inline (a site file)."""
-    if isinstance(value, str | Path):
-        return read_zones(root / value, what)
-    return zones_from_dict(value or [], what)
-
-
-def _lines(value: Any, root: Path, what: str) -> list[Line]:
-    """``[NAME=]x1,y1,x2,y2`` texts (the repeated flag) or ``{name, points}`` mappings."""
-    if not isinstance(value, list):
-        raise ConfigError(f"{what}: a list of {{name, points: [[x1, y1], [x2, y2]]}}")
-    lines = []
-    for k, item in enumerate(value):
-        flag = what.startswith("-")  # `--line` numbers lines only when there are several
-        default = f"line{k + 1}" if len(value) > 1 or not flag else "line"
-        if isinstance(item, str):
-            lines.append(Line.parse(item, default, what))
-        elif isinstance(item, dict):
-            lines.append(Line.of(item.get("name"), item.get("points"), what))
-        else:
-            raise ConfigError(f"{what}: line {k + 1} is neither {{name, points}} nor 'x1,y1,x2,y2'")
-    return lines
 
 
 def _attempts(value: Any, root: Path, what: str) -> int | None:
@@ -79,50 +55,6 @@ def _mp4(path: Path | None) -> str | None:
     if path is not None and not path.is_dir() and path.suffix.lower() != ".mp4":
         return "name an .mp4 file"
     return output_file(path)
-
-
-@dataclass(frozen=True)
-class CountingSettings:
-    """What a camera counts (`detect.zones.Counting`): its zones and lines, the anchor and
-    ``min_frames``; settings of `detect video` and a site's cameras, and of `detect eval --video`
-    (which counts the ground truth the same way)."""
-
-    zones: list[Zone] = setting(
-        factory=list,
-        help="named polygons to count in: a zones.json (or, in a site file, the list itself)",
-        parse=_zones,
-        metavar="zones.json",
-    )
-    lines: list[Line] = setting(
-        factory=list,
-        help="count crossings of this line by direction (repeatable)",
-        parse=_lines,
-        flag="--line",
-        metavar="[NAME=]x1,y1,x2,y2",
-        repeat=True,
-    )
-    anchor: str = setting(
-        "bottom_center",
-        "the point(s) of a box that place it in zones and on sides of lines",
-        choices=ANCHORS,
-    )
-    min_frames: int = setting(
-        2,
-        "frames an object must stay in or out of a zone, or past a line, to count",
-        check=at_least(1),
-    )
-
-    def counter(self) -> Counting:
-        """A `Counting` of these zones and lines (none: it counts nothing)."""
-        return Counting(self.zones, self.lines, self.anchor, self.min_frames)
-
-    def validate(self, spell: Spelling | None = None) -> None:
-        """Zone and line names apart; `ConfigError` in ``spell``'s spelling."""
-        spell = spell or Spelling(CountingSettings, FLAGS)
-        try:
-            self.counter()
-        except ConfigError as exc:
-            raise spell.problem(str(exc)) from None
 
 
 @dataclass
