@@ -18,6 +18,7 @@ from detect.config import DetectSettings
 from detect.data.synth import write_dataset
 from detect.data.synth_video import write_clip
 from detect.evaluate import EvalConfig, evaluate
+from detect.metrics.clip import ClipRun
 from detect.metrics.video import score_video
 from detect.video import VideoConfig, run_video
 
@@ -52,7 +53,7 @@ def main() -> None:
                 detection=DetectSettings(agnostic_nms=agnostic),
             )
         )
-        video = score_video(clip_gt, jsonl)
+        video = score_video(ClipRun.read(clip_gt, jsonl))
         rows.append((name, result.metrics, video))
 
     print(f"\n{args.model}: {args.images} images (seed 999), {args.frames}-frame clip (seed 7)")

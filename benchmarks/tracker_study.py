@@ -37,7 +37,7 @@ import numpy as np
 from detect.appearance import colour_histograms
 from detect.data.clip_conditions import ClipConditions
 from detect.data.synth_video import site_layout, write_clip
-from detect.metrics.clip import truth_frames
+from detect.metrics.clip import ClipRun, truth_frames
 from detect.metrics.counting import score_counting
 from detect.metrics.video import score_video
 from detect.ops.boxes import box_iou
@@ -285,8 +285,9 @@ def main() -> None:
             kind = "truth" if args.truth_boxes else "model"
             jsonl = args.work / f"{name}.{kind}.{''.join(c for c in tracker if c.isalnum())}.jsonl"
             write_run(jsonl, frames, ids, times, counting, score)
-            m = score_video(gt_path, jsonl)
-            f1 = score_counting(gt_path, jsonl, counting)["all"]["f1"]
+            run = ClipRun.read(gt_path, jsonl)
+            m = score_video(run)
+            f1 = score_counting(run, counting)["all"]["f1"]
             row = (name, tracker, m["IDF1"], m["HOTA"], m["MOTA"], m["id_switches"], f1, speed)
             table.append(row)
             print(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from detect.data.synth_video import write_clip
 from detect.local_server import LocalServer
+from detect.metrics.clip import ClipRun
 from detect.metrics.video import score_video
 
 
@@ -52,7 +53,7 @@ def main() -> None:
             )
         print(f"{args.model}, {args.frames} frames of {args.size}, --track")
         for (name, summary), jsonl in zip(rows, (local, remote), strict=True):
-            quality = score_video(gt, jsonl)
+            quality = score_video(ClipRun.read(gt, jsonl))
             print(
                 f"{name:<22} {summary}\n{'':<22} AP50 {quality['AP50']:.3f}, MOTA "
                 f"{quality['MOTA']:.3f}, IDF1 {quality['IDF1']:.3f}, HOTA {quality['HOTA']:.3f}, "

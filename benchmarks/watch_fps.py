@@ -23,6 +23,7 @@ import yaml
 
 from detect.data.synth_video import write_clip, write_site
 from detect.local_server import LocalServer
+from detect.metrics.clip import ClipRun
 from detect.metrics.video import score_video, video_table
 
 
@@ -64,7 +65,7 @@ def main() -> None:
             each = ", ".join(f"{c['fps']:.2f}" for c in summary["cameras"].values())
             print(f"{n:7d}  {each:<42} {summary['fps']:.2f}")
         print(f"\ntracking on a {args.clip_frames}-frame clip (seed 7), detect video --track:")
-        print(video_table(score_video(clip_gt, jsonl)))
+        print(video_table(score_video(ClipRun.read(clip_gt, jsonl))))
 
 
 if __name__ == "__main__":

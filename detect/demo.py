@@ -102,6 +102,7 @@ def run_demo(config: DemoConfig, say: Say = _quiet) -> dict[str, Path]:
     from detect.data.synth_video import write_site
     from detect.evaluate import EvalConfig, evaluate
     from detect.local_server import LocalServer
+    from detect.metrics.clip import ClipRun
     from detect.metrics.coco import ap_text
     from detect.metrics.counting import counting_table
     from detect.metrics.report import stdout_table
@@ -166,7 +167,10 @@ def run_demo(config: DemoConfig, say: Say = _quiet) -> dict[str, Path]:
                 for text in summary.lines():
                     say(f"        {text}")
                 quality = score_video(
-                    site_file.parent / f"{name}.json", site_file.parent / "out" / f"{name}.jsonl"
+                    ClipRun.read(
+                        site_file.parent / f"{name}.json",
+                        site_file.parent / "out" / f"{name}.jsonl",
+                    )
                 )
                 say(
                     f"        against its ground truth: AP50 {ap_text(quality['AP50'])}, "

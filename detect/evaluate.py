@@ -588,6 +588,7 @@ def evaluate_video(config: EvalConfig) -> dict[str, Any]:
     or a camera's of ``site``), its counting figures under ``counting``
     (`detect.metrics.counting.score_counting`); also written to
     ``config.out / "video_metrics.json"`` when ``out`` is set."""
+    from detect.metrics.clip import ClipRun
     from detect.metrics.counting import read_event_log, score_counting
     from detect.metrics.video import score_video
 
@@ -597,12 +598,11 @@ def evaluate_video(config: EvalConfig) -> dict[str, Any]:
     settings, camera, site = config.counting, config.camera, frozenset[str]()
     if config.site is not None:
         settings, camera, site = _site_counting(config)
-    scores = score_video(config.video, config.jsonl)
+    run = ClipRun.read(config.video, config.jsonl)
+    scores = score_video(run)
     if settings.counter():
         events = None if config.events is None else read_event_log(config.events, camera, site)
-        scores["counting"] = score_counting(
-            config.video, config.jsonl, settings, config.count_window, events
-        )
+        scores["counting"] = score_counting(run, settings, config.count_window, events)
     if config.out is not None:
         config.out.mkdir(parents=True, exist_ok=True)
         (config.out / "video_metrics.json").write_text(json.dumps(scores, indent=2))

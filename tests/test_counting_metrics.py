@@ -11,7 +11,7 @@ from conftest import REPO
 from helpers import run_detect
 
 from detect.data.synth_video import write_site
-from detect.metrics.clip import read_clip_truth
+from detect.metrics.clip import ClipRun, read_clip_truth
 from detect.metrics.counting import counting_table, score_counting, track_objects, true_events
 from detect.watch import read_site
 from detect.zones import CountingSettings, Line, zones_from_dict
@@ -166,7 +166,7 @@ HAND_WORKED_ALL = (9, 10, +1, 7, 0.7, 0.7778, 0.7368, 1, 1, 0.133, 0.3)
 
 def test_hand_worked_run_scores_every_figure(clip: tuple[Path, Path, Path]) -> None:
     gt, run, _ = clip
-    figures = score_counting(gt, run, SETTINGS)
+    figures = score_counting(ClipRun.read(gt, run), SETTINGS)
     assert figures["window_frames"] == 10
     rows = {(r["name"], r["event"], r["label"]): _figures(r) for r in figures["rows"]}
     assert rows == HAND_WORKED
@@ -198,7 +198,7 @@ DOOR_CIRCLE = ("door", "enter", "circle")
 
 def test_a_window_too_narrow_for_a_late_event_misses_it(clip: tuple[Path, Path, Path]) -> None:
     gt, run, _ = clip
-    figures = score_counting(gt, run, SETTINGS, window=0)
+    figures = score_counting(ClipRun.read(gt, run), SETTINGS, window=0)
     (row,) = [r for r in figures["rows"] if (r["name"], r["event"], r["label"]) == DOOR_CIRCLE]
     assert _figures(row)[:4] == (2, 3, 1, 1)  # the enter at f5 is not the true one at f4
 
@@ -224,7 +224,7 @@ def test_the_ground_truth_fed_back_as_a_run_scores_perfectly(tmp_path: Path) -> 
         mine = [e for e in events if e["frame"] == image["frame_index"]]
         records.append({"frame": image["frame_index"], "detections": detections, "events": mine})
     run = _write(tmp_path / "truth.jsonl", records)
-    figures = score_counting(camera.truth, run, camera.counting)
+    figures = score_counting(ClipRun.read(camera.truth, run), camera.counting)
     for f in [*figures["rows"], figures["all"]]:
         assert (f["error"], f["double_counts"], f["wrong_directions"]) == (0, 0, 0), f
         assert f["precision"] == f["recall"] == f["f1"] == 1.0, f
@@ -241,7 +241,7 @@ def test_eval_prints_and_saves_the_counting_figures(clip: tuple[Path, Path, Path
     )
     assert shown.returncode == 0, shown.stderr
     saved = json.loads((out / "video_metrics.json").read_text())
-    assert saved["counting"] == score_counting(gt, run, SETTINGS)
+    assert saved["counting"] == score_counting(ClipRun.read(gt, run), SETTINGS)
     assert counting_table(saved["counting"]) in shown.stdout
     assert shown.stdout.index("IDF1") < shown.stdout.index("counting (events matched")
     lines = shown.stdout.splitlines()
@@ -276,7 +276,7 @@ def test_eval_takes_the_zones_of_a_site_camera_and_its_events_from_the_event_log
     )
     assert shown.returncode == 0, shown.stderr
     saved = json.loads((out / "video_metrics.json").read_text())
-    assert saved["counting"] == score_counting(gt, run, SETTINGS)
+    assert saved["counting"] == score_counting(ClipRun.read(gt, run), SETTINGS)
     front_only = _write(root / "front.jsonl", log[:-1])  # the site's camera back counted nothing
     quiet = run_detect(
         *("eval", "--video", str(gt), "--jsonl", str(bare), "--out", str(out)),

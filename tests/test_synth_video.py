@@ -19,6 +19,7 @@ from detect.data.clip_conditions import HARD, ClipConditions
 from detect.data.coco import decode_segmentation
 from detect.data.synth_video import write_clip
 from detect.errors import DataError, UsageError
+from detect.metrics.clip import ClipRun
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.metrics.video import score_video
 from detect.structures import Detections
@@ -132,13 +133,15 @@ def _write(path: Path, records: list[dict]) -> Path:
 def test_score_video_of_the_truth_is_perfect_and_counts_exchanged_ids(tmp_path: Path) -> None:
     video, data = _clip(tmp_path, "--frames", "20", "--objects", "4", "--video-size", "160x120")
     gt = video.with_suffix(".json")
-    perfect = score_video(gt, _write(tmp_path / "p.jsonl", _records(data)))
+    perfect = score_video(ClipRun.read(gt, _write(tmp_path / "p.jsonl", _records(data))))
     assert perfect["frames"] == 20 and perfect["objects"] == 4
     assert perfect["AP50"] == pytest.approx(1.0) and perfect["AP"] == pytest.approx(1.0)
     assert (perfect["id_switches"], perfect["misses"], perfect["false_positives"]) == (0, 0, 0)
     for name in ("MOTA", "MOTP", "IDF1", "HOTA"):
         assert perfect[name] == pytest.approx(1.0), name
-    swapped = score_video(gt, _write(tmp_path / "s.jsonl", _records(data, swap_from=10)))
+    swapped = score_video(
+        ClipRun.read(gt, _write(tmp_path / "s.jsonl", _records(data, swap_from=10)))
+    )
     assert swapped["id_switches"] >= 1 and swapped["IDF1"] < 1 and swapped["MOTP"] == 1.0
     assert swapped["AP50"] == pytest.approx(1.0)
     shown = run_detect(
@@ -148,15 +151,15 @@ def test_score_video_of_the_truth_is_perfect_and_counts_exchanged_ids(tmp_path: 
     assert shown.returncode == 0, shown.stderr
     assert re.search(r"^IDF1\s+0\.\d{3}$", shown.stdout, re.M), shown.stdout
     assert json.loads((tmp_path / "eval" / "video_metrics.json").read_text()) == swapped
-    half = score_video(gt, _write(tmp_path / "h.jsonl", _records(data)[::2]))
+    half = score_video(ClipRun.read(gt, _write(tmp_path / "h.jsonl", _records(data)[::2])))
     assert half["frames"] == 10  # only the processed frames are scored
     bad = _write(tmp_path / "b.jsonl", [*_records(data)[:3]])
     bad.write_text(bad.read_text() + "{not json\n")
     with pytest.raises(DataError, match="line 4"):
-        score_video(gt, bad)
+        score_video(ClipRun.read(gt, bad))
     other = _write(tmp_path / "o.jsonl", [{"frame": 500, "detections": []}])
     with pytest.raises(DataError, match="frame 500"):
-        score_video(gt, other)
+        score_video(ClipRun.read(gt, other))
     images = _write(tmp_path / "images.json", [])
     images.write_text(json.dumps({**data, "images": [{"id": 1, "file_name": "a.jpg"}]}))
     for args, code, fragment in (

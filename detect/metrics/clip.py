@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,21 @@ def read_run(jsonl_path: Path, gt_path: Path, data: dict[str, Any]) -> list[dict
             f"{jsonl_path}: frame {unknown[0]} is not in {gt_path}; score a run of this clip"
         )
     return records
+
+
+@dataclass(frozen=True)
+class ClipRun:
+    """A run of a clip, read and checked once: its JSONL ``records`` (`read_run`'s) and the
+    clip's ground truth ``data`` (`read_clip_truth`'s), with the files they came from."""
+
+    gt_path: Path
+    jsonl_path: Path
+    data: dict[str, Any]
+    records: list[dict[str, Any]]
+
+    @classmethod
+    def read(cls, gt_path: Path, jsonl_path: Path) -> ClipRun:
+        """The run whose JSONL is ``jsonl_path`` of the clip whose ground truth is ``gt_path``;
+        DataError naming the file and what is wrong with it."""
+        data = read_clip_truth(gt_path)
+        return cls(Path(gt_path), Path(jsonl_path), data, read_run(jsonl_path, gt_path, data))

@@ -50,13 +50,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from detect.errors import DataError, UsageError
-from detect.metrics.clip import (
-    read_clip_truth,
-    read_json_lines,
-    read_run,
-    record_detections,
-    truth_frames,
-)
+from detect.metrics.clip import ClipRun, read_json_lines, record_detections, truth_frames
 from detect.ops.boxes import box_iou
 from detect.structures import Detections
 
@@ -317,22 +311,20 @@ def counting_figures(truth: list[_Event], counted: list[_Event], window: int) ->
 
 
 def score_counting(
-    gt_path: Path,
-    jsonl_path: Path,
+    run: ClipRun,
     settings: CountingSettings,
     window: int = WINDOW,
     events: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The counting figures (`counting_figures`) of the run whose JSONL is ``jsonl_path`` on the
-    clip whose ground truth is ``gt_path``, counted with ``settings``; the run's ``events``
-    (`read_event_log`'s; None: its JSONL's, `run_events`)."""
-    data = read_clip_truth(gt_path)
-    records = read_run(jsonl_path, gt_path, data)
+    """The counting figures (`counting_figures`) of ``run`` (`ClipRun.read`) on its clip,
+    counted with ``settings``; the run's ``events`` (`read_event_log`'s; None: its JSONL's,
+    `run_events`)."""
+    data, records = run.data, run.records
     frames = sorted({int(r["frame"]) for r in records})
     truth = [_event(e, e["track_id"]) for e in true_events(data, frames, settings)]
     objects = track_objects(records, data)
     if events is None:
-        events = run_events(records, jsonl_path)
+        events = run_events(records, run.jsonl_path)
     counted = [_event(event, objects.get(event.get("track_id", -1))) for event in events]
     scored = {zone.name for zone in settings.zones} | {line.name for line in settings.lines}
     return counting_figures(truth, [e for e in counted if e.name in scored], window)

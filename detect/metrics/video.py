@@ -13,34 +13,35 @@ The ground truth and the JSONL: `detect.metrics.clip`. Zone and line counts:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from detect.errors import DataError
-from detect.metrics.clip import read_clip_truth, read_run, record_detections, truth_frames
+from detect.metrics.clip import ClipRun, record_detections, truth_frames
 from detect.metrics.coco import ap_text, defined, load_gt, run_cocoeval, summary
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.structures import Detections
 
 
-def score_video(gt_path: Path, jsonl_path: Path) -> dict[str, Any]:
-    """AP, AP50 and the tracking figures of a run's JSONL against the clip's ground truth.
+def score_video(run: ClipRun) -> dict[str, Any]:
+    """AP, AP50 and the tracking figures of a run (`ClipRun.read`) against the clip's ground
+    truth.
 
     Returns ``frames`` (scored), ``objects`` (distinct ground-truth tracks in them), ``AP``,
     ``AP50`` (None where undefined: no ground-truth object in the scored frames) and
     `tracking_metrics`' figures.
     """
-    data = read_clip_truth(gt_path)
+    data, records, gt_path = run.data, run.records, run.gt_path
     image_of = {int(img["frame_index"]): int(img["id"]) for img in data["images"]}
     category_of = {c["name"]: int(c["id"]) for c in data["categories"]}
-    records = read_run(jsonl_path, gt_path, data)
     results = []
     for record in records:
         for d in record["detections"]:
             if d["label"] not in category_of:
-                raise DataError(f"{jsonl_path}: label {d['label']!r} is not a class of {gt_path}")
+                raise DataError(
+                    f"{run.jsonl_path}: label {d['label']!r} is not a class of {gt_path}"
+                )
             results.append(
                 {
                     "image_id": image_of[record["frame"]],

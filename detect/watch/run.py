@@ -152,12 +152,12 @@ def _score_counts(site: Site, result: WatchResult) -> WatchResult:
             continue
         if not config.counting.counter():
             continue
+        from detect.metrics.clip import ClipRun
         from detect.metrics.counting import score_counting  # pycocotools: the eval extra
 
         try:
-            result.counting_scores[config.name] = score_counting(
-                config.truth, config.jsonl, config.counting
-            )
+            run = ClipRun.read(config.truth, config.jsonl)
+            result.counting_scores[config.name] = score_counting(run, config.counting)
         except DataError as exc:
             log.warning("camera %s: its counts are not scored: %s", config.name, exc)
     return result
