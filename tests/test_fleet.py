@@ -169,6 +169,11 @@ def _lines(folder: Path) -> int:
     return sum(len(p.read_text().splitlines()) for p in folder.glob("cam*.jsonl"))
 
 
+def _finished(folder: Path, frames: int) -> int:
+    """How many cameras' JSONL in ``folder`` hold all their ``frames`` lines."""
+    return sum(len(p.read_text().splitlines()) >= frames for p in folder.glob("cam*.jsonl"))
+
+
 def _events(site: Path) -> list[tuple]:
     """The site's events, wall-clock time left out, camera by camera in their order."""
     events = [json.loads(line) for line in (site / "out" / "events.jsonl").read_text().splitlines()]
@@ -183,7 +188,7 @@ def test_a_site_goes_on_when_one_server_is_killed_and_another_drains(
 ) -> None:
     """Three servers, a 4-camera site; one server SIGKILLed, then another SIGTERMed, mid-run:
     every camera's JSONL holds each frame once, in order, as an undisturbed run's; the events
-    are the same; the streams end on the survivor."""
+    are the same; the streams still open when the second server drains end on the survivor."""
     calm = write_site(tmp_path / "calm", 4, frames=40, seed=5, objects=3)
     done = run_detect("watch", str(calm), "--server", servers[0].address)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -197,6 +202,7 @@ def test_a_site_goes_on_when_one_server_is_killed_and_another_drains(
         command = [sys.executable, "-m", "detect", "watch", str(site), "--server", address]
         run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         killed = drained = False
+        finished = 0
         deadline = time.monotonic() + 240
         while run.poll() is None and time.monotonic() < deadline and not drained:
             written = _lines(site.parent / "out")
@@ -204,6 +210,7 @@ def test_a_site_goes_on_when_one_server_is_killed_and_another_drains(
                 fleet[0].process.send_signal(signal.SIGKILL)
                 killed = True
             elif killed and written >= 80:
+                finished = _finished(site.parent / "out", 40)  # their streams may end on fleet[1]
                 fleet[1].process.send_signal(signal.SIGTERM)
                 drained = True
             time.sleep(0.05)
@@ -213,7 +220,8 @@ def test_a_site_goes_on_when_one_server_is_killed_and_another_drains(
         assert "Traceback" not in stderr
         assert "the stream goes on on another server" in stderr
         assert fleet[1].process.wait(timeout=60) == 0  # drained cleanly
-        assert _streams(fleet[2]) == 4  # every camera's stream ended on the survivor
+        # every camera still streaming when fleet[1] began to drain ended on the survivor
+        assert 4 - finished <= _streams(fleet[2]) <= 4
     finally:
         for server in fleet:
             server.stop()
