@@ -409,8 +409,8 @@ def _lines(value: Any, root: Path, what: str) -> list[Line]:
     if not isinstance(value, list):
         raise ConfigError(f"{what}: a list of {{name, points: [[x1, y1], [x2, y2]]}}")
     lines = []
+    flag = what.startswith("-")  # `--line` numbers lines only when there are several
     for k, item in enumerate(value):
-        flag = what.startswith("-")  # `--line` numbers lines only when there are several
         default = f"line{k + 1}" if len(value) > 1 or not flag else "line"
         if isinstance(item, str):
             lines.append(Line.parse(item, default, what))

@@ -25,10 +25,14 @@ from detect.client import DetectorClient, channel_target
 from detect.data.synth_video import write_site
 from detect.errors import ConfigError
 from detect.local_server import LocalServer
+from detect.settings import declared
+from detect.video import VideoConfig
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "demo.onnx"
 IMAGE = REPO / "samples" / "images" / "000000.jpg"
+IN_FLIGHT = next(d.default for d in declared(VideoConfig) if d.name == "in_flight")
+"""Frames a camera has on their way to its server (`detect video`'s default)."""
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +169,9 @@ def _streams(server: LocalServer) -> float:
     return metric_value(server.metrics(), "detect_requests_total", method="DetectStream", code="OK")
 
 
-def _lines(folder: Path) -> int:
-    return sum(len(p.read_text().splitlines()) for p in folder.glob("cam*.jsonl"))
-
-
-def _finished(folder: Path, frames: int) -> int:
-    """How many cameras' JSONL in ``folder`` hold at least ``frames`` lines."""
-    return sum(len(p.read_text().splitlines()) >= frames for p in folder.glob("cam*.jsonl"))
+def _lines(folder: Path) -> list[int]:
+    """The number of lines of each camera's JSONL in ``folder``."""
+    return [len(p.read_text().splitlines()) for p in folder.glob("cam*.jsonl")]
 
 
 def _events(site: Path) -> list[tuple]:
@@ -205,14 +205,15 @@ def test_a_site_goes_on_when_one_server_is_killed_and_another_drains(
         finished = 0
         deadline = time.monotonic() + 240
         while run.poll() is None and time.monotonic() < deadline and not drained:
-            written = _lines(site.parent / "out")
+            lines = _lines(site.parent / "out")
+            written = sum(lines)
             if not killed and written >= 30:
                 fleet[0].process.send_signal(signal.SIGKILL)
                 killed = True
             elif killed and written >= 80:
-                # cameras whose last frames are answered or on their way (in_flight 4) may end
+                # cameras whose last frames are answered or on their way (``in_flight``) may end
                 # their streams on fleet[1]: the frames a draining server has read are answered
-                finished = _finished(site.parent / "out", 40 - 4)
+                finished = sum(n >= 40 - IN_FLIGHT for n in lines)
                 fleet[1].process.send_signal(signal.SIGTERM)
                 drained = True
             time.sleep(0.05)
