@@ -195,10 +195,11 @@ def trackers_under_study(score: float) -> dict[str, TrackerRun]:
 
     keep = {"lost_track_buffer": 90}  # 30 frames at 10 fps, as detect's max_age
     return {
-        "iou (before)": ours(TrackerConfig.of("iou"), score),
-        "iou, scores >= 0.1": ours(TrackerConfig.of("iou"), 0.1),
+        "iou (before)": ours(TrackerConfig.of("iou", confirm=0.0), score),
+        "iou, scores >= 0.1": ours(TrackerConfig.of("iou", confirm=0.0), 0.1),
+        "appearance, no confirm": ours(TrackerConfig.of("appearance", confirm=0.0), score),
         "appearance (chosen)": ours(TrackerConfig.of("appearance"), score),
-        "appearance, >= 0.1": ours(TrackerConfig.of("appearance"), 0.1),
+        "appearance, >= 0.1": ours(TrackerConfig.of("appearance", confirm=0.0), 0.1),
         "re-link without colours": ours(TrackerConfig(appearance=True, appearance_gate=1.0), score),
         "SORT": library(lambda fps: SORTTracker(frame_rate=fps, **keep), score),
         "ByteTrack": library(lambda fps: ByteTrackTracker(frame_rate=fps, **keep)),

@@ -6,9 +6,12 @@ same class only, pairs under ``iou_threshold`` refused); then the detections sco
 ``low`` and ``high`` are matched to the tracks still unmatched (a blurred or half-occluded object
 keeps its track, but such detections never start one); unmatched high-score detections start new
 tracks; a track unmatched for more than ``max_age`` frames ends. A track gets its id shown once
-it has been matched ``min_hits`` times, so one-frame false alarms do not take ids; as in
-ByteTrack, tracks born in the first frame are shown at once (nothing came before them to
-confirm them against).
+it has been matched ``min_hits`` times and one of its detections scored at least ``confirm``, so
+one-frame false alarms do not take ids, nor does a piece of background that the model sees as an
+object at a steady, middling score (Frigate's per-object ``threshold`` plays this part, and
+ByteTrack's new-track threshold is its detection threshold + 0.1); as in ByteTrack, tracks born
+in the first frame scoring ``confirm`` are shown at once (nothing came before them to confirm
+them against).
 
 With ``appearance`` the detections come with colour histograms (`detect.appearance`), and after
 both IoU stages the high-score detections still unmatched are matched to the tracks still
@@ -26,6 +29,7 @@ Boxes are ``xyxy`` float pixels. Torch-free (NumPy and SciPy's assignment).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -48,6 +52,7 @@ class Track:
     missed: int = 0  # frames since the last match
     shown: bool = False  # its id is reported (matched min_hits times, or born in frame one)
     feature: np.ndarray | None = None  # running mean of its colour histograms (appearance)
+    best: float = 0.0  # the highest score of its detections
 
     def predicted(self) -> np.ndarray:
         """Where the box should be in the next frame."""
@@ -84,21 +89,24 @@ class TrackerConfig:
     iou_threshold: float = 0.2  # ByteTrack's match_thresh 0.8 (a distance, 1 - IoU)
     max_age: int = 30
     min_hits: int = 2
+    confirm: float = 0.8  # the score one of a track's detections must reach for its id
     appearance: bool = False
     appearance_gate: float = 0.8
 
     @classmethod
-    def of(cls, name: str) -> TrackerConfig:
-        """The settings of tracker ``name`` (one of `TRACKERS`)."""
+    def of(cls, name: str, **settings: Any) -> TrackerConfig:
+        """The settings of tracker ``name`` (one of `TRACKERS`), and any other ``settings``."""
         if name not in TRACKERS:
             raise ConfigError(f"tracker {name!r}: use one of {', '.join(TRACKERS)}")
-        return cls(appearance=name == "appearance")
+        return cls(appearance=name == "appearance", **settings)
 
     def validate(self) -> None:
         if not 0 <= self.low <= self.high <= 1:
             raise ConfigError(
                 f"tracker scores: need 0 <= low ({self.low}) <= high ({self.high}) <= 1"
             )
+        if not 0 <= self.confirm <= 1:
+            raise ConfigError(f"tracker confirm score {self.confirm}: use 0 to 1")
         if not 0 < self.iou_threshold <= 1:
             raise ConfigError(
                 f"tracker IoU threshold {self.iou_threshold}: use more than 0, at most 1"
@@ -132,7 +140,8 @@ class Tracker:
         """Advance one frame with its detections (their xyxy boxes, scores and labels) and, with
         ``appearance``, their ``features (N, B)`` (`detect.appearance.colour_histograms`); the
         same detections with their track ids: -1 for those without a shown track (below
-        ``low``, unmatched low-score ones, and tracks not yet confirmed)."""
+        ``low``, unmatched low-score ones, and tracks not yet confirmed: matched fewer than
+        ``min_hits`` times, or never scoring ``confirm``)."""
         boxes, scores, labels = detections.xyxy, detections.scores, detections.labels
         if not self.config.appearance:
             features = None
@@ -161,13 +170,16 @@ class Tracker:
                 track = Track(self._next_id, boxes[det].copy(), labels[det])
                 if features is not None and features[det].any():
                     track.feature = features[det].copy()
-                track.shown = self._frames == 0
+                track.shown = self._frames == 0 and scores[det] >= self.config.confirm
                 self._next_id += self._id_step
                 self.tracks.append(track)
                 owner[det] = track
         self._frames += 1
         for det, track in owner.items():
-            track.shown = track.shown or track.hits >= self.config.min_hits
+            track.best = max(track.best, float(scores[det]))
+            track.shown = track.shown or (
+                track.hits >= self.config.min_hits and track.best >= self.config.confirm
+            )
             if track.shown:
                 ids[det] = track.track_id
         return detections.tracked(ids)

@@ -171,3 +171,26 @@ def test_an_appearance_tracker_needs_a_feature_per_detection() -> None:
     found = Detections.of([[0, 0, 10, 10]], ["a"])
     with pytest.raises(ValueError, match="one feature row per detection"):
         Tracker(TrackerConfig.of("appearance")).update(found)
+
+
+def test_a_steady_middling_detection_of_the_background_never_takes_an_id() -> None:
+    """demo cam2: the model sees a blob of the background as a circle at 0.72 in every frame,
+    above the card's 0.7 but never at the tracker's ``confirm`` (0.8). It stays untracked (-1)
+    from the first frame on; an object entering at 0.75 gets its id in the first frame it
+    scores 0.8, and keeps it when its score falls back."""
+    blob, entering = _box(180, 0), [0.75, 0.76, 0.85, 0.74, 0.9]
+    tracker = Tracker()
+    seen = []
+    for t in range(12):
+        boxes = [blob]
+        scores = [0.72]
+        if t >= 2:
+            boxes.append(_box(20 + 3 * t, 100))
+            scores.append(entering[t - 2] if t - 2 < len(entering) else 0.74)
+        ids = tracker.update(Detections.of(np.array(boxes, float), [1] * len(boxes), scores))
+        seen.append(ids.track_ids.tolist())
+    assert all(frame[0] == -1 for frame in seen)
+    assert [frame[1] for frame in seen[2:]] == [-1, -1] + [seen[4][1]] * 8
+    assert seen[4][1] >= 1
+    with pytest.raises(ConfigError, match="confirm"):
+        Tracker(TrackerConfig(confirm=1.5))

@@ -13,6 +13,7 @@ from detect.settings import (
     FLAGS,
     Spelling,
     at_least,
+    between,
     more_than,
     nested,
     output_file,
@@ -20,7 +21,7 @@ from detect.settings import (
     with_absolute_paths,
 )
 from detect.structures import DetectOptions
-from detect.track import TRACKERS
+from detect.track import TRACKERS, TrackerConfig
 from detect.video.source import is_live
 from detect.zones import CountingSettings
 
@@ -90,6 +91,12 @@ class VideoConfig:
         "how tracks follow objects: by box overlap and each object's colours, or by box "
         "overlap alone (iou: a little faster; see detect.track)",
         choices=TRACKERS,
+    )
+    track_confirm: float = setting(
+        TrackerConfig.confirm,
+        "a track gets its id once one of its detections scores this (a piece of background the "
+        "model sees at a steady, middling score stays untracked; see detect.track)",
+        check=between(0, 1),
     )
     counting: CountingSettings = nested(CountingSettings)
     out_video: Path | None = setting(None, "annotated .mp4", check=_mp4)

@@ -175,7 +175,7 @@ class VideoRun:
         self.on_event = on_event
         self.counting = config.counting.counter()
         wanted = config.track or bool(self.counting)
-        tracker = TrackerConfig.of(config.tracker)
+        tracker = TrackerConfig.of(config.tracker, confirm=config.track_confirm)
         self.tracker = Tracker(tracker, *track_ids) if wanted else None
         self.frames = FrameSource(config, counts, cancel)
         self._append = resume_after is not None
