@@ -50,7 +50,7 @@ class Track:
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))
     hits: int = 1
     missed: int = 0  # frames since the last match
-    shown: bool = False  # its id is reported (matched min_hits times, or born in frame one)
+    shown: bool = False  # its id is reported (confirmed: see the module docstring)
     feature: np.ndarray | None = None  # running mean of its colour histograms (appearance)
     best: float = 0.0  # the highest score of its detections
 
@@ -170,7 +170,7 @@ class Tracker:
                 track = Track(self._next_id, boxes[det].copy(), labels[det])
                 if features is not None and features[det].any():
                     track.feature = features[det].copy()
-                track.shown = self._frames == 0 and scores[det] >= self.config.confirm
+                track.shown = bool(self._frames == 0 and scores[det] >= self.config.confirm)
                 self._next_id += self._id_step
                 self.tracks.append(track)
                 owner[det] = track
