@@ -35,7 +35,16 @@ def run(args: argparse.Namespace) -> int:
         f"site: {len(result.summaries)} cameras, {totals['frames_processed']} frames processed in "
         f"{totals['seconds']:.1f} s ({totals['fps']:.2f} frames/s), {result.events} events"
     )
+    for name, report in result.sinks.items():
+        line = f"sink {name}: {report['delivered']} events delivered"
+        if report["refused"]:
+            line += f", {report['refused']} refused for good (kept in the outbox's failures)"
+        if report["left"]:
+            line += f"; {report['left']} not yet delivered, kept in {site.outbox} for the next run"
+        print(line)
     outputs = [str(p) for p in (site.events, site.summary) if p is not None]
+    if site.settings.sinks:
+        outputs.append(str(site.outbox))
     outputs += [str(p) for c in site.cameras for p in (c.jsonl, c.out_video) if p is not None]
     if outputs:
         print("outputs: " + ", ".join(outputs))

@@ -41,7 +41,7 @@ from detect.video.run import stop_on_signals
 from detect.video.source import is_live
 from detect.video.summary import VideoSummary
 from detect.watch.camera import CameraWorker, status_line
-from detect.watch.events import EventLog
+from detect.watch.events import EventLog, SiteEvents
 from detect.watch.resume import resume_point
 from detect.watch.site import Site
 from detect.watch.status import StatusBoard
@@ -192,15 +192,15 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
     import ray
 
     from detect.cluster import connect
-    from detect.watch.run import FINISH_S, WatchResult, site_client
+    from detect.watch.run import FINISH_S, WatchResult, publish_states, site_client
 
     started = time.perf_counter()
     if site.cameras[0].server is not None:  # a wrong address: one error now, not retries
         with site_client(site.cameras[0]):
             pass
-    connect(site.settings.cluster)
+    events = SiteEvents(site)
     try:
-        events = EventLog(site.events)
+        connect(site.settings.cluster)
         remote = ray.remote(num_cpus=CPUS_PER_CAMERA, max_restarts=-1, max_task_retries=-1)(
             CameraActor
         )
@@ -231,17 +231,19 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
                     if asked and not stopping:
                         stop_all(asked[0])
                         stopping = True
-                    _poll(cameras, events)
+                    _poll(cameras, events.log)
                     if time.monotonic() >= due:
                         board.tick()
+                        publish_states(events, cameras, board)
                         due += board.every
                 board.tick()
+                publish_states(events, cameras, board)
             finally:
                 if any(c.running for c in cameras):
                     stop_all(asked[0] if asked else "watch ended")
                     deadline = time.monotonic() + FINISH_S
                     while any(c.running for c in cameras) and time.monotonic() < deadline:
-                        _poll(cameras, events)
+                        _poll(cameras, events.log)
                     for camera in cameras:
                         if camera.running:
                             log.warning(
@@ -249,14 +251,15 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
                                 camera.name,
                                 FINISH_S,
                             )
-        events.close()
     finally:
         ray.shutdown()
+        events.close()
     return WatchResult(
         {c.name: c.summary for c in cameras},
         {c.name: c.error for c in cameras if c.error is not None},
         time.perf_counter() - started,
-        events.count,
+        events.log.count,
+        sinks=events.report,
     )
 
 

@@ -1,14 +1,37 @@
-"""The site's event log (`EventLog`): one JSON line per zone or line event of any camera."""
+"""A site's events: their one schema, their ids, the event log (`EventLog`) and, with sinks,
+the outbox and delivery beside it (`SiteEvents`).
+
+Every event, in the log, on MQTT and to a webhook, is one JSON object::
+
+    {"id": "gate:7:door:enter:120", "site": "shop", "camera": "gate",
+     "time": "2026-12-06T21:30:00.123Z", "zone": "door", "event": "enter", "track_id": 7,
+     "label": "person", "frame": 120, "timestamp_ms": 12000.0}
+
+``time`` is the wall clock (UTC) when the event was confirmed; ``frame`` and ``timestamp_ms``
+place it in the camera's stream; a line's events carry ``line`` and ``direction`` instead of
+``zone``, an ``exit`` its ``dwell_s`` (`detect.zones`). ``id`` is stable: camera, track, zone or
+line, kind (and direction), frame (`event_id`), so a consumer can drop the repeats that
+at-least-once delivery may bring. A live camera's ids also carry the time its watch started
+(``gate@1765056600000:7:...``): its frames and tracks are numbered from 0 again after a restart.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from detect.errors import DataError
+from detect.video.source import is_live
+
+if TYPE_CHECKING:
+    from detect.watch.delivery import Delivery
+    from detect.watch.outbox import Outbox
+    from detect.watch.site import Site
 
 
 class EventWriter(Protocol):
@@ -18,13 +41,33 @@ class EventWriter(Protocol):
     def write(self, camera: str, event: dict[str, Any]) -> None: ...
 
 
-class EventLog:
-    """The site's event log: one JSON line per event (``camera``, wall-clock ``time`` in UTC,
-    then the event's own keys), written and flushed as events come, from any camera's thread."""
+def event_id(camera: str, event: dict[str, Any], run: str = "") -> str:
+    """``camera[@run]:track:place:kind:frame`` (a line's kind with its direction:
+    ``cross-forward``); ``run``: a live camera's start (`SiteEvents`)."""
+    kind = str(event.get("event", ""))
+    if "direction" in event:
+        kind += f"-{event['direction']}"
+    place = event.get("zone", event.get("line", ""))
+    head = f"{camera}@{run}" if run else camera
+    return f"{head}:{event.get('track_id')}:{place}:{kind}:{event.get('frame')}"
 
-    def __init__(self, path: Path | None) -> None:
+
+class EventLog:
+    """The site's event log: one JSON line per event (the schema above), written and flushed as
+    events come, from any camera's thread; with an ``outbox``, each event is put there first."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        site: str = "",
+        outbox: Outbox | None = None,
+        runs: dict[str, str] | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._file: TextIO | None = None
+        self.site = site
+        self.outbox = outbox
+        self.runs = runs or {}
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,15 +77,25 @@ class EventLog:
                     f"events log {path}: cannot write it ({exc.strerror}); give a writable path"
                 ) from None
         self.count = 0
+        self.counts: dict[str, Counter[str]] = defaultdict(Counter)  # per camera, per event
 
     def write(self, camera: str, event: dict[str, Any]) -> None:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        line = json.dumps({"camera": camera, "time": stamp, **event})
+        record = {
+            "id": event_id(camera, event, self.runs.get(camera, "")),
+            "site": self.site,
+            "camera": camera,
+            "time": stamp,
+            **event,
+        }
         with self._lock:
             self.count += 1
+            self.counts[camera][record["id"].split(":", 2)[2].rsplit(":", 1)[0]] += 1
+            if self.outbox is not None:
+                self.outbox.put(record)
             if self._file is not None:
                 try:
-                    self._file.write(line + "\n")
+                    self._file.write(json.dumps(record) + "\n")
                     self._file.flush()
                 except OSError as exc:
                     raise DataError(
@@ -52,3 +105,52 @@ class EventLog:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
+
+
+class SiteEvents:
+    """A site's event log and, when it has ``sinks``, its outbox and sinks (connected here:
+    a sink that cannot be used is a `ConfigError` before any camera starts)."""
+
+    def __init__(self, site: Site) -> None:
+        self.delivery: Delivery | None = None
+        settings = site.settings
+        if settings.sinks:
+            from detect.watch.delivery import Delivery
+
+            self.delivery = Delivery.open(
+                list(settings.sinks),
+                site.name,
+                site.outbox,
+                settings.outbox_max_events,
+                settings.outbox_max_age_h * 3600,
+            )
+        started = str(int(time.time() * 1000))
+        runs = {c.name: started for c in site.cameras if is_live(c.source)}
+        outbox = self.delivery.outbox if self.delivery is not None else None
+        try:
+            self.log = EventLog(site.events, site.name, outbox, runs)
+        except DataError:
+            if self.delivery is not None:
+                self.delivery.close(0)
+            raise
+        self.drain_s = settings.drain_s
+        self.report: dict[str, dict[str, int]] = {}
+        if self.delivery is not None:
+            self.delivery.start()
+
+    def state(self, camera: str, state: dict[str, Any]) -> None:
+        if self.delivery is not None:
+            self.delivery.state(camera, state)
+
+    def close(self) -> None:
+        """Close the log; give the sinks ``drain_s`` to send what is left (`report`: per sink,
+        delivered, refused and left for the next run)."""
+        self.log.close()
+        if self.delivery is None:
+            return
+        delivery = self.delivery
+        left = delivery.close(self.drain_s)
+        self.report = {
+            name: {"delivered": s.delivered, "refused": s.refused, "left": left[name]}
+            for name, s in delivery.stats.items()
+        }

@@ -16,7 +16,7 @@ from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, stop_on_signals
 from detect.video.summary import VideoSummary
 from detect.watch.camera import CameraWorker
-from detect.watch.events import EventLog
+from detect.watch.events import SiteEvents
 from detect.watch.site import Site
 from detect.watch.status import StatusBoard
 
@@ -40,6 +40,7 @@ class WatchResult:
     seconds: float
     events: int
     counting_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sinks: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def _camera(self, name: str) -> dict[str, Any]:
         """A camera's summary, error and (with ground truth) ``ground_truth.counting``."""
@@ -56,7 +57,7 @@ class WatchResult:
             "frames_processed": processed,
             "fps": round(processed / self.seconds, 3) if self.seconds else 0.0,
             "events": self.events,
-        }
+        } | ({"sinks": self.sinks} if self.sinks else {})
 
 
 @contextlib.contextmanager
@@ -83,9 +84,9 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
 
         return _score_counts(site, watch_on_ray(site, status_every, stream))
     first = site.cameras[0]
-    events = EventLog(site.events)
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
+        events = SiteEvents(site)
         stack.callback(events.close)
         local = client = None
         if first.model is not None:
@@ -94,7 +95,7 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
             client = stack.enter_context(site_client(first))
         n = len(site.cameras)
         workers = [
-            CameraWorker(config, local, events, (k + 1, n), client)
+            CameraWorker(config, local, events.log, (k + 1, n), client)
             for k, config in enumerate(site.cameras)
         ]
         board = StatusBoard(workers, status_every, stream)
@@ -121,8 +122,10 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
                         stop_all(asked[0])
                     if time.monotonic() >= due:
                         board.tick()
+                        publish_states(events, workers, board)
                         due += board.every
                 board.tick()
+                publish_states(events, workers, board)
             finally:  # whatever ended the loop, the cameras finish before the model closes
                 stop_all(asked[0] if asked else "watch ended")
                 deadline = time.monotonic() + FINISH_S
@@ -138,9 +141,27 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         {w.name: w.summary for w in workers},
         {w.name: w.error for w in workers if w.error is not None},
         seconds,
-        events.count,
+        events.log.count,
+        sinks=events.report,
     )
     return _score_counts(site, result)
+
+
+def publish_states(events: SiteEvents, cameras: list[Any], board: StatusBoard) -> None:
+    """Each camera's state to the sinks that keep one (MQTT's retained ``state``): online, its
+    state, processed frames/s over the last status interval, frames processed, and its events so
+    far by zone or line and kind (``door:enter``)."""
+    for camera, fps in zip(cameras, board.fps, strict=True):
+        events.state(
+            camera.name,
+            {
+                "online": camera.state not in ("ended", "failed", "stopped"),
+                "state": camera.state,
+                "fps": round(fps, 2),
+                "frames_processed": camera.summary.frames_processed,
+                "counts": dict(events.log.counts.get(camera.name, {})),
+            },
+        )
 
 
 def _score_counts(site: Site, result: WatchResult) -> WatchResult:

@@ -45,6 +45,7 @@ from detect.settings import (
 )
 from detect.video.config import FOREVER, VideoConfig
 from detect.video.source import is_live
+from detect.watch.sinks import SinkSettings, sink_settings
 
 CAMERA_DEFAULTS: dict[str, Any] = {"track": True, "reconnect": FOREVER, "retry": FOREVER}
 """Where a site's cameras differ from `detect video`'s defaults."""
@@ -90,6 +91,32 @@ class SiteSettings:
         None, "the site's event log (overrides the file)", check=output_file
     )
     summary: Path | None = setting(None, "the summaries, as JSON", flag="", check=output_file)
+    name: str = setting(
+        "",
+        "the site's name, in its events and MQTT topics (default: the site file's name)",
+        flag="",
+    )
+    sinks: tuple[SinkSettings, ...] = setting(
+        (),
+        "where the events go besides the event log: mqtt and webhook sinks (docs/watch.md)",
+        flag="",
+        parse=sink_settings,
+    )
+    outbox: Path | None = setting(
+        None,
+        "the durable outbox the sinks send from (default: outbox.sqlite beside the site file)",
+        flag="",
+        check=output_file,
+    )
+    outbox_max_events: int = setting(
+        100_000, "the outbox keeps at most this many undelivered events", flag="", check=at_least(1)
+    )
+    outbox_max_age_h: float = setting(
+        168.0, "the outbox drops undelivered events older than this", flag="", check=more_than(0)
+    )
+    drain_s: float = setting(
+        10.0, "at the end, seconds the sinks get to send what is left", check=at_least(0)
+    )
     max_frames: int | None = setting(
         None, "stop each camera after this many processed frames", key="", check=at_least(1)
     )
@@ -130,6 +157,20 @@ class Site:
     @property
     def summary(self) -> Path | None:
         return self.settings.summary
+
+    @property
+    def name(self) -> str:
+        """The site's name: its ``name``, or its file's name without the extension."""
+        settings = self.settings
+        return settings.name or (settings.site.stem if settings.site is not None else "site")
+
+    @property
+    def outbox(self) -> Path:
+        """The outbox file: ``outbox``, or ``outbox.sqlite`` beside the site file."""
+        if self.settings.outbox is not None:
+            return self.settings.outbox
+        folder = self.settings.site.parent if self.settings.site is not None else Path()
+        return folder / "outbox.sqlite"
 
 
 def _defaults(site: SiteSettings, root: Path) -> tuple[dict[str, Any], list[str]]:

@@ -29,16 +29,15 @@ class StatusBoard:
         self.every = 1.0 if self.tty else every
         self._last = (time.monotonic(), [0] * len(workers))
         self._drawn = 0
+        self.fps = [0.0] * len(workers)  # each camera's processed frames/s over the last tick
 
     def tick(self) -> None:
         now = time.monotonic()
         then, counts = self._last
         current = [w.summary.frames_processed for w in self.workers]
         elapsed = max(now - then, 1e-9)
-        rows = [
-            w.status((c - p) / elapsed)
-            for w, c, p in zip(self.workers, current, counts, strict=True)
-        ]
+        self.fps = [(c - p) / elapsed for c, p in zip(current, counts, strict=True)]
+        rows = [w.status(fps) for w, fps in zip(self.workers, self.fps, strict=True)]
         self._last = (now, current)
         if self.tty:  # back to the first line of the last drawing, each line cleared
             up = f"\x1b[{self._drawn}F" if self._drawn else ""
