@@ -5,6 +5,7 @@ that end in one line before any camera starts."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import cv2
 import pytest
 import yaml
 from helpers import run_detect
@@ -132,6 +134,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
     codes: ClassVar[list[int]] = []
     then: ClassVar[int] = 200
     got: ClassVar[list[tuple[int, str, bool]]] = []  # (answer, event id, signature valid)
+    bodies: ClassVar[list[dict[str, Any]]] = []
 
     def do_POST(self) -> None:
         cls = type(self)
@@ -143,6 +146,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         if callable(code):
             code = code(event)
         cls.got.append((code, event["id"], valid))
+        cls.bodies.append(event)
         self.send_response(code)
         self.end_headers()
 
@@ -152,7 +156,8 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def _receiver(codes: list[Any], then: Any = 200) -> Iterator[tuple[str, type[_Receiver]]]:
-    handler = type("Receiver", (_Receiver,), {"codes": list(codes), "then": then, "got": []})
+    state = {"codes": list(codes), "then": then, "got": [], "bodies": []}
+    handler = type("Receiver", (_Receiver,), state)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -166,13 +171,12 @@ def _delivered(handler: type[_Receiver]) -> list[str]:
     return [i for code, i, _ in handler.got if 200 <= code < 300]
 
 
-def test_a_webhook_that_fails_three_times_gets_every_event_signed_and_in_order(
+def test_a_webhook_that_fails_three_times_gets_every_event_signed_in_order_with_pictures(
     clips: Path, tmp_path: Path
 ) -> None:
     with _receiver([500, 500, 500]) as (url, handler):
-        site = _site(
-            clips, tmp_path, [{"type": "webhook", "url": url, "secret_file": "hook.secret"}]
-        )
+        sink = {"type": "webhook", "url": url, "secret_file": "hook.secret"}
+        site = _site(clips, tmp_path, [sink | {"inline_snapshots": True}])
         result = run_detect("watch", str(site), timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
     logged = _logged(tmp_path / "out" / "events.jsonl")
@@ -183,6 +187,16 @@ def test_a_webhook_that_fails_three_times_gets_every_event_signed_and_in_order(
     _in_order_per_camera(_delivered(handler), logged)
     assert f"sink webhook {url}: {len(logged)} events delivered" in result.stdout
     assert logged[0]["site"] == "site" and logged[0]["id"].startswith(logged[0]["camera"] + ":")
+    # every event's pictures: the frame with its object drawn, and the object's crop
+    for event in logged:
+        frame = cv2.imread(event["snapshot"])
+        crop = cv2.imread(event["crop"])
+        assert frame.shape == (240, 320, 3) and 16 < crop.shape[0] < 240
+        assert Path(event["snapshot"]).parent == tmp_path / "out" / "snapshots" / event["camera"]
+    sent = {b["id"]: b for b in handler.bodies}
+    for event in logged:
+        inlined = base64.b64decode(sent[event["id"]]["crop_jpeg"])
+        assert inlined == Path(event["crop"]).read_bytes()
 
 
 def test_a_webhook_refusing_one_event_keeps_it_in_the_outbox_and_goes_on(

@@ -99,6 +99,12 @@ class VideoConfig:
         check=between(0, 1),
     )
     counting: CountingSettings = nested(CountingSettings)
+    snapshots: bool = setting(
+        False,
+        "on a site (default true there): each zone and line event gets a JPEG of its frame with "
+        "the object drawn, and a crop of the object, beside the event log (detect.video.proof)",
+        flag="",
+    )
     out_video: Path | None = setting(None, "annotated .mp4", check=_mp4)
     jsonl: Path | None = setting(None, "one JSON line per processed frame", check=output_file)
     truth: Path | None = setting(

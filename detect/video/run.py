@@ -28,6 +28,7 @@ from detect.structures import Detections, DetectOptions
 from detect.track import Tracker, TrackerConfig
 from detect.video.annotate import annotate_frame, detection_records
 from detect.video.config import VideoConfig
+from detect.video.proof import Proof, event_proof
 from detect.video.source import FrameSource, SourceCounts
 from detect.video.summary import VideoSummary
 from detect.video.writer import VideoWriter
@@ -46,7 +47,7 @@ class StreamLostError(DetectError):
     summary: VideoSummary | None = None
 
 
-EventSink = Callable[[dict[str, Any]], None]
+EventSink = Callable[[dict[str, Any], Proof | None], None]
 """Receives each zone or line event of a run as it is confirmed (`detect.zones`)."""
 
 
@@ -258,7 +259,7 @@ class VideoRun:
     ) -> Detections:
         """Track and count one frame's detections (``frame``: its ``(H, W, 3)`` BGR pixels),
         write its JSONL line (when asked); the detections with their track ids."""
-        summary, tracker = self.summary, self.tracker
+        config, summary, tracker = self.config, self.summary, self.tracker
         if tracker is not None:
             looks = colour_histograms(frame, detections) if tracker.config.appearance else None
             detections = tracker.update(detections, looks)
@@ -280,7 +281,8 @@ class VideoRun:
             record["events"] = events
             if self.on_event is not None:
                 for event in events:
-                    self.on_event(event)
+                    proof = event_proof(frame, detections, event) if config.snapshots else None
+                    self.on_event(event, proof)
         self._write(record)
         return detections
 

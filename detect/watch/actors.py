@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from detect.errors import DetectError
 from detect.video.config import VideoConfig
+from detect.video.proof import Proof
 from detect.video.run import stop_on_signals
 from detect.video.source import is_live
 from detect.video.summary import VideoSummary
@@ -64,13 +65,13 @@ class _Events:
 
     def __init__(self, earlier: list[dict[str, Any]]) -> None:
         self._lock = threading.Lock()
-        self._events = list(earlier)
+        self._events: list[tuple[dict[str, Any], Proof | None]] = [(e, None) for e in earlier]
 
-    def write(self, camera: str, event: dict[str, Any]) -> None:
+    def write(self, camera: str, event: dict[str, Any], proof: Proof | None = None) -> None:
         with self._lock:
-            self._events.append(event)
+            self._events.append((event, proof))
 
-    def since(self, number: int) -> list[dict[str, Any]]:
+    def since(self, number: int) -> list[tuple[dict[str, Any], Proof | None]]:
         with self._lock:
             return self._events[number:]
 
@@ -179,8 +180,8 @@ class _Camera:
                 f"; it resumes after frame {after}" if after is not None and after >= 0 else "",
             )
         self.pid = answer["pid"]
-        for event in answer["events"]:
-            events.write(self.name, event)
+        for event, proof in answer["events"]:
+            events.write(self.name, event, proof)
         self.written += len(answer["events"])
         self.summary, self.state, self.error = answer["summary"], answer["state"], answer["error"]
         self.running = answer["running"]

@@ -79,7 +79,7 @@ class CameraWorker:
             video = VideoRun(
                 config,
                 self.local,
-                lambda e: self.log.write(config.name, e),
+                lambda event, proof: self.log.write(config.name, event, proof),
                 self.track_ids,
                 self.counts,
                 self._stopped,

@@ -18,6 +18,7 @@ at-least-once delivery may bring. A live camera's ids also carry the time its wa
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter, defaultdict
@@ -26,7 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from detect.errors import DataError
+from detect.video.proof import Proof
 from detect.video.source import is_live
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from detect.watch.delivery import Delivery
@@ -38,7 +42,7 @@ class EventWriter(Protocol):
     """Where a camera's thread sends each event it confirms (`EventLog`, or on Ray the camera
     actor's buffer that the driver polls)."""
 
-    def write(self, camera: str, event: dict[str, Any]) -> None: ...
+    def write(self, camera: str, event: dict[str, Any], proof: Proof | None = None) -> None: ...
 
 
 def event_id(camera: str, event: dict[str, Any], run: str = "") -> str:
@@ -62,10 +66,12 @@ class EventLog:
         site: str = "",
         outbox: Outbox | None = None,
         runs: dict[str, str] | None = None,
+        snapshots: Path | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         self.site = site
+        self.snapshots = snapshots
         self.outbox = outbox
         self.runs = runs or {}
         if path is not None:
@@ -79,7 +85,9 @@ class EventLog:
         self.count = 0
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)  # per camera, per event
 
-    def write(self, camera: str, event: dict[str, Any]) -> None:
+    def write(self, camera: str, event: dict[str, Any], proof: Proof | None = None) -> None:
+        """Log ``event`` of ``camera``; with its ``proof`` and a ``snapshots`` folder, its
+        pictures are written there first and named in the event (``snapshot``, ``crop``)."""
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         record = {
             "id": event_id(camera, event, self.runs.get(camera, "")),
@@ -88,6 +96,8 @@ class EventLog:
             "time": stamp,
             **event,
         }
+        if proof is not None and self.snapshots is not None:
+            record |= self._pictures(camera, record["id"], proof)
         with self._lock:
             self.count += 1
             self.counts[camera][record["id"].split(":", 2)[2].rsplit(":", 1)[0]] += 1
@@ -101,6 +111,24 @@ class EventLog:
                     raise DataError(
                         f"events log {self._file.name}: cannot write it ({exc.strerror})"
                     ) from None
+
+    def _pictures(self, camera: str, event: str, proof: Proof) -> dict[str, str]:
+        """Write ``proof`` as ``<snapshots>/<camera>/<event id>.jpg`` (and ``-crop.jpg``); their
+        absolute paths by key. A folder that cannot be written: a warning, and no pictures."""
+        assert self.snapshots is not None
+        folder = self.snapshots / camera
+        name = event.replace(":", "_").replace("@", "_")
+        files = {"snapshot": (folder / f"{name}.jpg", proof.frame)}
+        if proof.crop is not None:
+            files["crop"] = (folder / f"{name}-crop.jpg", proof.crop)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for path, data in files.values():
+                path.write_bytes(data)
+        except OSError as exc:
+            log.warning("snapshots %s: cannot write them (%s)", folder, exc.strerror)
+            return {}
+        return {key: str(path.resolve()) for key, (path, _) in files.items()}
 
     def close(self) -> None:
         if self._file is not None:
@@ -128,7 +156,7 @@ class SiteEvents:
         runs = {c.name: started for c in site.cameras if is_live(c.source)}
         outbox = self.delivery.outbox if self.delivery is not None else None
         try:
-            self.log = EventLog(site.events, site.name, outbox, runs)
+            self.log = EventLog(site.events, site.name, outbox, runs, site.snapshots)
         except DataError:
             if self.delivery is not None:
                 self.delivery.close(0)

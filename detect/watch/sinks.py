@@ -80,6 +80,9 @@ class SinkSettings:
     secret_file: Path | None = setting(
         None, "webhook: the shared secret of the X-Detect-Signature HMAC", check=_existing
     )
+    inline_snapshots: bool = setting(
+        False, "webhook: the event's pictures in its body too, base64 (snapshot_jpeg, crop_jpeg)"
+    )
     timeout_s: float = setting(10.0, "seconds to wait for the sink to answer", check=more_than(0))
     max_backoff_s: float = setting(
         30.0, "the longest wait between two tries of an event", check=at_least(0.1)

@@ -47,7 +47,12 @@ from detect.video.config import FOREVER, VideoConfig
 from detect.video.source import is_live
 from detect.watch.sinks import SinkSettings, sink_settings
 
-CAMERA_DEFAULTS: dict[str, Any] = {"track": True, "reconnect": FOREVER, "retry": FOREVER}
+CAMERA_DEFAULTS: dict[str, Any] = {
+    "track": True,
+    "reconnect": FOREVER,
+    "retry": FOREVER,
+    "snapshots": True,
+}
 """Where a site's cameras differ from `detect video`'s defaults."""
 
 
@@ -91,6 +96,12 @@ class SiteSettings:
         None, "the site's event log (overrides the file)", check=output_file
     )
     summary: Path | None = setting(None, "the summaries, as JSON", flag="", check=output_file)
+    snapshots: Path | None = setting(
+        None,
+        "the folder of the events' pictures (default: snapshots/ beside the event log)",
+        flag="",
+        check=output_file,
+    )
     name: str = setting(
         "",
         "the site's name, in its events and MQTT topics (default: the site file's name)",
@@ -163,6 +174,14 @@ class Site:
         """The site's name: its ``name``, or its file's name without the extension."""
         settings = self.settings
         return settings.name or (settings.site.stem if settings.site is not None else "site")
+
+    @property
+    def snapshots(self) -> Path | None:
+        """The events' pictures: ``snapshots``, or ``snapshots/`` beside the event log (None:
+        neither, so no pictures)."""
+        if self.settings.snapshots is not None:
+            return self.settings.snapshots
+        return self.events.parent / "snapshots" if self.events is not None else None
 
     @property
     def outbox(self) -> Path:

@@ -18,11 +18,14 @@ goes.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from detect.errors import ConfigError
@@ -34,6 +37,18 @@ RETRIED_STATUSES = frozenset({408, 429})
 def signature(body: bytes, secret: bytes) -> str:
     """The ``X-Detect-Signature`` of ``body``: ``sha256=`` and the hex HMAC-SHA256."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def _inlined(event: dict[str, Any]) -> dict[str, str]:
+    """``snapshot_jpeg`` and ``crop_jpeg``: the event's pictures (``snapshot``, ``crop``), base64;
+    a picture no longer on disk is left out."""
+    inlined = {}
+    for key in ("snapshot", "crop"):
+        if key in event:
+            with contextlib.suppress(OSError):
+                data = Path(event[key]).read_bytes()
+                inlined[f"{key}_jpeg"] = base64.b64encode(data).decode()
+    return inlined
 
 
 class WebhookSink:
@@ -57,6 +72,8 @@ class WebhookSink:
         self._secret = secret[0].strip().encode()
 
     def send(self, event: dict[str, Any]) -> None:
+        if self.settings.inline_snapshots:
+            event = event | _inlined(event)
         body = json.dumps(event).encode()
         request = urllib.request.Request(
             self.settings.url,
