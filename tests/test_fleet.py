@@ -175,8 +175,12 @@ def _lines(folder: Path) -> list[int]:
 
 
 def _events(site: Path) -> list[tuple]:
-    """The site's events, wall-clock time left out, camera by camera in their order."""
+    """The site's events, wall-clock time left out and their pictures' paths relative to the
+    site, camera by camera in their order."""
     events = [json.loads(line) for line in (site / "out" / "events.jsonl").read_text().splitlines()]
+    for e in events:
+        for key in ("snapshot", "crop"):
+            e[key] = Path(e[key]).relative_to(site)
     return sorted(
         (tuple(sorted((k, str(v)) for k, v in e.items() if k != "time")) for e in events),
         key=lambda e: dict(e)["camera"],
