@@ -28,6 +28,7 @@ from detect.structures import Detections, DetectOptions
 from detect.track import Tracker, TrackerConfig
 from detect.video.annotate import annotate_frame, detection_records
 from detect.video.config import VideoConfig
+from detect.video.health import HealthMonitor
 from detect.video.proof import Proof, event_proof
 from detect.video.source import FrameSource, SourceCounts
 from detect.video.summary import VideoSummary
@@ -179,6 +180,10 @@ class VideoRun:
         tracker = TrackerConfig.of(config.tracker, confirm=config.track_confirm)
         self.tracker = Tracker(tracker, *track_ids) if wanted else None
         self.frames = FrameSource(config, counts, cancel)
+        self.health = None
+        if config.camera_health.health and on_event is not None:
+            self.health = HealthMonitor(config.camera_health)
+            self.frames.on_health = lambda event: on_event(event, None)
         self._append = resume_after is not None
         if resume_after is not None:
             self.frames.skip_through = resume_after
@@ -283,6 +288,10 @@ class VideoRun:
                 for event in events:
                     proof = event_proof(frame, detections, event) if config.snapshots else None
                     self.on_event(event, proof)
+        if self.health is not None and self.on_event is not None:
+            for event in self.health.update(frame, index, timestamp, len(detections)):
+                proof = event_proof(frame, detections, event) if config.snapshots else None
+                self.on_event(event, proof)
         self._write(record)
         return detections
 

@@ -15,10 +15,10 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -177,6 +177,8 @@ class FrameSource:
         self.total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.live else 0
         self._reconnecting = 0  # reopenings under way: the source's, the server stream's
         self.lost = False  # a live source gave up after its reconnect attempts
+        # camera health (`detect.video.health`): told when a live stream is lost and reopened
+        self.on_health: Callable[[dict[str, Any]], None] | None = None
         self._index = 0
         self.skip_through = -1
         # OpenCV's FFmpeg decoder must not be used from two threads at once (it aborts the
@@ -219,7 +221,19 @@ class FrameSource:
 
     def _reconnect(self) -> bool:
         with self.reconnection():
-            return self._reopen()
+            self._health("problem")
+            back = self._reopen()
+            if back:
+                self._health("recovered")
+            return back
+
+    def _health(self, kind: str) -> None:
+        """Tell ``on_health`` that the stream was lost (``problem``) or reopened."""
+        if self.on_health is not None:
+            at = 1000.0 * self._index / self.fps if self.fps > 0 else 0.0
+            self.on_health(
+                {"health": "source", "event": kind, "frame": self._index, "timestamp_ms": at}
+            )
 
     @property
     def reconnecting(self) -> bool:

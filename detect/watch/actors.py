@@ -193,7 +193,7 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
     import ray
 
     from detect.cluster import connect
-    from detect.watch.run import FINISH_S, WatchResult, publish_states, site_client
+    from detect.watch.run import FINISH_S, WatchResult, site_client
 
     started = time.perf_counter()
     if site.cameras[0].server is not None:  # a wrong address: one error now, not retries
@@ -235,10 +235,10 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
                     _poll(cameras, events.log)
                     if time.monotonic() >= due:
                         board.tick()
-                        publish_states(events, cameras, board)
+                        events.tick(cameras, board)
                         due += board.every
                 board.tick()
-                publish_states(events, cameras, board)
+                events.tick(cameras, board)
             finally:
                 if any(c.running for c in cameras):
                     stop_all(asked[0] if asked else "watch ended")

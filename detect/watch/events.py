@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from detect.errors import DataError
+from detect.errors import ConfigError, DataError
 from detect.video.proof import Proof
 from detect.video.source import is_live
 
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from detect.watch.delivery import Delivery
+    from detect.watch.metrics import WatchMetrics
     from detect.watch.outbox import Outbox
     from detect.watch.site import Site
+    from detect.watch.status import StatusBoard
 
 
 class EventWriter(Protocol):
@@ -47,13 +50,14 @@ class EventWriter(Protocol):
 
 def event_id(camera: str, event: dict[str, Any], run: str = "") -> str:
     """``camera[@run]:track:place:kind:frame`` (a line's kind with its direction:
-    ``cross-forward``); ``run``: a live camera's start (`SiteEvents`)."""
+    ``cross-forward``; a health event's place is its problem and its track ``-``:
+    ``gate:-:frozen:problem:120``); ``run``: a live camera's start (`SiteEvents`)."""
     kind = str(event.get("event", ""))
     if "direction" in event:
         kind += f"-{event['direction']}"
-    place = event.get("zone", event.get("line", ""))
+    place = event.get("zone", event.get("line", event.get("health", "")))
     head = f"{camera}@{run}" if run else camera
-    return f"{head}:{event.get('track_id')}:{place}:{kind}:{event.get('frame')}"
+    return f"{head}:{event.get('track_id', '-')}:{place}:{kind}:{event.get('frame')}"
 
 
 class EventLog:
@@ -67,11 +71,13 @@ class EventLog:
         outbox: Outbox | None = None,
         runs: dict[str, str] | None = None,
         snapshots: Path | None = None,
+        metrics: WatchMetrics | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         self.site = site
         self.snapshots = snapshots
+        self.metrics = metrics
         self.outbox = outbox
         self.runs = runs or {}
         if path is not None:
@@ -100,7 +106,10 @@ class EventLog:
             record |= self._pictures(camera, record["id"], proof)
         with self._lock:
             self.count += 1
-            self.counts[camera][record["id"].split(":", 2)[2].rsplit(":", 1)[0]] += 1
+            kind = record["id"].split(":", 2)[2].rsplit(":", 1)[0]  # place:kind
+            self.counts[camera][kind] += 1
+            if self.metrics is not None:
+                self.metrics.observe(record, kind)
             if self.outbox is not None:
                 self.outbox.put(record)
             if self._file is not None:
@@ -152,11 +161,23 @@ class SiteEvents:
                 settings.outbox_max_events,
                 settings.outbox_max_age_h * 3600,
             )
+        self.metrics: WatchMetrics | None = None
+        try:
+            if settings.metrics_port is not None:
+                from detect.watch.metrics import WatchMetrics
+
+                self.metrics = WatchMetrics()
+                port = self.metrics.serve(settings.metrics_port)
+                print(f"metrics on port {port}: http://127.0.0.1:{port}/metrics", file=sys.stderr)
+        except ConfigError:
+            if self.delivery is not None:
+                self.delivery.close(0)
+            raise
         started = str(int(time.time() * 1000))
         runs = {c.name: started for c in site.cameras if is_live(c.source)}
         outbox = self.delivery.outbox if self.delivery is not None else None
         try:
-            self.log = EventLog(site.events, site.name, outbox, runs, site.snapshots)
+            self.log = EventLog(site.events, site.name, outbox, runs, site.snapshots, self.metrics)
         except DataError:
             if self.delivery is not None:
                 self.delivery.close(0)
@@ -166,9 +187,26 @@ class SiteEvents:
         if self.delivery is not None:
             self.delivery.start()
 
-    def state(self, camera: str, state: dict[str, Any]) -> None:
-        if self.delivery is not None:
-            self.delivery.state(camera, state)
+    def tick(self, cameras: list[Any], board: StatusBoard) -> None:
+        """At each status line: each camera's state to the sinks that keep one (MQTT's retained
+        ``state``: online, its state, processed frames/s over the last interval, frames
+        processed, its events so far by place and kind, ``door:enter``), and the metrics."""
+        fps = {c.name: f for c, f in zip(cameras, board.fps, strict=True)}
+        if self.metrics is not None:
+            self.metrics.refresh(fps, self.delivery)
+        if self.delivery is None:
+            return
+        for camera in cameras:
+            self.delivery.state(
+                camera.name,
+                {
+                    "online": camera.state not in ("ended", "failed", "stopped"),
+                    "state": camera.state,
+                    "fps": round(fps[camera.name], 2),
+                    "frames_processed": camera.summary.frames_processed,
+                    "counts": dict(self.log.counts.get(camera.name, {})),
+                },
+            )
 
     def close(self) -> None:
         """Close the log; give the sinks ``drain_s`` to send what is left (`report`: per sink,

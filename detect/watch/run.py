@@ -122,10 +122,10 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
                         stop_all(asked[0])
                     if time.monotonic() >= due:
                         board.tick()
-                        publish_states(events, workers, board)
+                        events.tick(workers, board)
                         due += board.every
                 board.tick()
-                publish_states(events, workers, board)
+                events.tick(workers, board)
             finally:  # whatever ended the loop, the cameras finish before the model closes
                 stop_all(asked[0] if asked else "watch ended")
                 deadline = time.monotonic() + FINISH_S
@@ -145,23 +145,6 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         sinks=events.report,
     )
     return _score_counts(site, result)
-
-
-def publish_states(events: SiteEvents, cameras: list[Any], board: StatusBoard) -> None:
-    """Each camera's state to the sinks that keep one (MQTT's retained ``state``): online, its
-    state, processed frames/s over the last status interval, frames processed, and its events so
-    far by zone or line and kind (``door:enter``)."""
-    for camera, fps in zip(cameras, board.fps, strict=True):
-        events.state(
-            camera.name,
-            {
-                "online": camera.state not in ("ended", "failed", "stopped"),
-                "state": camera.state,
-                "fps": round(fps, 2),
-                "frames_processed": camera.summary.frames_processed,
-                "counts": dict(events.log.counts.get(camera.name, {})),
-            },
-        )
 
 
 def _score_counts(site: Site, result: WatchResult) -> WatchResult:

@@ -30,8 +30,9 @@ from detect.settings import Spelling, at_least, from_mapping, more_than, setting
 
 SINK_TYPES = ("mqtt", "webhook")
 
-EVENT_KINDS = ("enter", "exit", "cross")
-"""The kinds of zone and line events (`detect.zones`): an event's ``event`` key."""
+EVENT_KINDS = ("enter", "exit", "cross", "problem", "recovered")
+"""The kinds of events: of zones and lines (`detect.zones`) and of camera health
+(`detect.video.health`); an event's ``event`` key."""
 
 
 class SinkDownError(Exception):
@@ -69,7 +70,9 @@ class SinkSettings:
     )
     name: str = setting("", "the sink's name in the outbox and in messages (default: its url)")
     cameras: tuple[str, ...] = setting((), "only these cameras' events")
-    events: tuple[str, ...] = setting((), "only these event kinds (enter, exit, cross)")
+    events: tuple[str, ...] = setting(
+        (), "only these event kinds (enter, exit, cross; problem, recovered: camera health)"
+    )
     classes: tuple[str, ...] = setting((), "only these classes' events")
     username: str = setting("", "mqtt: user name")
     password_file: Path | None = setting(None, "mqtt: the password, in a file", check=_existing)

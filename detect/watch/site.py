@@ -52,6 +52,7 @@ CAMERA_DEFAULTS: dict[str, Any] = {
     "reconnect": FOREVER,
     "retry": FOREVER,
     "snapshots": True,
+    "health": True,
 }
 """Where a site's cameras differ from `detect video`'s defaults."""
 
@@ -124,6 +125,12 @@ class SiteSettings:
     )
     outbox_max_age_h: float = setting(
         168.0, "the outbox drops undelivered events older than this", flag="", check=more_than(0)
+    )
+    metrics_port: int | None = setting(
+        None,
+        "Prometheus /metrics of the cameras' health and frames/s, the events and the sinks, on "
+        "this port (0: any free port)",
+        check=at_least(0),
     )
     drain_s: float = setting(
         10.0, "at the end, seconds the sinks get to send what is left", check=at_least(0)

@@ -1,0 +1,160 @@
+"""Camera health (`HealthMonitor`): the problems operators ask for most, as events.
+
+Each processed frame is measured on a 160x120 grey copy:
+* ``brightness``: its mean grey level (0-255);
+* ``sharpness``: the variance of its Laplacian;
+* ``change``: the mean absolute grey difference from the frame before.
+
+Over the first ``health_baseline_s`` seconds of video the monitor learns the camera's own
+brightness and sharpness (their medians). After that, a problem starts once it has held for
+``health_hold_s`` seconds of video, and it ends (``recovered``) once it has been absent as long:
+* ``dark``: brightness under ``health_dark`` x the camera's own (covered, lights out, failed IR);
+* ``blurred``: sharpness under ``health_blur`` x its own, the picture not dark (defocused,
+  fogged, smeared, a hand over the lens in daylight);
+* ``frozen``: no change (under 0.5 grey levels) for ``health_frozen_s`` seconds, the picture not
+  dark (a stuck encoder or a replayed still); a real scene always has some sensor noise, so a
+  perfectly still picture this long is not a live one;
+* ``no_detections``: nothing detected for ``health_quiet_s`` seconds (0: never checked).
+
+A problem's events are ``{"health": KIND, "event": "problem" | "recovered", "frame", "timestamp_ms",
+"value", "baseline"}``; times are the video's (``timestamp_ms``), so a file is judged as a live
+camera would be. ``source`` problems (a live stream lost and reopened) come from the frame
+source itself (`detect.video.source.FrameSource`).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from detect.settings import at_least, between, setting
+
+SIZE = (160, 120)
+STILL = 0.5  # mean absolute grey difference under which two frames are the same picture
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """A camera's health thresholds (camera keys; see `detect.video.health`)."""
+
+    health: bool = setting(
+        False, "report camera problems as events (on a site: default true)", flag=""
+    )
+    health_baseline_s: float = setting(
+        5.0, "seconds of video that set the camera's own brightness and sharpness", flag="",
+        check=at_least(0.1),
+    )  # fmt: skip
+    health_hold_s: float = setting(
+        1.0, "seconds a problem (or its absence) must last to be reported", flag="",
+        check=at_least(0),
+    )  # fmt: skip
+    health_dark: float = setting(
+        0.35, "dark: brightness under this share of the camera's own", flag="", check=between(0, 1)
+    )
+    health_blur: float = setting(
+        0.2, "blurred: sharpness under this share of the camera's own", flag="",
+        check=between(0, 1),
+    )  # fmt: skip
+    health_frozen_s: float = setting(
+        10.0, "frozen: the picture unchanged this many seconds (0: never)", flag="",
+        check=at_least(0),
+    )  # fmt: skip
+    health_quiet_s: float = setting(
+        0.0, "no_detections: nothing detected this many seconds (0: never)", flag="",
+        check=at_least(0),
+    )  # fmt: skip
+
+
+@dataclass
+class _Problem:
+    """One kind of problem: whether it is on, and since when its condition has been otherwise."""
+
+    on: bool = False
+    since: float | None = None  # when the condition last flipped against ``on`` (seconds)
+
+
+@dataclass
+class HealthMonitor:
+    """Feeds on each processed frame (`update`); the health events it confirms."""
+
+    settings: HealthSettings
+    _learning: list[tuple[float, float]] = field(default_factory=list)
+    _baseline: tuple[float, float] | None = None
+    _previous: np.ndarray | None = None
+    _still_since: float | None = None
+    _seen_at: float | None = None  # when something was last detected
+    _start: float | None = None
+    _problems: dict[str, _Problem] = field(default_factory=dict)
+
+    def update(
+        self, frame: np.ndarray, index: int, timestamp_ms: float, detected: int
+    ) -> list[dict[str, Any]]:
+        """Measure ``frame`` (``(H, W, 3) uint8`` BGR) at ``timestamp_ms`` with its number of
+        detections; the problems that start or end here, as events."""
+        s = self.settings
+        now = timestamp_ms / 1000.0
+        grey = cv2.cvtColor(
+            cv2.resize(frame, SIZE, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY
+        )
+        brightness = float(grey.mean())
+        sharpness = float(cv2.Laplacian(grey, cv2.CV_32F).var())
+        change = None
+        if self._previous is not None:
+            change = float(np.abs(grey.astype(np.int16) - self._previous).mean())
+        self._previous = grey.astype(np.int16)
+        if self._start is None:
+            self._start = self._seen_at = now
+        if detected:
+            self._seen_at = now
+        if self._baseline is None:
+            self._learning.append((brightness, sharpness))
+            if now - self._start >= s.health_baseline_s:
+                self._baseline = (
+                    statistics.median(b for b, _ in self._learning),
+                    statistics.median(v for _, v in self._learning),
+                )
+            return []
+        bright0, sharp0 = self._baseline
+        dark = brightness < s.health_dark * bright0
+        if change is None or change >= STILL or dark:
+            self._still_since = None
+        elif self._still_since is None:
+            self._still_since = now
+        frozen = (
+            s.health_frozen_s > 0
+            and self._still_since is not None
+            and now - self._still_since >= s.health_frozen_s
+        )
+        quiet = s.health_quiet_s > 0 and now - (self._seen_at or now) >= s.health_quiet_s
+        checks = {
+            "dark": (dark, brightness, bright0, s.health_hold_s),
+            "blurred": (not dark and sharpness < s.health_blur * sharp0, sharpness, sharp0,
+                        s.health_hold_s),
+            "frozen": (frozen, change or 0.0, STILL, 0.0),
+            "no_detections": (quiet, now - (self._seen_at or now), s.health_quiet_s, 0.0),
+        }  # fmt: skip
+        events = []
+        for kind, (condition, value, baseline, hold) in checks.items():
+            problem = self._problems.setdefault(kind, _Problem())
+            if condition == problem.on:
+                problem.since = None
+                continue
+            if problem.since is None:
+                problem.since = now
+            if now - problem.since >= hold:
+                problem.on, problem.since = condition, None
+                events.append(
+                    {
+                        "health": kind,
+                        "event": "problem" if condition else "recovered",
+                        "frame": index,
+                        "timestamp_ms": round(timestamp_ms, 3),
+                        "value": round(value, 3),
+                        "baseline": round(baseline, 3),
+                    }
+                )
+        return events
