@@ -19,6 +19,8 @@ import numpy as np
 import yaml
 from helpers import run_detect
 
+from detect.video.health import HealthMonitor, HealthSettings
+
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 10.0
 # (first frame, kind): normal from 0 (the first 5 s set the camera's own brightness and
@@ -103,3 +105,19 @@ def test_a_camera_that_freezes_goes_black_and_blurs_reports_exactly_that(tmp_pat
         assert 0 <= late <= 2.0, event
         assert Path(event["snapshot"]).is_file()  # the picture of the problem
     assert health[0]["id"] == f"cam1:-:frozen:problem:{health[0]['frame']}"
+
+
+def test_a_live_camera_processing_under_half_its_rate_is_reported_and_then_recovered() -> None:
+    """`HealthMonitor` fed noisy frames at 10 frames/s of video, processed at 10 frames/s of
+    wall clock, then at 1 frame/s for 20 s, then at 10 again: one ``fps`` problem, once the
+    10-s window shows the slow rate, and its recovery."""
+    rng = np.random.default_rng(0)
+    monitor = HealthMonitor(HealthSettings(health=True))
+    events, wall = [], 0.0
+    for index in range(400):
+        frame = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+        wall += 1.0 if 100 <= index < 120 else 0.1
+        events += monitor.update(frame, index, 100.0 * index, 1, wall, 10.0)
+    assert [(e["health"], e["event"]) for e in events] == [("fps", "problem"), ("fps", "recovered")]
+    assert 100 < events[0]["frame"] < 112  # under 5 frames/s over the window: within 10 s
+    assert events[0]["baseline"] == 10.0 and events[0]["value"] < 5.0

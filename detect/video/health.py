@@ -14,7 +14,10 @@ brightness and sharpness (their medians). After that, a problem starts once it h
 * ``frozen``: no change (under 0.5 grey levels) for ``health_frozen_s`` seconds, the picture not
   dark (a stuck encoder or a replayed still); a real scene always has some sensor noise, so a
   perfectly still picture this long is not a live one;
-* ``no_detections``: nothing detected for ``health_quiet_s`` seconds (0: never checked).
+* ``no_detections``: nothing detected for ``health_quiet_s`` seconds (0: never checked);
+* ``fps``: a live camera processed under ``health_fps`` x its sampling rate (``target_fps``, or
+  the stream's rate over ``every``) over the last ``FPS_WINDOW_S`` seconds of wall clock (a slow
+  server, a starved machine, a stream that stutters).
 
 A problem's events are ``{"health": KIND, "event": "problem" | "recovered", "frame", "timestamp_ms",
 "value", "baseline"}``; times are the video's (``timestamp_ms``), so a file is judged as a live
@@ -25,6 +28,7 @@ source itself (`detect.video.source.FrameSource`).
 from __future__ import annotations
 
 import statistics
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +37,7 @@ import numpy as np
 
 from detect.settings import at_least, between, setting
 
+FPS_WINDOW_S = 10.0
 SIZE = (160, 120)
 STILL = 0.5  # mean absolute grey difference under which two frames are the same picture
 
@@ -63,6 +68,10 @@ class HealthSettings:
         10.0, "frozen: the picture unchanged this many seconds (0: never)", flag="",
         check=at_least(0),
     )  # fmt: skip
+    health_fps: float = setting(
+        0.5, "fps: a live camera processing under this share of its sampling rate (0: never)",
+        flag="", check=between(0, 1),
+    )  # fmt: skip
     health_quiet_s: float = setting(
         0.0, "no_detections: nothing detected this many seconds (0: never)", flag="",
         check=at_least(0),
@@ -89,12 +98,21 @@ class HealthMonitor:
     _seen_at: float | None = None  # when something was last detected
     _start: float | None = None
     _problems: dict[str, _Problem] = field(default_factory=dict)
+    _processed: deque[float] = field(default_factory=deque)  # wall-clock times, last window
 
     def update(
-        self, frame: np.ndarray, index: int, timestamp_ms: float, detected: int
+        self,
+        frame: np.ndarray,
+        index: int,
+        timestamp_ms: float,
+        detected: int,
+        wall: float,
+        expected_fps: float | None,
     ) -> list[dict[str, Any]]:
         """Measure ``frame`` (``(H, W, 3) uint8`` BGR) at ``timestamp_ms`` with its number of
-        detections; the problems that start or end here, as events."""
+        detections, processed at ``wall`` (seconds, monotonic), for a camera that should process
+        ``expected_fps`` (None: no frame rate to keep, a file); the problems that start or end
+        here, as events."""
         s = self.settings
         now = timestamp_ms / 1000.0
         grey = cv2.cvtColor(
@@ -130,12 +148,20 @@ class HealthMonitor:
             and now - self._still_since >= s.health_frozen_s
         )
         quiet = s.health_quiet_s > 0 and now - (self._seen_at or now) >= s.health_quiet_s
+        self._processed.append(wall)
+        while wall - self._processed[0] > FPS_WINDOW_S:
+            self._processed.popleft()
+        rate, slow = 0.0, False
+        if expected_fps and s.health_fps > 0 and wall - self._processed[0] >= FPS_WINDOW_S * 0.9:
+            rate = (len(self._processed) - 1) / max(wall - self._processed[0], 1e-9)
+            slow = rate < s.health_fps * expected_fps
         checks = {
             "dark": (dark, brightness, bright0, s.health_hold_s),
             "blurred": (not dark and sharpness < s.health_blur * sharp0, sharpness, sharp0,
                         s.health_hold_s),
             "frozen": (frozen, change or 0.0, STILL, 0.0),
             "no_detections": (quiet, now - (self._seen_at or now), s.health_quiet_s, 0.0),
+            "fps": (slow, rate, expected_fps or 0.0, 0.0),
         }  # fmt: skip
         events = []
         for kind, (condition, value, baseline, hold) in checks.items():

@@ -30,7 +30,7 @@ from detect.video.annotate import annotate_frame, detection_records
 from detect.video.config import VideoConfig
 from detect.video.health import HealthMonitor
 from detect.video.proof import Proof, event_proof
-from detect.video.source import FrameSource, SourceCounts
+from detect.video.source import FrameSource, SourceCounts, is_live
 from detect.video.summary import VideoSummary
 from detect.video.writer import VideoWriter
 
@@ -289,7 +289,11 @@ class VideoRun:
                     proof = event_proof(frame, detections, event) if config.snapshots else None
                     self.on_event(event, proof)
         if self.health is not None and self.on_event is not None:
-            for event in self.health.update(frame, index, timestamp, len(detections)):
+            found = len(detections)
+            expected = self.frames.sampling_fps() if is_live(config.source) else None
+            for event in self.health.update(
+                frame, index, timestamp, found, time.monotonic(), expected
+            ):
                 proof = event_proof(frame, detections, event) if config.snapshots else None
                 self.on_event(event, proof)
         self._write(record)

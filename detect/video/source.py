@@ -303,6 +303,16 @@ class FrameSource:
             return None
         return sampled if limit is None else min(sampled, limit)
 
+    def sampling_fps(self) -> float | None:
+        """The frames per second of video time that sampling keeps: ``target_fps`` (at most the
+        stream's rate), or the stream's rate over ``every``; None when the stream does not say
+        its rate."""
+        if self.fps <= 0:
+            return self.config.target_fps
+        if self.config.target_fps is not None:
+            return min(self.config.target_fps, self.fps)
+        return self.fps / self.config.every
+
     def _wanted(self, index: int, timestamp: float, due: list[float]) -> bool:
         if self.config.target_fps is None:
             return index % self.config.every == 0
