@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import shutil
 import signal
 import socket
@@ -177,6 +178,10 @@ def test_a_webhook_that_fails_three_times_gets_every_event_signed_in_order_with_
     with _receiver([500, 500, 500]) as (url, handler):
         sink = {"type": "webhook", "url": url, "secret_file": "hook.secret"}
         site = _site(clips, tmp_path, [sink | {"inline_snapshots": True}])
+        old = tmp_path / "out" / "snapshots" / "cam1" / "from-last-month.jpg"
+        old.parent.mkdir(parents=True)
+        old.write_bytes(b"old")
+        os.utime(old, (time.time() - 30 * 86400,) * 2)
         result = run_detect("watch", str(site), timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
     logged = _logged(tmp_path / "out" / "events.jsonl")
@@ -193,6 +198,7 @@ def test_a_webhook_that_fails_three_times_gets_every_event_signed_in_order_with_
         crop = cv2.imread(event["crop"])
         assert frame.shape == (240, 320, 3) and 16 < crop.shape[0] < 240
         assert Path(event["snapshot"]).parent == tmp_path / "out" / "snapshots" / event["camera"]
+    assert not old.exists()  # older than snapshots_max_age_h (a week)
     sent = {b["id"]: b for b in handler.bodies}
     for event in logged:
         inlined = base64.b64decode(sent[event["id"]]["crop_jpeg"])

@@ -17,6 +17,7 @@ at-least-once delivery may bring. A live camera's ids also carry the time its wa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -32,6 +33,8 @@ from detect.video.proof import Proof
 from detect.video.source import is_live
 
 log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
 
 if TYPE_CHECKING:
     from detect.watch.delivery import Delivery
@@ -183,14 +186,32 @@ class SiteEvents:
                 self.delivery.close(0)
             raise
         self.drain_s = settings.drain_s
+        self.snapshots, self.snapshots_max_age_s = (
+            site.snapshots,
+            settings.snapshots_max_age_h * 3600,
+        )
+        self._pruned = 0.0
+        self._prune_snapshots()
         self.report: dict[str, dict[str, int]] = {}
         if self.delivery is not None:
             self.delivery.start()
+
+    def _prune_snapshots(self) -> None:
+        """Delete the pictures older than ``snapshots_max_age_h`` (at most once an hour)."""
+        now = time.time()
+        if self.snapshots is None or now - self._pruned < PRUNE_EVERY_S:
+            return
+        self._pruned = now
+        for path in self.snapshots.glob("*/*"):
+            with contextlib.suppress(OSError):
+                if path.suffix == ".jpg" and now - path.stat().st_mtime > self.snapshots_max_age_s:
+                    path.unlink()
 
     def tick(self, cameras: list[Any], board: StatusBoard) -> None:
         """At each status line: each camera's state to the sinks that keep one (MQTT's retained
         ``state``: online, its state, processed frames/s over the last interval, frames
         processed, its events so far by place and kind, ``door:enter``), and the metrics."""
+        self._prune_snapshots()
         fps = {c.name: f for c, f in zip(cameras, board.fps, strict=True)}
         if self.metrics is not None:
             self.metrics.refresh(fps, self.delivery)

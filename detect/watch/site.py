@@ -103,6 +103,12 @@ class SiteSettings:
         flag="",
         check=output_file,
     )
+    snapshots_max_age_h: float = setting(
+        168.0,
+        "pictures older than this are deleted (at the start and hourly)",
+        flag="",
+        check=more_than(0),
+    )
     name: str = setting(
         "",
         "the site's name, in its events and MQTT topics (default: the site file's name)",
