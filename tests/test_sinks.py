@@ -177,7 +177,8 @@ def test_a_webhook_that_fails_three_times_gets_every_event_signed_in_order_with_
 ) -> None:
     with _receiver([500, 500, 500]) as (url, handler):
         sink = {"type": "webhook", "url": url, "secret_file": "hook.secret"}
-        site = _site(clips, tmp_path, [sink | {"inline_snapshots": True}])
+        clip = {"clip_before_s": 1, "clip_after_s": 1}  # 10 frames/s: about 21 frames each
+        site = _site(clips, tmp_path, [sink | {"inline_snapshots": True}], defaults=clip)
         old = tmp_path / "out" / "snapshots" / "cam1" / "from-last-month.jpg"
         old.parent.mkdir(parents=True)
         old.write_bytes(b"old")
@@ -199,6 +200,9 @@ def test_a_webhook_that_fails_three_times_gets_every_event_signed_in_order_with_
         assert frame.shape == (240, 320, 3) and 16 < crop.shape[0] < 240
         assert Path(event["snapshot"]).parent == tmp_path / "out" / "snapshots" / event["camera"]
     assert not old.exists()  # older than snapshots_max_age_h (a week)
+    for event in logged:  # and its clip: a second before, a second after
+        video = cv2.VideoCapture(event["clip"])
+        assert 11 <= video.get(cv2.CAP_PROP_FRAME_COUNT) <= 22, event["clip"]
     sent = {b["id"]: b for b in handler.bodies}
     for event in logged:
         inlined = base64.b64decode(sent[event["id"]]["crop_jpeg"])

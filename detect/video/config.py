@@ -22,6 +22,7 @@ from detect.settings import (
 )
 from detect.structures import DetectOptions
 from detect.track import TRACKERS, TrackerConfig
+from detect.video.clips import ClipSettings
 from detect.video.health import HealthSettings
 from detect.video.source import is_live
 from detect.zones import CountingSettings
@@ -101,6 +102,7 @@ class VideoConfig:
     )
     counting: CountingSettings = nested(CountingSettings)
     camera_health: HealthSettings = nested(HealthSettings)
+    event_clips: ClipSettings = nested(ClipSettings)
     snapshots: bool = setting(
         False,
         "on a site (default true there): each zone and line event gets a JPEG of its frame with "

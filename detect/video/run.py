@@ -27,6 +27,7 @@ from detect.settings import check
 from detect.structures import Detections, DetectOptions
 from detect.track import Tracker, TrackerConfig
 from detect.video.annotate import annotate_frame, detection_records
+from detect.video.clips import EventClips
 from detect.video.config import VideoConfig
 from detect.video.health import HealthMonitor
 from detect.video.proof import Proof, event_proof
@@ -180,6 +181,10 @@ class VideoRun:
         tracker = TrackerConfig.of(config.tracker, confirm=config.track_confirm)
         self.tracker = Tracker(tracker, *track_ids) if wanted else None
         self.frames = FrameSource(config, counts, cancel)
+        self.clips = None
+        if config.event_clips.wanted and on_event is not None:
+            rate = self.frames.sampling_fps() or 10.0
+            self.clips = EventClips(config.event_clips, config.name or "camera", rate)
         self.health = None
         if config.camera_health.health and on_event is not None:
             self.health = HealthMonitor(config.camera_health)
@@ -242,6 +247,8 @@ class VideoRun:
             self.frames.close()
             if writer is not None:
                 writer.close()
+            if self.clips is not None:
+                self.clips.close()
             if self._jsonl is not None:
                 self._jsonl.close()
         return summary
@@ -286,18 +293,29 @@ class VideoRun:
             record["events"] = events
             if self.on_event is not None:
                 for event in events:
-                    proof = event_proof(frame, detections, event) if config.snapshots else None
-                    self.on_event(event, proof)
+                    self._tell(event, frame, timestamp, detections)
         if self.health is not None and self.on_event is not None:
             found = len(detections)
             expected = self.frames.sampling_fps() if is_live(config.source) else None
             for event in self.health.update(
                 frame, index, timestamp, found, time.monotonic(), expected
             ):
-                proof = event_proof(frame, detections, event) if config.snapshots else None
-                self.on_event(event, proof)
+                self._tell(event, frame, timestamp, detections)
+        if self.clips is not None:
+            self.clips.add(frame, timestamp)
         self._write(record)
         return detections
+
+    def _tell(
+        self, event: dict[str, Any], frame: np.ndarray, timestamp: float, detections: Detections
+    ) -> None:
+        """Give ``event`` to ``on_event`` with its proof (``snapshots``), its clip started
+        (``clip``: the MP4's path, in the event)."""
+        assert self.on_event is not None
+        if self.clips is not None:
+            event["clip"] = str(self.clips.start(event, frame, timestamp).resolve())
+        proof = event_proof(frame, detections, event) if self.config.snapshots else None
+        self.on_event(event, proof)
 
     def _write(self, record: dict[str, Any]) -> None:
         if self._jsonl is None:

@@ -204,7 +204,8 @@ class SiteEvents:
         self._pruned = now
         for path in self.snapshots.glob("*/*"):
             with contextlib.suppress(OSError):
-                if path.suffix == ".jpg" and now - path.stat().st_mtime > self.snapshots_max_age_s:
+                old = now - path.stat().st_mtime > self.snapshots_max_age_s
+                if path.suffix in (".jpg", ".mp4") and old:
                     path.unlink()
 
     def tick(self, cameras: list[Any], board: StatusBoard) -> None:

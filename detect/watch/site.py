@@ -190,11 +190,7 @@ class Site:
 
     @property
     def snapshots(self) -> Path | None:
-        """The events' pictures: ``snapshots``, or ``snapshots/`` beside the event log (None:
-        neither, so no pictures)."""
-        if self.settings.snapshots is not None:
-            return self.settings.snapshots
-        return self.events.parent / "snapshots" if self.events is not None else None
+        return snapshots_folder(self.settings)
 
     @property
     def outbox(self) -> Path:
@@ -203,6 +199,14 @@ class Site:
             return self.settings.outbox
         folder = self.settings.site.parent if self.settings.site is not None else Path()
         return folder / "outbox.sqlite"
+
+
+def snapshots_folder(site: SiteSettings) -> Path | None:
+    """The events' pictures (and clips): ``snapshots``, or ``snapshots/`` beside the event log
+    (None: neither, so no pictures)."""
+    if site.snapshots is not None:
+        return site.snapshots
+    return site.events.parent / "snapshots" if site.events is not None else None
 
 
 def _defaults(site: SiteSettings, root: Path) -> tuple[dict[str, Any], list[str]]:
@@ -229,6 +233,9 @@ def _camera(
     if item.keys() & {"every", "target_fps"}:  # a camera's own sampling replaces the default's
         defaults = {k: v for k, v in defaults.items() if k not in ("every", "target_fps")}
     values = {**CAMERA_DEFAULTS, **defaults, **item}
+    folder = snapshots_folder(site)
+    if folder is not None:  # the clips go beside the pictures unless the camera says otherwise
+        values.setdefault("clips", str(folder.resolve()))
     name = values.get("name")
     where = _where(values, k)
     if not isinstance(name, str) or not name:
