@@ -119,5 +119,5 @@ def test_a_live_camera_processing_under_half_its_rate_is_reported_and_then_recov
         wall += 1.0 if 100 <= index < 120 else 0.1
         events += monitor.update(frame, index, 100.0 * index, 1, wall, 10.0)
     assert [(e["health"], e["event"]) for e in events] == [("fps", "problem"), ("fps", "recovered")]
-    assert 100 < events[0]["frame"] < 112  # under 5 frames/s over the window: within 10 s
+    assert 100 < events[0]["frame"] < 125  # under 5 frames/s over the window, held 1 s
     assert events[0]["baseline"] == 10.0 and events[0]["value"] < 5.0

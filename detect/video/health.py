@@ -1,28 +1,30 @@
 """Camera health (`HealthMonitor`): the problems operators ask for most, as events.
 
-Each processed frame is measured on a 160x120 grey copy:
-* ``brightness``: its mean grey level (0-255);
-* ``sharpness``: the variance of its Laplacian;
-* ``change``: the mean absolute grey difference from the frame before.
+Each processed frame is measured on a 160x120 grey copy: ``brightness``, its mean grey level
+(0-255), and ``sharpness``, the variance of its Laplacian.
 
 Over the first ``health_baseline_s`` seconds of video the monitor learns the camera's own
-brightness and sharpness (their medians). After that, a problem starts once it has held for
-``health_hold_s`` seconds of video, and it ends (``recovered``) once it has been absent as long:
+brightness and sharpness (their medians). After that, every problem starts once its condition has
+held for ``health_hold_s`` seconds of video, and it ends (``recovered``) once the condition has
+been absent as long:
 * ``dark``: brightness under ``health_dark`` x the camera's own (covered, lights out, failed IR);
 * ``blurred``: sharpness under ``health_blur`` x its own, the picture not dark (defocused,
   fogged, smeared, a hand over the lens in daylight);
-* ``frozen``: no change (under 0.5 grey levels) for ``health_frozen_s`` seconds, the picture not
-  dark (a stuck encoder or a replayed still); a real scene always has some sensor noise, so a
-  perfectly still picture this long is not a live one;
+* ``frozen``: the picture unchanged (`STILL`) for ``health_frozen_s`` seconds, the picture not
+  dark (a stuck encoder or a replayed still); a real sensor always has some noise, so a picture
+  this still is not a live one;
 * ``no_detections``: nothing detected for ``health_quiet_s`` seconds (0: never checked);
 * ``fps``: a live camera processed under ``health_fps`` x its sampling rate (``target_fps``, or
   the stream's rate over ``every``) over the last ``FPS_WINDOW_S`` seconds of wall clock (a slow
   server, a starved machine, a stream that stutters).
 
 A problem's events are ``{"health": KIND, "event": "problem" | "recovered", "frame", "timestamp_ms",
-"value", "baseline"}``; times are the video's (``timestamp_ms``), so a file is judged as a live
-camera would be. ``source`` problems (a live stream lost and reopened) come from the frame
-source itself (`detect.video.source.FrameSource`).
+"value", "baseline"}``: brightness or sharpness against the camera's own; for ``frozen`` and
+``no_detections`` the seconds so far against the limit; for ``fps`` the rate against the
+sampling rate. Times are the video's (``timestamp_ms``), so a file is judged as a live camera
+would be, except the frame rate's window, which is the wall clock's. ``source`` problems (a
+live stream lost and reopened) come from the frame source itself
+(`detect.video.source.FrameSource`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ from detect.settings import at_least, between, setting
 
 FPS_WINDOW_S = 10.0
 SIZE = (160, 120)
-STILL = 0.5  # mean absolute grey difference under which two frames are the same picture
+STILL = 0.05
+"""Frozen: the grey copies of two frames differ by under this on average. A stuck stream that is
+re-encoded differs by 0.001-0.033 (H.264's drift and its key frames); a live sensor's noise of
+2 grey levels, averaged down to 160x120, by about 0.2 at 1080p and 0.1 at 4K."""
 
 
 @dataclass(frozen=True)
@@ -120,9 +125,9 @@ class HealthMonitor:
         )
         brightness = float(grey.mean())
         sharpness = float(cv2.Laplacian(grey, cv2.CV_32F).var())
-        change = None
+        same = False
         if self._previous is not None:
-            change = float(np.abs(grey.astype(np.int16) - self._previous).mean())
+            same = float(np.abs(grey.astype(np.int16) - self._previous).mean()) < STILL
         self._previous = grey.astype(np.int16)
         if self._start is None:
             self._start = self._seen_at = now
@@ -138,7 +143,7 @@ class HealthMonitor:
             return []
         bright0, sharp0 = self._baseline
         dark = brightness < s.health_dark * bright0
-        if change is None or change >= STILL or dark:
+        if not same or dark:
             self._still_since = None
         elif self._still_since is None:
             self._still_since = now
@@ -147,24 +152,28 @@ class HealthMonitor:
             and self._still_since is not None
             and now - self._still_since >= s.health_frozen_s
         )
-        quiet = s.health_quiet_s > 0 and now - (self._seen_at or now) >= s.health_quiet_s
+        assert self._seen_at is not None
+        unseen = now - self._seen_at
+        quiet = s.health_quiet_s > 0 and unseen >= s.health_quiet_s
         self._processed.append(wall)
         while wall - self._processed[0] > FPS_WINDOW_S:
             self._processed.popleft()
-        rate, slow = 0.0, False
+        rate = 0.0
+        slow = self._problems.get("fps", _Problem()).on  # too little history: as it was
         if expected_fps and s.health_fps > 0 and wall - self._processed[0] >= FPS_WINDOW_S * 0.9:
             rate = (len(self._processed) - 1) / max(wall - self._processed[0], 1e-9)
             slow = rate < s.health_fps * expected_fps
+        still = now - self._still_since if self._still_since is not None else 0.0
         checks = {
-            "dark": (dark, brightness, bright0, s.health_hold_s),
-            "blurred": (not dark and sharpness < s.health_blur * sharp0, sharpness, sharp0,
-                        s.health_hold_s),
-            "frozen": (frozen, change or 0.0, STILL, 0.0),
-            "no_detections": (quiet, now - (self._seen_at or now), s.health_quiet_s, 0.0),
-            "fps": (slow, rate, expected_fps or 0.0, 0.0),
-        }  # fmt: skip
+            "dark": (dark, brightness, bright0),
+            "blurred": (not dark and sharpness < s.health_blur * sharp0, sharpness, sharp0),
+            "frozen": (frozen, still, s.health_frozen_s),
+            "no_detections": (quiet, unseen, s.health_quiet_s),
+            "fps": (slow, rate, expected_fps or 0.0),
+        }
         events = []
-        for kind, (condition, value, baseline, hold) in checks.items():
+        hold = s.health_hold_s
+        for kind, (condition, value, baseline) in checks.items():
             problem = self._problems.setdefault(kind, _Problem())
             if condition == problem.on:
                 problem.since = None

@@ -61,19 +61,25 @@ POLL_S = 1.0
 
 
 class _Events:
-    """A camera actor's events, numbered from 0 in the order they were confirmed."""
+    """A camera actor's events: its zone and line events numbered from 0 in the order they were
+    confirmed (a restarted actor numbers them again from its JSONL, `resume_point`), and its
+    health events (`detect.video.health`), which no JSONL holds: handed over once, in `since`."""
 
     def __init__(self, earlier: list[dict[str, Any]]) -> None:
         self._lock = threading.Lock()
         self._events: list[tuple[dict[str, Any], Proof | None]] = [(e, None) for e in earlier]
+        self._health: list[tuple[dict[str, Any], Proof | None]] = []
 
     def write(self, camera: str, event: dict[str, Any], proof: Proof | None = None) -> None:
         with self._lock:
-            self._events.append((event, proof))
+            (self._health if "health" in event else self._events).append((event, proof))
 
     def since(self, number: int) -> list[tuple[dict[str, Any], Proof | None]]:
+        """The zone and line events from number ``number`` on, then the health events not yet
+        handed over."""
         with self._lock:
-            return self._events[number:]
+            health, self._health = self._health, []
+            return self._events[number:] + health
 
 
 def _snapshot(summary: VideoSummary) -> VideoSummary:
@@ -156,7 +162,7 @@ class _Camera:
     state: str = "starting"
     error: str | None = None
     running: bool = True
-    written: int = 0  # its events in the site's log
+    written: int = 0  # its zone and line events in the site's log
     pid: int | None = None
     restarts: int = 0
     asked: Any = None  # the poll on its way
@@ -182,7 +188,7 @@ class _Camera:
         self.pid = answer["pid"]
         for event, proof in answer["events"]:
             events.write(self.name, event, proof)
-        self.written += len(answer["events"])
+        self.written += sum("health" not in event for event, _ in answer["events"])
         self.summary, self.state, self.error = answer["summary"], answer["state"], answer["error"]
         self.running = answer["running"]
 

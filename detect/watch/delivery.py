@@ -83,26 +83,41 @@ class Delivery:
         """Give ``camera``'s current state to the sinks that publish states (MQTT)."""
         for sink in self.sinks:
             publish = getattr(sink, "state", None)
-            if publish is not None and sink.settings.wants({"camera": camera}):
-                publish(camera, state)
+            cameras = sink.settings.cameras
+            if publish is not None and (not cameras or camera in cameras):
+                try:
+                    publish(camera, state)
+                except Exception as exc:  # a state is replaced by the next one
+                    log.warning("sink %s: cannot publish %s's state (%s)", sink.name, camera, exc)
 
     def _run(self, sink: Sink) -> None:
+        """The sink's thread: never ends before `close`, whatever a sink or the outbox raises
+        (an unexpected error is logged once and the same event tried again, backing off)."""
         stats = self.stats[sink.name]
         backoff = FIRST_BACKOFF_S
         while not self._stop.is_set():
-            batch = self.outbox.pending(sink.name)
-            if not batch:
-                self._stop.wait(IDLE_S)
-                continue
-            for seq, event in batch:
-                if not self._deliver(sink, seq, event, stats):
-                    stats.retries += 1
-                    self._stop.wait(backoff)
-                    backoff = min(2 * backoff, sink.settings.max_backoff_s)
-                    break
+            try:
+                batch = self.outbox.pending(sink.name)
+                if not batch:
+                    self._stop.wait(IDLE_S)
+                    continue
+                delivered = True
+                for seq, event in batch:
+                    delivered = self._deliver(sink, seq, event, stats)
+                    if not delivered or self._stop.is_set():
+                        break
+            except Exception as exc:  # a bug or a broken outbox: keep the thread, say it once
+                delivered = False
+                text = f"{type(exc).__name__}: {exc}"
+                if text != stats.last_error:
+                    log.error("sink %s: %s; trying again", sink.name, text)
+                stats.last_error = text
+            if delivered:
                 backoff = FIRST_BACKOFF_S
-                if self._stop.is_set():
-                    break
+                continue
+            stats.retries += 1
+            self._stop.wait(backoff)
+            backoff = min(2 * backoff, sink.settings.max_backoff_s)
 
     def _deliver(self, sink: Sink, seq: int, event: dict[str, Any], stats: SinkStats) -> bool:
         """Deal with one event: False when the sink asks to retry it later."""

@@ -51,16 +51,20 @@ class EventWriter(Protocol):
     def write(self, camera: str, event: dict[str, Any], proof: Proof | None = None) -> None: ...
 
 
+def event_kind(event: dict[str, Any]) -> str:
+    """``place:kind`` of an event: ``door:enter``, ``entry:cross-forward``, ``dark:problem``."""
+    kind = str(event.get("event", ""))
+    if "direction" in event:
+        kind += f"-{event['direction']}"
+    return f"{event.get('zone', event.get('line', event.get('health', '')))}:{kind}"
+
+
 def event_id(camera: str, event: dict[str, Any], run: str = "") -> str:
     """``camera[@run]:track:place:kind:frame`` (a line's kind with its direction:
     ``cross-forward``; a health event's place is its problem and its track ``-``:
     ``gate:-:frozen:problem:120``); ``run``: a live camera's start (`SiteEvents`)."""
-    kind = str(event.get("event", ""))
-    if "direction" in event:
-        kind += f"-{event['direction']}"
-    place = event.get("zone", event.get("line", event.get("health", "")))
     head = f"{camera}@{run}" if run else camera
-    return f"{head}:{event.get('track_id', '-')}:{place}:{kind}:{event.get('frame')}"
+    return f"{head}:{event.get('track_id', '-')}:{event_kind(event)}:{event.get('frame')}"
 
 
 class EventLog:
@@ -109,7 +113,7 @@ class EventLog:
             record |= self._pictures(camera, record["id"], proof)
         with self._lock:
             self.count += 1
-            kind = record["id"].split(":", 2)[2].rsplit(":", 1)[0]  # place:kind
+            kind = event_kind(event)
             self.counts[camera][kind] += 1
             if self.metrics is not None:
                 self.metrics.observe(record, kind)

@@ -19,6 +19,7 @@ import json
 import logging
 import ssl
 import threading
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,6 +27,11 @@ from detect.errors import ConfigError
 from detect.watch.sinks import SinkDownError, SinkSettings
 
 log = logging.getLogger(__name__)
+
+
+def _segment(name: str) -> str:
+    """``name`` as one topic level: MQTT's wildcards ``+`` and ``#``, ``/`` and NUL as ``_``."""
+    return "".join("_" if c in "+#/\0" else c for c in name) or "_"
 
 
 class MqttSink:
@@ -40,19 +46,25 @@ class MqttSink:
         parts = urlsplit(settings.url)
         tls = parts.scheme == "mqtts"
         host, port = parts.hostname or "", parts.port or (8883 if tls else 1883)
-        self._root = f"{settings.topic_prefix}/{site}"
+        self._root = f"{_segment(settings.topic_prefix)}/{_segment(site)}"
         self._connected = threading.Event()
         self._states: dict[str, str] = {}  # each camera's latest state, sent again on connect
         self._states_lock = threading.Lock()
-        client = mqtt.Client(
+        self._in_flight: tuple[Any, Any] | None = None  # (event id, its MQTTMessageInfo)
+        client = mqtt.Client(  # a client id of its own: two sinks, or two sites, never collide
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"detect-watch-{site}",
+            client_id=f"detect-watch-{_segment(site)}-{uuid.uuid4().hex[:8]}",
             clean_session=True,
         )
         if settings.username:
             password = None
             if settings.password_file is not None:
-                password = settings.password_file.read_text().strip()
+                try:
+                    password = settings.password_file.read_text().strip()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigError(
+                        f"sink {self.name}: password_file {settings.password_file}: {exc}"
+                    ) from None
             client.username_pw_set(settings.username, password)
         if tls:
             client.tls_set(
@@ -72,6 +84,7 @@ class MqttSink:
         client.loop_start()
         self._client = client
         if not self._connected.wait(settings.timeout_s):
+            client.disconnect()
             client.loop_stop()
             raise ConfigError(
                 f"sink {self.name}: the broker did not accept the connection within "
@@ -98,21 +111,27 @@ class MqttSink:
         self._connected.clear()
 
     def topic(self, camera: str, what: str) -> str:
-        return f"{self._root}/{camera}/{what}"
+        return f"{self._root}/{_segment(camera)}/{what}"
 
     def send(self, event: dict[str, Any]) -> None:
         """Publish ``event`` with QoS 1 and wait for the broker's PUBACK (else `SinkDownError`)."""
         if not self._connected.is_set():
             raise SinkDownError("not connected")
-        info = self._client.publish(
-            self.topic(str(event.get("camera", "")), "events"), json.dumps(event), qos=1
-        )
+        if self._in_flight is not None and self._in_flight[0] == event.get("id"):
+            info = self._in_flight[1]  # paho resends it itself: wait for that, not a copy
+        else:
+            info = self._client.publish(
+                self.topic(str(event.get("camera", "")), "events"), json.dumps(event), qos=1
+            )
+            self._in_flight = (event.get("id"), info)
         try:
             info.wait_for_publish(self.settings.timeout_s)
         except (RuntimeError, ValueError) as exc:
+            self._in_flight = None  # not queued by paho: publish it again next time
             raise SinkDownError(str(exc)) from None
         if not info.is_published():
             raise SinkDownError("no PUBACK")
+        self._in_flight = None
 
     def state(self, camera: str, state: dict[str, Any]) -> None:
         """Publish ``camera``'s state, retained; while the broker is away, the latest state of

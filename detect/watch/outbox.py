@@ -16,11 +16,13 @@ on, not the backlog of the sinks configured before it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,10 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise DataError(f"outbox {self.path}: cannot write it ({exc})") from None
             if self._newest() % 64 == 0:  # the bounds hold to within 64 events
-                self._prune_locked()
+                try:
+                    self._prune_locked()
+                except sqlite3.Error as exc:  # the event is in; pruning waits for the next time
+                    log.warning("outbox %s: cannot prune it now (%s)", self.path, exc)
 
     def pending(self, sink: str, limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
         """Up to ``limit`` ``(seq, event)`` after ``sink``'s cursor, oldest first."""
@@ -109,8 +114,7 @@ class Outbox:
 
     def failed(self, sink: str, seq: int, event: dict[str, Any], reason: str) -> None:
         """``sink`` refused the event ``seq`` for good: kept in ``failures``, and passed."""
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._lock, self._transaction():
             self._db.execute(
                 "INSERT INTO failures VALUES (?, ?, ?, ?, ?)",
                 (sink, seq, json.dumps(event), reason, time.time()),
@@ -118,7 +122,6 @@ class Outbox:
             self._db.execute(
                 "UPDATE cursors SET seq = ? WHERE sink = ? AND seq < ?", (seq, sink, seq)
             )
-            self._db.execute("COMMIT")
 
     def left(self, sink: str) -> int:
         """Events ``sink`` has still to deal with."""
@@ -151,8 +154,33 @@ class Outbox:
 
     def _prune_locked(self) -> None:
         """Delete what every sink has dealt with, then what is beyond the bounds (counted)."""
+        with self._transaction():
+            over = self._prune_in_transaction()
+        if over:
+            log.warning(
+                "outbox %s: dropped the %d oldest undelivered events (bounds: %d events, %g h)",
+                self.path,
+                over,
+                self.max_events,
+                self.max_age_s / 3600,
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction: committed, or rolled back when the block raises (the connection is
+        never left inside a transaction)."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _prune_in_transaction(self) -> int:
+        """Delete what every sink has dealt with, then what is beyond the bounds; how many of
+        the latter (counted as dropped)."""
         db = self._db
-        db.execute("BEGIN")
         db.execute(
             "DELETE FROM events WHERE seq <= (SELECT COALESCE(MIN(seq), 0) FROM cursors "
             f"WHERE sink IN ({','.join('?' * len(self.sinks))}))",
@@ -173,17 +201,12 @@ class Outbox:
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                 (over,),
             )
-        db.execute("COMMIT")
-        if over:
-            log.warning(
-                "outbox %s: dropped the %d oldest undelivered events (bounds: %d events, %g h)",
-                self.path,
-                over,
-                self.max_events,
-                self.max_age_s / 3600,
-            )
+        return int(over)
 
     def close(self) -> None:
-        self._prune()
+        try:
+            self._prune()
+        except sqlite3.Error as exc:  # what is in stays in: pruning waits for the next run
+            log.warning("outbox %s: cannot prune it (%s)", self.path, exc)
         with self._lock:
             self._db.close()

@@ -95,6 +95,8 @@ class SinkSettings:
         if not self.type:
             raise spell.problem("give its type: mqtt or webhook")
         parts = urlsplit(self.url)
+        if any(c.isspace() for c in self.url):
+            raise spell.error("url", self.url, "a url has no spaces (write them %20)")
         schemes = ("mqtt", "mqtts") if self.type == "mqtt" else ("http", "https")
         if parts.scheme not in schemes or not parts.hostname:
             raise spell.error(

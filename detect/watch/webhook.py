@@ -22,8 +22,10 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,16 @@ from detect.errors import ConfigError
 from detect.watch.sinks import RefusedError, SinkDownError, SinkSettings
 
 RETRIED_STATUSES = frozenset({408, 429})
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect comes back as the 3xx it is: urllib would turn a POST into a bodiless GET."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def signature(body: bytes, secret: bytes) -> str:
@@ -81,19 +93,23 @@ class WebhookSink:
             method="POST",
             headers={
                 "Content-Type": "application/json",
-                "X-Detect-Event-Id": str(event.get("id", "")),
+                "X-Detect-Event-Id": urllib.parse.quote(str(event.get("id", "")), safe=":@-_."),
                 "X-Detect-Signature": signature(body, self._secret),
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.settings.timeout_s) as answer:
+            with _OPENER.open(request, timeout=self.settings.timeout_s) as answer:
                 answer.read()
         except urllib.error.HTTPError as exc:
+            exc.close()
+            if 300 <= exc.code < 400:
+                where = exc.headers.get("Location", "elsewhere")
+                raise SinkDownError(f"HTTP {exc.code} to {where}: give that url") from None
             if exc.code in RETRIED_STATUSES or exc.code >= 500:
                 raise SinkDownError(f"HTTP {exc.code}") from None
             raise RefusedError(f"HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise SinkDownError(str(getattr(exc, "reason", exc))) from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            raise SinkDownError(str(getattr(exc, "reason", exc)) or type(exc).__name__) from None
 
     def close(self) -> None:
         pass
