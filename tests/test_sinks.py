@@ -398,6 +398,7 @@ def test_sink_mistakes_are_one_line_before_any_camera_starts(clips: Path, tmp_pa
             [{"type": "webhook", "url": "http://127.0.0.1:1/h", "secret_file": "none.secret"}],
             "sink 1: secret_file: 'none.secret': no such file",
         ),
+        ([{"type": "webhook", "url": "http://x/h", "secret_file": "empty.secret"}], "is empty"),
         ([{"type": "webhook", "url": "ftp://x/h", "secret_file": "hook.secret"}], "url"),
         ([{"type": "webhook", "url": "http://x/h"}], "needs secret_file"),
         ([{"type": "mqtt", "url": "mqtt://x", "events": ["leave"]}], "use enter, exit, cross"),
@@ -406,6 +407,7 @@ def test_sink_mistakes_are_one_line_before_any_camera_starts(clips: Path, tmp_pa
     ]
     for k, (sinks, expected) in enumerate(cases):
         site = _site(clips, tmp_path / str(k), sinks)
+        (site.parent / "empty.secret").write_text("\n")
         result = run_detect("watch", str(site), timeout=120)
         assert result.returncode in (1, 2), result.stdout
         lines = [line for line in result.stderr.splitlines() if line.startswith("error")]

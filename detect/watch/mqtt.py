@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from detect.errors import ConfigError
-from detect.watch.sinks import SinkDownError, SinkSettings
+from detect.watch.sinks import SinkDownError, SinkSettings, first_line
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,7 @@ class MqttSink:
         if settings.username:
             password = None
             if settings.password_file is not None:
-                try:
-                    password = settings.password_file.read_text().strip()
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise ConfigError(
-                        f"sink {self.name}: password_file {settings.password_file}: {exc}"
-                    ) from None
+                password = first_line(settings, "password_file")
             client.username_pw_set(settings.username, password)
         if tls:
             client.tls_set(

@@ -128,6 +128,19 @@ class SinkSettings:
         )
 
 
+def first_line(settings: SinkSettings, key: str) -> str:
+    """The first line of the file that ``settings``' ``key`` names (a password, a shared secret),
+    stripped; `ConfigError` naming the sink and key when it cannot be read or is empty."""
+    path = getattr(settings, key)
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"sink {settings.label}: {key} {path}: {exc}") from None
+    if not lines or not lines[0].strip():
+        raise ConfigError(f"sink {settings.label}: {key} {path} is empty; put it on its first line")
+    return lines[0].strip()
+
+
 def sink_settings(value: Any, root: Path, what: str) -> tuple[SinkSettings, ...]:
     """The site file's ``sinks:`` list (`ConfigError` naming the sink and key at fault)."""
     if not isinstance(value, list):

@@ -30,8 +30,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from detect.errors import ConfigError
-from detect.watch.sinks import RefusedError, SinkDownError, SinkSettings
+from detect.watch.sinks import RefusedError, SinkDownError, SinkSettings, first_line
 
 RETRIED_STATUSES = frozenset({408, 429})
 
@@ -70,18 +69,7 @@ class WebhookSink:
         assert settings.secret_file is not None  # SinkSettings.validate
         self.settings = settings
         self.name = settings.label
-        try:
-            secret = settings.secret_file.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"sink {self.name}: secret_file {settings.secret_file}: {exc}"
-            ) from None
-        if not secret or not secret[0].strip():
-            raise ConfigError(
-                f"sink {self.name}: secret_file {settings.secret_file} is empty; put the shared "
-                "secret on its first line"
-            )
-        self._secret = secret[0].strip().encode()
+        self._secret = first_line(settings, "secret_file").encode()
 
     def send(self, event: dict[str, Any]) -> None:
         if self.settings.inline_snapshots:
