@@ -30,6 +30,7 @@ import pytest
 import yaml
 from helpers import run_detect
 
+from detect.watch import read_site
 from detect.watch.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -380,6 +381,12 @@ def test_mqtt_events_survive_a_broker_stopped_for_5_s_mid_run(clips: Path, tmp_p
 
 
 # --------------------------------------------------------------------------- mistakes
+
+
+def test_an_existing_snapshots_folder_is_taken(clips: Path, tmp_path: Path) -> None:
+    (tmp_path / "pictures").mkdir()
+    site = read_site(_site(clips, tmp_path, [], snapshots="pictures"))
+    assert site.snapshots == tmp_path / "pictures"
 
 
 def test_sink_mistakes_are_one_line_before_any_camera_starts(clips: Path, tmp_path: Path) -> None:

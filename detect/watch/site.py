@@ -41,6 +41,7 @@ from detect.settings import (
     more_than,
     nested,
     output_file,
+    output_folder,
     setting,
 )
 from detect.video.config import FOREVER, VideoConfig
@@ -101,7 +102,7 @@ class SiteSettings:
         None,
         "the folder of the events' pictures (default: snapshots/ beside the event log)",
         flag="",
-        check=output_file,
+        check=output_folder,
     )
     snapshots_max_age_h: float = setting(
         168.0,
