@@ -83,13 +83,13 @@ class Outbox:
         body = json.dumps(event)
         with self._lock:
             try:
-                self._db.execute(
+                seq = self._db.execute(
                     "INSERT INTO events (camera, body, created) VALUES (?, ?, ?)",
                     (str(event.get("camera", "")), body, time.time()),
-                )
+                ).lastrowid
             except sqlite3.Error as exc:
                 raise DataError(f"outbox {self.path}: cannot write it ({exc})") from None
-            if self._newest() % 64 == 0:  # the bounds hold to within 64 events
+            if seq is not None and seq % 64 == 0:  # the bounds hold to within 64 events
                 try:
                     self._prune_locked()
                 except sqlite3.Error as exc:  # the event is in; pruning waits for the next time
@@ -187,15 +187,10 @@ class Outbox:
             self.sinks,
         )
         over = db.execute(
-            "SELECT COUNT(*) FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ? "
-            "OR created < ?",
+            "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ? OR created < ?",
             (self.max_events, time.time() - self.max_age_s),
-        ).fetchone()[0]
+        ).rowcount
         if over:
-            db.execute(
-                "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ? OR created < ?",
-                (self.max_events, time.time() - self.max_age_s),
-            )
             db.execute(
                 "INSERT INTO counters VALUES ('dropped', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
