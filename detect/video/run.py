@@ -188,6 +188,8 @@ class VideoRun:
         self.health = None
         if config.camera_health.health and on_event is not None:
             self.health = HealthMonitor(config.camera_health)
+            # the rate a live camera must keep (`HealthMonitor`'s fps); a file keeps none
+            self._rate = self.frames.sampling_fps() if is_live(config.source) else None
             self.frames.on_health = lambda event: on_event(event, None)
         self._append = resume_after is not None
         if resume_after is not None:
@@ -271,7 +273,7 @@ class VideoRun:
     ) -> Detections:
         """Track and count one frame's detections (``frame``: its ``(H, W, 3)`` BGR pixels),
         write its JSONL line (when asked); the detections with their track ids."""
-        config, summary, tracker = self.config, self.summary, self.tracker
+        summary, tracker = self.summary, self.tracker
         if tracker is not None:
             looks = colour_histograms(frame, detections) if tracker.config.appearance else None
             detections = tracker.update(detections, looks)
@@ -295,11 +297,8 @@ class VideoRun:
                 for event in events:
                     self._tell(event, frame, timestamp, detections)
         if self.health is not None and self.on_event is not None:
-            found = len(detections)
-            expected = self.frames.sampling_fps() if is_live(config.source) else None
-            for event in self.health.update(
-                frame, index, timestamp, found, time.monotonic(), expected
-            ):
+            found, now = len(detections), time.monotonic()
+            for event in self.health.update(frame, index, timestamp, found, now, self._rate):
                 self._tell(event, frame, timestamp, detections)
         if self.clips is not None:
             self.clips.add(frame, timestamp)

@@ -169,23 +169,18 @@ class SiteEvents:
                 settings.outbox_max_age_h * 3600,
             )
         self.metrics: WatchMetrics | None = None
-        try:
+        try:  # a port or a log that cannot be had: the sinks connected above are let go
             if settings.metrics_port is not None:
                 from detect.watch.metrics import WatchMetrics
 
                 self.metrics = WatchMetrics()
                 port = self.metrics.serve(settings.metrics_port)
                 print(f"metrics on port {port}: http://127.0.0.1:{port}/metrics", file=sys.stderr)
-        except ConfigError:
-            if self.delivery is not None:
-                self.delivery.close(0)
-            raise
-        started = str(int(time.time() * 1000))
-        runs = {c.name: started for c in site.cameras if is_live(c.source)}
-        outbox = self.delivery.outbox if self.delivery is not None else None
-        try:
+            started = str(int(time.time() * 1000))
+            runs = {c.name: started for c in site.cameras if is_live(c.source)}
+            outbox = self.delivery.outbox if self.delivery is not None else None
             self.log = EventLog(site.events, site.name, outbox, runs, site.snapshots, self.metrics)
-        except DataError:
+        except (ConfigError, DataError):
             if self.delivery is not None:
                 self.delivery.close(0)
             raise
