@@ -68,6 +68,17 @@ def run_detect_without(package: str, *args: str, timeout: int = 120):
     )
 
 
+def synth_site(folder: Path, cameras: int, frames: int, objects: int, seed: int) -> Path:
+    """``folder`` after `detect synth --video FOLDER --cameras N`: N clips of ``frames`` frames
+    with ``objects`` moving shapes each, their ground truth and site.yaml."""
+    made = run_detect(
+        *("synth", "--video", str(folder), "--cameras", str(cameras), "--frames", str(frames)),
+        *("--objects", str(objects), "--seed", str(seed)),
+    )
+    assert made.returncode == 0, made.stderr
+    return folder
+
+
 def write_config(path: Path, **values) -> Path:
     """A training YAML with tiny-model defaults, overridden by `values`."""
     config = {

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import yaml
-from helpers import run_detect
+from helpers import synth_site
 
 from detect.video.health import HealthMonitor, HealthSettings
 
@@ -59,11 +59,7 @@ def _tampered(clip: Path, out: Path) -> None:
 
 
 def test_a_camera_that_freezes_goes_black_and_blurs_reports_exactly_that(tmp_path: Path) -> None:
-    made = run_detect(
-        *("synth", "--video", str(tmp_path / "clips"), "--cameras", "1"),
-        *("--frames", str(FRAMES), "--objects", "6", "--seed", "8"),
-    )
-    assert made.returncode == 0, made.stderr
+    synth_site(tmp_path / "clips", 1, FRAMES, objects=6, seed=8)
     _tampered(tmp_path / "clips" / "cam1.mp4", tmp_path / "tampered.mp4")
     site = yaml.safe_load((tmp_path / "clips" / "site.yaml").read_text())
     site.pop("server")

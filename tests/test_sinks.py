@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import cv2
 import pytest
 import yaml
-from helpers import run_detect
+from helpers import run_detect, synth_site
 
 from detect.watch import read_site
 from detect.watch.outbox import Outbox
@@ -90,13 +90,7 @@ def test_the_outbox_keeps_events_per_sink_across_a_reopen_and_bounds_what_it_kee
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two 60-frame clips of three objects each, with `detect synth`'s site.yaml."""
-    folder = tmp_path_factory.mktemp("clips")
-    made = run_detect(
-        *("synth", "--video", str(folder), "--cameras", "2", "--frames", "60"),
-        *("--objects", "3", "--seed", "5"),
-    )
-    assert made.returncode == 0, made.stderr
-    return folder
+    return synth_site(tmp_path_factory.mktemp("clips"), 2, 60, objects=3, seed=5)
 
 
 def _site(clips: Path, folder: Path, sinks: list[dict[str, Any]], **keys: Any) -> Path:

@@ -24,7 +24,7 @@ from typing import ClassVar
 import cv2
 import pytest
 import yaml
-from helpers import run_detect
+from helpers import run_detect, synth_site
 from serving import metric_value, start_server
 
 from detect.errors import ConfigError
@@ -42,13 +42,7 @@ DROP_AT = 20  # the HTTP camera's first connection serves frames 0..19
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three 40-frame clips of two objects each, with site.yaml."""
-    folder = tmp_path_factory.mktemp("site")
-    made = run_detect(
-        *("synth", "--video", str(folder), "--cameras", "3", "--frames", str(FRAMES)),
-        *("--objects", "2", "--seed", "4"),
-    )
-    assert made.returncode == 0, made.stderr
-    return folder
+    return synth_site(tmp_path_factory.mktemp("site"), 3, FRAMES, objects=2, seed=4)
 
 
 def _jpegs(clip: Path) -> list[bytes]:
