@@ -8,7 +8,8 @@ filtered out, or failed for good); table ``failures`` keeps the events a sink re
 A transaction committed here survives the process being killed (WAL), so a restarted
 `detect watch` on the same file delivers what the last run left. The outbox is bounded: beyond
 ``max_events`` events, or for events older than ``max_age_s``, the oldest are deleted and counted
-as dropped (`Outbox.dropped`, and a warning) instead of growing without end.
+as dropped (`Outbox.dropped`, and a warning) instead of growing without end; ``failures`` keeps
+at most as many, for as long.
 
 A sink seen for the first time starts at the newest event: it receives what happens from then
 on, not the backlog of the sinks configured before it.
@@ -178,18 +179,23 @@ class Outbox:
         self._db.execute("COMMIT")
 
     def _prune_in_transaction(self) -> int:
-        """Delete what every sink has dealt with, then what is beyond the bounds; how many of
-        the latter (counted as dropped)."""
+        """Delete what every sink has dealt with, then the events and failures beyond the
+        bounds; how many of those events (counted as dropped)."""
         db = self._db
         db.execute(
             "DELETE FROM events WHERE seq <= (SELECT COALESCE(MIN(seq), 0) FROM cursors "
             f"WHERE sink IN ({','.join('?' * len(self.sinks))}))",
             self.sinks,
         )
+        oldest = time.time() - self.max_age_s
         over = db.execute(
             "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ? OR created < ?",
-            (self.max_events, time.time() - self.max_age_s),
+            (self.max_events, oldest),
         ).rowcount
+        db.execute(
+            "DELETE FROM failures WHERE rowid <= (SELECT MAX(rowid) FROM failures) - ? OR at < ?",
+            (self.max_events, oldest),
+        )
         if over:
             db.execute(
                 "INSERT INTO counters VALUES ('dropped', ?) "
