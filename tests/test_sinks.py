@@ -30,7 +30,10 @@ import pytest
 import yaml
 from helpers import run_detect, synth_site
 
+from detect.video.summary import VideoSummary
 from detect.watch import read_site
+from detect.watch.actors import _Camera
+from detect.watch.events import EventLog
 from detect.watch.outbox import Outbox
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,10 +81,30 @@ def test_the_outbox_keeps_events_per_sink_across_a_reopen_and_bounds_what_it_kee
     small = Outbox(tmp_path / "small.sqlite", ["a"], max_events=10)
     for n in range(200):
         small.put(_event(n))
+        if n < 15:  # the first 15 refused for good: more failures than the bounds keep
+            small.failed("a", *small.pending("a")[0], "HTTP 400 Bad Request")
     small.close()
     small = Outbox(tmp_path / "small.sqlite", ["a"], max_events=10)
-    assert small.left("a") == 10 and small.dropped == 190
+    assert small.left("a") == 10 and small.dropped == 175
     assert next(e["frame"] for _, e in small.pending("a")) == 190  # the oldest went
+    assert [f["event"]["frame"] for f in small.failures()] == list(range(5, 15))
+
+
+def test_a_live_camera_restarted_by_ray_gives_its_events_new_ids(tmp_path: Path) -> None:
+    """A live camera's process restarted by Ray numbers its frames from 0 again: the same
+    place, kind and frame after the restart is another event, with another id."""
+    log = EventLog(tmp_path / "events.jsonl", "shop", runs={"gate": "1000"})
+    camera = _Camera("gate", actor=None)
+    event = {"zone": "door", "event": "enter", "track_id": 1, "label": "star", "frame": 3}
+    answer = {"summary": VideoSummary(), "state": "running", "error": None, "running": True}
+    camera.take({**answer, "pid": 11, "resumed_after": None, "events": [(event, None)]}, log)
+    time.sleep(0.002)
+    camera.take({**answer, "pid": 12, "resumed_after": -1, "events": [(event, None)]}, log)
+    log.close()
+    ids = [json.loads(line)["id"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert ids[0] == "gate@1000:1:door:enter:3"
+    assert ids[1].startswith("gate@") and ids[1] != ids[0] and ids[1].endswith(":1:door:enter:3")
+    assert camera.restarts == 1
 
 
 # --------------------------------------------------------------------------- a site

@@ -19,7 +19,8 @@ gets a new id, after the camera's highest id so far (ids still name one object o
 the restarted camera's summary counts what it did since its restart. Its MP4 cannot be appended
 to: it is written afresh from the frame it resumes at. Events are numbered per camera (those
 its JSONL holds come first after a restart), and the driver writes each number once. A restart
-is a warning and counts in the camera's status line (``restarted 1x``).
+is a warning and counts in the camera's status line (``restarted 1x``); a live camera's event ids
+carry the time of its restart (`detect.watch.events.EventLog.restarted`).
 
 SIGTERM/SIGINT on the driver stop every camera after its frame in hand, as without Ray.
 """
@@ -179,6 +180,7 @@ class _Camera:
             restarted = answer["resumed_after"] is not None
         if restarted:
             self.restarts += 1
+            events.restarted(self.name)
             after = answer["resumed_after"]
             log.warning(
                 "camera %s restarted by Ray (its process died)%s",

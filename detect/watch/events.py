@@ -11,8 +11,9 @@ Every event, in the log, on MQTT and to a webhook, is one JSON object::
 place it in the camera's stream; a line's events carry ``line`` and ``direction`` instead of
 ``zone``, an ``exit`` its ``dwell_s`` (`detect.zones`). ``id`` is stable: camera, track, zone or
 line, kind (and direction), frame (`event_id`), so a consumer can drop the repeats that
-at-least-once delivery may bring. A live camera's ids also carry the time its watch started
-(``gate@1765056600000:7:...``): its frames and tracks are numbered from 0 again after a restart.
+at-least-once delivery may bring. A live camera's ids also carry the time its run started
+(``gate@1765056600000:7:...``, ms since 1970): its frames are numbered from 0 again when `detect
+watch` restarts, or when Ray restarts the camera (`EventLog.restarted`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def event_kind(event: dict[str, Any]) -> str:
     if "direction" in event:
         kind += f"-{event['direction']}"
     return f"{event.get('zone', event.get('line', event.get('health', '')))}:{kind}"
+
+
+def run_start() -> str:
+    """The ``run`` of a live camera starting now (`event_id`): milliseconds since 1970."""
+    return str(int(time.time() * 1000))
 
 
 def event_id(camera: str, event: dict[str, Any], run: str = "") -> str:
@@ -128,6 +134,13 @@ class EventLog:
                         f"events log {self._file.name}: cannot write it ({exc.strerror})"
                     ) from None
 
+    def restarted(self, camera: str) -> None:
+        """``camera`` started again (on Ray, its process died): a live camera numbers its frames
+        from 0 again, so its ids from now on carry the new start (`run_start`)."""
+        with self._lock:
+            if camera in self.runs:
+                self.runs[camera] = run_start()
+
     def _pictures(self, camera: str, event: str, proof: Proof) -> dict[str, str]:
         """Write ``proof`` as ``<snapshots>/<camera>/<event id>.jpg`` (and ``-crop.jpg``); their
         absolute paths by key. A folder that cannot be written: a warning, and no pictures."""
@@ -176,7 +189,7 @@ class SiteEvents:
                 self.metrics = WatchMetrics()
                 port = self.metrics.serve(settings.metrics_port)
                 print(f"metrics on port {port}: http://127.0.0.1:{port}/metrics", file=sys.stderr)
-            started = str(int(time.time() * 1000))
+            started = run_start()
             runs = {c.name: started for c in site.cameras if is_live(c.source)}
             outbox = self.delivery.outbox if self.delivery is not None else None
             self.log = EventLog(site.events, site.name, outbox, runs, site.snapshots, self.metrics)
