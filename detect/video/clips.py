@@ -6,11 +6,14 @@ The camera keeps its last ``clip_before_s`` seconds of processed frames in a rin
 rate and the image size. An event starts a clip: the ring's frames are written, then each
 processed frame until ``clip_after_s`` seconds of video have passed, then the file is closed.
 The event names the file (``clip``) at once; the file is complete ``clip_after_s`` later, or at
-the end of the run. Frames are the camera's own, as sampled (nothing drawn).
+the end of the run. Frames are the camera's own, as sampled (nothing drawn). A live camera's
+clip names also carry the wall clock (ms since 1970): its frames are numbered from 0 again after
+a restart, and a clip of an earlier run must stay.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +61,7 @@ class EventClips:
     settings: ClipSettings
     camera: str
     fps: float  # of the clips: the camera's processed frames per second of video
+    live: bool = False  # a live camera's clip names carry the wall clock
     _ring: deque[tuple[float, bytes]] = field(default_factory=deque)
     _open: list[_Open] = field(default_factory=list)
 
@@ -81,8 +85,10 @@ class EventClips:
         assert self.settings.clips is not None
         kind = str(event.get("event", ""))
         place = event.get("zone", event.get("line", event.get("health", "")))
-        name = f"{event.get('frame')}-{event.get('track_id', '-')}-{place}-{kind}.mp4"
-        path = self.settings.clips / self.camera / name
+        name = f"{event.get('frame')}-{event.get('track_id', '-')}-{place}-{kind}"
+        if self.live:
+            name += f"-{int(time.time() * 1000)}"
+        path = self.settings.clips / self.camera / f"{name}.mp4"
         path.parent.mkdir(parents=True, exist_ok=True)
         height, width = frame.shape[:2]
         writer = VideoWriter(path, self.fps, width, height)

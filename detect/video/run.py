@@ -184,13 +184,15 @@ class VideoRun:
         self.clips = None
         if config.event_clips.wanted and on_event is not None:
             rate = self.frames.sampling_fps() or 10.0
-            self.clips = EventClips(config.event_clips, config.name or "camera", rate)
+            name = config.name or "camera"
+            self.clips = EventClips(config.event_clips, name, rate, is_live(config.source))
         self.health = None
         if config.camera_health.health and on_event is not None:
             self.health = HealthMonitor(config.camera_health)
             # the rate a live camera must keep (`HealthMonitor`'s fps); a file keeps none
             self._rate = self.frames.sampling_fps() if is_live(config.source) else None
             self.frames.on_health = lambda event: on_event(event, None)
+            self.frames.stall_s = config.camera_health.health_stalled_s
         self._append = resume_after is not None
         if resume_after is not None:
             self.frames.skip_through = resume_after
