@@ -6,9 +6,12 @@ validation left out), `loss.png` and `val_ap.png` (redrawn after each validation
 end), `last.pt` (resumable: weights, optimizer, scheduler, AMP scaler, RNG states, `progress`:
 epochs done and planned, best score, training time; with `ema`, the trained weights as
 `train_model` beside the average), `best.pt` and `ckpt_e{E}_ap{AP}.pt` (model weights +
-everything export needs). With `ema` > 0 the weights validated and saved are the exponential
-moving average (`detect.models.ema`). With `time_budget` the number of epochs is fitted to the
-budget after the first one, and the LR schedule stretched over them.
+everything export needs). `last.pt` (and, without a val split, `best.pt`) is written after the
+first and the last epoch, after each validation, and after any other epoch that ends
+`SAVE_EVERY_S` or more after the last write: epochs of a second do not each write a file of 100+
+MB, and a run killed loses at most that much training. With `ema` > 0 the weights validated and
+saved are the exponential moving average (`detect.models.ema`). With `time_budget` the number of
+epochs is fitted to the budget after the first one, and the LR schedule stretched over them.
 The validation score ("val AP") is COCO mask AP for mask_rcnn and box AP for faster_rcnn.
 
 Under `torchrun --nproc_per_node N` the same command trains with DistributedDataParallel:
@@ -60,6 +63,9 @@ from detect.models.weights import looks_like_path
 from detect.progress import StartProgress, silent
 from detect.train_config import TrainConfig
 
+SAVE_EVERY_S = 30.0
+"""last.pt is written after an epoch that ends this long after its last write (and after the
+first, the last and every validated epoch)."""
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 
 
@@ -393,6 +399,7 @@ class Trainer:
         self.optimizer = _make_optimizer(self.model, config)
         self.steps_per_epoch = math.ceil(len(self.loader) / config.accumulate)
         self.progress = _Progress(epochs=config.epochs)
+        self._saved_at = time.monotonic()  # when last.pt was last written
         self._plan_schedule(config.epochs)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -487,7 +494,7 @@ class Trainer:
             row["train_s"] = round(progress.elapsed_s, 1)
             stop = config.patience > 0 and progress.bad_validations >= config.patience
             if ctx.main:
-                self._save(epoch + 1, stats)
+                self._save(epoch + 1, stats, final=stop or progress.epoch >= progress.epochs)
                 self._log(row, plot=stats is not None or stop)
             result.epochs_done = progress.epoch
             if self._agree_to_stop(stop):
@@ -540,10 +547,15 @@ class Trainer:
             self._write_config()
         _say(self.ctx, f"time budget {self.config.time_budget:g} min: {epochs} epochs")
 
-    def _save(self, epoch: int, stats: dict[str, dict[str, float]] | None) -> None:
-        """ckpt_e{E}_ap{AP}.pt after a validation, best.pt when it improved (or every epoch
-        without a val split), last.pt always."""
+    def _save(self, epoch: int, stats: dict[str, dict[str, float]] | None, final: bool) -> None:
+        """After epoch ``epoch`` (1-based; ``final``: the run's last): ckpt_e{E}_ap{AP}.pt after a
+        validation, best.pt when it improved (or without a val split, as last.pt is), last.pt
+        when due (see the module docstring)."""
         progress, out = self.progress, self.config.out
+        due = final or epoch == 1 or time.monotonic() - self._saved_at >= SAVE_EVERY_S
+        if stats is None and not due:
+            return
+        self._saved_at = time.monotonic()
         state = {
             **self.meta,
             "config": self.resolved | {"epochs": progress.epochs},
