@@ -32,7 +32,8 @@ from serve_latency import serving
 
 from detect.bench import BenchConfig, bench
 from detect.data.synth import generate_image
-from detect.export import ExportConfig, export
+from detect.export.config import ExportConfig
+from detect.export.run import export
 from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
 from detect.models.inputs import image_tensor
 from detect.runtime.detector import Detector

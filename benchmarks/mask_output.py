@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 from random_weights import random_checkpoint
 
-from detect.export import export_graph
+from detect.export.trace import export_graph
 from detect.models.checkpoint import load_checkpoint, model_from_checkpoint
 from detect.runtime.masks import paste_mask
 from detect.runtime.polygons import mask_to_polygons, polygons_to_mask

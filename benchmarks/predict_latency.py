@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 from random_weights import random_checkpoint
 
-from detect.export import ExportConfig, export
+from detect.export.config import ExportConfig
+from detect.export.run import export
 from detect.models.eager import EagerModel
 from detect.parity import TOLERANCES, ParityReport, compare
 from detect.quantize import held_out_ap, quantize_int8

@@ -25,7 +25,8 @@ from pathlib import Path
 from random_weights import random_checkpoint
 
 from detect.bench import BenchConfig, bench
-from detect.export import ExportConfig, export
+from detect.export.config import ExportConfig
+from detect.export.run import export
 from detect.runtime.sources import list_images
 
 

@@ -17,7 +17,7 @@ from helpers import TINY_SIZES, run_detect
 from torchvision.ops import boxes as box_ops
 
 from detect.errors import ModelError
-from detect.export import PATCHED_NMS_CALLERS, DetectorGraph, _plain_batched_nms, export_graph
+from detect.export.trace import PATCHED_NMS_CALLERS, DetectorGraph, _plain_batched_nms, export_graph
 from detect.models.build import build_model
 from detect.models.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
 from detect.parity import parity

@@ -22,7 +22,7 @@ from detect.data.synth import SynthSettings
 from detect.demo import DemoConfig
 from detect.errors import ConfigError
 from detect.evaluate import EvalConfig
-from detect.export import ExportConfig
+from detect.export.config import ExportConfig
 from detect.parity import ParitySettings
 from detect.predict import PredictConfig
 from detect.settings import Declared, check, declared, from_mapping

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from detect.commands.flags import add_flags, from_flags
-from detect.export import ExportConfig, export
+from detect.export.config import ExportConfig, check_export
 from detect.export.int8 import Int8RefusedError
 from detect.progress import Progress
 
@@ -27,8 +27,12 @@ def _print_int8(record: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = from_flags(ExportConfig, args)
+    check_export(config)  # a mistake is one line at once, torch not yet loaded
+    from detect.export.run import export
+
     try:
-        result = export(from_flags(ExportConfig, args), Progress)
+        result = export(config, Progress)
     except Int8RefusedError as refused:
         _print_int8(refused.record)
         raise

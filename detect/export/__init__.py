@@ -12,25 +12,6 @@ default; ``--fp16`` converts weights and activations to float16, ``--int8`` quan
 Modules: `config` (`ExportConfig`, the settings), `source` (the checkpoint or zoo model),
 `trace` (the traced modules and the ``batched_nms`` patch), `onnx_file` (float16, metadata),
 `card` (the model card), `int8` (its AP gate), `verify` (the parity check), `run` (`export`).
+Nothing is imported here: `detect export` checks its settings (`config.check_export`) before
+it loads torch.
 """
-
-from detect.export.config import ExportConfig
-from detect.export.run import ExportResult, export
-from detect.export.trace import (
-    PATCHED_NMS_CALLERS,
-    BatchGraph,
-    DetectorGraph,
-    _plain_batched_nms,
-    export_graph,
-)
-
-__all__ = [
-    "PATCHED_NMS_CALLERS",
-    "BatchGraph",
-    "DetectorGraph",
-    "ExportConfig",
-    "ExportResult",
-    "_plain_batched_nms",
-    "export",
-    "export_graph",
-]

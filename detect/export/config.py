@@ -3,14 +3,15 @@ them come its flags, their ``--help`` lines and the errors that name them."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detect.errors import ConfigError
+from detect.errors import ConfigError, install_extra
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, DEFAULT_SCORE
 from detect.runtime.sources import list_images
-from detect.settings import FLAGS, Check, Spelling, output_file, setting
+from detect.settings import FLAGS, Check, Spelling, check, output_file, setting
 
 
 def _batch_sizes(value: Any, root: Path, what: str) -> list[int]:
@@ -151,3 +152,28 @@ class ExportConfig:
                 f"{spell('verify')} (its check is the AP measured on {spell('int8_val')}); "
                 "leave those out"
             )
+
+
+def check_export(config: ExportConfig) -> None:
+    """Every mistake of ``config`` that needs no model, before torch is even loaded (`detect
+    export` checks first): the settings (`detect.settings.check`), then what ``--int8`` needs."""
+    check(config)
+    if config.int8 is not None:
+        _check_int8_inputs(config)
+
+
+def _check_int8_inputs(config: ExportConfig) -> None:
+    """`ConfigError` for what ``--int8`` needs and lacks, before anything is traced: ONNX
+    Runtime to run the model on, annotations in ``--int8-val`` to score against; the
+    `DataError` of a calibration image that does not decode."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError(
+            "--int8 runs the model on ONNX Runtime to calibrate and score it: install the `serve` "
+            f"extra too: {install_extra('serve')}"
+        )
+    from detect.evaluate import read_gt
+    from detect.quantize import calibration_image
+
+    read_gt(config.int8_val)
+    for path in list_images([config.int8]):
+        calibration_image(path)

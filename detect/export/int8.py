@@ -4,12 +4,11 @@ held-out images is within ``--max-ap-drop`` points of fp32's on every installed 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
 
-from detect.errors import ConfigError, ModelError, install_extra
+from detect.errors import ModelError
 from detect.export.config import ExportConfig
 from detect.progress import StartProgress, silent
 from detect.runtime.model_card import ModelCard, card_path, sha256_file
@@ -25,19 +24,6 @@ class Int8RefusedError(ModelError):
     def __init__(self, message: str, record: dict[str, Any]) -> None:
         super().__init__(message)
         self.record = record
-
-
-def check_int8_inputs(config: ExportConfig) -> None:
-    """`ConfigError` for what ``--int8`` needs and lacks, before anything is traced: ONNX
-    Runtime to run the model on, annotations in ``--int8-val`` to score against."""
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise ConfigError(
-            "--int8 runs the model on ONNX Runtime to calibrate and score it: install the `serve` "
-            f"extra too: {install_extra('serve')}"
-        )
-    from detect.evaluate import read_gt
-
-    read_gt(config.int8_val)
 
 
 def int8_model(

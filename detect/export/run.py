@@ -15,8 +15,8 @@ from torch import nn
 
 from detect.errors import ModelError
 from detect.export.card import model_card
-from detect.export.config import ExportConfig
-from detect.export.int8 import check_int8_inputs, int8_model
+from detect.export.config import ExportConfig, check_export
+from detect.export.int8 import int8_model
 from detect.export.onnx_file import convert_fp16, record_num_classes
 from detect.export.source import ModelSource, checkpoint_source, pretrained_source
 from detect.export.trace import export_graph
@@ -24,7 +24,6 @@ from detect.export.verify import verify
 from detect.parity import ParityReport
 from detect.progress import StartProgress, silent
 from detect.runtime.model_card import batch_graph_path, card_path, sha256_file
-from detect.settings import check
 
 
 @dataclass
@@ -75,9 +74,7 @@ def export(config: ExportConfig, progress: StartProgress = silent) -> ExportResu
     settings that cannot work, before anything is traced; `detect.export.int8.Int8RefusedError` for
     an int8 model that costs too much AP.
     """
-    check(config)
-    if config.int8 is not None:
-        check_int8_inputs(config)
+    check_export(config)
     source = _load(config)
     model = source.model
     out = Path(config.out)

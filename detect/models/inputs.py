@@ -1,6 +1,6 @@
 """What torchvision's detectors take as an image: one conversion for training, validation,
 parity and benchmarks (torch only; the exported graph does the same inside, see
-`detect.export.DetectorGraph`)."""
+`detect.export.trace.DetectorGraph`)."""
 
 from __future__ import annotations
 
