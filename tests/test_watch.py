@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "demo.onnx"
 FRAMES = 40
 DROP_AT = 20  # the HTTP camera's first connection serves frames 0..19
+STALL_AT, STALL_S = 25, 2.5  # its third connection stops for 2.5 s before frame 25
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,8 @@ def _send(handler: http.server.BaseHTTPRequestHandler, jpegs: list[bytes]) -> No
 
 class _Camera(http.server.BaseHTTPRequestHandler):
     """An MJPEG camera: the first connection serves frames 0..19 and drops; the next attempt is
-    refused (503), the one after serves the rest; then the camera is gone (503)."""
+    refused (503), the one after serves the rest, stalling for `STALL_S` before frame
+    `STALL_AT`; then the camera is gone (503)."""
 
     frames: ClassVar[list[bytes]] = []
     requests = 0
@@ -71,14 +73,19 @@ class _Camera(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         cls = type(self)
         cls.requests += 1
-        parts = {1: cls.frames[:DROP_AT], 3: cls.frames[DROP_AT:]}.get(cls.requests)
-        if parts is None:
+        if cls.requests not in (1, 3):
             self.send_error(503)
             return
         self.send_response(200)
         self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
         self.end_headers()
-        _send(self, parts)
+        if cls.requests == 1:
+            _send(self, cls.frames[:DROP_AT])
+            return
+        _send(self, cls.frames[DROP_AT:STALL_AT])
+        self.wfile.flush()
+        time.sleep(STALL_S)
+        _send(self, cls.frames[STALL_AT:])
 
     def log_message(self, *args: object) -> None:
         pass
@@ -146,7 +153,8 @@ def test_three_cameras_through_one_server_with_one_that_drops_and_comes_back(
     camera = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Camera)
     threading.Thread(target=camera.serve_forever, daemon=True).start()
     cams = config["cameras"]
-    cams[2] |= {"source": f"http://127.0.0.1:{camera.server_address[1]}/cam3", "reconnect": 3}
+    url = f"http://127.0.0.1:{camera.server_address[1]}/cam3"
+    cams[2] |= {"source": url, "reconnect": 3, "health_stalled_s": 1}
     for cam in cams:
         cam["source"] = cam["source"] if "://" in cam["source"] else str(site / cam["source"])
         cam["truth"] = str(site / cam["truth"])
@@ -207,13 +215,18 @@ def test_three_cameras_through_one_server_with_one_that_drops_and_comes_back(
     # the site's events: those of the ground truth, each within one frame, dwell too
     log = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     health = [(e["camera"], e["health"], e["event"]) for e in log if "health" in e]
-    # cam3's stream dropped and came back, then dropped for good (the clips are too short for
-    # the frame checks: their baseline takes 5 s of video)
+    # cam3's stream dropped and came back, stalled, then dropped for good (the clips are too
+    # short for the frame checks: their baseline takes 5 s of video)
     assert health == [
         ("cam3", "source", "problem"),
         ("cam3", "source", "recovered"),
+        ("cam3", "stalled", "problem"),
+        ("cam3", "stalled", "recovered"),
         ("cam3", "source", "problem"),
     ]
+    stalled = [e for e in log if e.get("health") == "stalled"]
+    assert stalled[0]["baseline"] == 1 and 1 <= stalled[0]["value"] < STALL_S
+    assert stalled[0]["frame"] == stalled[1]["frame"] == STALL_AT
     log = [e for e in log if "health" not in e]
     assert {"camera", "time", "track_id", "label", "frame", "timestamp_ms"} <= log[0].keys()
     for cam in cams:

@@ -22,9 +22,11 @@ A problem's events are ``{"health": KIND, "event": "problem" | "recovered", "fra
 "value", "baseline"}``: brightness or sharpness against the camera's own; for ``frozen`` and
 ``no_detections`` the seconds so far against the limit; for ``fps`` the rate against the
 sampling rate. Times are the video's (``timestamp_ms``), so a file is judged as a live camera
-would be, except the frame rate's window, which is the wall clock's. ``source`` problems (a
-live stream lost and reopened) come from the frame source itself
-(`detect.video.source.FrameSource`).
+would be, except the frame rate's window, which is the wall clock's. Two problems of a live
+camera come from the frame source itself (`detect.video.source.FrameSource`): ``source`` (the
+stream lost, then reopened) and ``stalled`` (the stream open but giving no frame for
+``health_stalled_s`` seconds of wall clock: ``value`` the seconds waited, ``baseline`` the limit;
+it ends at the next frame).
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ class HealthSettings:
     health_fps: float = setting(
         0.5, "fps: a live camera processing under this share of its sampling rate (0: never)",
         flag="", check=between(0, 1),
+    )  # fmt: skip
+    health_stalled_s: float = setting(
+        10.0, "stalled: a live camera's open stream giving no frame this many seconds (0: never)",
+        flag="", check=at_least(0),
     )  # fmt: skip
     health_quiet_s: float = setting(
         0.0, "no_detections: nothing detected this many seconds (0: never)", flag="",

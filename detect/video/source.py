@@ -177,8 +177,12 @@ class FrameSource:
         self.total = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)) if not self.live else 0
         self._reconnecting = 0  # reopenings under way: the source's, the server stream's
         self.lost = False  # a live source gave up after its reconnect attempts
-        # camera health (`detect.video.health`): told when a live stream is lost and reopened
+        # camera health (`detect.video.health`): told when a live stream is lost and reopened,
+        # and when it gives no frame for ``stall_s`` seconds (0: never) and then gives one
         self.on_health: Callable[[dict[str, Any]], None] | None = None
+        self.stall_s = 0.0
+        self._asked_at: float | None = None  # when the read under way started (monotonic)
+        self._stalled = False
         self._index = 0
         self.skip_through = -1
         # OpenCV's FFmpeg decoder must not be used from two threads at once (it aborts the
@@ -201,8 +205,13 @@ class FrameSource:
             with self._lock:
                 if self._closed:
                     return None
+                self._asked_at = time.monotonic()
                 ok, frame = self.capture.read()
+                self._asked_at = None
             if ok and frame is not None:
+                if self._stalled:
+                    self._stalled = False
+                    self._health("recovered", "stalled")
                 index = self._index
                 self._index += 1
                 self.counts.frames_read += 1
@@ -221,19 +230,32 @@ class FrameSource:
 
     def _reconnect(self) -> bool:
         with self.reconnection():
-            self._health("problem")
+            self._health("problem", "source")
             back = self._reopen()
             if back:
-                self._health("recovered")
+                self._health("recovered", "source")
             return back
 
-    def _health(self, kind: str) -> None:
-        """Tell ``on_health`` that the stream was lost (``problem``) or reopened."""
+    def _health(self, kind: str, problem: str, waited: float | None = None) -> None:
+        """Tell ``on_health`` that ``problem`` (``source``: the stream was lost; ``stalled``:
+        it gave no frame for ``waited`` seconds) started or ended (``kind``)."""
         if self.on_health is not None:
             at = 1000.0 * self._index / self.fps if self.fps > 0 else 0.0
-            self.on_health(
-                {"health": "source", "event": kind, "frame": self._index, "timestamp_ms": at}
-            )
+            event = {"health": problem, "event": kind, "frame": self._index, "timestamp_ms": at}
+            if waited is not None:
+                event |= {"value": round(waited, 3), "baseline": self.stall_s}
+            self.on_health(event)
+
+    def _watch_stalls(self) -> None:
+        """A live source's ``stalled`` problem: a read of the open stream waiting ``stall_s``
+        seconds of wall clock for its frame (a reopening is a ``source`` problem; a camera held
+        back by a slow model is not asked); it ends at the next frame."""
+        while not self.stopped.wait(min(0.25, self.stall_s / 4)):
+            asked = self._asked_at
+            waited = time.monotonic() - asked if asked is not None else 0.0
+            if not self._stalled and waited >= self.stall_s:
+                self._stalled = True
+                self._health("problem", "stalled", waited)
 
     @property
     def reconnecting(self) -> bool:
@@ -322,6 +344,8 @@ class FrameSource:
         return True
 
     def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        if self.live and self.on_health is not None and self.stall_s > 0:
+            threading.Thread(target=self._watch_stalls, daemon=True, name="stalls").start()
         frames = self._realtime() if self.config.realtime else iter(self._read, None)
         due = [0.0]
         taken = 0

@@ -3,7 +3,8 @@
 * ``detect_watch_events_total{camera, kind}``: events written (kind: ``centre:enter``,
   ``middle:cross-forward``, ``frozen:problem``, ...);
 * ``detect_watch_camera_problem{camera, problem}``: 1 while a health problem is on
-  (`detect.video.health`: dark, blurred, frozen, no_detections, fps, source), else 0;
+  (`detect.video.health`: dark, blurred, frozen, no_detections, fps, source, stalled),
+  else 0;
 * ``detect_watch_camera_fps{camera}``: processed frames/s over the last status interval;
 * ``detect_watch_sink_delivered{sink}``, ``detect_watch_sink_refused{sink}``,
   ``detect_watch_sink_backlog{sink}``: what each sink delivered and refused for good in this
