@@ -280,7 +280,8 @@ def test_a_watch_killed_mid_run_delivers_its_backlog_when_restarted(
 @contextlib.contextmanager
 def _broker(folder: Path) -> Iterator[tuple[int, Any]]:
     """Debian's mosquitto on a free loopback port, with persistence (its subscribers' sessions
-    survive a restart); yields the port and a function that stops it for ``seconds``."""
+    survive a restart); yields the port and a function that stops it, then starts it again
+    ``seconds`` after calling ``meanwhile``."""
     binary = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
     if binary is None:
         pytest.skip("mosquitto is not installed: .ci/run installs it (apt-get install mosquitto)")
@@ -306,9 +307,10 @@ def _broker(folder: Path) -> Iterator[tuple[int, Any]]:
             assert time.monotonic() < deadline, "mosquitto did not start"
             time.sleep(0.05)
 
-    def outage(seconds: float) -> None:
-        procs[-1].terminate()  # it saves its subscribers' sessions and queued messages
+    def outage(seconds: float, meanwhile: Any) -> None:
+        procs[-1].terminate()  # it saves its subscribers' sessions
         procs[-1].wait(10)
+        meanwhile()
         time.sleep(seconds)
         start()
 
@@ -352,6 +354,15 @@ class _Subscriber:
         self.client.loop_stop()
 
 
+def _settled(subscriber: _Subscriber, quiet_s: float = 1.0) -> None:
+    """Wait until ``subscriber`` has received nothing new for ``quiet_s`` seconds."""
+    count, since = -1, time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        if len(subscriber.received()) != count:
+            count, since = len(subscriber.received()), time.monotonic()
+        time.sleep(0.05)
+
+
 def test_mqtt_events_survive_a_broker_stopped_for_5_s_mid_run(clips: Path, tmp_path: Path) -> None:
     with _broker(tmp_path / "broker") as (port, outage):
         subscriber = _Subscriber(port, "detect/#")
@@ -370,7 +381,13 @@ def test_mqtt_events_survive_a_broker_stopped_for_5_s_mid_run(clips: Path, tmp_p
             while not (log.exists() and len(log.read_text().splitlines()) >= 2):
                 assert watch.poll() is None and time.monotonic() < deadline
                 time.sleep(0.05)
-            outage(5.0)
+            # The broker is killed at a moment when it holds no event it has acknowledged but
+            # not yet passed on: mosquitto 2.0 can lose those over a restart (its issue #2811),
+            # which is the broker's loss, not the watch's. So the watch is paused, the
+            # subscriber given what was acknowledged, and the watch goes on as the broker dies.
+            watch.send_signal(signal.SIGSTOP)
+            _settled(subscriber)
+            outage(5.0, lambda: watch.send_signal(signal.SIGCONT))
             out, err = watch.communicate(timeout=180)
             assert watch.returncode == 0, err[-3000:]
             logged = _logged(log)
