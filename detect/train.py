@@ -43,7 +43,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from detect import __version__
-from detect.data.augment import AugmentConfig, build_transform
 from detect.data.coco import CocoData, load_coco
 from detect.data.dataset import DetectionDataset, collate
 from detect.errors import ConfigError, DataError, DetectError
@@ -390,8 +389,12 @@ class Trainer:
         model = spec.build(weights, backbone_weights)
         self.model = model.to(ctx.device)
 
-        augment = AugmentConfig.from_value(config.augment)
-        self.transform = build_transform(augment) if augment is not None else None
+        self.transform = None
+        if config.augment is not False:  # albumentations is slow to import: only if it augments
+            from detect.data.augment import AugmentConfig, build_transform
+
+            augment = AugmentConfig.from_value(config.augment)
+            self.transform = build_transform(augment) if augment is not None else None
         dataset = DetectionDataset(
             self.train_data.records, config.arch == "mask_rcnn", self.transform
         )

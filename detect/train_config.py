@@ -30,6 +30,8 @@ SCHEDULES = ("cosine", "step")
 def _augment(value: Any, root: Path, what: str) -> Any:
     """True (the default augmentation), false/null (none) or a mapping of `AugmentConfig`
     knobs; checked here so that a bad knob fails before any data is read."""
+    if value is None or isinstance(value, bool):
+        return value
     from detect.data.augment import AugmentConfig  # albumentations: slow to import
 
     AugmentConfig.from_value(value)  # its ConfigError names the knob: augment.hflip ...

@@ -9,17 +9,18 @@ inside a worker, so the training loop can report it cleanly (or skip it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import albumentations as A
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from detect.data.augment import apply_transform
 from detect.data.coco import ImageRecord
 from detect.models.inputs import image_tensor
+
+if TYPE_CHECKING:  # albumentations is slow to import: only a run that augments loads it
+    import albumentations as A
 
 
 @dataclass
@@ -68,6 +69,8 @@ class DetectionDataset(Dataset):
         boxes, labels = record.boxes, record.labels
         masks = record.masks() if self.with_masks else None
         if self.transform is not None:
+            from detect.data.augment import apply_transform
+
             image, boxes, labels, masks = apply_transform(
                 self.transform, image, boxes, labels, masks
             )

@@ -5,11 +5,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 
 def _column(rows: list[dict[str, str]], name: str) -> tuple[list[int], list[float]]:
     epochs, values = [], []
@@ -22,6 +17,11 @@ def _column(rows: list[dict[str, str]], name: str) -> tuple[list[int], list[floa
 
 def plot_training_curves(metrics_csv: Path, out_dir: Path) -> list[Path]:
     """Write loss.png (every `loss*` column) and val_ap.png (every `val_*` column)."""
+    import matplotlib  # slow to import: only when a run plots
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     with open(metrics_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
