@@ -8,7 +8,7 @@ DETECT := $(BIN)/detect
 .PHONY: install lock check test lint proto demo demo-model bench-train study bench-predict bench-serve clean
 
 # .venv holds exactly what requirements.lock lists (every package of the train, serve, openvino,
-# eval, ray and dev extras, exact versions and hashes), then this checkout itself, editable and with no deps.
+# eval, ray, ui and dev extras, exact versions and hashes), then this checkout itself, editable and with no deps.
 # `pip check` may name one gap: opencv-python, which trackeval declares, is left out of the lock
 # on purpose (opencv-python-headless provides cv2; two cv2 distributions would overwrite each other).
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -31,7 +31,7 @@ lock:
 	test -x $(LOCK_TOOLS)/bin/uv || ($(PYTHON) -m venv $(LOCK_TOOLS) \
 		&& $(LOCK_TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION))
 	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml --extra train --extra serve --extra openvino --extra eval \
-		--extra ray --extra dev --no-emit-package opencv-python \
+		--extra ray --extra ui --extra dev --no-emit-package opencv-python \
 		--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 		--custom-compile-command "make lock" --quiet $(if $(UPGRADE),--upgrade) -o requirements.lock
 

@@ -34,6 +34,7 @@ from detect.video.proof import Proof, event_proof
 from detect.video.source import FrameSource, SourceCounts, is_live
 from detect.video.summary import VideoSummary
 from detect.video.writer import VideoWriter
+from detect.zones import Counting
 
 if TYPE_CHECKING:  # the gRPC side loads only for --server
     from detect.client import DetectorClient
@@ -181,6 +182,9 @@ class VideoRun:
         tracker = TrackerConfig.of(config.tracker, confirm=config.track_confirm)
         self.tracker = Tracker(tracker, *track_ids) if wanted else None
         self.frames = FrameSource(config, counts, cancel)
+        # each processed frame, its tracked detections and the counts so far (the site's web
+        # page, `detect.watch.ui`): it keeps a reference, copies nothing, never waits
+        self.on_picture: Callable[[np.ndarray, Detections, Counting], None] | None = None
         self.clips = None
         if config.event_clips.wanted and on_event is not None:
             rate = self.frames.sampling_fps() or 10.0
@@ -304,6 +308,8 @@ class VideoRun:
                 self._tell(event, frame, timestamp, detections)
         if self.clips is not None:
             self.clips.add(frame, timestamp)
+        if self.on_picture is not None:
+            self.on_picture(frame, detections, self.counting)
         self._write(record)
         return detections
 

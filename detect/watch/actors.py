@@ -37,6 +37,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from detect.errors import DetectError
+from detect.runtime.model_card import ModelCard, card_path
 from detect.video.config import VideoConfig
 from detect.video.proof import Proof
 from detect.video.run import stop_on_signals
@@ -47,6 +48,7 @@ from detect.watch.events import EventLog, SiteEvents
 from detect.watch.resume import resume_point
 from detect.watch.site import Site
 from detect.watch.status import StatusBoard
+from detect.watch.ui.view import TICK_S
 
 if TYPE_CHECKING:
     from detect.watch.run import WatchResult
@@ -201,14 +203,23 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
     import ray
 
     from detect.cluster import connect
-    from detect.watch.run import FINISH_S, WatchResult, site_client
+    from detect.watch.run import FINISH_S, WatchResult, model_info, site_client
 
     started = time.perf_counter()
+    model: dict[str, str] = {}
     if site.cameras[0].server is not None:  # a wrong address: one error now, not retries
-        with site_client(site.cameras[0]):
-            pass
+        with site_client(site.cameras[0]) as client:
+            model = model_info(None, client)
+    elif site.cameras[0].model is not None:
+        card = ModelCard.read(card_path(site.cameras[0].model))
+        model = {"name": card.name, "version": card.sha256[:12], "engine": "on the Ray workers"}
     events = SiteEvents(site)
+    ui = None
     try:
+        if site.settings.ui is not None:
+            from detect.watch.ui.server import start_ui
+
+            ui = start_ui(site, events.log, model, stream)
         connect(site.settings.cluster)
         remote = ray.remote(num_cpus=CPUS_PER_CAMERA, max_restarts=-1, max_task_retries=-1)(
             CameraActor
@@ -233,7 +244,7 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
                     camera.actor.stop.remote(reason)
 
         with stop_on_signals(on_signal):
-            due = time.monotonic() + board.every
+            due, ui_due = time.monotonic() + board.every, time.monotonic()
             stopping = False
             try:
                 while any(c.running for c in cameras):
@@ -245,8 +256,13 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
                         board.tick()
                         events.tick(cameras, board)
                         due += board.every
+                    if ui is not None and time.monotonic() >= ui_due:
+                        ui.view.tick(cameras, [c.state for c in cameras])
+                        ui_due = time.monotonic() + TICK_S
                 board.tick()
                 events.tick(cameras, board)
+                if ui is not None:
+                    ui.view.tick(cameras, [c.state for c in cameras])
             finally:
                 if any(c.running for c in cameras):
                     stop_all(asked[0] if asked else "watch ended")
@@ -262,6 +278,8 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
                             )
     finally:
         ray.shutdown()
+        if ui is not None:
+            ui.close()
         events.close()
     return WatchResult(
         {c.name: c.summary for c in cameras},

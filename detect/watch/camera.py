@@ -16,8 +16,9 @@ from detect.video.source import SourceCounts, is_live
 from detect.video.summary import VideoSummary
 from detect.watch.events import EventWriter
 
-if TYPE_CHECKING:  # the gRPC side loads only for a server
+if TYPE_CHECKING:  # the gRPC side loads only for a server, the web page's only for --ui
     from detect.client import DetectorClient
+    from detect.watch.ui.view import SiteView
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class CameraWorker:
     track_ids: tuple[int, int]
     client: DetectorClient | None = None  # the site's, shared by its cameras' streams
     resume_after: int | None = None  # `VideoRun`'s: a camera restarted on Ray
+    view: SiteView | None = None  # the site's web page (`detect.watch.ui`), given its frames
     counts: SourceCounts = field(default_factory=SourceCounts)  # its source's, from the start
     state: str = "starting"
     error: str | None = None
@@ -86,6 +88,9 @@ class CameraWorker:
                 self.client,
                 self.resume_after,
             )
+            if self.view is not None:
+                view = self.view
+                video.on_picture = lambda *picture: view.offer(config.name, *picture)
             with self._lock:
                 if self._stopped.is_set():
                     self.state = "stopped"

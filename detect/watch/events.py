@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -103,6 +104,8 @@ class EventLog:
                 ) from None
         self.count = 0
         self.counts: dict[str, Counter[str]] = defaultdict(Counter)  # per camera, per event
+        # told each event as written, in the log's order (the site's web page, `detect.watch.ui`)
+        self.watchers: list[Callable[[dict[str, Any]], None]] = []
 
     def write(self, camera: str, event: dict[str, Any], proof: Proof | None = None) -> None:
         """Log ``event`` of ``camera``; with its ``proof`` and a ``snapshots`` folder, its
@@ -133,6 +136,8 @@ class EventLog:
                     raise DataError(
                         f"events log {self._file.name}: cannot write it ({exc.strerror})"
                     ) from None
+            for watcher in self.watchers:
+                watcher(record)
 
     def restarted(self, camera: str) -> None:
         """``camera`` started again (on Ray, its process died): a live camera numbers its frames

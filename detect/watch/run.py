@@ -19,8 +19,9 @@ from detect.watch.camera import CameraWorker
 from detect.watch.events import SiteEvents
 from detect.watch.site import Site
 from detect.watch.status import StatusBoard
+from detect.watch.ui.view import TICK_S, SiteView
 
-if TYPE_CHECKING:  # the gRPC side loads only for a server
+if TYPE_CHECKING:  # the gRPC side loads only for a server, the web page's only for --ui
     from detect.client import DetectorClient
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,19 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
             local = stack.enter_context(LocalModel.open(first))
         else:  # one channel for every camera's stream: round_robin spreads them over servers
             client = stack.enter_context(site_client(first))
+        ui = None
+        if site.settings.ui is not None:
+            ui = stack.enter_context(_ui(site, events, model_info(local, client), stream))
         n = len(site.cameras)
         workers = [
-            CameraWorker(config, local, events.log, (k + 1, n), client)
+            CameraWorker(config, local, events.log, (k + 1, n), client, view=ui)
             for k, config in enumerate(site.cameras)
         ]
         board = StatusBoard(workers, status_every, stream)
+
+        def tick_ui() -> None:
+            if ui is not None:
+                ui.tick(workers, [w.shown_state for w in workers])
 
         def stop_all(reason: str) -> None:
             for worker in workers:
@@ -116,7 +124,7 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
             for worker in workers:
                 worker.start()
             try:
-                due = time.monotonic() + board.every
+                due, ui_due = time.monotonic() + board.every, time.monotonic()
                 while not all(w.join(timeout=0.1) for w in workers):
                     if asked:
                         stop_all(asked[0])
@@ -124,8 +132,12 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
                         board.tick()
                         events.tick(workers, board)
                         due += board.every
+                    if time.monotonic() >= ui_due:
+                        tick_ui()
+                        ui_due = time.monotonic() + TICK_S
                 board.tick()
                 events.tick(workers, board)
+                tick_ui()
             finally:  # whatever ended the loop, the cameras finish before the model closes
                 stop_all(asked[0] if asked else "watch ended")
                 deadline = time.monotonic() + FINISH_S
@@ -145,6 +157,35 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         sinks=events.report,
     )
     return _score_counts(site, result)
+
+
+def model_info(local: LocalModel | None, client: DetectorClient | None) -> dict[str, str]:
+    """What the site's page says of the model: its name, version and engine (a local model's
+    engine and provider; a server's provider)."""
+    if local is not None:
+        backend: Any = local.backend
+        info = backend.info
+        engine = getattr(backend, "engine", None)
+        where = f"{engine.name} ({backend.provider})" if engine is not None else ""
+        return {"name": info.name, "version": info.version, "engine": where}
+    if client is not None:
+        served = client.model_info()
+        return {"name": served.name, "version": served.version, "engine": served.provider}
+    return {}
+
+
+@contextlib.contextmanager
+def _ui(
+    site: Site, events: SiteEvents, model: dict[str, str], stream: TextIO
+) -> Iterator[SiteView]:
+    """The site's web page (``--ui``) while the block runs; its view."""
+    from detect.watch.ui.server import start_ui
+
+    server = start_ui(site, events.log, model, stream)
+    try:
+        yield server.view
+    finally:
+        server.close()
 
 
 def _score_counts(site: Site, result: WatchResult) -> WatchResult:

@@ -23,13 +23,22 @@ ever unless they say otherwise (`CAMERA_DEFAULTS`).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detect.config import SERVER_HELP, Cluster, Connection, Engine, host_port, load_yaml
-from detect.errors import ConfigError, UsageError
+from detect.config import (
+    SERVER_HELP,
+    Cluster,
+    Connection,
+    Engine,
+    host_port,
+    load_yaml,
+    token_file,
+)
+from detect.errors import ConfigError, UsageError, install_extra
 from detect.settings import (
     FLAGS,
     KEYS,
@@ -70,6 +79,23 @@ def _cameras(value: Any, root: Path, what: str) -> list[Any]:
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{what}: list at least one camera")
     return value
+
+
+def ui_address(value: str | None) -> str | None:
+    """The check of ``ui``: ``HOST:PORT`` or ``PORT`` (`ui_host_port`)."""
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not port.isdecimal() or int(port) > 65535 or (":" in value and not host):
+        return "give HOST:PORT or PORT, e.g. 127.0.0.1:8080 or 8080"
+    return None
+
+
+def ui_host_port(value: str) -> tuple[str, int]:
+    """``ui``'s host (127.0.0.1 when only a port is given; brackets of an IPv6 one removed) and
+    port."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 @dataclass(frozen=True)
@@ -142,6 +168,19 @@ class SiteSettings:
     drain_s: float = setting(
         10.0, "at the end, seconds the sinks get to send what is left", check=at_least(0)
     )
+    ui: str | None = setting(
+        None,
+        "serve the site's web page here: HOST:PORT, or PORT (on 127.0.0.1; 0: any free port); "
+        "docs/watch.md",
+        metavar="[HOST:]PORT",
+        check=ui_address,
+    )
+    ui_token_file: Path | None = setting(
+        None,
+        "the page wants one of this file's bearer tokens (a --auth-token-file of the servers)",
+        flag="",
+        check=token_file,
+    )
     max_frames: int | None = setting(
         None, "stop each camera after this many processed frames", key="", check=at_least(1)
     )
@@ -166,6 +205,11 @@ class SiteSettings:
             )
         if self.model is not None and not self.model.exists():
             raise spell.error("model", self.model, "no such file")
+        if self.ui is not None and not all(map(importlib.util.find_spec, ("starlette", "uvicorn"))):
+            raise ConfigError(
+                f"{spell('ui')} serves the site's page with Starlette and uvicorn: install the "
+                f"`ui` extra: {install_extra('ui')}"
+            )
 
 
 @dataclass
