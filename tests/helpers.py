@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+REPO = Path(__file__).resolve().parents[1]
+
 # Narrow FPN and mask head, small box head and proposal counts: a training step of 4 images of
 # 96 px takes about 0.6 s on a 2-core CPU (at torchvision's 256 channels the mask head alone
 # makes it 3 s).
@@ -77,6 +79,18 @@ def synth_site(folder: Path, cameras: int, frames: int, objects: int, seed: int)
     )
     assert made.returncode == 0, made.stderr
     return folder
+
+
+def local_site(clips: Path, **keys) -> dict:
+    """The site.yaml of `synth_site`'s ``clips`` run on the committed demo model, its sources
+    made absolute, without ground truth and annotated MP4s, with ``keys`` added."""
+    site = yaml.safe_load((clips / "site.yaml").read_text())
+    site.pop("server", None)
+    for camera in site["cameras"]:
+        camera["source"] = str(clips / camera["source"])
+        camera.pop("truth", None)
+        camera.pop("out_video", None)
+    return site | {"model": str(REPO / "models" / "demo.onnx"), **keys}
 
 
 def write_config(path: Path, **values) -> Path:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import cv2
 import pytest
 import yaml
-from helpers import run_detect, synth_site
+from helpers import local_site, run_detect, synth_site
 
 from detect.video.summary import VideoSummary
 from detect.watch import read_site
@@ -36,8 +36,6 @@ from detect.watch.actors import _Camera
 from detect.watch.events import EventLog
 from detect.watch.outbox import Outbox
 
-ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "demo.onnx"
 SECRET = b"s3cret-for-tests"
 
 
@@ -119,13 +117,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _site(clips: Path, folder: Path, sinks: list[dict[str, Any]], **keys: Any) -> Path:
     """The clips' site in ``folder`` with the committed demo model and ``sinks``."""
     folder.mkdir(parents=True, exist_ok=True)
-    site = yaml.safe_load((clips / "site.yaml").read_text())
-    site.pop("server", None)
-    for camera in site["cameras"]:
-        camera["source"] = str(clips / camera["source"])
-        camera.pop("truth", None)
-        camera.pop("out_video", None)
-    site |= {"model": str(MODEL), "sinks": sinks, "drain_s": 30, **keys}
+    site = local_site(clips, sinks=sinks, drain_s=30, **keys)
     (folder / "hook.secret").write_bytes(SECRET + b"\n")
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(site))

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import run_detect, synth_site
+from helpers import local_site, run_detect, synth_site
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "models" / "demo.onnx"
 SCREENSHOT = ROOT / "docs" / "images" / "site-page.png"  # the README's; UPDATE_SCREENSHOT=1
 FRAMES = 120  # 12 s of video a camera, played in real time
 
@@ -61,19 +60,13 @@ def browser() -> Any:
 def _site(folder: Path, **keys: Any) -> Path:
     """The 2-camera synthetic site with the demo model, its cameras played in real time."""
     clips = synth_site(folder / "clips", 2, FRAMES, objects=6, seed=4)
-    site = yaml.safe_load((clips / "site.yaml").read_text())
-    site.pop("server", None)
-    for camera in site["cameras"]:
-        camera["source"] = str(clips / camera["source"])
-        camera.pop("truth", None)
-        camera.pop("out_video", None)
-    site |= {
-        "model": str(MODEL),
-        "defaults": {"realtime": True},
-        "events": str(folder / "ev.jsonl"),
-        "summary": str(folder / "summary.json"),
+    site = local_site(
+        clips,
+        defaults={"realtime": True},
+        events=str(folder / "ev.jsonl"),
+        summary=str(folder / "summary.json"),
         **keys,
-    }
+    )
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(site))
     return path
