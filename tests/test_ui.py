@@ -172,7 +172,7 @@ def test_the_site_page_shows_both_cameras_live_with_their_events_and_counts(
     assert browser.find_element(By.ID, "run-state").text == "ended"
 
 
-def test_with_a_token_the_page_is_refused_without_it(browser: Any, tmp_path: Path) -> None:
+def test_with_a_token_the_pages_are_refused_without_it(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
     (tmp_path / "tokens.txt").write_text("s3cret-ui-token\n")
@@ -193,6 +193,14 @@ def test_with_a_token_the_page_is_refused_without_it(browser: Any, tmp_path: Pat
             assert time.monotonic() < deadline, "the page did not open with its token"
             time.sleep(0.1)
         assert browser.current_url == url + "/"
+        # a camera's page: its own tile, with its picture (the cookie still holds the token)
+        browser.get(url + "/camera/cam2")
+        while not browser.find_elements(By.CSS_SELECTOR, "article.tile .picture img"):
+            assert time.monotonic() < deadline + 20, "the camera page got no picture"
+            time.sleep(0.1)
+        tiles = browser.find_elements(By.CSS_SELECTOR, "article.tile")
+        assert [tile.get_attribute("data-camera") for tile in tiles] == ["cam2"]
+        assert browser.find_element(By.ID, "plot").tag_name == "svg"
     finally:
         watch.kill()
         watch.wait()
