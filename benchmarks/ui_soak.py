@@ -8,8 +8,8 @@ Serves ``--cameras`` endless MJPEG cameras over HTTP on loopback (the clip's fra
 over, 10 a second), runs ``detect watch`` on them with the model and ``--ui`` on a free port,
 opens the site page in Debian's headless chromium (chromium-driver, selenium) and keeps it open
 for ``--minutes``. Every ``--every`` seconds it prints the watch's resident memory (VmRSS), the
-frames it processed, the pictures the page has loaded and the events in its timeline (at most
-200); at the end, the growth after
+frames it processed, the pictures the page has loaded, the events in its timeline (at most 200)
+and the page's JavaScript heap; at the end, the growth after
 the first sample in total and as MB per 10 minutes (least squares over the samples after the
 first). A page that costs memory per picture or per event shows as a growth that keeps going.
 """
@@ -124,19 +124,25 @@ def main() -> None:
         browser.get(f"http://127.0.0.1:{port}/")
         started = time.monotonic()
         samples: list[tuple[float, float]] = []
-        print(f"{'minute':>7} {'RSS MB':>8} {'processed':>10} {'pictures':>9} {'events':>7}")
+        header = ("minute", "RSS MB", "processed", "pictures", "events", "heap MB")
+        print(" ".join(f"{h:>{w}}" for h, w in zip(header, (7, 8, 10, 9, 7, 8), strict=True)))
         while time.monotonic() - started < args.minutes * 60:
             time.sleep(args.every)
-            processed, pictures, events = browser.execute_script(
+            processed, pictures, events, heap = browser.execute_script(
                 "return [[...document.querySelectorAll('article.tile')]"
                 ".reduce((n, t) => n + Number(t.dataset.processed || 0), 0),"
                 " Number(document.body.dataset.pictures || 0),"
-                " document.querySelectorAll('#events li').length]"
+                " document.querySelectorAll('#events li').length,"
+                " performance.memory ? performance.memory.usedJSHeapSize : 0]"
             )
             minute = (time.monotonic() - started) / 60
             rss = rss_mb(watch.pid)
             samples.append((minute, rss))
-            print(f"{minute:7.1f} {rss:8.1f} {processed:10d} {pictures:9d} {events:7d}", flush=True)
+            print(
+                f"{minute:7.1f} {rss:8.1f} {processed:10d} {pictures:9d} {events:7d} "
+                f"{heap / 2**20:8.1f}",
+                flush=True,
+            )
     finally:
         browser.quit()
         watch.terminate()

@@ -137,7 +137,10 @@ class EventLog:
                         f"events log {self._file.name}: cannot write it ({exc.strerror})"
                     ) from None
             for watcher in self.watchers:
-                watcher(record)
+                try:
+                    watcher(record)
+                except Exception:  # the web page's trouble never stops a camera
+                    log.exception("the site page could not take event %s", record["id"])
 
     def restarted(self, camera: str) -> None:
         """``camera`` started again (on Ray, its process died): a live camera numbers its frames

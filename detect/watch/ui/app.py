@@ -64,16 +64,16 @@ class _Token:
             return
         request = Request(scope)
         offered = request.query_params.get("token")
-        given = request.headers.get("authorization", "")
-        if given.lower().startswith("bearer "):
-            given = given[7:].strip()
-        else:
-            given = request.cookies.get(COOKIE, "")
+        header = request.headers.get("authorization", "")
+        bearer = header[7:].strip() if header.lower().startswith("bearer ") else ""
         answer: Response | None = None
         if offered is not None and self._is(offered):
-            answer = RedirectResponse(request.url.remove_query_params("token"), status_code=303)
+            # relative, so that a proxy's prefix, host and scheme stay as the browser has them
+            query = request.url.remove_query_params("token").query
+            where = (request.url.path.rsplit("/", 1)[1] or "./") + (f"?{query}" if query else "")
+            answer = RedirectResponse(where, status_code=303)
             answer.set_cookie(COOKIE, offered, httponly=True, samesite="strict")
-        elif not self._is(given):
+        elif not (self._is(bearer) or self._is(request.cookies.get(COOKIE, ""))):
             answer = PlainTextResponse(
                 "401: this site's page wants its token: open it as /?token=TOKEN, or send "
                 "Authorization: Bearer TOKEN",
@@ -103,9 +103,8 @@ def ui_app(view: SiteView, tokens: list[str] | None = None) -> Starlette:
         return JSONResponse(view.site())
 
     async def stream(request: Request) -> Response:
-        queue = view.subscribe()
-
         async def messages() -> AsyncIterator[str]:
+            queue = view.subscribe()  # here: a page gone before the first message lets it go
             try:
                 yield "retry: 2000\n\n"
                 while True:

@@ -29,6 +29,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -67,6 +68,7 @@ class _Picture:
     number: int = 0  # of the frame kept
     jpeg: bytes | None = None
     jpeg_number: int = -1
+    drawing: threading.Lock = field(default_factory=threading.Lock)  # one page draws a frame
 
 
 @dataclass
@@ -163,7 +165,8 @@ class SiteView:
             path = Path(record[what])
             for key, root in self.media.items():
                 if path.is_relative_to(root):
-                    urls[what] = f"media/{key}/{path.relative_to(root).as_posix()}"
+                    where = quote(f"{key}/{path.relative_to(root).as_posix()}")
+                    urls[what] = f"media/{where}"
                     break
         return urls
 
@@ -178,7 +181,8 @@ class SiteView:
                 view = self._cameras[camera.name]
                 s = camera.summary
                 then, before = view.processed
-                rate = (s.frames_processed - before) / (now - then) if then else 0.0
+                done = s.frames_processed - before  # < 0: a Ray camera restarted, counting anew
+                rate = done / (now - then) if then and done >= 0 else 0.0
                 view.processed = (now, s.frames_processed)
                 view.state = {
                     "state": state,
@@ -215,19 +219,19 @@ class SiteView:
     def picture(self, camera: str) -> bytes | None:
         """``camera``'s latest kept frame, drawn and as a JPEG (drawn once per frame for every
         page); None before any."""
-        view = self._cameras[camera]
-        picture = view.picture
-        with self._lock:
-            kept, number = picture.frame, picture.number
-            if kept is None or picture.jpeg_number == number:
+        picture = self._cameras[camera].picture
+        with picture.drawing:  # the others wait for its JPEG instead of drawing it again
+            with self._lock:
+                kept, number = picture.frame, picture.number
+                if kept is None or picture.jpeg_number == number:
+                    return picture.jpeg
+            frame, detections, counts = kept
+            drawn = annotate_frame(frame, detections, counts, camera)
+            ok, data = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            with self._lock:
+                if ok:
+                    picture.jpeg, picture.jpeg_number = data.tobytes(), number
                 return picture.jpeg
-        frame, detections, counts = kept
-        drawn = annotate_frame(frame, detections, counts, camera)
-        ok, data = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        with self._lock:
-            if ok and number > picture.jpeg_number:
-                picture.jpeg, picture.jpeg_number = data.tobytes(), number
-            return picture.jpeg
 
     def site(self) -> dict[str, Any]:
         """Everything a page that opens needs: ``info``, each camera with its counts' history,
