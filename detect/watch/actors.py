@@ -171,6 +171,11 @@ class _Camera:
     asked: Any = None  # the poll on its way
     asked_at: float = -float("inf")
 
+    @property
+    def shown_state(self) -> str:
+        """Its state as its actor last said it (reconnecting included)."""
+        return self.state
+
     def status(self, fps: float) -> str:
         return status_line(self.name, self.state, self.summary, fps, self.restarts)
 
@@ -206,12 +211,14 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
     from detect.watch.run import FINISH_S, WatchResult, model_info, site_client
 
     started = time.perf_counter()
-    model: dict[str, str] = {}
-    if site.cameras[0].server is not None:  # a wrong address: one error now, not retries
-        with site_client(site.cameras[0]) as client:
-            model = model_info(None, client)
-    elif site.cameras[0].model is not None:
-        card = ModelCard.read(card_path(site.cameras[0].model))
+    first = site.cameras[0]
+    model: dict[str, str] = {}  # what the site's page says of it (``--ui``)
+    if first.server is not None:  # a wrong address: one error now, not retries
+        with site_client(first) as client:
+            if site.settings.ui is not None:
+                model = model_info(None, client)
+    elif first.model is not None and site.settings.ui is not None:
+        card = ModelCard.read(card_path(first.model))
         model = {"name": card.name, "version": card.sha256[:12], "engine": "on the Ray workers"}
     events = SiteEvents(site)
     ui = None
@@ -257,12 +264,12 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
                         events.tick(cameras, board)
                         due += board.every
                     if ui is not None and time.monotonic() >= ui_due:
-                        ui.view.tick(cameras, [c.state for c in cameras])
+                        ui.view.tick(cameras)
                         ui_due = time.monotonic() + TICK_S
                 board.tick()
                 events.tick(cameras, board)
                 if ui is not None:
-                    ui.view.tick(cameras, [c.state for c in cameras])
+                    ui.view.tick(cameras)
             finally:
                 if any(c.running for c in cameras):
                     stop_all(asked[0] if asked else "watch ended")

@@ -104,10 +104,6 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         ]
         board = StatusBoard(workers, status_every, stream)
 
-        def tick_ui() -> None:
-            if ui is not None:
-                ui.tick(workers, [w.shown_state for w in workers])
-
         def stop_all(reason: str) -> None:
             for worker in workers:
                 worker.stop(reason)
@@ -132,12 +128,13 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
                         board.tick()
                         events.tick(workers, board)
                         due += board.every
-                    if time.monotonic() >= ui_due:
-                        tick_ui()
+                    if ui is not None and time.monotonic() >= ui_due:
+                        ui.tick(workers)
                         ui_due = time.monotonic() + TICK_S
                 board.tick()
                 events.tick(workers, board)
-                tick_ui()
+                if ui is not None:
+                    ui.tick(workers)
             finally:  # whatever ended the loop, the cameras finish before the model closes
                 stop_all(asked[0] if asked else "watch ended")
                 deadline = time.monotonic() + FINISH_S

@@ -57,6 +57,9 @@ class Camera(Protocol):
     @property
     def summary(self) -> Any: ...
 
+    @property
+    def shown_state(self) -> str: ...
+
 
 @dataclass
 class _Picture:
@@ -172,12 +175,12 @@ class SiteView:
 
     # --- the watch loop
 
-    def tick(self, cameras: list[Camera], states: list[str]) -> None:
-        """Each camera's state (``states``: its status word), processed frames/s since the last
-        tick, dropped frames, reconnects; a sample of its counts when one is due."""
+    def tick(self, cameras: list[Camera]) -> None:
+        """Each camera's state (its status word), processed frames/s since the last tick,
+        dropped frames, reconnects; a sample of its counts when one is due."""
         now, wall = time.monotonic(), time.time()
         with self._lock:
-            for camera, state in zip(cameras, states, strict=True):
+            for camera in cameras:
                 view = self._cameras[camera.name]
                 s = camera.summary
                 then, before = view.processed
@@ -185,7 +188,7 @@ class SiteView:
                 rate = done / (now - then) if then and done >= 0 else 0.0
                 view.processed = (now, s.frames_processed)
                 view.state = {
-                    "state": state,
+                    "state": camera.shown_state,
                     "fps": round(rate, 2),
                     "processed": s.frames_processed,
                     "dropped": s.frames_dropped + s.frames_dropped_by_server,
