@@ -273,13 +273,8 @@ def _primary_ap(stats: dict[str, dict[str, float]], arch: str) -> float:
 
 
 def _prepare_out(config: TrainConfig) -> None:
-    out = config.out
-    if config.resume is None and (out / "last.pt").exists():
-        raise ConfigError(
-            f"{out} already holds a run; continue it with --resume {out / 'last.pt'} "
-            "or choose another --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    config.check_inputs()  # `detect train` checked them before torch loaded; others call here
+    config.out.mkdir(parents=True, exist_ok=True)
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from detect.config import DEVICES
+from detect.errors import ConfigError, DataError
+from detect.models.spec import check_checkpoint_file
 from detect.settings import FLAGS, Spelling, at_least, more_than, output_folder, setting
 
 # What `detect.models.build.build_model` builds (it imports them from here: torch-free).
@@ -130,6 +132,21 @@ class TrainConfig:
         spell = spell or Spelling(TrainConfig, FLAGS)
         if self.data is None:
             raise spell.problem("no training data; pass --data TRAIN.json")
+
+    def check_inputs(self) -> None:
+        """The mistakes found without torch, before it loads (`detect train` checks first): a
+        data file that is not there, a run folder that already holds a run, a checkpoint to
+        resume that is not there or not a torch file."""
+        for path in (self.data, self.val, self.test):
+            if path is not None and not Path(path).exists():
+                raise DataError(f"{path} not found; check the path")
+        if self.resume is None and (self.out / "last.pt").exists():
+            raise ConfigError(
+                f"{self.out} already holds a run; continue it with --resume "
+                f"{self.out / 'last.pt'} or choose another --out"
+            )
+        if self.resume is not None:
+            check_checkpoint_file(self.resume)
 
     def zoo_weights(self) -> str | None:
         """The torchvision COCO model named by ``weights`` ("NAME" or "NAME:TAG", see

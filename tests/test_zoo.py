@@ -16,6 +16,7 @@ from helpers import run_detect, write_config
 from serving import start_server
 
 from detect.client import DetectorClient
+from detect.models.spec import ZOO_NAMES
 from detect.models.zoo import ZOO, build_zoo_model, cache_file, coco_categories, zoo_model
 
 pytestmark = pytest.mark.slow  # minutes of training, export or installing (make check skips it)
@@ -194,6 +195,10 @@ def test_missing_weights_offline_is_one_line_naming_the_file_and_where_it_goes(
     (line,) = result.stderr.strip().splitlines()
     assert wanted in line and str(tmp_path / "hub" / "checkpoints") in line, line
     assert not (tmp_path / "hub" / "checkpoints" / wanted).exists()  # no partial file left
+
+
+def test_the_torch_free_list_of_zoo_names_is_the_zoos() -> None:
+    assert tuple(ZOO) == ZOO_NAMES
 
 
 def test_unknown_zoo_name_or_weights_is_one_line(torch_home: Path, tmp_path: Path) -> None:

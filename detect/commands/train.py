@@ -35,7 +35,8 @@ def read_config(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = read_config(args)
-    from detect.train import train  # torch: once the config is known to be good
+    config.check_inputs()
+    from detect.train import train  # torch: once the config and its files are known to be good
 
     result = train(config, Progress)
     print(result.summary())

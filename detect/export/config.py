@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from detect.errors import ConfigError, install_extra
+from detect.models.spec import ZOO_NAMES, check_checkpoint_file
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, DEFAULT_SCORE
 from detect.runtime.sources import list_images
 from detect.settings import FLAGS, Check, Spelling, check, output_file, setting
@@ -156,8 +157,15 @@ class ExportConfig:
 
 def check_export(config: ExportConfig) -> None:
     """Every mistake of ``config`` that needs no model, before torch is even loaded (`detect
-    export` checks first): the settings (`detect.settings.check`), then what ``--int8`` needs."""
+    export` checks first): the settings (`detect.settings.check`), a checkpoint that is not there
+    or not a torch file, a zoo name that is none, then what ``--int8`` needs."""
     check(config)
+    if config.checkpoint is not None:
+        check_checkpoint_file(config.checkpoint)
+    if config.pretrained is not None and config.pretrained not in ZOO_NAMES:
+        raise ConfigError(
+            f"no zoo model {config.pretrained!r}; `detect models` lists {', '.join(ZOO_NAMES)}"
+        )
     if config.int8 is not None:
         _check_int8_inputs(config)
 

@@ -13,11 +13,38 @@ Torch-free: the builders (and torch) are imported inside `build`.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from detect.errors import CheckpointError
+
+ZOO_NAMES = (
+    "fasterrcnn_resnet50_fpn",
+    "fasterrcnn_resnet50_fpn_v2",
+    "fasterrcnn_mobilenet_v3_large_fpn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn",
+    "maskrcnn_resnet50_fpn",
+    "maskrcnn_resnet50_fpn_v2",
+)
+"""The names of `detect.models.zoo.ZOO`, in its order, without torch (for checks made before it
+loads; tests/test_zoo.py holds them equal)."""
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """A `CheckpointError` for a checkpoint that is not there or is not a file torch wrote (a
+    zip archive, or a pickle of torch's older format), before torch loads; the rest of what
+    `detect.models.checkpoint.load_checkpoint` checks needs torch."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found; check the path")
+    with path.open("rb") as file:
+        head = file.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        raise CheckpointError(f"cannot read checkpoint {path} (not a file torch saved)")
+
 
 if TYPE_CHECKING:
     from torch import nn
