@@ -185,6 +185,7 @@ def test_a_bad_model_repository_fails_before_listening(
 def test_a_missing_extra_names_the_pip_command_for_this_checkout(tmp_path: Path) -> None:
     """detect is installed from its checkout (README: Install), not from PyPI: the hint installs
     the checkout's extra, one line that can be pasted."""
+    (tmp_path / "t.json").write_text("{}")  # there: the files are checked before torch loads
     result = run_detect_without("torch", "train", "--data", str(tmp_path / "t.json"))
     error = _error(result, 1)
     assert f"install the `train` extra: pip install '{ROOT}[train]'" in error
