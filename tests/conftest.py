@@ -128,8 +128,7 @@ def tiny_runs(shapes_small: Path, model_cache: Path) -> dict[tuple[str, str], Pa
     set, scored after the last epoch) as `TINY_RECIPES` says, each checked by `check_tiny_run`."""
     data = shapes_small / "train.json"
     base = model_cache / "mask_rcnn_align"
-    runs = {("mask_rcnn", "align"): base / "best.pt"}
-    wanted = {}
+    runs, wanted = {}, {}
     for (arch, roi), recipe in TINY_RECIPES.items():
         out = model_cache / f"{arch}_{roi}"
         runs[arch, roi] = out / "best.pt"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from detect.errors import ConfigError, install_extra
-from detect.models.spec import ZOO_NAMES, check_checkpoint_file
+from detect.models.spec import check_checkpoint_file, check_zoo_name
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, DEFAULT_SCORE
 from detect.runtime.sources import list_images
 from detect.settings import FLAGS, Check, Spelling, check, output_file, setting
@@ -162,10 +162,8 @@ def check_export(config: ExportConfig) -> None:
     check(config)
     if config.checkpoint is not None:
         check_checkpoint_file(config.checkpoint)
-    if config.pretrained is not None and config.pretrained not in ZOO_NAMES:
-        raise ConfigError(
-            f"no zoo model {config.pretrained!r}; `detect models` lists {', '.join(ZOO_NAMES)}"
-        )
+    if config.pretrained is not None:
+        check_zoo_name(config.pretrained)
     if config.int8 is not None:
         _check_int8_inputs(config)
 

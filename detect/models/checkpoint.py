@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from detect.errors import CheckpointError
-from detect.models.spec import ModelSpec
+from detect.models.spec import ModelSpec, check_checkpoint_file
 
 CHECKPOINT_FORMAT = "detect-checkpoint/1"
 
@@ -65,8 +65,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a `detect train` checkpoint (weights_only); CheckpointError when it is not one or
     its `model_spec` cannot be read."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; check the path")
+    check_checkpoint_file(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, pickle, truncated file ...

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from detect.errors import CheckpointError
+from detect.errors import CheckpointError, ConfigError
 
 ZOO_NAMES = (
     "fasterrcnn_resnet50_fpn",
@@ -33,6 +33,12 @@ ZOO_NAMES = (
 loads; tests/test_zoo.py holds them equal)."""
 
 
+def check_zoo_name(name: str) -> None:
+    """A `ConfigError` listing the zoo's names when ``name`` is none of them."""
+    if name not in ZOO_NAMES:
+        raise ConfigError(f"no zoo model {name!r}; `detect models` lists {', '.join(ZOO_NAMES)}")
+
+
 def check_checkpoint_file(path: Path) -> None:
     """A `CheckpointError` for a checkpoint that is not there or is not a file torch wrote (a
     zip archive, or a pickle of torch's older format), before torch loads; the rest of what
@@ -41,8 +47,8 @@ def check_checkpoint_file(path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; check the path")
     with path.open("rb") as file:
-        head = file.read(2)
-    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        pickled = file.read(1) == b"\x80"  # a pickle's protocol opcode
+    if not pickled and not zipfile.is_zipfile(path):
         raise CheckpointError(f"cannot read checkpoint {path} (not a file torch saved)")
 
 

@@ -29,6 +29,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.ops import misc
 
 from detect.errors import CheckpointError, ConfigError
+from detect.models.spec import check_zoo_name
 
 ZOO_TAGS = ("DEFAULT", "COCO_V1")
 
@@ -110,8 +111,7 @@ ZOO = {
 
 def zoo_model(name: str) -> ZooModel:
     """The zoo entry called ``name``; a `ConfigError` listing the names otherwise."""
-    if name not in ZOO:
-        raise ConfigError(f"no zoo model {name!r}; `detect models` lists {', '.join(ZOO)}")
+    check_zoo_name(name)
     return ZOO[name]
 
 
