@@ -24,6 +24,7 @@ from detect.structures import DetectOptions
 from detect.track import TRACKERS, TrackerConfig
 from detect.video.clips import ClipSettings
 from detect.video.health import HealthSettings
+from detect.video.motion import MotionSettings, motion_setting
 from detect.video.source import is_live
 from detect.zones import CountingSettings
 
@@ -99,6 +100,14 @@ class VideoConfig:
         "a track gets its id once one of its detections scores this (a piece of background the "
         "model sees at a steady, middling score stays untracked; see detect.track)",
         check=between(0, 1),
+    )
+    motion: MotionSettings | bool = setting(
+        MotionSettings(),
+        "motion gating: a frame goes to the model only when its picture changed since the last "
+        "one that did, or force_s seconds after it (a site's camera: false, or a mapping of "
+        "threshold, min_area, force_s, lighting, mask; see detect.video.motion)",
+        parse=motion_setting,
+        shown_default="on",
     )
     counting: CountingSettings = nested(CountingSettings)
     camera_health: HealthSettings = nested(HealthSettings)

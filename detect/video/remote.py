@@ -6,8 +6,11 @@ Raw BGR pixels are sent (no re-encoding), so the server sees the pixels a local 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -16,6 +19,9 @@ from detect.client import DetectorClient, Frame, MessageTooLargeError, ServerErr
 from detect.structures import Detections, DetectOptions
 from detect.video.run import StreamLostError
 from detect.video.source import FrameSource, attempt_label, attempts_left, backoff
+
+if TYPE_CHECKING:
+    from detect.video.motion import MotionGate
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,7 @@ def stream(
     retry: int | None = 0,
     frame_deadline_ms: int = 0,
     on_move: Callable[[], None] = lambda: None,
+    items: Iterator[tuple[int, float, np.ndarray]] | None = None,
 ) -> Iterator[Result]:
     """Results of one ``DetectStream`` call with up to ``in_flight`` frames on their way,
     reopened after UNAVAILABLE up to ``retry`` times in a row (None: for ever); frames the
@@ -45,11 +52,11 @@ def stream(
     among the healthy ones, without counting as a retry; ``on_move`` is told. A stream that
     fails before answering anything goes by ``retry``, as with one server.
 
-    The request generator runs on gRPC's thread; it pulls frames from one shared iterator, so a
-    reopened stream goes on where the failed one stopped, after sending again, in order, the
-    frames that were in flight when the server went away.
+    The request generator runs on gRPC's thread; it pulls frames from one shared iterator
+    (``items``, else ``frames``'), so a reopened stream goes on where the failed one stopped,
+    after sending again, in order, the frames that were in flight when the server went away.
     """
-    source = iter(frames)
+    source = iter(frames) if items is None else items
     pull = threading.Lock()  # one generator at a time: the old call's may still be running
     pending: dict[str, tuple[int, float, np.ndarray]] = {}  # sent, not answered
     backlog: list[tuple[int, float, np.ndarray]] = []  # in flight when a call failed
@@ -101,8 +108,8 @@ def stream(
                 backlog[:0] = sorted(pending.values(), key=lambda item: item[0])
                 pending.clear()
             if isinstance(exc, MessageTooLargeError):
-                source = frames.config.source
-                raise MessageTooLargeError(exc.size, exc.limit, f"a frame of {source}") from None
+                where = f"a frame of {frames.config.source}"
+                raise MessageTooLargeError(exc.size, exc.limit, where) from None
             if exc.code != grpc.StatusCode.UNAVAILABLE:
                 raise
             if client.balanced and answered > answered_before:
@@ -129,3 +136,104 @@ def stream(
             with frames.reconnection():
                 if frames.stopped.wait(pause):
                     return
+
+
+Gated = tuple[int, float, np.ndarray, Detections | None, str]
+"""A `Result` and the motion gate's reason (`detect.video.motion`): ``still`` frames were not
+sent (their detections None: the last inferred frame's stand)."""
+
+
+def gated_stream(
+    client: DetectorClient,
+    frames: FrameSource,
+    gate: MotionGate,
+    options: DetectOptions,
+    in_flight: int = 4,
+    retry: int | None = 0,
+    frame_deadline_ms: int = 0,
+    on_move: Callable[[], None] = lambda: None,
+) -> Iterator[Gated]:
+    """`stream`'s results, and between them, in the source's order, the frames that ``gate``
+    kept from the server.
+
+    A reader thread takes each frame from the source and asks the gate; the frames with motion
+    go to `stream` (running on a thread of its own), the still ones wait in line only behind
+    frames sent before them, so a quiet camera's frames come out as they are read, not at its
+    next motion. At most ``2 * in_flight + 2`` frames wait in line (the source is not read
+    further ahead). An error of either thread is raised here, after the frames before it.
+    """
+    line: deque[list[Any]] = deque()  # [index, timestamp, frame, why, detections, ready]
+    sent: dict[int, list[Any]] = {}
+    to_send: queue.Queue[tuple[int, float, np.ndarray] | None] = queue.Queue()
+    ready = threading.Condition()
+    errors: list[BaseException] = []
+    running = [2]  # threads not finished
+    closing = threading.Event()
+    room = 2 * in_flight + 2
+
+    def read() -> None:
+        try:
+            for index, timestamp, frame in frames:
+                why = gate.decide(frame, timestamp)
+                entry = [index, timestamp, frame, why, None, why == "still"]
+                with ready:
+                    while len(line) >= room and not closing.is_set():
+                        ready.wait(0.5)
+                    if closing.is_set():
+                        return
+                    line.append(entry)
+                    if why != "still":
+                        sent[index] = entry
+                    ready.notify_all()
+                if why != "still":
+                    to_send.put((index, timestamp, frame))
+        except BaseException as exc:  # the source's error, raised by the caller's thread
+            errors.append(exc)
+        finally:
+            to_send.put(None)
+            with ready:
+                running[0] -= 1
+                ready.notify_all()
+
+    def answer() -> None:
+        try:
+            results = stream(
+                client,
+                frames,
+                options,
+                in_flight,
+                retry,
+                frame_deadline_ms,
+                on_move,
+                iter(to_send.get, None),
+            )
+            for index, _, _, detections in results:
+                with ready:
+                    entry = sent.pop(index)
+                    entry[4], entry[5] = detections, True
+                    ready.notify_all()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            with ready:
+                running[0] -= 1
+                ready.notify_all()
+
+    threads = [threading.Thread(target=t, daemon=True) for t in (read, answer)]
+    for thread in threads:
+        thread.start()
+    try:
+        while True:
+            with ready:
+                while not (line and line[0][5]) and not errors and (line or running[0]):
+                    ready.wait()
+                if not (line and line[0][5]):
+                    if errors:
+                        raise errors[0]
+                    return
+                index, timestamp, frame, why, detections, _ = line.popleft()
+                ready.notify_all()
+            yield index, timestamp, frame, detections, why
+    finally:
+        closing.set()
+        to_send.put(None)

@@ -30,6 +30,7 @@ from detect.video.annotate import annotate_frame, detection_records
 from detect.video.clips import EventClips
 from detect.video.config import VideoConfig
 from detect.video.health import HealthMonitor
+from detect.video.motion import MotionGate
 from detect.video.proof import Proof, event_proof
 from detect.video.source import FrameSource, SourceCounts, is_live
 from detect.video.summary import VideoSummary
@@ -39,7 +40,7 @@ from detect.zones import Counting
 if TYPE_CHECKING:  # the gRPC side loads only for --server
     from detect.client import DetectorClient
     from detect.runtime.backend import Backend
-    from detect.video.remote import Result
+    from detect.video.remote import Gated
 
 
 class StreamLostError(DetectError):
@@ -92,34 +93,34 @@ def _results(
     local: LocalModel | None,
     client: DetectorClient | None = None,
     on_move: Callable[[], None] = lambda: None,
-) -> Iterator[Result]:
-    """Each frame with its detections: through the server (`detect.video.remote.stream`, on
-    ``client``, else a client opened here) or a local backend (``local``, else opened here), one
-    frame at a time."""
+    gate: MotionGate | None = None,
+) -> Iterator[Gated]:
+    """Each frame with its detections and the motion gate's reason (``""`` without ``gate``;
+    ``still``: not sent to the model, detections None): through the server
+    (`detect.video.remote.stream`, on ``client``, else a client opened here) or a local backend
+    (``local``, else opened here), one frame at a time."""
     if config.server is not None:
         from detect.client import DetectorClient
-        from detect.video.remote import stream
+        from detect.video.remote import gated_stream, stream
 
         with contextlib.ExitStack() as stack:
             if client is None:
                 kwargs = config.connection.client_kwargs()
                 client = stack.enter_context(DetectorClient(config.server, **kwargs, timeout=None))
                 client.wait_spread()  # several servers: round_robin picks among them all
-            yield from stream(
-                client,
-                frames,
-                config.options,
-                config.in_flight,
-                config.retry,
-                config.frame_deadline_ms,
-                on_move,
-            )
+            how = (config.options, config.in_flight, config.retry, config.frame_deadline_ms)
+            if gate is not None:
+                yield from gated_stream(client, frames, gate, *how, on_move)
+            else:
+                yield from ((*result, "") for result in stream(client, frames, *how, on_move))
         return
     with contextlib.ExitStack() as stack:
         if local is None:
             local = stack.enter_context(LocalModel.open(config))
         for index, timestamp, frame in frames:
-            yield index, timestamp, frame, local.detect(frame, config.options)
+            why = gate.decide(frame, timestamp) if gate is not None else ""
+            detections = None if why == "still" else local.detect(frame, config.options)
+            yield index, timestamp, frame, detections, why
 
 
 @contextlib.contextmanager
@@ -201,6 +202,8 @@ class VideoRun:
         if resume_after is not None:
             self.frames.skip_through = resume_after
         self.summary = VideoSummary(self.frames.counts)
+        self.gate = MotionGate(config.motion) if config.motion else None
+        self._last = Detections.of([], [])  # the last inferred frame's, tracked: a still frame's
         self._jsonl: TextIO | None = None
         self.interrupted: str | None = None
 
@@ -231,16 +234,16 @@ class VideoRun:
                         "give a writable path"
                     ) from None
             with stop_on_signals(self._interrupt):
-                for index, timestamp, frame, detections in _results(
-                    config, self.frames, self.local, self.client, self._moved
+                for index, timestamp, frame, detections, why in _results(
+                    config, self.frames, self.local, self.client, self._moved, self.gate
                 ):
-                    if detections is None:  # dropped by the server
+                    if detections is None and why != "still":  # dropped by the server
                         summary.frames_dropped_by_server += 1
                         progress()
                         continue
                     if writer is None and config.out_video is not None:
                         writer = self._open_writer(frame)
-                    detections = self._process(index, timestamp, frame, detections)
+                    detections = self._process(index, timestamp, frame, detections, why)
                     if writer is not None:
                         writer.write(self._frame(frame, index, detections))
                     progress()
@@ -275,14 +278,27 @@ class VideoRun:
             raise DataError(f"--out-video {config.out_video}: cannot write an MP4 there") from None
 
     def _process(
-        self, index: int, timestamp: float, frame: np.ndarray, detections: Detections
+        self,
+        index: int,
+        timestamp: float,
+        frame: np.ndarray,
+        detections: Detections | None,
+        why: str = "",
     ) -> Detections:
         """Track and count one frame's detections (``frame``: its ``(H, W, 3)`` BGR pixels),
-        write its JSONL line (when asked); the detections with their track ids."""
+        write its JSONL line (when asked); the detections with their track ids. A ``still``
+        frame (the motion gate's; ``detections`` None) keeps the last inferred frame's tracked
+        detections: nothing moved since, so its tracks are held where they are (not advanced,
+        not aged)."""
         summary, tracker = self.summary, self.tracker
-        if tracker is not None:
-            looks = colour_histograms(frame, detections) if tracker.config.appearance else None
-            detections = tracker.update(detections, looks)
+        if detections is None:
+            detections = self._last
+        else:
+            if tracker is not None:
+                looks = colour_histograms(frame, detections) if tracker.config.appearance else None
+                detections = tracker.update(detections, looks)
+            self._last = detections
+            summary.frames_inferred += 1
         summary.frames_processed += 1
         for label, track_id in zip(detections.labels, detections.track_ids.tolist(), strict=True):
             summary.detections[label] += 1
@@ -293,6 +309,9 @@ class VideoRun:
             "timestamp_ms": round(timestamp, 3),
             "detections": detection_records(detections),
         }
+        if why:
+            record["inferred"] = why != "still"
+            record["motion"] = why
         if self.counting:
             live = tracker.live_ids() if tracker is not None else None
             counts, events = self.counting.update(detections, index, timestamp, live)

@@ -20,6 +20,7 @@ class VideoSummary:
 
     source: SourceCounts = field(default_factory=SourceCounts)
     frames_processed: int = 0
+    frames_inferred: int = 0  # processed frames that went to the model (the motion gate's)
     frames_dropped_by_server: int = 0  # --frame-deadline-ms
     server_moves: int = 0  # streams opened again on another server (several servers)
     seconds: float = 0.0
@@ -33,6 +34,11 @@ class VideoSummary:
     stopped = property(lambda self: self.source.stopped)
 
     @property
+    def coverage(self) -> float:
+        """The share of processed frames that went to the model (1.0 before any)."""
+        return self.frames_inferred / self.frames_processed if self.frames_processed else 1.0
+
+    @property
     def fps(self) -> float:
         return self.frames_processed / self.seconds if self.seconds else 0.0
 
@@ -40,6 +46,7 @@ class VideoSummary:
         return {
             "frames_read": self.frames_read,
             "frames_processed": self.frames_processed,
+            "frames_inferred": self.frames_inferred,
             "frames_dropped": self.frames_dropped + self.frames_dropped_by_server,
             "frames_dropped_by_server": self.frames_dropped_by_server,
             "seconds": round(self.seconds, 3),
@@ -59,6 +66,7 @@ class VideoSummary:
             f"frames: {d['frames_read']} read, {d['frames_processed']} processed, "
             f"{d['frames_dropped']} dropped; {d['fps']:.2f} processed frames/s; "
             f"stopped: {d['stopped']}",
+            f"model: ran on {d['frames_inferred']} of them ({self.coverage:.0%})",
             "detections: " + (", ".join(f"{k} {v}" for k, v in d["detections"].items()) or "none"),
         ]
         if self.tracks:
