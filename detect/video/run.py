@@ -299,7 +299,9 @@ class VideoRun:
                 detections = tracker.update(detections, looks)
             self._last = detections
             summary.frames_inferred += 1
+            summary.inferred_ms = timestamp
         summary.frames_processed += 1
+        summary.last_ms = timestamp
         for label, track_id in zip(detections.labels, detections.track_ids.tolist(), strict=True):
             summary.detections[label] += 1
             if track_id >= 0:

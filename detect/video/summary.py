@@ -21,6 +21,8 @@ class VideoSummary:
     source: SourceCounts = field(default_factory=SourceCounts)
     frames_processed: int = 0
     frames_inferred: int = 0  # processed frames that went to the model (the motion gate's)
+    last_ms: float = 0.0  # video time of the last processed frame
+    inferred_ms: float = 0.0  # ... and of the last that went to the model
     frames_dropped_by_server: int = 0  # --frame-deadline-ms
     server_moves: int = 0  # streams opened again on another server (several servers)
     seconds: float = 0.0
@@ -39,6 +41,11 @@ class VideoSummary:
         return self.frames_inferred / self.frames_processed if self.frames_processed else 1.0
 
     @property
+    def inferred_age_s(self) -> float:
+        """Seconds of video since the last frame that went to the model."""
+        return (self.last_ms - self.inferred_ms) / 1000
+
+    @property
     def fps(self) -> float:
         return self.frames_processed / self.seconds if self.seconds else 0.0
 
@@ -47,6 +54,7 @@ class VideoSummary:
             "frames_read": self.frames_read,
             "frames_processed": self.frames_processed,
             "frames_inferred": self.frames_inferred,
+            "coverage": round(self.coverage, 4),
             "frames_dropped": self.frames_dropped + self.frames_dropped_by_server,
             "frames_dropped_by_server": self.frames_dropped_by_server,
             "seconds": round(self.seconds, 3),

@@ -124,13 +124,15 @@ class CameraWorker:
 
 
 def status_line(name: str, state: str, summary: VideoSummary, fps: float, restarts: int = 0) -> str:
-    """A camera's status line: its state, ``fps`` processed frames per second, its counts, and
-    how often it was restarted (a camera on Ray whose process died)."""
+    """A camera's status line: its state, ``fps`` processed frames per second, its counts, its
+    coverage (the share of its frames the model ran on, the motion gate's, and the video seconds
+    since the last) and how often it was restarted (a camera on Ray whose process died)."""
     s = summary
     dropped = s.frames_dropped + s.frames_dropped_by_server
     return (
         f"{name}: {state}, {fps:.1f} frames/s, {s.frames_processed} processed, "
-        f"{dropped} dropped, {s.reconnects} reconnects"
+        f"{dropped} dropped, {s.reconnects} reconnects, "
+        f"model on {s.coverage:.0%}, last {s.inferred_age_s:.1f} s ago"
         + (f", moved to another server {s.server_moves}x" if s.server_moves else "")
         + (f", restarted {restarts}x" if restarts else "")
     )

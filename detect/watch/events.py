@@ -235,7 +235,7 @@ class SiteEvents:
         self._prune_snapshots()
         fps = {c.name: f for c, f in zip(cameras, board.fps, strict=True)}
         if self.metrics is not None:
-            self.metrics.refresh(fps, self.delivery)
+            self.metrics.refresh(fps, {c.name: c.summary for c in cameras}, self.delivery)
         if self.delivery is None:
             return
         for camera in cameras:
@@ -246,6 +246,7 @@ class SiteEvents:
                     "state": camera.state,
                     "fps": round(fps[camera.name], 2),
                     "frames_processed": camera.summary.frames_processed,
+                    "frames_inferred": camera.summary.frames_inferred,
                     "counts": dict(self.log.counts.get(camera.name, {})),
                 },
             )

@@ -6,6 +6,9 @@
   (`detect.video.health`: dark, blurred, frozen, no_detections, fps, source, stalled),
   else 0;
 * ``detect_watch_camera_fps{camera}``: processed frames/s over the last status interval;
+* ``detect_watch_camera_coverage{camera}``: the share of its processed frames that went to the
+  model (motion gating, `detect.video.motion`), and
+  ``detect_watch_camera_inferred_age_seconds{camera}``: video seconds since the last one did;
 * ``detect_watch_sink_delivered{sink}``, ``detect_watch_sink_refused{sink}``,
   ``detect_watch_sink_backlog{sink}``: what each sink delivered and refused for good in this
   run, and has left (refreshed at each status line);
@@ -23,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from detect.errors import ConfigError
 
 if TYPE_CHECKING:
+    from detect.video.summary import VideoSummary
     from detect.watch.delivery import Delivery
 
 
@@ -43,6 +47,18 @@ class WatchMetrics:
         )
         self.fps = Gauge(
             "detect_watch_camera_fps", "Processed frames/s, last interval", ["camera"], registry=r
+        )
+        self.coverage = Gauge(
+            "detect_watch_camera_coverage",
+            "Share of processed frames the model ran on",
+            ["camera"],
+            registry=r,
+        )
+        self.inferred_age = Gauge(
+            "detect_watch_camera_inferred_age_seconds",
+            "Video seconds since the last frame the model ran on",
+            ["camera"],
+            registry=r,
         )
         self.delivered = Gauge(
             "detect_watch_sink_delivered", "Events a sink delivered", ["sink"], registry=r
@@ -78,9 +94,17 @@ class WatchMetrics:
             on = 1 if record.get("event") == "problem" else 0
             self.problem.labels(camera, str(record["health"])).set(on)
 
-    def refresh(self, fps: dict[str, float], delivery: Delivery | None) -> None:
+    def refresh(
+        self,
+        fps: dict[str, float],
+        summaries: dict[str, VideoSummary],
+        delivery: Delivery | None,
+    ) -> None:
         for camera, value in fps.items():
             self.fps.labels(camera).set(value)
+        for camera, summary in summaries.items():
+            self.coverage.labels(camera).set(summary.coverage)
+            self.inferred_age.labels(camera).set(summary.inferred_age_s)
         if delivery is None:
             return
         left = delivery.left()
