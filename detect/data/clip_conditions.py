@@ -51,6 +51,11 @@ def _hard(name: str) -> str:
     return f"off; {'on' if value is True else value} with --hard"
 
 
+def _fraction(value: float | None) -> str | None:
+    """The check of a fraction: 0 or more and less than 1 (None passes)."""
+    return None if value is None or 0 <= value < 1 else "use 0 or more and less than 1"
+
+
 @dataclass(frozen=True)
 class ClipConditions:
     """The conditions a synthetic clip is filmed under (see the module docstring); None: not
@@ -62,7 +67,7 @@ class ClipConditions:
     perspective: float | None = setting(
         None,
         "--video: objects 1-P times their size at the top of the frame, 1+P at the bottom",
-        check=lambda v: None if v is None or 0 <= v < 1 else "use 0 or more and less than 1",
+        check=_fraction,
         metavar="P",
         shown_default=_hard("perspective"),
     )
@@ -103,7 +108,7 @@ class ClipConditions:
         None,
         "--video: about this share of the frames empty: passers-by one after another, with "
         "drifting light and sensor noise",
-        check=lambda v: None if v is None or 0 <= v < 1 else "use 0 or more and less than 1",
+        check=_fraction,
         metavar="SHARE",
         shown_default="off; not part of --hard",
     )
