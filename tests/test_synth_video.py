@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -17,13 +18,15 @@ from helpers import run_detect
 
 from detect.data.clip_conditions import HARD, ClipConditions
 from detect.data.coco import decode_segmentation
-from detect.data.synth_video import write_clip
+from detect.data.synth_video import STOP_AT, site_layout, write_clip, write_site
 from detect.errors import DataError, UsageError
-from detect.metrics.clip import ClipRun
+from detect.metrics.clip import ClipRun, read_clip_truth
+from detect.metrics.counting import true_events
 from detect.metrics.tracking import TrackedFrame, tracking_metrics
 from detect.metrics.video import score_video
 from detect.structures import Detections
 from detect.track import Tracker
+from detect.watch import read_site
 
 
 def _clip(tmp_path: Path, *args: str) -> tuple[Path, dict]:
@@ -415,6 +418,12 @@ def test_bad_condition_values_are_one_line_usage_errors(tmp_path: Path) -> None:
         ((*clip, "--crowd", "-1"), "--crowd -1: use 0 to 100"),
         ((*clip, "--shake", "17"), "--shake 17: use 0 to 16"),
         ((*clip, "--motion-blur", "-0.5"), "--motion-blur -0.5: use 0 to 5"),
+        ((*clip, "--quiet", "1.5"), "--quiet 1.5: use 0 or more and less than 1"),
+        ((*clip, "--quiet", "-0.1"), "--quiet -0.1: use 0 or more and less than 1"),
+        (
+            (*clip, "--quiet", "0.7", "--crowd", "3"),
+            "--quiet 0.7 with --crowd 3: a crowd walks through every frame; give one of them",
+        ),
         (
             ("--out", str(tmp_path / "d"), "--night"),
             "--night is a condition of a clip: give --video with it",
@@ -426,3 +435,110 @@ def test_bad_condition_values_are_one_line_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--shake 99: use 0 to 16"):
         write_clip(tmp_path / "y.mp4", frames=1, seed=0, conditions=ClipConditions(shake=99))
     assert not (tmp_path / "x.mp4").exists() and not (tmp_path / "y.mp4").exists()
+
+
+# --- quiet footage: passers-by, drifting light, sensor noise -------------------------------
+
+
+def _tracks(gt: dict) -> dict[int, list[dict]]:
+    """Each object's annotations, by track id, in frame order."""
+    tracks = defaultdict(list)
+    for ann in sorted(gt["annotations"], key=lambda a: a["image_id"]):
+        tracks[ann["track_id"]].append(ann)
+    return tracks
+
+
+def _side(ann: dict, width: int) -> str | None:
+    """The side edge of the frame that ``ann``'s box touches: ``left``, ``right`` or None."""
+    x, _, w, _ = ann["bbox"]
+    return "left" if x == 0 else "right" if x + w == width else None
+
+
+def test_a_quiet_clip_is_as_empty_as_asked_under_drifting_light_and_sensor_noise(
+    tmp_path: Path,
+) -> None:
+    video = tmp_path / "clip.mp4"
+    args = ("--frames", "200", "--objects", "3", "--seed", "4", "--quiet", "0.7", *SMALL)
+    result = run_detect("synth", "--video", str(video), *args)
+    assert result.returncode == 0, result.stderr
+    shown = re.search(r"; (\d+) % of frames empty$", result.stdout.strip())
+    assert shown and 67 <= int(shown[1]) <= 73, result.stdout
+    gt = json.loads(video.with_suffix(".json").read_text())
+    busy = {a["image_id"] - 1 for a in gt["annotations"]}
+    assert gt["info"]["empty_share"] == round(1 - len(busy) / 200, 4)
+    assert gt["info"]["empty_share"] == pytest.approx(0.7, abs=0.03)
+    tracks = _tracks(gt)
+    assert set(tracks) == {1, 2, 3}
+    for anns in tracks.values():  # each passes once: in at one side, out at the other
+        frames = [a["image_id"] for a in anns]
+        assert frames == list(range(frames[0], frames[-1] + 1))
+        assert {_side(anns[0], 160), _side(anns[-1], 160)} == {"left", "right"}
+    # between them, the still scene: its brightness follows the drift, and noise moves its pixels
+    empty = [k for k in range(200) if k not in busy]
+    pictures = [frame.astype(np.float32) for frame in _frames(video)]
+    drift = gt["info"]["light_drift"]
+    gain = [
+        1 + drift["amplitude"] * math.sin(2 * math.pi * k / 10 / drift["period_s"] + drift["phase"])
+        for k in empty
+    ]
+    brightness = [pictures[k].mean() for k in empty]
+    assert np.corrcoef(gain, brightness)[0, 1] > 0.95
+    assert max(brightness) - min(brightness) > 5
+    still = [
+        np.abs(pictures[b] - pictures[a]).mean() for a, b in itertools.pairwise(empty) if b == a + 1
+    ]
+    assert len(still) > 100 and np.mean(still) > 1.5
+
+
+def test_a_passer_by_that_stops_keeps_its_id_and_is_counted_once(tmp_path: Path) -> None:
+    conditions = ClipConditions(quiet=0.6)
+    site = read_site(write_site(tmp_path, 1, 160, 2, 160, 120, objects=3, conditions=conditions))
+    (camera,) = site.cameras
+    data = read_clip_truth(camera.truth)
+    tracks = _tracks(data)
+    assert set(tracks) == {1, 2, 3}
+    stopper = tracks[3]  # every third stops
+    frames = [a["image_id"] for a in stopper]
+    assert frames == list(range(frames[0], frames[-1] + 1))  # one track, never lost
+    boxes = [tuple(a["bbox"]) for a in stopper]
+    standing = max(len(list(run)) for _, run in itertools.groupby(boxes))
+    assert standing >= 5  # the same box, frame after frame
+    x, _, w, _ = max(set(boxes), key=boxes.count)
+    centre = x + w / 2
+    (zone,) = site_layout(160, 120)["zones"]
+    assert zone["polygon"][0][0] < centre < zone["polygon"][1][0]  # in the zone
+    from_left = _side(stopper[0], 160) == "left"
+    assert (centre < 80) == from_left  # before the line (x = 80), on the side it came from
+    assert abs(centre - (STOP_AT * 160 if from_left else (1 - STOP_AT) * 160)) < 8
+    events = true_events(data, sorted(i["frame_index"] for i in data["images"]), camera.counting)
+    for track in (1, 2, 3):
+        mine = sorted(
+            (e.get("zone") or e["line"], e["event"]) for e in events if e["track_id"] == track
+        )
+        assert mine == [("centre", "enter"), ("centre", "exit"), ("middle", "cross")], track
+
+
+def test_a_quiet_clip_is_the_same_for_the_same_seed(tmp_path: Path) -> None:
+    args = ("--frames", "60", "--objects", "2", "--seed", "8", "--quiet", "0.5", *SMALL)
+    video, gt = _clip(tmp_path, *args, "--hard")
+    assert gt["info"]["crowd"] == 0 and gt["info"]["night"] is True  # --hard adds no crowd
+    assert {a["track_id"] for a in gt["annotations"]} == {1, 2}
+    (tmp_path / "again").mkdir()
+    again, same = _clip(tmp_path / "again", *args, "--hard")
+    assert same == gt and video.read_bytes() == again.read_bytes()
+    (tmp_path / "other").mkdir()
+    _, changed = _clip(tmp_path / "other", *args[:5], "9", *args[6:], "--hard")
+    assert changed["annotations"] != gt["annotations"]
+    assert changed["info"]["light_drift"] != gt["info"]["light_drift"]
+
+
+def test_too_few_frames_for_the_passers_by_is_one_line(tmp_path: Path) -> None:
+    result = run_detect(
+        *("synth", "--video", str(tmp_path / "x.mp4"), "--frames", "20", "--quiet", "0.9")
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: --quiet 0.9 with --objects 6: give at least 240 --frames (each passer-by in "
+        "view 4 frames or more), or fewer --objects"
+    )
+    assert not (tmp_path / "x.mp4").exists()

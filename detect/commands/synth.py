@@ -1,5 +1,6 @@
 """`detect synth`: flags from `SynthSettings`' declarations; an image dataset (``--out``), a clip
-(``--video``) or a site of clips (``--video FOLDER --cameras N``); what was written on stdout."""
+(``--video``) or a site of clips (``--video FOLDER --cameras N``); what was written, and the share
+of frames without an object, on stdout."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 
 from detect.commands.flags import add_flags, from_flags
 from detect.data.synth import SynthSettings, write_dataset
-from detect.data.synth_video import write_clip, write_site
+from detect.data.synth_video import clip_info, write_clip, write_site
 from detect.progress import Progress
 
 
@@ -41,8 +42,23 @@ def run(args: argparse.Namespace) -> int:
     }
     if settings.cameras is not None:
         path = write_site(settings.video, settings.cameras, **clip)
-        print(f"wrote {settings.cameras} clips of {settings.frames} frames and {path}")
+        shares = [
+            clip_info(path.parent / f"cam{k}.json")["empty_share"]
+            for k in range(1, settings.cameras + 1)
+        ]
+        print(
+            f"wrote {settings.cameras} clips of {settings.frames} frames and {path}; "
+            f"{_percent(sum(shares) / len(shares))} of frames empty"
+        )
         return 0
     path = write_clip(settings.video, **clip)
-    print(f"wrote {settings.frames} frames to {settings.video} and the ground truth to {path}")
+    print(
+        f"wrote {settings.frames} frames to {settings.video} and the ground truth to {path}; "
+        f"{_percent(clip_info(path)['empty_share'])} of frames empty"
+    )
     return 0
+
+
+def _percent(share: float) -> str:
+    """``0.7042`` -> ``70 %``."""
+    return f"{100 * share:.0f} %"

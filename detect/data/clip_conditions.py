@@ -12,7 +12,10 @@ Each condition is off unless given; ``hard`` switches every one not given to its
   ``[-S, S]`` along each axis;
 * ``night``: dim, bluish light and strong sensor noise;
 * ``motion_blur`` E: each object smeared along its motion over E frames' worth of it (1: the
-  shutter open the whole frame interval).
+  shutter open the whole frame interval);
+* ``quiet`` SHARE (not one of ``hard``'s): long quiet stretches between passers-by, about SHARE
+  of the frames showing no object, under slowly drifting light and sensor noise
+  (`detect.data.synth_video.passers`); no crowd then, and ``hard`` leaves it out.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from detect.settings import between, setting
+from detect.settings import FLAGS, Spelling, between, setting
 
 HARD: dict[str, Any] = {
     "perspective": 0.5,
@@ -32,6 +35,9 @@ HARD: dict[str, Any] = {
     "motion_blur": 1.5,
 }
 """The value of each condition under ``hard`` (``--hard``) when it is not given."""
+
+OFF: dict[str, Any] = {name: type(value)(0) for name, value in HARD.items()} | {"quiet": 0.0}
+"""Every condition's value when it is off (not given, and not switched on by ``hard``)."""
 
 MAX_OCCLUDERS = 10
 MAX_CROWD = 100
@@ -45,6 +51,11 @@ def _hard(name: str) -> str:
     return f"off; {'on' if value is True else value} with --hard"
 
 
+def _fraction(value: float | None) -> str | None:
+    """The check of a fraction: 0 or more and less than 1 (None passes)."""
+    return None if value is None or 0 <= value < 1 else "use 0 or more and less than 1"
+
+
 @dataclass(frozen=True)
 class ClipConditions:
     """The conditions a synthetic clip is filmed under (see the module docstring); None: not
@@ -56,7 +67,7 @@ class ClipConditions:
     perspective: float | None = setting(
         None,
         "--video: objects 1-P times their size at the top of the frame, 1+P at the bottom",
-        check=lambda v: None if v is None or 0 <= v < 1 else "use 0 or more and less than 1",
+        check=_fraction,
         metavar="P",
         shown_default=_hard("perspective"),
     )
@@ -93,18 +104,39 @@ class ClipConditions:
         metavar="FRAMES",
         shown_default=_hard("motion_blur"),
     )
+    quiet: float | None = setting(
+        None,
+        "--video: about this share of the frames empty: passers-by one after another, with "
+        "drifting light and sensor noise",
+        check=_fraction,
+        metavar="SHARE",
+        shown_default="off; not part of --hard",
+    )
+
+    def validate(self, spell: Spelling | None = None) -> None:
+        """The checks that involve several conditions: `UsageError` in ``spell``'s spelling."""
+        spell = spell or Spelling(ClipConditions, FLAGS)
+        if self.quiet and self.crowd:
+            raise spell.problem(
+                f"{spell('quiet')} {self.quiet:g} with {spell('crowd')} {self.crowd}: a crowd "
+                f"walks through every frame; give one of them"
+            )
 
     def resolved(self) -> ClipConditions:
-        """Every condition's value: the one given, else its `HARD` value with ``hard``, else
-        off (0 or False)."""
+        """Every condition's value: the one given, else its `HARD` value with ``hard`` (but no
+        crowd with ``quiet``), else off (`OFF`)."""
         values = {}
-        for name in HARD:
+        for name, off in OFF.items():
             given = getattr(self, name)
-            off = type(HARD[name])(0)
-            values[name] = given if given is not None else HARD[name] if self.hard else off
+            if given is not None:
+                values[name] = given
+            elif self.hard and name in HARD and not (name == "crowd" and self.quiet):
+                values[name] = HARD[name]
+            else:
+                values[name] = off
         return dataclasses.replace(self, **values)
 
     def given(self) -> list[str]:
         """The names of the conditions given (``hard`` included)."""
-        names = [name for name in HARD if getattr(self, name) is not None]
+        names = [name for name in OFF if getattr(self, name) is not None]
         return ["hard", *names] if self.hard else names

@@ -663,7 +663,9 @@ class SynthSettings:
     degrade: bool = setting(False, "surveillance-like blur, noise, JPEG, low light")
     frames: int = setting(100, "--video: number of frames", check=at_least(1))
     fps: float = setting(10.0, "--video: frames per second", check=more_than(0))
-    objects: int = setting(6, "--video: moving objects", check=at_least(0))
+    objects: int = setting(
+        6, "--video: moving objects (with --quiet: passers-by)", check=at_least(0)
+    )
     video_size: tuple[int, int] = setting(
         (320, 240),
         "--video: WIDTHxHEIGHT",

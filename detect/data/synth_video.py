@@ -15,9 +15,10 @@ frame carrying ``track_id`` (the object's identity), the visible mask as RLE, it
 by other objects or by occluders; an object hidden entirely has no annotation in that frame).
 Masks are sharp: under motion blur an object's mask is where its unblurred self is visible.
 With camera shake each image carries ``shake``: the picture's ``[dx, dy]`` translation in
-pixels, which the ground truth includes. ``info`` records the arguments and conditions, and
-with occluders ``occluder_mask``: their pixels as RLE in an unshaken frame. The same arguments
-give the same clip.
+pixels, which the ground truth includes. ``info`` records the arguments and conditions,
+``empty_share`` (the fraction of frames without an annotation: no object visible), with
+occluders ``occluder_mask`` (their pixels as RLE in an unshaken frame) and with ``quiet``
+``light_drift`` (`LightDrift`'s fields). The same arguments give the same clip.
 """
 
 from __future__ import annotations
@@ -133,6 +134,133 @@ def crowd(
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Passer:
+    """A passer-by of a quiet clip: its identity and look (a `Shape`, its centre where it
+    enters), its velocity (px/frame) while it walks, the frame ``enter`` at which it is at
+    ``shape``'s centre and, for one that stops, the walking frames after ``enter`` at which it
+    stops (``stop_after``) and the frames it stands still (``stop``). Before ``enter`` and after
+    it has crossed, it walks on along the same line, out of the frame."""
+
+    track_id: int
+    shape: Shape
+    vx: float
+    vy: float
+    enter: float
+    stop_after: float = 0.0
+    stop: float = 0.0
+
+    def at(self, frame: float, width: int, height: int) -> Shape:
+        """The shape at ``frame`` (``width`` and ``height`` unused: `Mover`'s signature)."""
+        walked = frame - self.enter
+        if walked > self.stop_after:
+            walked = max(self.stop_after, walked - self.stop)
+        return dataclasses.replace(
+            self.shape, cx=self.shape.cx + self.vx * walked, cy=self.shape.cy + self.vy * walked
+        )
+
+
+STOP_AT = 0.4
+"""How far across the frame's width a passer-by that stops stands: inside `site_layout`'s
+zone, before its line."""
+
+MIN_IN_VIEW = 4
+"""The fewest frames a passer-by of a quiet clip may be in view."""
+
+
+def passers(
+    seed: int, objects: int, frames: int, quiet: float, width: int, height: int
+) -> list[Passer]:
+    """``objects`` passers-by of random class and look, one after another, that together leave
+    about ``quiet`` of the ``frames`` frames without an object.
+
+    Each enters at the left or right edge, crosses the frame once, level or along a diagonal
+    (from the upper to the lower half or back), so it passes `site_layout`'s zone and line, and
+    leaves at the other edge. The ``(1 - quiet) * frames`` frames with an object are shared out
+    among them (each 0.7-1.3 times an equal share, in view for its share) and the quiet frames
+    among the ``objects + 1`` stretches before, between and after them; so they do not overlap
+    and a passer-by's pace follows from its share. Every third (track ids 3, 6, ...) stops for a
+    third of its share `STOP_AT` of the way across, then walks on.
+
+    Raises `ConfigError` when a passer-by would be in view fewer than `MIN_IN_VIEW` frames.
+    """
+    if not objects:
+        return []
+    busy = round((1 - quiet) * frames)
+    if busy < MIN_IN_VIEW * objects:
+        need = math.ceil(round(MIN_IN_VIEW * objects / (1 - quiet), 9))
+        raise ConfigError(
+            f"--quiet {quiet:g} with --objects {objects}: give at least {need} --frames (each "
+            f"passer-by in view {MIN_IN_VIEW} frames or more), or fewer --objects"
+        )
+    rng = np.random.default_rng([seed, 1_000_037])
+    size = min(width, height)
+    weights = rng.uniform(0.7, 1.3, objects)
+    in_view = busy * weights / weights.sum()
+    gaps = (frames - busy) * rng.dirichlet(np.ones(objects + 1))
+    out = []
+    start = gaps[0]
+    for k in range(objects):
+        shape = random_shape(rng, size)
+        radius = min(shape.radius, 0.18 * size)
+        rightward = bool(rng.random() < 0.5)
+        y0 = y1 = float(rng.uniform(0.25, 0.75) * height)
+        if rng.random() < 0.5:  # a diagonal: from one half of the height to the other
+            y0, y1 = (float(rng.uniform(a, b) * height) for a, b in ((0.1, 0.4), (0.6, 0.9)))
+            if rng.random() < 0.5:
+                y0, y1 = y1, y0
+        x0, x1 = -radius, width + radius  # just out of the frame
+        if not rightward:
+            x0, x1 = x1, x0
+        track_id = k + 1
+        stop = in_view[k] / 3 if track_id % 3 == 0 else 0.0
+        walking = in_view[k] - stop
+        vx, vy = (x1 - x0) / walking, (y1 - y0) / walking
+        stop_after = walking * (STOP_AT * width + radius) / (width + 2 * radius) if stop else 0.0
+        shape = dataclasses.replace(shape, radius=radius, cx=x0, cy=y0)
+        out.append(Passer(track_id, shape, vx, vy, float(start), stop_after, stop))
+        start += in_view[k] + gaps[k + 1]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class LightDrift:
+    """The light and sensor of a quiet clip: the picture's brightness times
+    ``1 + amplitude * sin(2 pi t / period_s + phase)`` at ``t`` seconds, and Gaussian noise of
+    standard deviation ``noise`` grey levels added to each pixel of each frame (the same to its
+    three channels: luminance noise, which the MP4 encoding keeps more of than colour noise)."""
+
+    amplitude: float
+    period_s: float
+    phase: float
+    noise: float
+
+    def gain(self, seconds: float) -> float:
+        """The brightness factor at ``seconds``."""
+        return 1 + self.amplitude * math.sin(2 * math.pi * seconds / self.period_s + self.phase)
+
+
+def sample_light_drift(rng: np.random.Generator) -> LightDrift:
+    """A random `LightDrift`: 5-15 % brightness swings over 20-60 s, noise of 3-5 grey levels
+    (after mp4v encoding, 1.5-4 grey levels' change of a still pixel from frame to frame)."""
+    return LightDrift(
+        amplitude=float(rng.uniform(0.05, 0.15)),
+        period_s=float(rng.uniform(20, 60)),
+        phase=float(rng.uniform(0, 2 * math.pi)),
+        noise=float(rng.uniform(3, 5)),
+    )
+
+
+def drift_light(
+    rng: np.random.Generator, image: np.ndarray, drift: LightDrift, seconds: float
+) -> np.ndarray:
+    """``HxWx3 uint8`` ``image`` under ``drift`` at ``seconds``: brightened or dimmed, and with
+    this frame's sensor noise (drawn from ``rng``)."""
+    out = image.astype(np.float32) * np.float32(drift.gain(seconds))
+    out += rng.standard_normal((*out.shape[:2], 1), dtype=np.float32) * np.float32(drift.noise)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
 def in_perspective(shape: Shape, perspective: float, height: int) -> Shape:
     """``shape`` scaled by ``1 + perspective * (2 * cy / height - 1)``: nearer the camera (lower
     in the frame), larger."""
@@ -164,6 +292,8 @@ def write_clip(
     """Write ``out`` (an .mp4) and its ground truth ``out.with_suffix('.json')``; the JSON path.
     ``street``: objects move left or right (`movers`); ``conditions``: see
     `detect.data.clip_conditions`, None: none (the crowd's track ids follow the ``objects``').
+    With ``quiet`` the ``objects`` are passers-by (`passers`, whose pace follows from the quiet
+    share; ``speed`` and ``street`` do not apply to them) under a `LightDrift`.
 
     The scene is painted on a canvas ``shake`` pixels larger on every side, and each frame is
     the frame-sized window of it moved by the shake; objects move within the unshaken frame.
@@ -191,7 +321,13 @@ def write_clip(
     lighting = sample_lighting(rng)
     if applied.night:
         lighting = sample_night_lighting(np.random.default_rng([seed, 29]))
-    cast = movers(seed, objects, width, height, speed, street)
+    cast: list[Mover | Passer] = []
+    drift = None
+    if applied.quiet:
+        cast += passers(seed, objects, frames, applied.quiet, width, height)
+        drift = sample_light_drift(np.random.default_rng([seed, 31]))
+    else:
+        cast += movers(seed, objects, width, height, speed, street)
     cast += crowd(seed, applied.crowd, objects + 1, width, height, speed)
     paint, hidden = render_occluders(np.random.default_rng([seed, 17]), applied.occluders, *canvas)
     try:
@@ -223,6 +359,9 @@ def write_clip(
             dx, dy = _shake(seed, index, margin)
             window = np.s_[margin - dy : margin - dy + height, margin - dx : margin - dx + width]
             image = apply_lighting(image[window], lighting)
+            if drift is not None:
+                noise = np.random.default_rng([seed, 37, index])
+                image = drift_light(noise, image, drift, index / fps)
             if applied.night:
                 image = add_sensor_noise(np.random.default_rng([seed, 23, index]), image)
             if degrade:
@@ -276,6 +415,10 @@ def write_clip(
         "degrade": bool(degrade),
         "street": bool(street),
     } | dataclasses.asdict(applied)
+    seen_in = {annotation["image_id"] for annotation in annotations}
+    info["empty_share"] = round(1 - len(seen_in) / frames, 4)
+    if drift is not None:
+        info["light_drift"] = dataclasses.asdict(drift)
     if applied.occluders:
         unshaken = np.s_[margin : margin + height, margin : margin + width]
         info["occluder_mask"] = mask_to_rle(np.ascontiguousarray(hidden[unshaken]))
@@ -295,8 +438,17 @@ def write_clip(
     return json_path
 
 
+def clip_info(json_path: Path) -> dict[str, Any]:
+    """The ``info`` of the ground truth `write_clip` wrote to ``json_path``; `DataError` when it
+    cannot be read."""
+    try:
+        return json.loads(Path(json_path).read_text(encoding="utf-8"))["info"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{json_path}: cannot read a clip's ground truth ({exc})") from None
+
+
 def _streak(
-    mover: Mover, frame: int, width: int, height: int, exposure: float
+    mover: Mover | Passer, frame: int, width: int, height: int, exposure: float
 ) -> tuple[float, float]:
     """``mover``'s motion ``(dx, dy)`` in pixels over ``exposure`` frames centred on ``frame``."""
     before = mover.at(frame - exposure / 2, width, height)
