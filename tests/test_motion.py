@@ -4,6 +4,8 @@ synthetic clip through the demo model, locally and through a server."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -16,6 +18,7 @@ from detect.data.synth_video import site_layout
 from detect.errors import ConfigError
 from detect.metrics.clip import ClipRun
 from detect.metrics.counting import score_counting
+from detect.video.budget import Budget
 from detect.video.config import VideoConfig
 from detect.video.motion import MotionGate, MotionSettings, motion_setting
 from detect.zones import CountingSettings, Line, zones_from_dict
@@ -211,3 +214,27 @@ def test_a_camera_without_motion_between_forced_frames_still_shows_what_stands(
     assert [r["frame"] for r in records if r["inferred"]] == [0, 50]
     assert len({len(r["detections"]) for r in records}) == 1
     assert "model: ran on 2 of them (3%)" in result.stdout
+
+
+def test_the_budget_serves_frames_with_motion_first_then_in_order_and_a_late_one_gives_up() -> None:
+    budget = Budget(1)
+    assert budget.acquire(urgent=False)  # a quiet camera's forced frame is running
+    served: list[str] = []
+
+    def frame(name: str, urgent: bool) -> None:
+        if budget.acquire(urgent):
+            served.append(name)
+            time.sleep(0.05)
+            budget.release()
+
+    waiting = []
+    for name, urgent in (("quiet forced", False), ("busy 1", True), ("busy 2", True)):
+        waiting.append(threading.Thread(target=frame, args=(name, urgent)))
+        waiting[-1].start()
+        time.sleep(0.05)  # they queue in this order
+    assert not budget.acquire(urgent=True, timeout=0.1)  # a real-time frame gives up
+    budget.release()
+    for thread in waiting:
+        thread.join()
+    assert served == ["busy 1", "busy 2", "quiet forced"]
+    assert budget.acquire(urgent=False, timeout=0)  # every slot came back

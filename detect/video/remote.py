@@ -17,10 +17,11 @@ import numpy as np
 
 from detect.client import DetectorClient, Frame, MessageTooLargeError, ServerError
 from detect.structures import Detections, DetectOptions
-from detect.video.run import StreamLostError
+from detect.video.run import StreamLostError, take_slot
 from detect.video.source import FrameSource, attempt_label, attempts_left, backoff
 
 if TYPE_CHECKING:
+    from detect.video.budget import Budget
     from detect.video.motion import MotionGate
 
 log = logging.getLogger(__name__)
@@ -146,15 +147,18 @@ sent (their detections None: the last inferred frame's stand)."""
 def gated_stream(
     client: DetectorClient,
     frames: FrameSource,
-    gate: MotionGate,
+    gate: MotionGate | None,
     options: DetectOptions,
     in_flight: int = 4,
     retry: int | None = 0,
     frame_deadline_ms: int = 0,
     on_move: Callable[[], None] = lambda: None,
+    budget: Budget | None = None,
+    wait: float | None = None,
 ) -> Iterator[Gated]:
     """`stream`'s results, and between them, in the source's order, the frames that ``gate``
-    kept from the server.
+    kept from the server (``still``) and those refused a slot of the site's ``budget`` within
+    ``wait`` seconds (``budget``; `detect.video.run.take_slot`).
 
     A reader thread takes each frame from the source and asks the gate; the frames with motion
     go to `stream` (running on a thread of its own), the still ones wait in line only behind
@@ -174,18 +178,27 @@ def gated_stream(
     def read() -> None:
         try:
             for index, timestamp, frame in frames:
-                why = gate.decide(frame, timestamp)
-                entry = [index, timestamp, frame, why, None, why == "still"]
+                why = gate.decide(frame, timestamp) if gate is not None else ""
+                if why != "still" and budget is not None:
+                    if not take_slot(budget, why, wait, frames.stopped):
+                        if gate is not None:
+                            gate.refused()
+                        why = "budget"
+                    elif errors or closing.is_set():  # the stream has ended: nobody answers
+                        budget.release()
+                        return
+                held = why in ("still", "budget")
+                entry = [index, timestamp, frame, why, None, held]
                 with ready:
                     while len(line) >= room and not closing.is_set():
                         ready.wait(0.5)
                     if closing.is_set():
                         return
                     line.append(entry)
-                    if why != "still":
+                    if not held:
                         sent[index] = entry
                     ready.notify_all()
-                if why != "still":
+                if not held:
                     to_send.put((index, timestamp, frame))
         except BaseException as exc:  # the source's error, raised by the caller's thread
             errors.append(exc)
@@ -208,6 +221,8 @@ def gated_stream(
                 iter(to_send.get, None),
             )
             for index, _, _, detections in results:
+                if budget is not None:
+                    budget.release()
                 with ready:
                     entry = sent.pop(index)
                     entry[4], entry[5] = detections, True
@@ -215,6 +230,10 @@ def gated_stream(
         except BaseException as exc:
             errors.append(exc)
         finally:
+            with ready:
+                unanswered = len(sent)
+            for _ in range(unanswered if budget is not None else 0):
+                budget.release()  # type: ignore[union-attr]
             with ready:
                 running[0] -= 1
                 ready.notify_all()

@@ -27,6 +27,7 @@ from detect.settings import check
 from detect.structures import Detections, DetectOptions
 from detect.track import Tracker, TrackerConfig
 from detect.video.annotate import annotate_frame, detection_records
+from detect.video.budget import Budget
 from detect.video.clips import EventClips
 from detect.video.config import VideoConfig
 from detect.video.health import HealthMonitor
@@ -94,11 +95,16 @@ def _results(
     client: DetectorClient | None = None,
     on_move: Callable[[], None] = lambda: None,
     gate: MotionGate | None = None,
+    budget: Budget | None = None,
 ) -> Iterator[Gated]:
     """Each frame with its detections and the motion gate's reason (``""`` without ``gate``;
-    ``still``: not sent to the model, detections None): through the server
-    (`detect.video.remote.stream`, on ``client``, else a client opened here) or a local backend
-    (``local``, else opened here), one frame at a time."""
+    ``still``: not sent to the model, ``budget``: refused a slot of the site's ``budget``;
+    detections None for both): through the server (`detect.video.remote.stream`, on ``client``,
+    else a client opened here) or a local backend (``local``, else opened here), one frame at a
+    time."""
+    wait = None  # a real-time camera's frame waits for a slot one frame interval at most
+    if config.realtime and budget is not None:
+        wait = 1 / (frames.sampling_fps() or 10.0)
     if config.server is not None:
         from detect.client import DetectorClient
         from detect.video.remote import gated_stream, stream
@@ -109,8 +115,8 @@ def _results(
                 client = stack.enter_context(DetectorClient(config.server, **kwargs, timeout=None))
                 client.wait_spread()  # several servers: round_robin picks among them all
             how = (config.options, config.in_flight, config.retry, config.frame_deadline_ms)
-            if gate is not None:
-                yield from gated_stream(client, frames, gate, *how, on_move)
+            if gate is not None or budget is not None:
+                yield from gated_stream(client, frames, gate, *how, on_move, budget, wait)
             else:
                 yield from ((*result, "") for result in stream(client, frames, *how, on_move))
         return
@@ -119,8 +125,32 @@ def _results(
             local = stack.enter_context(LocalModel.open(config))
         for index, timestamp, frame in frames:
             why = gate.decide(frame, timestamp) if gate is not None else ""
-            detections = None if why == "still" else local.detect(frame, config.options)
+            if why == "still":
+                yield index, timestamp, frame, None, why
+                continue
+            if budget is not None and not take_slot(budget, why, wait, frames.stopped):
+                if gate is not None:
+                    gate.refused()
+                yield index, timestamp, frame, None, "budget"
+                continue
+            try:
+                detections = local.detect(frame, config.options)
+            finally:
+                if budget is not None:
+                    budget.release()
             yield index, timestamp, frame, detections, why
+
+
+def take_slot(budget: Budget, why: str, wait: float | None, stopped: threading.Event) -> bool:
+    """A slot of ``budget`` for a frame the gate sent for ``why`` (``motion``: urgent), waiting
+    ``wait`` seconds at most (None: until one is free, or the run is ``stopped``)."""
+    urgent = why in ("motion", "")
+    if wait is not None:
+        return budget.acquire(urgent, wait)
+    while not stopped.is_set():
+        if budget.acquire(urgent, 0.5):
+            return True
+    return False
 
 
 @contextlib.contextmanager
@@ -159,7 +189,8 @@ class VideoRun:
     does not open (`FrameSource`). ``interrupted``: the SIGTERM/SIGINT that ended `run` early,
     if one did (the source was not read to its end). ``resume_after``: the JSONL is appended to
     instead of written afresh, and the source's frames up to this index are skipped (-1: none; a
-    camera restarted on Ray, `detect.watch`).
+    camera restarted on Ray, `detect.watch`). ``budget``: the site's model runs under way at once
+    (`detect.video.budget`), shared with its other cameras.
     """
 
     def __init__(
@@ -172,8 +203,10 @@ class VideoRun:
         cancel: threading.Event | None = None,
         client: DetectorClient | None = None,
         resume_after: int | None = None,
+        budget: Budget | None = None,
     ) -> None:
         check(config)
+        self.budget = budget
         self.config = config
         self.local = local
         self.client = client
@@ -235,9 +268,15 @@ class VideoRun:
                     ) from None
             with stop_on_signals(self._interrupt):
                 for index, timestamp, frame, detections, why in _results(
-                    config, self.frames, self.local, self.client, self._moved, self.gate
+                    config,
+                    self.frames,
+                    self.local,
+                    self.client,
+                    self._moved,
+                    self.gate,
+                    self.budget,
                 ):
-                    if detections is None and why != "still":  # dropped by the server
+                    if detections is None and why not in ("still", "budget"):  # server dropped
                         summary.frames_dropped_by_server += 1
                         progress()
                         continue
@@ -289,7 +328,7 @@ class VideoRun:
         write its JSONL line (when asked); the detections with their track ids. A ``still``
         frame (the motion gate's; ``detections`` None) keeps the last inferred frame's tracked
         detections: nothing moved since, so its tracks are held where they are (not advanced,
-        not aged)."""
+        not aged); so does a frame the site's ``budget`` refused (the next is on its way)."""
         summary, tracker = self.summary, self.tracker
         if detections is None:
             detections = self._last

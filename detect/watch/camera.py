@@ -18,6 +18,7 @@ from detect.watch.events import EventWriter
 
 if TYPE_CHECKING:  # the gRPC side loads only for a server, the web page's only for --ui
     from detect.client import DetectorClient
+    from detect.video.budget import Budget
     from detect.watch.ui.view import SiteView
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class CameraWorker:
     client: DetectorClient | None = None  # the site's, shared by its cameras' streams
     resume_after: int | None = None  # `VideoRun`'s: a camera restarted on Ray
     view: SiteView | None = None  # the site's web page (`detect.watch.ui`), given its frames
+    budget: Budget | None = None  # the site's model runs at once (`detect.video.budget`)
     counts: SourceCounts = field(default_factory=SourceCounts)  # its source's, from the start
     state: str = "starting"
     error: str | None = None
@@ -87,6 +89,7 @@ class CameraWorker:
                 self._stopped,
                 self.client,
                 self.resume_after,
+                self.budget,
             )
             if self.view is not None:
                 view = self.view

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from detect.errors import DataError
+from detect.video.budget import Budget
 from detect.video.config import VideoConfig
 from detect.video.run import LocalModel, stop_on_signals
 from detect.video.summary import VideoSummary
@@ -97,9 +98,9 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         ui = None
         if site.settings.ui is not None:
             ui = stack.enter_context(_ui(site, events, model_info(local, client), stream))
-        n = len(site.cameras)
+        n, budget = len(site.cameras), site_budget(site)
         workers = [
-            CameraWorker(config, local, events.log, (k + 1, n), client, view=ui)
+            CameraWorker(config, local, events.log, (k + 1, n), client, view=ui, budget=budget)
             for k, config in enumerate(site.cameras)
         ]
         board = StatusBoard(workers, status_every, stream)
@@ -154,6 +155,16 @@ def watch(site: Site, status_every: float = 10.0, stream: TextIO = sys.stderr) -
         sinks=events.report,
     )
     return _score_counts(site, result)
+
+
+def site_budget(site: Site) -> Budget | None:
+    """The site's `Budget` (`detect.video.budget`): ``budget`` slots, by default 1 for a local
+    model and 2 per server; None for 0."""
+    first = site.cameras[0]
+    slots = site.settings.budget
+    if slots is None:
+        slots = 1 if first.server is None else 2 * len(first.server.split(","))
+    return Budget(slots) if slots else None
 
 
 def model_info(local: LocalModel | None, client: DetectorClient | None) -> dict[str, str]:

@@ -165,6 +165,14 @@ class SiteSettings:
         "this port (0: any free port)",
         check=at_least(0),
     )
+    budget: int | None = setting(
+        None,
+        "model runs under way at once over the cameras, frames with motion served first "
+        "(default: 1 for a local model, 2 per server; 0: no budget; not with --ray; "
+        "detect.video.budget)",
+        flag="",
+        check=at_least(0),
+    )
     drain_s: float = setting(
         10.0, "at the end, seconds the sinks get to send what is left", check=at_least(0)
     )
@@ -199,6 +207,11 @@ class SiteSettings:
 
     def validate(self, spell: Spelling | None = None) -> None:
         spell = spell or Spelling(SiteSettings, FLAGS)
+        if self.budget and self.cluster.ray is not None:
+            raise spell.problem(
+                f"{spell('budget')} shares one process's model runs among its cameras; on Ray "
+                f"each camera is a process of its own: leave {spell('budget')} out"
+            )
         if (self.server is None) == (self.model is None):
             raise spell.problem(
                 f"give exactly one of {spell('server')} (HOST:PORT) or {spell('model')} (an .onnx)"
