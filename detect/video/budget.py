@@ -3,7 +3,8 @@ with motion.
 
 When the cameras together want more than the model gives (a busy hour, a forced frame of every
 quiet camera at once), frames wait for a slot: those with motion (``urgent``) before the others
-(first frames, forced ones, a change of light), each kind in the order they came. A frame of a
+(forced frames, a change of light) that came up to `DEFER_S` before them, otherwise in the order
+they came, so a forced frame yields to the busy cameras but is never starved by them. A frame of a
 ``realtime`` camera waits at most one frame interval: past that a newer frame is on its way, so
 it is not run (its tracks are held, its motion seen again next frame, `MotionGate.refused`) and
 the camera's coverage drops instead of its lag growing.
@@ -18,6 +19,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
+
+DEFER_S = 1.0
+"""Seconds a frame without motion lets frames with motion go ahead of it."""
 
 
 class Budget:
@@ -28,18 +33,19 @@ class Budget:
             raise ValueError("a budget has at least one slot")
         self.slots = slots
         self._busy = 0
-        self._waiting: list[tuple[int, int, threading.Event]] = []  # (0 urgent / 1, arrival, ..)
+        self._waiting: list[tuple[float, int, threading.Event]] = []  # (turn, arrival, woken)
         self._arrival = itertools.count()
         self._lock = threading.Lock()
 
     def acquire(self, urgent: bool, timeout: float | None = None) -> bool:
-        """Wait for a slot (urgent frames first, then in arrival order), at most ``timeout``
+        """Wait for a slot (by arrival, urgent frames `DEFER_S` ahead), at most ``timeout``
         seconds (None: as long as it takes); whether one was had (then `release` it)."""
         with self._lock:
             if self._busy < self.slots and not self._waiting:
                 self._busy += 1
                 return True
-            ticket = (0 if urgent else 1, next(self._arrival), threading.Event())
+            turn = time.monotonic() + (0.0 if urgent else DEFER_S)
+            ticket = (turn, next(self._arrival), threading.Event())
             heapq.heappush(self._waiting, ticket)
         if ticket[2].wait(timeout):
             return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -17,8 +18,9 @@ import numpy as np
 
 from detect.client import DetectorClient, Frame, MessageTooLargeError, ServerError
 from detect.structures import Detections, DetectOptions
-from detect.video.run import StreamLostError, take_slot
+from detect.video.run import StreamLostError, take_slot, timed_read
 from detect.video.source import FrameSource, attempt_label, attempts_left, backoff
+from detect.video.stages import StageTimes
 
 if TYPE_CHECKING:
     from detect.video.budget import Budget
@@ -155,6 +157,7 @@ def gated_stream(
     on_move: Callable[[], None] = lambda: None,
     budget: Budget | None = None,
     wait: float | None = None,
+    stages: StageTimes | None = None,
 ) -> Iterator[Gated]:
     """`stream`'s results, and between them, in the source's order, the frames that ``gate``
     kept from the server (``still``) and those refused a slot of the site's ``budget`` within
@@ -163,24 +166,32 @@ def gated_stream(
     A reader thread takes each frame from the source and asks the gate; the frames with motion
     go to `stream` (running on a thread of its own), the still ones wait in line only behind
     frames sent before them, so a quiet camera's frames come out as they are read, not at its
-    next motion. At most ``2 * in_flight + 2`` frames wait in line (the source is not read
+    next motion. At most ``in_flight`` frames wait in line (the source is not read
     further ahead). An error of either thread is raised here, after the frames before it.
+    ``stages`` gets the time of reading, the gate, the budget's queue and the server's round
+    trip (``model``: from the frame's turn to be sent to its answer).
     """
-    line: deque[list[Any]] = deque()  # [index, timestamp, frame, why, detections, ready]
+    stages = stages or StageTimes()
+    line: deque[list[Any]] = deque()  # [index, timestamp, frame, why, detections, ready, sent at]
     sent: dict[int, list[Any]] = {}
     to_send: queue.Queue[tuple[int, float, np.ndarray] | None] = queue.Queue()
     ready = threading.Condition()
     errors: list[BaseException] = []
     running = [2]  # threads not finished
     closing = threading.Event()
-    room = 2 * in_flight + 2
+    room = in_flight
 
     def read() -> None:
         try:
-            for index, timestamp, frame in frames:
-                why = gate.decide(frame, timestamp) if gate is not None else ""
+            for index, timestamp, frame in timed_read(frames, stages):
+                why = ""
+                if gate is not None:
+                    with stages.timed("motion"):
+                        why = gate.decide(frame, timestamp)
                 if why != "still" and budget is not None:
-                    if not take_slot(budget, why, wait, frames.stopped):
+                    with stages.timed("queue"):
+                        slot = take_slot(budget, why, wait, frames.stopped)
+                    if not slot:
                         if gate is not None:
                             gate.refused()
                         why = "budget"
@@ -188,7 +199,7 @@ def gated_stream(
                         budget.release()
                         return
                 held = why in ("still", "budget")
-                entry = [index, timestamp, frame, why, None, held]
+                entry = [index, timestamp, frame, why, None, held, time.perf_counter()]
                 with ready:
                     while len(line) >= room and not closing.is_set():
                         ready.wait(0.5)
@@ -227,6 +238,7 @@ def gated_stream(
                     entry = sent.pop(index)
                     entry[4], entry[5] = detections, True
                     ready.notify_all()
+                stages.add("model", time.perf_counter() - entry[6])
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -250,7 +262,7 @@ def gated_stream(
                     if errors:
                         raise errors[0]
                     return
-                index, timestamp, frame, why, detections, _ = line.popleft()
+                index, timestamp, frame, why, detections, *_ = line.popleft()
                 ready.notify_all()
             yield index, timestamp, frame, detections, why
     finally:

@@ -14,7 +14,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -34,6 +34,7 @@ from detect.video.health import HealthMonitor
 from detect.video.motion import MotionGate
 from detect.video.proof import Proof, event_proof
 from detect.video.source import FrameSource, SourceCounts, is_live
+from detect.video.stages import StageTimes
 from detect.video.summary import VideoSummary
 from detect.video.writer import VideoWriter
 from detect.zones import Counting
@@ -63,13 +64,20 @@ class LocalModel:
     backend: Backend
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def detect(self, frame: np.ndarray, options: DetectOptions) -> Detections:
-        """Detections of one ``(H, W, 3)`` uint8 BGR frame."""
-        from detect.runtime.backend import detect_batch
-
+    def detect(self, frame: np.ndarray, options: DetectOptions, stages: StageTimes) -> Detections:
+        """Detections of one ``(H, W, 3)`` uint8 BGR frame; the time it waited for the model,
+        the model's and post-processing's to ``stages`` (post-processing runs outside the lock,
+        beside the next camera's model run)."""
+        backend, start = self.backend, time.perf_counter()
         with self.lock:
-            (detected,) = detect_batch(self.backend, [frame], options, "BGR")
-        return Detections.from_list(detected.detections)
+            taken = time.perf_counter()
+            (raw,) = backend.infer_batch([backend.prepare(frame, "BGR")], options)
+        ran = time.perf_counter()
+        detections = Detections.from_list(backend.postprocess(raw, options))
+        stages.add("queue", taken - start)
+        stages.add("model", ran - taken)
+        stages.add("postprocess", time.perf_counter() - ran)
+        return detections
 
     @classmethod
     @contextlib.contextmanager
@@ -96,18 +104,20 @@ def _results(
     on_move: Callable[[], None] = lambda: None,
     gate: MotionGate | None = None,
     budget: Budget | None = None,
+    stages: StageTimes | None = None,
 ) -> Iterator[Gated]:
     """Each frame with its detections and the motion gate's reason (``""`` without ``gate``;
     ``still``: not sent to the model, ``budget``: refused a slot of the site's ``budget``;
     detections None for both): through the server (`detect.video.remote.stream`, on ``client``,
     else a client opened here) or a local backend (``local``, else opened here), one frame at a
-    time."""
+    time. The time of each stage goes to ``stages`` (`detect.video.stages`)."""
+    stages = stages or StageTimes()
     wait = None  # a real-time camera's frame waits for a slot one frame interval at most
     if config.realtime and budget is not None:
         wait = 1 / (frames.sampling_fps() or 10.0)
     if config.server is not None:
         from detect.client import DetectorClient
-        from detect.video.remote import gated_stream, stream
+        from detect.video.remote import gated_stream
 
         with contextlib.ExitStack() as stack:
             if client is None:
@@ -115,36 +125,53 @@ def _results(
                 client = stack.enter_context(DetectorClient(config.server, **kwargs, timeout=None))
                 client.wait_spread()  # several servers: round_robin picks among them all
             how = (config.options, config.in_flight, config.retry, config.frame_deadline_ms)
-            if gate is not None or budget is not None:
-                yield from gated_stream(client, frames, gate, *how, on_move, budget, wait)
-            else:
-                yield from ((*result, "") for result in stream(client, frames, *how, on_move))
+            yield from gated_stream(client, frames, gate, *how, on_move, budget, wait, stages)
         return
     with contextlib.ExitStack() as stack:
         if local is None:
             local = stack.enter_context(LocalModel.open(config))
-        for index, timestamp, frame in frames:
-            why = gate.decide(frame, timestamp) if gate is not None else ""
+        for index, timestamp, frame in timed_read(frames, stages):
+            why = ""
+            if gate is not None:
+                with stages.timed("motion"):
+                    why = gate.decide(frame, timestamp)
             if why == "still":
                 yield index, timestamp, frame, None, why
                 continue
-            if budget is not None and not take_slot(budget, why, wait, frames.stopped):
-                if gate is not None:
-                    gate.refused()
-                yield index, timestamp, frame, None, "budget"
-                continue
+            if budget is not None:
+                with stages.timed("queue"):
+                    slot = take_slot(budget, why, wait, frames.stopped)
+                if not slot:
+                    if gate is not None:
+                        gate.refused()
+                    yield index, timestamp, frame, None, "budget"
+                    continue
             try:
-                detections = local.detect(frame, config.options)
+                detections = local.detect(frame, config.options, stages)
             finally:
                 if budget is not None:
                     budget.release()
             yield index, timestamp, frame, detections, why
 
 
+def timed_read(
+    frames: Iterable[tuple[int, float, np.ndarray]], stages: StageTimes
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """``frames``, the time each took to come to ``stages`` (``read``)."""
+    source = iter(frames)
+    while True:
+        start = time.perf_counter()
+        item = next(source, None)
+        if item is None:
+            return
+        stages.add("read", time.perf_counter() - start)
+        yield item
+
+
 def take_slot(budget: Budget, why: str, wait: float | None, stopped: threading.Event) -> bool:
-    """A slot of ``budget`` for a frame the gate sent for ``why`` (``motion``: urgent), waiting
+    """A slot of ``budget`` for a frame the gate sent for ``why`` (``motion``, ``first``: urgent), waiting
     ``wait`` seconds at most (None: until one is free, or the run is ``stopped``)."""
-    urgent = why in ("motion", "")
+    urgent = why in ("motion", "first", "")
     if wait is not None:
         return budget.acquire(urgent, wait)
     while not stopped.is_set():
@@ -275,6 +302,7 @@ class VideoRun:
                     self._moved,
                     self.gate,
                     self.budget,
+                    summary.stages,
                 ):
                     if detections is None and why not in ("still", "budget"):  # server dropped
                         summary.frames_dropped_by_server += 1
@@ -284,7 +312,10 @@ class VideoRun:
                         writer = self._open_writer(frame)
                     detections = self._process(index, timestamp, frame, detections, why)
                     if writer is not None:
-                        writer.write(self._frame(frame, index, detections))
+                        with summary.stages.timed("drawing"):
+                            picture = self._frame(frame, index, detections)
+                        with summary.stages.timed("writing"):
+                            writer.write(picture)
                     progress()
         except StreamLostError as exc:
             self.stop("server lost mid-stream")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detect.video.source import SourceCounts
+from detect.video.stages import StageTimes
 from detect.zones import count_rows
 
 
@@ -29,6 +30,7 @@ class VideoSummary:
     detections: Counter = field(default_factory=Counter)  # label -> detections
     tracks: dict[str, set[int]] = field(default_factory=dict)  # label -> track ids
     counting: dict[str, Any] = field(default_factory=dict)  # `Counting.summary()`, at the end
+    stages: StageTimes = field(default_factory=StageTimes)  # where the frames' time went
 
     frames_read = property(lambda self: self.source.frames_read)
     frames_dropped = property(lambda self: self.source.frames_dropped, doc="by the source")
@@ -55,6 +57,7 @@ class VideoSummary:
             "frames_processed": self.frames_processed,
             "frames_inferred": self.frames_inferred,
             "coverage": round(self.coverage, 4),
+            "ms_per_frame": self.stages.per_frame_ms(self.frames_processed),
             "frames_dropped": self.frames_dropped + self.frames_dropped_by_server,
             "frames_dropped_by_server": self.frames_dropped_by_server,
             "seconds": round(self.seconds, 3),
@@ -75,6 +78,8 @@ class VideoSummary:
             f"{d['frames_dropped']} dropped; {d['fps']:.2f} processed frames/s; "
             f"stopped: {d['stopped']}",
             f"model: ran on {d['frames_inferred']} of them ({self.coverage:.0%})",
+            "time per frame: "
+            + (", ".join(f"{k} {v:.1f} ms" for k, v in d["ms_per_frame"].items()) or "none"),
             "detections: " + (", ".join(f"{k} {v}" for k, v in d["detections"].items()) or "none"),
         ]
         if self.tracks:
