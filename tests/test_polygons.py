@@ -173,6 +173,75 @@ def test_random_masks_round_trip_exactly_at_tolerance_zero() -> None:
         assert _round_trip(mask, tolerance=0.0, min_area=0.0) == 1.0
 
 
+def _ragged(height: int, width: int) -> np.ndarray:
+    """An under-trained model's mask: an ellipse with 10% of its pixels off (hundreds of
+    pinholes, most of 1 pixel) among specks, 2% of the pixels around it on."""
+    rng = np.random.default_rng(4)
+    blob = _drawn(
+        height,
+        width,
+        lambda m: cv2.ellipse(
+            m, (width // 2, height // 2), (width // 3, height // 3), 0, 0, 360, 1, -1
+        ),
+    )
+    return np.where(blob, rng.random(blob.shape) < 0.9, rng.random(blob.shape) < 0.02)
+
+
+def _dropped_after_tracing(polygons: list[Polygon], min_area: float) -> list[Polygon]:
+    """``polygons`` without the parts and holes of less than ``min_area`` square pixels."""
+    return [
+        Polygon(p.exterior, tuple(h for h in p.holes if shapely.Polygon(h).area >= min_area))
+        for p in polygons
+        if p.area >= min_area
+    ]
+
+
+def test_pinholes_and_specks_round_trip_exactly_at_min_area_zero() -> None:
+    mask = _ragged(120, 160)
+    polygons = mask_to_polygons(mask, tolerance=0.0, min_area=0.0)
+    assert sum(len(p.holes) for p in polygons) > 300 and len(polygons) > 100
+    assert np.array_equal(polygons_to_mask(polygons, *mask.shape), mask)
+
+
+def test_parts_and_holes_under_min_area_go_as_if_dropped_after_tracing() -> None:
+    """Dropping specks and filling pinholes before tracing gives the pixels of tracing them all
+    and then dropping the polygons and holes of less than ``min_area`` square pixels."""
+    mask = _ragged(120, 160)
+    traced = mask_to_polygons(mask, tolerance=0.0, min_area=0.0)
+    for min_area in (2.0, 4.0):
+        polygons = mask_to_polygons(mask, tolerance=0.0, min_area=min_area)
+        assert sum(len(p.holes) for p in polygons) < 50
+        expected = _dropped_after_tracing(traced, min_area)
+        assert np.array_equal(
+            polygons_to_mask(polygons, *mask.shape), polygons_to_mask(expected, *mask.shape)
+        )
+    (blob,) = mask_to_polygons(mask)
+    assert _iou(polygons_to_mask([blob], *mask.shape), mask) >= 0.85
+
+
+def test_hole_with_an_island_is_not_filled_for_its_own_pixels() -> None:
+    # a 1-pixel moat of 28 pixels around a 6x6 island: the hole's outline holds 64 square pixels
+    mask = np.ones((16, 16), bool)
+    mask[4:12, 4:12] = False
+    mask[5:11, 5:11] = True
+    polygons = mask_to_polygons(mask, tolerance=0.0, min_area=30.0)
+    assert [len(p.holes) for p in polygons] == [1, 0]
+    assert np.array_equal(polygons_to_mask(polygons, *mask.shape), mask)
+    # a hole of 28 pixels with nothing inside is filled
+    mask = np.ones((16, 16), bool)
+    mask[4:8, 4:11] = False
+    assert [len(p.holes) for p in mask_to_polygons(mask, tolerance=0.0, min_area=30.0)] == [0]
+
+
+def test_holes_touching_at_corners_round_trip_exactly() -> None:
+    # a checkerboard in a frame: 200 holes of 1 pixel, each touching its neighbours at corners
+    mask = np.ones((24, 24), bool)
+    mask[2:22, 2:22] = np.indices((20, 20)).sum(axis=0) % 2 == 0
+    (polygon,) = mask_to_polygons(mask, tolerance=0.0, min_area=0.0)
+    assert len(polygon.holes) == 200
+    assert np.array_equal(polygons_to_mask([polygon], *mask.shape), mask)
+
+
 def test_tolerance_trades_points_for_fidelity() -> None:
     mask = _shape("star", 60) & ~_shape("circle", 15, size=132)  # a star with a round hole
     counts, ious = [], []

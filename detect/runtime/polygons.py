@@ -22,6 +22,13 @@ therefore rasterise back to the mask exactly. Where an outline collapses (a sing
 1-pixel-wide line or spur), its points and lines are grown with square caps into the squares of
 their pixels.
 
+Parts and holes of fewer than ``min_area`` pixels are removed from the mask before tracing
+(`_without_specks`, linear in the pixels), and all the holes of a part are subtracted from it in
+one set operation: a ragged mask (an under-trained model's, with thousands of pinholes and
+specks) costs what the outlines it keeps cost. What remains superlinear is the simplification:
+GEOS checks each simplified stretch against every other outline, so a mask with thousands of
+holes of ``min_area`` pixels or more takes seconds (``benchmarks/polygon_cost.py``).
+
 Douglas-Peucker simplification runs in between, on outlines grown by only `_PRE_GROWTH` (0.1
 pixel). On synthetic shapes that rasterises back 0.5-1% (IoU) closer to the mask than
 simplifying the final outlines; the 0.1 pixel keeps 2-pixel-wide parts, whose centre outlines
@@ -59,12 +66,20 @@ def _centre_outline(points: np.ndarray, grow: float) -> shapely.GeometryCollecti
     return shapely.GeometryCollection([*shapely.get_parts(grown), *merged])
 
 
+def _union(geometries: np.ndarray) -> shapely.Geometry:
+    """Union of a 1-D array of valid geometries; a single one is returned as it is (no set
+    operation), none an empty geometry."""
+    if len(geometries) == 1:
+        return geometries[0]
+    return shapely.union_all(geometries)
+
+
 def _part_region(outline: shapely.GeometryCollection) -> shapely.Geometry:
     """Region of a part's pixels from its `_centre_outline`: the members grown the rest of the
     way to the pixel edges (polygons by ``0.5 - _PRE_GROWTH``, points and lines by 0.5)."""
     parts = shapely.get_parts(outline)
     distance = np.where(shapely.get_dimensions(parts) == 2, 0.5 - _PRE_GROWTH, 0.5)
-    return shapely.union_all(shapely.buffer(parts, distance, **_MITRE))
+    return _union(shapely.buffer(parts, distance, **_MITRE))
 
 
 def _hole_region(outline: shapely.GeometryCollection) -> shapely.Geometry:
@@ -74,10 +89,58 @@ def _hole_region(outline: shapely.GeometryCollection) -> shapely.Geometry:
     """
     parts = shapely.get_parts(outline)
     polygons = shapely.get_dimensions(parts) == 2
-    return shapely.difference(
-        shapely.union_all(shapely.buffer(parts[polygons], _PRE_GROWTH - 0.5, **_MITRE)),
-        shapely.union_all(shapely.buffer(parts[~polygons], 0.5, **_MITRE)),
+    region = _union(shapely.buffer(parts[polygons], _PRE_GROWTH - 0.5, **_MITRE))
+    if polygons.all():
+        return region
+    return shapely.difference(region, _union(shapely.buffer(parts[~polygons], 0.5, **_MITRE)))
+
+
+def _holes_region(regions: list[shapely.Geometry]) -> shapely.Geometry:
+    """One geometry of the `_hole_region` of each of a part's holes, to subtract at once.
+
+    Two holes' outlines may share an edge (through the centres of the same foreground pixels,
+    as for holes that touch at a corner), but the regions, shrunk off them by half a pixel, are
+    apart, and simplification keeps the outlines from crossing: a MultiPolygon of the regions is
+    valid and costs no set operation. Their union is a fallback, needed on no mask tried.
+    """
+    members = shapely.get_parts(regions)
+    combined = shapely.MultiPolygon(list(members[~shapely.is_empty(members)]))
+    return combined if shapely.is_valid(combined) else shapely.union_all(members)
+
+
+def _without_specks(binary: np.ndarray, min_area: float) -> np.ndarray:
+    """``(H, W) bool`` mask ``binary`` without its parts (8-connected components) of fewer than
+    ``min_area`` pixels, and with its holes of fewer than ``min_area`` pixels filled.
+
+    A hole is a 4-connected component of the background that does not touch the mask's border
+    (the parts and holes that `cv2.findContours` traces). A hole is counted with what lies inside
+    it, as its traced outline would be: one with a part inside (an island of at least
+    ``min_area`` pixels) is left to the area check after tracing. Linear in the pixels.
+    """
+    if min_area <= 1:  # no component is smaller
+        return binary
+    _, parts, part_stats, _ = cv2.connectedComponentsWithStats(
+        binary.view(np.uint8), connectivity=8
     )
+    speck = part_stats[:, cv2.CC_STAT_AREA] < min_area
+    speck[0] = False  # the background
+    if speck.any():
+        binary = binary & ~speck[parts]
+    _, holes, hole_stats, _ = cv2.connectedComponentsWithStats(
+        (~binary).view(np.uint8), connectivity=4
+    )
+    left, top, width, height, area = hole_stats.T
+    height_px, width_px = binary.shape
+    small = (area < min_area) & (left > 0) & (top > 0)
+    small &= (left + width < width_px) & (top + height < height_px)
+    small[0] = False  # label 0 is the foreground
+    if not small.any():
+        return binary
+    # a part's top row is 4-adjacent to the background component around the part: the pixels
+    # just above it find the holes that have a part inside
+    top_row = binary & (np.arange(height_px)[:, None] == part_stats[parts, cv2.CC_STAT_TOP])
+    small[holes[:-1][top_row[1:]]] = False
+    return binary | small[holes]
 
 
 def _ring_array(ring: shapely.LinearRing, offset: tuple[float, float]) -> np.ndarray:
@@ -97,14 +160,17 @@ def mask_to_polygons(
     ``> 0.5``. The traced outlines (see the module docstring) are simplified together with
     Douglas-Peucker at ``tolerance`` pixels, keeping their topology (no ring crosses another;
     ``0`` keeps them, dropping only collinear points). Parts and holes smaller than ``min_area``
-    square pixels are dropped (a dropped hole is filled). ``offset`` ``(x, y)`` is added to every
-    point, e.g. the top-left corner in the image of the crop that ``mask`` covers.
+    are dropped (a dropped hole is filled): those of fewer than ``min_area`` pixels before tracing
+    (a hole counted with any part inside it), then any traced part or hole of less than
+    ``min_area`` square pixels. ``offset`` ``(x, y)`` is added to every point, e.g. the top-left
+    corner in the image of the crop that ``mask`` covers.
     """
     binary = np.asarray(mask)
     if binary.ndim != 2:
         raise ValueError(f"mask must be (H, W), got shape {binary.shape}")
+    binary = _without_specks(binary > 0.5, min_area)
     contours, hierarchy = cv2.findContours(
-        (binary > 0.5).astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE
+        binary.view(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE
     )
     if not contours:
         return []
@@ -125,9 +191,12 @@ def mask_to_polygons(
         if parent >= 0:
             continue
         region = _part_region(outlines[index])
-        while child >= 0:  # one by one: two holes may share an edge, which a union would erase
-            region = shapely.difference(region, _hole_region(outlines[child]))
+        holes = []
+        while child >= 0:
+            holes.append(_hole_region(outlines[child]))
             child = links[child, 0]
+        if holes:
+            region = shapely.difference(region, _holes_region(holes))
         for part in shapely.get_parts(shapely.orient_polygons(region)):
             if part.area < min_area:
                 continue
