@@ -89,6 +89,15 @@ def test_a_camera_that_freezes_goes_black_and_blurs_reports_exactly_that(tmp_pat
     assert f"metrics on port {port}" in err
     assert problems_seen == {"frozen", "dark", "blurred"}
     assert 'detect_watch_events_total{camera="cam1",kind="frozen:problem"} 1.0' in scraped
+    # where the frames' time went, and the share the model ran on (a frozen picture is still)
+    assert re.search(
+        r'detect_watch_stage_seconds_count\{camera="cam1",stage="model"\} [1-9]', scraped
+    )
+    assert re.search(
+        r'detect_watch_stage_seconds_bucket\{camera="cam1",le="\+Inf",stage="read"\}', scraped
+    )
+    coverage = re.search(r'detect_watch_camera_coverage\{camera="cam1"\} ([\d.]+)', scraped)
+    assert coverage and 0 < float(coverage[1]) < 1
 
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     health = [e for e in events if "health" in e]

@@ -169,8 +169,9 @@ def timed_read(
 
 
 def take_slot(budget: Budget, why: str, wait: float | None, stopped: threading.Event) -> bool:
-    """A slot of ``budget`` for a frame the gate sent for ``why`` (``motion``, ``first``: urgent), waiting
-    ``wait`` seconds at most (None: until one is free, or the run is ``stopped``)."""
+    """A slot of ``budget`` for a frame the gate sent for ``why`` (``motion``, ``first``:
+    urgent), waiting ``wait`` seconds at most (None: until one is free, or the run is
+    ``stopped``)."""
     urgent = why in ("motion", "first", "")
     if wait is not None:
         return budget.acquire(urgent, wait)
@@ -361,12 +362,15 @@ class VideoRun:
         detections: nothing moved since, so its tracks are held where they are (not advanced,
         not aged); so does a frame the site's ``budget`` refused (the next is on its way)."""
         summary, tracker = self.summary, self.tracker
+        timed = summary.stages.timed
         if detections is None:
             detections = self._last
         else:
             if tracker is not None:
-                looks = colour_histograms(frame, detections) if tracker.config.appearance else None
-                detections = tracker.update(detections, looks)
+                with timed("tracking"):
+                    appearance = tracker.config.appearance
+                    looks = colour_histograms(frame, detections) if appearance else None
+                    detections = tracker.update(detections, looks)
             self._last = detections
             summary.frames_inferred += 1
             summary.inferred_ms = timestamp
@@ -384,24 +388,28 @@ class VideoRun:
         if why:
             record["inferred"] = why != "still"
             record["motion"] = why
-        if self.counting:
-            live = tracker.live_ids() if tracker is not None else None
-            counts, events = self.counting.update(detections, index, timestamp, live)
-            if self.counting.zones:
-                record["zones"] = counts
-            record["events"] = events
+        events: list[dict[str, Any]] = []
+        with timed("counting"):
+            if self.counting:
+                live = tracker.live_ids() if tracker is not None else None
+                counts, events = self.counting.update(detections, index, timestamp, live)
+                if self.counting.zones:
+                    record["zones"] = counts
+                record["events"] = events
+            if self.health is not None and self.on_event is not None:
+                found, now = len(detections), time.monotonic()
+                events = events + self.health.update(
+                    frame, index, timestamp, found, now, self._rate
+                )
+        with timed("writing"):
             if self.on_event is not None:
                 for event in events:
                     self._tell(event, frame, timestamp, detections)
-        if self.health is not None and self.on_event is not None:
-            found, now = len(detections), time.monotonic()
-            for event in self.health.update(frame, index, timestamp, found, now, self._rate):
-                self._tell(event, frame, timestamp, detections)
-        if self.clips is not None:
-            self.clips.add(frame, timestamp)
-        if self.on_picture is not None:
-            self.on_picture(frame, detections, self.counting)
-        self._write(record)
+            if self.clips is not None:
+                self.clips.add(frame, timestamp)
+            if self.on_picture is not None:
+                self.on_picture(frame, detections, self.counting)
+            self._write(record)
         return detections
 
     def _tell(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -73,6 +74,16 @@ class StageTimes:
             yield
         finally:
             self.add(stage, time.perf_counter() - start)
+
+    def histograms(self) -> dict[str, tuple[list[int], float]]:
+        """Each stage that ran: its cumulative bucket counts (`BUCKETS`, then +Inf) and its sum
+        of seconds, as Prometheus's histograms have them (a consistent copy)."""
+        with self._lock:
+            return {
+                s: (list(itertools.accumulate(self.buckets[s])), self.seconds[s])
+                for s in STAGES
+                if self.counts[s]
+            }
 
     def per_frame_ms(self, frames: int) -> dict[str, float]:
         """Mean milliseconds per processed frame in each stage that ran (``frames`` of them)."""

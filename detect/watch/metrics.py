@@ -9,6 +9,9 @@
 * ``detect_watch_camera_coverage{camera}``: the share of its processed frames that went to the
   model (motion gating, `detect.video.motion`), and
   ``detect_watch_camera_inferred_age_seconds{camera}``: video seconds since the last one did;
+* ``detect_watch_stage_seconds{camera, stage}``: a histogram of the seconds each frame spent in
+  each stage of its camera's run (read, motion, queue, model, postprocess, tracking, counting,
+  drawing, writing: `detect.video.stages`), as of the last status line;
 * ``detect_watch_sink_delivered{sink}``, ``detect_watch_sink_refused{sink}``,
   ``detect_watch_sink_backlog{sink}``: what each sink delivered and refused for good in this
   run, and has left (refreshed at each status line);
@@ -19,15 +22,42 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import HistogramMetricFamily
 
 from detect.errors import ConfigError
+from detect.video.stages import BUCKETS
 
 if TYPE_CHECKING:
     from detect.video.summary import VideoSummary
     from detect.watch.delivery import Delivery
+
+
+BOUNDS = [*map(str, BUCKETS), "+Inf"]
+
+
+class _StageHistograms:
+    """``detect_watch_stage_seconds`` from the cameras' summaries (their `StageTimes`), read at
+    each scrape: the histograms are kept by the runs themselves, so a camera on Ray has them
+    too."""
+
+    def __init__(self) -> None:
+        self.summaries: dict[str, VideoSummary] = {}
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(
+            "detect_watch_stage_seconds",
+            "Seconds per frame in each stage of a camera's run",
+            labels=["camera", "stage"],
+        )
+        for camera, summary in dict(self.summaries).items():
+            for stage, (cumulative, total) in summary.stages.histograms().items():
+                buckets = list(zip(BOUNDS, cumulative, strict=True))
+                family.add_metric([camera, stage], buckets, total)
+        yield family
 
 
 class WatchMetrics:
@@ -60,6 +90,8 @@ class WatchMetrics:
             ["camera"],
             registry=r,
         )
+        self.stages = _StageHistograms()
+        r.register(self.stages)
         self.delivered = Gauge(
             "detect_watch_sink_delivered", "Events a sink delivered", ["sink"], registry=r
         )
@@ -102,6 +134,7 @@ class WatchMetrics:
     ) -> None:
         for camera, value in fps.items():
             self.fps.labels(camera).set(value)
+        self.stages.summaries = dict(summaries)
         for camera, summary in summaries.items():
             self.coverage.labels(camera).set(summary.coverage)
             self.inferred_age.labels(camera).set(summary.inferred_age_s)
