@@ -94,7 +94,7 @@ def test_a_camera_that_freezes_goes_black_and_blurs_reports_exactly_that(tmp_pat
         r'detect_watch_stage_seconds_count\{camera="cam1",stage="model"\} [1-9]', scraped
     )
     assert re.search(
-        r'detect_watch_stage_seconds_bucket\{camera="cam1",le="\+Inf",stage="read"\}', scraped
+        r'detect_watch_stage_seconds_bucket\{camera="cam1",stage="read",le="\+Inf"\}', scraped
     )
     coverage = re.search(r'detect_watch_camera_coverage\{camera="cam1"\} ([\d.]+)', scraped)
     assert coverage and 0 < float(coverage[1]) < 1
