@@ -70,7 +70,7 @@ def test_a_camera_that_freezes_goes_black_and_blurs_reports_exactly_that(tmp_pat
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
 
     port = _free_port()
-    metrics = ["--metrics-port", str(port)]
+    metrics = ["--metrics-port", str(port), "--status-every", "0.5"]  # refreshed each 0.5 s
     watch = subprocess.Popen(
         [sys.executable, "-m", "detect", "watch", str(tmp_path / "site.yaml"), *metrics],
         stdout=subprocess.PIPE,
@@ -94,7 +94,7 @@ def test_a_camera_that_freezes_goes_black_and_blurs_reports_exactly_that(tmp_pat
         r'detect_watch_stage_seconds_count\{camera="cam1",stage="model"\} [1-9]', scraped
     )
     assert re.search(
-        r'detect_watch_stage_seconds_bucket\{camera="cam1",stage="read",le="\+Inf"\}', scraped
+        r'detect_watch_stage_seconds_bucket\{camera="cam1",le="\+Inf",stage="read"\}', scraped
     )
     coverage = re.search(r'detect_watch_camera_coverage\{camera="cam1"\} ([\d.]+)', scraped)
     assert coverage and 0 < float(coverage[1]) < 1

@@ -181,6 +181,9 @@ def gated_stream(
     closing = threading.Event()
     room = in_flight
 
+    def halted() -> bool:
+        return closing.is_set() or frames.stopped.is_set()
+
     def read() -> None:
         try:
             for index, timestamp, frame in timed_read(frames, stages):
@@ -190,7 +193,7 @@ def gated_stream(
                         why = gate.decide(frame, timestamp)
                 if why != "still" and budget is not None:
                     with stages.timed("queue"):
-                        slot = take_slot(budget, why, wait, frames.stopped)
+                        slot = take_slot(budget, why, wait, halted)
                     if not slot:
                         if gate is not None:
                             gate.refused()
@@ -265,6 +268,10 @@ def gated_stream(
                 index, timestamp, frame, why, detections, *_ = line.popleft()
                 ready.notify_all()
             yield index, timestamp, frame, detections, why
-    finally:
+    finally:  # both threads end before the caller goes on (and before the process exits)
         closing.set()
         to_send.put(None)
+        with ready:
+            ready.notify_all()
+        for thread in threads:
+            thread.join(timeout=10)

@@ -140,7 +140,7 @@ def _results(
                 continue
             if budget is not None:
                 with stages.timed("queue"):
-                    slot = take_slot(budget, why, wait, frames.stopped)
+                    slot = take_slot(budget, why, wait, frames.stopped.is_set)
                 if not slot:
                     if gate is not None:
                         gate.refused()
@@ -168,14 +168,14 @@ def timed_read(
         yield item
 
 
-def take_slot(budget: Budget, why: str, wait: float | None, stopped: threading.Event) -> bool:
+def take_slot(budget: Budget, why: str, wait: float | None, stopped: Callable[[], bool]) -> bool:
     """A slot of ``budget`` for a frame the gate sent for ``why`` (``motion``, ``first``:
     urgent), waiting ``wait`` seconds at most (None: until one is free, or the run is
     ``stopped``)."""
     urgent = why in ("motion", "first", "")
     if wait is not None:
         return budget.acquire(urgent, wait)
-    while not stopped.is_set():
+    while not stopped():
         if budget.acquire(urgent, 0.5):
             return True
     return False
