@@ -6,8 +6,11 @@
 An under-trained model at score 0 gives masks full of holes and specks. For each HxW size it
 makes two such masks (seed 0): "pinholes", white noise with 10% of the pixels off (thousands of
 holes, most of 1 pixel), and "blotches", white noise blurred by a Gaussian of 1 pixel with its
-lowest 30% off (fewer holes, of all sizes, most of them 4 pixels or more). It prints the number
-of holes (4-connected background components off the border), the best of --repeat times of
+lowest 30% off (fewer holes, of all sizes, most of them 4 pixels or more); and two adversarial
+ones: "hole grid", 2x2-pixel holes on a 3-pixel grid in a 1-pixel frame (thousands of holes of
+min_area pixels, all but `MAX_HOLES` of them filled), and "part grid", 2x2-pixel parts on a
+3-pixel grid (all but `MAX_PARTS` of them removed). It prints the number of parts (8-connected)
+and holes (4-connected background components off the border), the best of --repeat times of
 `mask_to_polygons` at its defaults and exact (tolerance 0, min_area 0: the pixel-exact round
 trip), and the default's microseconds per pixel; it exits 1 if that exceeds --budget-us on any
 mask. `detect` is imported from PYTHONPATH: point it at another checkout to time that one's code.
@@ -24,16 +27,28 @@ import numpy as np
 
 from detect.runtime.polygons import mask_to_polygons
 
-_KINDS = ("pinholes", "blotches")
+_KINDS = ("pinholes", "blotches", "hole grid", "part grid")
 
 
 def ragged_mask(kind: str, height: int, width: int) -> np.ndarray:
     """``(H, W) bool`` mask of ``kind`` (see the module docstring), seed 0."""
+    rows, cols = np.indices((height, width)) % 3
+    if kind == "hole grid":
+        mask = (rows == 0) | (cols == 0)
+        mask[[0, -1]] = mask[:, [0, -1]] = True
+        return mask
+    if kind == "part grid":
+        return (rows < 2) & (cols < 2)
     noise = np.random.default_rng(0).random((height, width), np.float32)
     if kind == "pinholes":
         return noise >= 0.1
     blurred = cv2.GaussianBlur(noise, (0, 0), 1.0)
     return blurred >= np.quantile(blurred, 0.3)
+
+
+def count_parts(mask: np.ndarray) -> int:
+    """Number of 8-connected components of ``(H, W) bool`` ``mask``."""
+    return cv2.connectedComponents(mask.view(np.uint8), connectivity=8)[0] - 1
 
 
 def count_holes(mask: np.ndarray) -> int:
@@ -65,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
 
-    print("mask      size        holes  default s  exact s  default us/px")
+    print("mask       size        parts  holes  default s  exact s  default us/px")
     over = []
     for height, width in sizes:
         for kind in _KINDS:
@@ -74,8 +89,8 @@ def main() -> None:
             exact = best_seconds(mask, args.repeat, tolerance=0.0, min_area=0.0)
             per_pixel = default / mask.size * 1e6
             print(
-                f"{kind:<9} {height:>4}x{width:<6} {count_holes(mask):6d} {default:10.3f} "
-                f"{exact:8.3f} {per_pixel:14.2f}",
+                f"{kind:<10} {height:>4}x{width:<6} {count_parts(mask):5d} {count_holes(mask):6d} "
+                f"{default:10.3f} {exact:8.3f} {per_pixel:14.2f}",
                 flush=True,
             )
             if per_pixel > args.budget_us:

@@ -13,6 +13,8 @@ import shapely
 
 from detect.data import synth
 from detect.runtime.polygons import (
+    MAX_HOLES,
+    MAX_PARTS,
     Polygon,
     mask_to_polygons,
     polygons_to_coco,
@@ -197,9 +199,9 @@ def _dropped_after_tracing(polygons: list[Polygon], min_area: float) -> list[Pol
 
 
 def test_pinholes_and_specks_round_trip_exactly_at_min_area_zero() -> None:
-    mask = _ragged(120, 160)
+    mask = _ragged(80, 100)  # 223 holes and 83 parts: within the caps
     polygons = mask_to_polygons(mask, tolerance=0.0, min_area=0.0)
-    assert sum(len(p.holes) for p in polygons) > 300 and len(polygons) > 100
+    assert sum(len(p.holes) for p in polygons) > 200 and len(polygons) > 50
     assert np.array_equal(polygons_to_mask(polygons, *mask.shape), mask)
 
 
@@ -240,6 +242,69 @@ def test_holes_touching_at_corners_round_trip_exactly() -> None:
     (polygon,) = mask_to_polygons(mask, tolerance=0.0, min_area=0.0)
     assert len(polygon.holes) == 200
     assert np.array_equal(polygons_to_mask([polygon], *mask.shape), mask)
+
+
+def _cells(sizes: list[tuple[int, int]], value: bool) -> np.ndarray:
+    """A square grid of 6x6 cells in a 1-pixel frame, each cell of ``not value`` with a
+    ``(rows, cols)`` rectangle of ``value`` at its top left, one per ``sizes`` (row by row)."""
+    side = int(np.ceil(np.sqrt(len(sizes))))
+    mask = np.full((6 * side + 2, 6 * side + 2), not value)
+    mask[[0, -1]] = mask[:, [0, -1]] = True
+    for index, (rows, cols) in enumerate(sizes):
+        top, left = 6 * (index // side) + 2, 6 * (index % side) + 2
+        mask[top : top + rows, left : left + cols] = value
+    return mask
+
+
+def test_an_object_keeps_its_largest_holes() -> None:
+    # 330 holes of 1 to 12 pixels in random order; the 256 largest are those of 4 pixels or more
+    rng = np.random.default_rng(5)
+    sizes = [(3, 4)] * 100 + [(3, 3)] * 80 + [(2, 2)] * 76 + [(1, 3)] * 40 + [(1, 1)] * 34
+    sizes = [sizes[i] for i in rng.permutation(len(sizes))]
+    mask = _cells(sizes, False)
+    small = _cells([s if s[0] * s[1] < 4 else (0, 0) for s in sizes], False)
+    expected = mask | ~small  # the holes of fewer than 4 pixels filled
+    _, _, stats, _ = cv2.connectedComponentsWithStats((~expected).view(np.uint8), connectivity=4)
+    assert sorted(stats[1:, cv2.CC_STAT_AREA]) == [4] * 76 + [9] * 80 + [12] * 100
+    for tolerance, min_area in ((0.0, 0.0), (0.0, 2.0)):
+        (polygon,) = mask_to_polygons(mask, tolerance=tolerance, min_area=min_area)
+        assert len(polygon.holes) == MAX_HOLES
+        assert np.array_equal(polygons_to_mask([polygon], *mask.shape), expected)
+    # at the default settings too, however the outlines simplify
+    (polygon,) = mask_to_polygons(mask)
+    assert len(polygon.holes) <= MAX_HOLES
+
+
+def test_an_object_keeps_its_largest_parts() -> None:
+    # 300 parts of 1 to 12 pixels in random order, one of them the frame (the largest)
+    rng = np.random.default_rng(6)
+    sizes = [(3, 4)] * 150 + [(3, 3)] * 105 + [(2, 2)] * 30 + [(1, 2)] * 14
+    sizes = [sizes[i] for i in rng.permutation(len(sizes))]
+    mask = _cells(sizes, True)
+    expected = _cells([s if s[0] * s[1] > 4 else (0, 0) for s in sizes], True)
+    polygons = mask_to_polygons(mask, tolerance=0.0, min_area=0.0)
+    assert len(polygons) == MAX_PARTS
+    assert sorted(p.area for p in polygons)[:-1] == [9.0] * 105 + [12.0] * 150
+    assert np.array_equal(polygons_to_mask(polygons, *mask.shape), expected)
+    assert len(mask_to_polygons(mask)) <= MAX_PARTS
+
+
+def test_random_masks_keep_at_most_the_capped_outlines() -> None:
+    """Noise masks with hundreds of parts and holes. The caps count the mask's 8-connected parts
+    and 4-connected holes: a part that pinches (pixels touching only at a corner) comes out as a
+    polygon per piece, and a notch of the background whose 1-pixel opening is closed off by the
+    mitres of two 45-degree corners as one more hole, with the same pixels."""
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        mask = rng.random((100, 120)) < rng.uniform(0.3, 0.8)
+        polygons = mask_to_polygons(mask, tolerance=0.0, min_area=0.0)
+        back = polygons_to_mask(polygons, *mask.shape)
+        assert cv2.connectedComponents(back.view(np.uint8), connectivity=8)[0] - 1 <= MAX_PARTS
+        _, _, stats, _ = cv2.connectedComponentsWithStats((~back).view(np.uint8), connectivity=4)
+        left, top, width, height = stats[1:, :4].T
+        inside = (left > 0) & (top > 0) & (left + width < 120) & (top + height < 100)
+        assert np.count_nonzero(inside) <= MAX_HOLES
+        assert sum(len(p.holes) for p in mask_to_polygons(mask)) <= MAX_HOLES
 
 
 def test_tolerance_trades_points_for_fidelity() -> None:
