@@ -362,9 +362,9 @@ def _events_by_camera(path: Path) -> dict[str, list[dict]]:
 
 
 def _totals(summary: dict) -> dict:
-    """A watch's summary.json without its timings."""
+    """A watch's summary.json without its timings (times per stage too)."""
     cameras = {
-        name: {k: v for k, v in camera.items() if k not in ("seconds", "fps")}
+        name: {k: v for k, v in camera.items() if k not in ("seconds", "fps", "ms_per_frame")}
         for name, camera in summary["cameras"].items()
     }
     return {"cameras": cameras, "frames_processed": summary["frames_processed"],
