@@ -14,6 +14,7 @@ import shapely
 from detect.data import synth
 from detect.runtime.polygons import (
     MAX_HOLES,
+    MAX_JOINT_RINGS,
     MAX_PARTS,
     Polygon,
     mask_to_polygons,
@@ -305,6 +306,37 @@ def test_random_masks_keep_at_most_the_capped_outlines() -> None:
         inside = (left > 0) & (top > 0) & (left + width < 120) & (top + height < 100)
         assert np.count_nonzero(inside) <= MAX_HOLES
         assert sum(len(p.holes) for p in mask_to_polygons(mask)) <= MAX_HOLES
+
+
+def _valid(polygons: list[Polygon]) -> bool:
+    return all(shapely.Polygon(p.exterior, p.holes).is_valid for p in polygons)
+
+
+def test_parts_pinched_thousands_of_times_simplify_ring_by_ring() -> None:
+    """Diagonal chains of 2x2-pixel blocks touching at corners: 93 parts within the cap, but
+    their outlines split into a ring per block and one per link, 12,707 in all, over
+    `MAX_JOINT_RINGS`, so the rings are simplified one by one (together: 0.4 s, quadratic)."""
+    rows, cols = np.indices((240, 320)) // 2
+    mask = (rows - cols) % 3 == 0
+    assert np.count_nonzero(mask) // 4 > MAX_JOINT_RINGS  # the blocks alone
+    polygons = mask_to_polygons(mask)
+    assert _valid(polygons)
+    assert _iou(polygons_to_mask(polygons, *mask.shape), mask) >= 0.9
+    exact = mask_to_polygons(mask, tolerance=0.0)
+    assert len(exact) == 93 and _valid(exact)
+    assert np.array_equal(polygons_to_mask(exact, *mask.shape), mask)
+
+
+def test_rings_simplified_one_by_one_round_trip_exactly_at_tolerance_zero(monkeypatch) -> None:
+    """With every mask's rings simplified one by one, the exact round trip still holds and the
+    polygons stay valid, if not as close to the mask at the default tolerance."""
+    monkeypatch.setattr("detect.runtime.polygons.MAX_JOINT_RINGS", 0)
+    rng = np.random.default_rng(0)
+    masks = [rng.random(rng.integers(1, 30, 2)) < rng.uniform(0.1, 0.9) for _ in range(100)]
+    for mask in [*masks, _ragged(80, 100), *_cases().values()]:
+        assert _round_trip(mask, tolerance=0.0, min_area=0.0) == 1.0
+        assert _valid(mask_to_polygons(mask))
+    assert _round_trip(_ragged(80, 100)) >= 0.85
 
 
 def test_tolerance_trades_points_for_fidelity() -> None:

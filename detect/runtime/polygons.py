@@ -26,20 +26,35 @@ Parts and holes of fewer than ``min_area`` pixels are removed from the mask befo
 so are all but the `MAX_PARTS` (256) largest parts and the `MAX_HOLES` (256) largest holes, by
 pixel count (`_pruned`, linear in the pixels): an object keeps at most 256 parts and 256 holes
 over all its parts, and the exact round trip holds for masks within those caps. The caps bound
-the simplification, which is quadratic in the outlines (GEOS checks each simplified stretch
-against every other ring): a 240x320 grid of 2x2-pixel holes (8,480 holes of ``min_area``
-pixels) took 5.7 s before, and 2x2-pixel parts on a 3-pixel grid 2.2 s. All the holes of a part
-are subtracted from it in one set operation. A ragged mask (an under-trained model's, with
-thousands of pinholes and specks) therefore costs what at most 512 outlines cost
-(``benchmarks/polygon_cost.py``). What the caps leave superlinear: where a part's pixels touch
-only at a corner, its outline is split into separate rings, and a mask of thousands of such
-pinches (diagonal chains of 2x2-pixel blocks, 80 parts and 25,000 rings at 480x640) took 21 s.
+the simplification, which is quadratic in the outlines' rings when they are simplified together
+(GEOS checks each simplified stretch against every other ring): a 240x320 grid of 2x2-pixel
+holes (8,480 holes of ``min_area`` pixels) took 5.7 s before, and 2x2-pixel parts on a 3-pixel
+grid 2.2 s. All the holes of a part are subtracted from it in one set operation. A ragged mask
+(an under-trained model's, with thousands of pinholes and specks) therefore costs what at most
+512 outlines cost (``benchmarks/polygon_cost.py``).
 
 Douglas-Peucker simplification runs in between, on outlines grown by only `_PRE_GROWTH` (0.1
 pixel). On synthetic shapes that rasterises back 0.5-1% (IoU) closer to the mask than
 simplifying the final outlines; the 0.1 pixel keeps 2-pixel-wide parts, whose centre outlines
 are 1 pixel wide, from being flattened into wedges at the default tolerance (parts narrower than
 about ``tolerance + 0.8`` pixels can be).
+
+The caps do not bound the rings: where a part's pixels touch only at a corner, its outline is split
+there into separate rings (the members of its `_centre_outline`: polygons, and the lines and points
+of collapsed stretches). Diagonal chains of 2x2-pixel blocks give a ring for every 6 pixels or so
+(12,707 rings at 240x320, 51,014 at 480x640), and simplifying those together took 0.43 s and 5.9 s.
+So outlines of more than `MAX_JOINT_RINGS` (1024) rings in all are simplified ring by ring, each on
+its own (keeping its own topology), which is linear (20 ms and 93 ms for those rings); at most 1024
+rings together cost a few milliseconds (2.5 ms for 777, 8 ms for 1,766, 16 ms for 3,154: the
+quadratic term takes over above a few thousand). Beyond that count two simplified rings may touch
+or cross: a part's region may overlap a hole's or another part's, and a hole may cut into its
+part's edge. The polygons stay valid (each part's members are grown and unioned, its holes
+subtracted in a set operation), but two parts' polygons may overlap, and small pieces that the
+neighbouring rings kept from flattening may flatten (a 2x2-pixel block into a triangle of 3
+pixels): the diagonal chains rasterise back with IoU 0.84, 0.91 and 0.84 at 120x160, 240x320 and
+480x640 at the default tolerance, against 0.95 and 0.98 simplified together at the first two. At
+``tolerance=0`` simplification only drops collinear points, so the exact round trip holds either
+way.
 """
 
 from __future__ import annotations
@@ -58,6 +73,9 @@ MAX_PARTS = 256
 """Most parts an object keeps: its largest by pixel count (see the module docstring)."""
 MAX_HOLES = 256
 """Most holes an object keeps, over all its parts: its largest by pixel count."""
+MAX_JOINT_RINGS = 1024
+"""Most rings, over all of an object's outlines, that are simplified together; above that count
+each ring is simplified on its own (see the module docstring)."""
 
 
 def _centre_outline(points: np.ndarray, grow: float) -> shapely.GeometryCollection:
@@ -110,8 +128,10 @@ def _holes_region(regions: list[shapely.Geometry]) -> shapely.Geometry:
 
     Two holes' outlines may share an edge (through the centres of the same foreground pixels,
     as for holes that touch at a corner), but the regions, shrunk off them by half a pixel, are
-    apart, and simplification keeps the outlines from crossing: a MultiPolygon of the regions is
-    valid and costs no set operation. Their union is a fallback, needed on no mask tried.
+    apart, and simplification together keeps the outlines from crossing: a MultiPolygon of the
+    regions is valid and costs no set operation. Their union is a fallback, needed on no mask
+    tried with the rings simplified together; simplified one by one (above `MAX_JOINT_RINGS`),
+    two regions may overlap.
     """
     members = shapely.get_parts(regions)
     combined = shapely.MultiPolygon(list(members[~shapely.is_empty(members)]))
@@ -173,6 +193,25 @@ def _pruned(binary: np.ndarray, min_area: float) -> np.ndarray:
     return binary | filled[holes]
 
 
+def _simplified(
+    outlines: list[shapely.GeometryCollection], tolerance: float
+) -> list[shapely.GeometryCollection]:
+    """``outlines`` simplified with Douglas-Peucker at ``tolerance``, keeping their topology:
+    together, so that no ring crosses another, if they hold at most `MAX_JOINT_RINGS` rings
+    (members) in all, else each ring on its own, so that two rings may touch or cross (see the
+    module docstring). No outline is empty (each holds pixel centres), so all come back, in order.
+    """
+    if shapely.get_num_geometries(outlines).sum() <= MAX_JOINT_RINGS:
+        return list(
+            shapely.simplify(
+                shapely.GeometryCollection(outlines), tolerance, preserve_topology=True
+            ).geoms
+        )
+    rings, index = shapely.get_parts(outlines, return_index=True)
+    rings = shapely.simplify(rings, tolerance, preserve_topology=True)
+    return list(shapely.geometrycollections(rings, indices=index))
+
+
 def _ring_array(ring: shapely.LinearRing, offset: tuple[float, float]) -> np.ndarray:
     """``(K, 2) float32`` points of a closed shapely ring, without the repeated last point."""
     return (shapely.get_coordinates(ring)[:-1] + offset).astype(np.float32)
@@ -188,20 +227,22 @@ def mask_to_polygons(
 
     ``mask`` is ``(H, W)``: bool, uint8 (0/1 or 0/255) or float probabilities; foreground is
     ``> 0.5``. The traced outlines (see the module docstring) are simplified together with
-    Douglas-Peucker at ``tolerance`` pixels, keeping their topology (no ring crosses another;
-    ``0`` keeps them, dropping only collinear points). Parts and holes smaller than ``min_area``
-    are dropped (a dropped hole is filled): those of fewer than ``min_area`` pixels before tracing
-    (a hole counted with any part inside it), then any traced part or hole of less than
-    ``min_area`` square pixels. The object keeps at most `MAX_PARTS` (256) parts (8-connected: one
-    that pinches, its pixels touching only at a corner, comes out as a polygon per piece) and
+    Douglas-Peucker at ``tolerance`` pixels, keeping their topology (no ring crosses another; ``0``
+    keeps them, dropping only collinear points). Above `MAX_JOINT_RINGS` (1024) rings over all the
+    outlines (masks whose parts pinch, their pixels touching only at corners, thousands of times),
+    the rings are simplified one by one instead, so two simplified rings may touch or cross (two
+    parts' polygons may overlap; each polygon stays valid). Parts and holes smaller than
+    ``min_area`` are dropped (a dropped hole is filled): those of fewer than ``min_area`` pixels
+    before tracing (a hole counted with any part inside it), then any traced part or hole of less
+    than ``min_area`` square pixels. The object keeps at most `MAX_PARTS` (256) parts (8-connected:
+    one that pinches, its pixels touching only at a corner, comes out as a polygon per piece) and
     `MAX_HOLES` (256) holes over all its parts, its largest by pixel count; the smaller ones go
-    before tracing (parts removed, holes filled), so a mask within the caps round trips exactly
-    at ``tolerance=0, min_area=0``, and one beyond them as if those were gone. (The polygons'
-    holes can be a few more than the mask's: a notch of the background whose 1-pixel opening
-    lies between two 45-degree corners comes back closed off by their mitres, with the same
-    pixels.) ``offset`` ``(x, y)``
-    is added to every point, e.g. the top-left corner in the image of the crop that ``mask``
-    covers.
+    before tracing (parts removed, holes filled), so a mask within the caps round trips exactly at
+    ``tolerance=0, min_area=0``, however many rings it has, and one beyond them as if those were
+    gone. (The polygons' holes can be a few more than the mask's: a notch of the background whose
+    1-pixel opening lies between two 45-degree corners comes back closed off by their mitres, with
+    the same pixels.) ``offset`` ``(x, y)`` is added to every point, e.g. the top-left corner in
+    the image of the crop that ``mask`` covers.
     """
     binary = np.asarray(mask)
     if binary.ndim != 2:
@@ -219,11 +260,7 @@ def mask_to_polygons(
         _centre_outline(c[:, 0] + 0.5, _PRE_GROWTH if parent < 0 else -_PRE_GROWTH)
         for c, (_, _, _, parent) in zip(contours, links, strict=True)
     ]
-    # simplified as one collection, so that no ring crosses another; no outline is empty (each
-    # holds pixel centres), so GEOS keeps them all, in order
-    outlines = shapely.simplify(
-        shapely.GeometryCollection(outlines), tolerance, preserve_topology=True
-    ).geoms
+    outlines = _simplified(outlines, tolerance)
     polygons = []
     for index, (_, _, child, parent) in enumerate(links):
         if parent >= 0:
