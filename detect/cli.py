@@ -90,11 +90,14 @@ VERBS = (
         "export",
         "detect.commands.export",
         "Export a `detect train` checkpoint, or a torchvision COCO model, to ONNX plus its model "
-        "card (NAME.json).",
+        "card (NAME.json); with --int8 also its int8 model (NAME.int8.onnx), which serve, video "
+        "and watch run on the CPU.",
         "  detect export --checkpoint runs/shapes/best.pt --out models/shapes.onnx\n"
         "  detect export --pretrained fasterrcnn_resnet50_fpn_v2 --out models/coco.onnx\n"
         "  detect export --checkpoint runs/shapes/best.pt --out models/shapes-fp16.onnx --fp16 \\\n"
-        "      --verify datasets/shapes/images\n",
+        "      --verify datasets/shapes/images\n"
+        "  detect export --model models/shapes.onnx --int8 datasets/shapes/images \\\n"
+        "      --int8-val datasets/shapes/val.json\n",
     ),
     Verb(
         "parity",

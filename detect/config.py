@@ -14,11 +14,12 @@ from typing import Any
 import yaml
 
 from detect.errors import ConfigError, UsageError
-from detect.settings import Check, Spelling, at_least, pem_file, setting
+from detect.settings import Check, Spelling, at_least, nested, pem_file, setting
 from detect.structures import DetectOptions, OptionError
 
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "onnxruntime", "openvino")
+PRECISIONS = ("auto", "fp32", "int8")
 
 
 SERVER_HELP = (
@@ -90,6 +91,21 @@ class Engine:
         "intra-op threads of the model on the CPU (0: the engine's default, one per core; "
         "on Ray, each worker's share of the cluster's CPUs)",
         check=at_least(0),
+    )
+    precision: str = setting(
+        "auto",
+        "which file of NAME.onnx runs (auto: its int8 model NAME.int8.onnx when that is beside "
+        "it and the model runs on the CPU; fp32: NAME.onnx itself; int8: NAME.int8.onnx)",
+        choices=PRECISIONS,
+    )
+
+
+def exact_engine(defaults: dict[str, Any] | None = None, skip: tuple[str, ...] = ()) -> Any:
+    """The `Engine` field of a verb that runs exactly the model file it is given (predict,
+    eval, parity: they measure that file): no ``precision`` setting, and its value fp32 (the
+    file given); ``defaults`` and ``skip`` as `nested`'s."""
+    return nested(
+        Engine, defaults={**(defaults or {}), "precision": "fp32"}, skip=("precision", *skip)
     )
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from pycocotools.coco import COCO
 
-from detect.config import SERVER_HELP, Cluster, Connection, Engine, host_port
+from detect.config import SERVER_HELP, Cluster, Connection, Engine, exact_engine, host_port
 from detect.data.coco import read_json
 from detect.data.predict_record import RECORD_NAME, PredictRecord, read_predict_record
 from detect.data.results import read_results
@@ -133,7 +133,7 @@ class EvalConfig:
         "--model/--server: suppress overlapping boxes across classes, keeping the "
         "highest-scoring one (default: the model card's)",
     )
-    engine: Engine = nested(Engine)
+    engine: Engine = exact_engine()
     cluster: Cluster = nested(Cluster)
     connection: Connection = nested(Connection)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from detect.config import Engine
+from detect.config import Engine, exact_engine
 from detect.errors import DataError, DetectError
 from detect.models.eager import EagerModel
 from detect.ops import box_iou
@@ -30,7 +30,7 @@ from detect.runtime.backend import Backend
 from detect.runtime.detector import Detector
 from detect.runtime.masks import binary_masks
 from detect.runtime.sources import find_images, read_image
-from detect.settings import FLAGS, Spelling, nested, setting
+from detect.settings import FLAGS, Spelling, setting
 from detect.structures import DetectOptions, RawDetections
 
 
@@ -305,7 +305,7 @@ class ParitySettings:
         required=True,
     )
     model: Path | None = setting(None, "the exported NAME.onnx", required=True)
-    engine: Engine = nested(Engine, defaults={"device": "cpu"}, skip=("threads",))
+    engine: Engine = exact_engine(defaults={"device": "cpu"}, skip=("threads",))
 
     def validate(self, spell: Spelling | None = None) -> None:
         spell = spell or Spelling(ParitySettings, FLAGS)

@@ -36,7 +36,7 @@ from typing import Any
 
 import cv2
 
-from detect.config import Cluster, DetectSettings, Engine
+from detect.config import Cluster, DetectSettings, Engine, exact_engine
 from detect.data.predict_record import PredictRecord
 from detect.data.results import coco_result
 from detect.errors import DetectError
@@ -71,7 +71,7 @@ class PredictConfig:
         check=output_folder,
     )
     detection: DetectSettings = nested(DetectSettings, defaults={"max_detections": 100})
-    engine: Engine = nested(Engine)
+    engine: Engine = exact_engine()
     max_mp: float = setting(
         DEFAULT_MAX_PIXELS / 1_000_000, "refuse images over this many MP", check=_megapixels
     )

@@ -9,6 +9,10 @@ Two sources, one behaviour:
 - ``detect serve --model FILE``: a repository of one model, named by the file's stem, whose one
   version is named by the first 12 hex digits of its sha256 (from its card).
 
+Of each version's ``model.onnx`` (or FILE) the file that ``--precision`` picks is served: on the
+CPU by default its int8 model ``model.int8.onnx`` (FILE's ``NAME.int8.onnx``) when that is beside
+it (`detect.runtime.precision`); that file is part of the version, not a model of its own.
+
 A reload (`ModelRepository.reload`: every ``--poll`` seconds, and on the ReloadModels RPC)
 compares what is on disk with what is served, by the files' size and modification time:
 
@@ -40,6 +44,7 @@ from pathlib import Path
 from detect.errors import DetectError, UsageError
 from detect.runtime.detector import Detector, check_model
 from detect.runtime.model_card import ModelCard, card_path
+from detect.runtime.precision import file_to_run
 from detect.structures import ModelInfo
 from server.batcher import Batcher
 from server.config import ServeConfig
@@ -57,14 +62,21 @@ class ModelNotFoundError(DetectError):
     """The request names a model or version that is not served."""
 
 
+Choose = Callable[[Path], Path]
+"""The file to serve of a version's ``model.onnx`` (or ``--model FILE``): `serve_file`."""
+
+
 @dataclass(frozen=True)
 class OnDisk:
-    """A model version found on disk; ``version`` None when its card cannot say (file mode)."""
+    """A model version found on disk: ``path`` the file to serve (`serve_file`'s choice);
+    ``version`` None when its card cannot say (file mode); ``problem`` why there is no file to
+    serve (``--precision int8`` without an int8 model), refused when it is loaded."""
 
     name: str
     version: str | None
     path: Path
     stamp: Stamp
+    problem: DetectError | None = None
 
 
 @dataclass(eq=False)
@@ -105,16 +117,28 @@ def check_file(path: Path) -> CheckedModel:
     return CheckedModel(path, stamp, check_model(path))
 
 
+def serve_file(config: ServeConfig) -> Choose:
+    """The file to serve of a model file: the one ``config.engine``'s precision picks
+    (`detect.runtime.precision.file_to_run`, which says so when it is not the file itself)."""
+    return lambda path: file_to_run(path, config.engine)
+
+
 def check_repository(config: ServeConfig) -> list[CheckedModel]:
     """What the first load will serve, checked before the server listens (raises `DetectError`,
     so that nothing says "listening" first): ``--model FILE``, or the newest ``--versions`` of
     each model of ``--models DIR`` (their cards and sha256), and the default model among them."""
+    choose = serve_file(config)
     if config.models is None:
         assert config.model is not None
-        return [check_file(config.model)]
-    found = versions_on_disk(config.models, lambda path: None)  # the first load logs them
-    check_names(config, found)
-    return [check_file(d.path) for versions in found.values() for d in versions[: config.versions]]
+        wanted = [file_version(config.model, choose)]
+    else:
+        found = versions_on_disk(config.models, lambda path: None, choose)  # the load logs them
+        check_names(config, found)
+        wanted = [d for versions in found.values() for d in versions[: config.versions]]
+    for on_disk in wanted:
+        if on_disk.problem is not None:
+            raise on_disk.problem
+    return [check_file(on_disk.path) for on_disk in wanted]
 
 
 def check_names(config: ServeConfig, names: Collection[str]) -> None:
@@ -130,9 +154,12 @@ def check_names(config: ServeConfig, names: Collection[str]) -> None:
         raise UsageError(f"--default-model {default}: no such model; served: {served}")
 
 
-def versions_on_disk(models: Path, ignore: Callable[[Path], None]) -> dict[str, list[OnDisk]]:
-    """The model versions of the repository ``models``: by model name, newest version first;
-    ``ignore`` gets each folder that is not a version (a whole number holding the model)."""
+def versions_on_disk(
+    models: Path, ignore: Callable[[Path], None], choose: Choose
+) -> dict[str, list[OnDisk]]:
+    """The model versions of the repository ``models``: by model name, newest version first,
+    each with the file ``choose`` picks of its ``model.onnx``; ``ignore`` gets each folder that
+    is not a version (a whole number holding the model)."""
     found = {}
     for model_dir in sorted(p for p in models.iterdir() if p.is_dir()):
         versions = []
@@ -142,12 +169,37 @@ def versions_on_disk(models: Path, ignore: Callable[[Path], None]) -> dict[str, 
                 ignore(version_dir)
                 continue
             with contextlib.suppress(OSError):  # removed or half-copied: next time
-                versions.append(OnDisk(model_dir.name, version_dir.name, path, _stamp(path)))
+                versions.append(_on_disk(model_dir.name, version_dir.name, path, choose))
         if versions:
             found[model_dir.name] = sorted(
                 versions, key=lambda d: _version_key(d.version or ""), reverse=True
             )
     return found
+
+
+def file_version(path: Path, choose: Choose) -> OnDisk:
+    """``--model FILE``: one version, named by FILE's stem, of the file ``choose`` picks, its
+    version named by the sha256 that file's card records (None when it cannot say)."""
+    try:
+        chosen = choose(path)
+    except DetectError as exc:
+        return OnDisk(path.stem, None, path, (), exc)
+    try:
+        stamp = _stamp(chosen)
+        sha256 = json.loads(card_path(chosen).read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return OnDisk(path.stem, None, chosen, ())  # check_model says what is wrong
+    return OnDisk(path.stem, str(sha256)[:12], chosen, stamp)
+
+
+def _on_disk(name: str, version: str | None, path: Path, choose: Choose) -> OnDisk:
+    """The version ``name`` ``version`` of the model file ``path``: the file ``choose`` picks,
+    or ``path`` with the `DetectError` that says why none (raises OSError for a missing file)."""
+    try:
+        chosen = choose(path)
+    except DetectError as exc:
+        return OnDisk(name, version, path, _stamp(path), exc)
+    return OnDisk(name, version, chosen, _stamp(chosen))
 
 
 def _stamp(path: Path) -> Stamp:
@@ -181,6 +233,7 @@ class ModelRepository:
         listened, so that their first load does not hash the files again (unless they changed
         since)."""
         self.config = config
+        self._choose = serve_file(config)
         self._checked = {model.path: model for model in checked}
         self.metrics = metrics
         self.loader = loader
@@ -199,9 +252,10 @@ class ModelRepository:
     def scan(self) -> dict[str, list[OnDisk]]:
         """The model versions on disk: by model name, newest version first."""
         if self.config.models is None:
-            on_disk = self._file_version(self.config.model)
+            assert self.config.model is not None
+            on_disk = file_version(self.config.model, self._choose)
             return {on_disk.name: [on_disk]}
-        return versions_on_disk(self.config.models, self._ignore)
+        return versions_on_disk(self.config.models, self._ignore, self._choose)
 
     def _ignore(self, path: Path) -> None:
         if path not in self._ignored:
@@ -211,17 +265,6 @@ class ModelRepository:
                 path,
                 MODEL_FILE,
             )
-
-    def _file_version(self, path: Path | None) -> OnDisk:
-        """``--model FILE``: one version named by the sha256 its card records."""
-        assert path is not None
-        try:
-            stamp = _stamp(path)
-            sha256 = json.loads(card_path(path).read_text(encoding="utf-8"))["sha256"]
-            version = str(sha256)[:12]
-        except (OSError, ValueError, KeyError, TypeError):
-            return OnDisk(path.stem, None, path, ())
-        return OnDisk(path.stem, version, path, stamp)
 
     # --- serving ---
 
@@ -270,6 +313,8 @@ class ModelRepository:
 
     async def _load(self, on_disk: OnDisk) -> ServedModel:
         """Load and warm up one version on the loader thread (raises `DetectError`)."""
+        if on_disk.problem is not None:
+            raise on_disk.problem
         config = self.config
         loop = asyncio.get_running_loop()
 
@@ -430,8 +475,10 @@ class ModelRepository:
         self._loaded.discard(served_model)
         await served_model.batcher.stop()
         detector = served_model.detector
+        series = (served_model.version, detector.provider, detector.card.precision)
         still = any(
-            v.version == served_model.version for v in self.served.get(served_model.name, [])
+            (v.version, v.detector.provider, v.detector.card.precision) == series
+            for v in self.served.get(served_model.name, [])
         )
         if not still:  # a changed file reloaded under the same version keeps its series
             self.metrics.forget(

@@ -1,5 +1,6 @@
 """`detect export`: flags from `ExportConfig`'s declarations; the int8 figures, the parity table
-and what was written on stdout; exit 1 when the parity check failed."""
+and what was written (the model and its card, the int8 model and its card) on stdout; exit 1 when
+the parity check failed."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from detect.commands.flags import add_flags, from_flags
 from detect.export.config import ExportConfig, check_export
 from detect.export.int8 import Int8RefusedError
 from detect.progress import Progress
+from detect.runtime.model_card import card_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +42,15 @@ def run(args: argparse.Namespace) -> int:
         _print_int8(result.quantization)
     if result.parity is not None:
         print(result.parity.table())
-    print(f"wrote {result.model} ({result.size_mb:.1f} MB) and {result.card}")
+    if config.model is None:
+        print(f"wrote {result.model} ({result.size_mb:.1f} MB) and {result.card}")
+    if result.int8 is not None:
+        size_mb = result.int8.stat().st_size / 2**20
+        print(
+            f"wrote {result.int8} ({size_mb:.1f} MB) and {card_path(result.int8)}, the int8 model "
+            f"of {result.model}: serve, video and watch run it on the CPU (--precision fp32 "
+            "keeps fp32)"
+        )
     if not result.passed:
         print("error: parity check FAILED (see the table above)", file=sys.stderr)
         return 1

@@ -3,14 +3,16 @@ them come its flags, their ``--help`` lines and the errors that name them."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detect.errors import ConfigError, install_extra
+from detect.errors import ConfigError, ModelError, install_extra
 from detect.models.spec import check_checkpoint_file, check_zoo_name
 from detect.runtime.model_card import AGNOSTIC_NMS_IOU, DEFAULT_SCORE
+from detect.runtime.precision import int8_sibling
 from detect.runtime.sources import list_images
 from detect.settings import FLAGS, Check, Spelling, check, output_file, setting
 
@@ -39,6 +41,14 @@ def _onnx_file(path: Path | None) -> str | None:
     return "name an .onnx file (the model card goes next to it)"
 
 
+def _exported_file(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    if path.suffix != ".onnx":
+        return "name an exported NAME.onnx (its card NAME.json beside it)"
+    return None if path.is_file() else "no such file"
+
+
 def _from_0_to_1(what: str) -> Check:
     return lambda v: None if v is None or 0.0 <= v <= 1.0 else f"use {what} from 0 to 1"
 
@@ -56,20 +66,28 @@ def _calibration_images(path: Path | None) -> str | None:
 @dataclass(kw_only=True)
 class ExportConfig:
     """`detect export`'s settings: what to export (``checkpoint`` or the zoo model
-    ``pretrained``), where (``out``), how (opset, precision, batch graphs, int8), the card's
-    default thresholds, and the checks to run (parity on ``verify``'s images, int8's AP on
-    ``int8_val``)."""
+    ``pretrained``; or ``model``, an exported file to make only the int8 model of), where
+    (``out``), how (opset, precision, batch graphs, int8), the card's default thresholds, and
+    the checks to run (parity on ``verify``'s images, int8's AP on ``int8_val``)."""
 
     checkpoint: Path | None = setting(None, "best.pt, last.pt or ckpt_e*.pt", group="source")
     pretrained: str | None = setting(
         None, "a torchvision COCO model (`detect models`)", metavar="NAME", group="source"
     )
+    model: Path | None = setting(
+        None,
+        "an exported fp32 NAME.onnx: with --int8, write only its int8 model NAME.int8.onnx "
+        "beside it",
+        check=_exported_file,
+        metavar="NAME.onnx",
+        group="source",
+    )
     weights: str = setting("DEFAULT", "--pretrained: its weights, DEFAULT or COCO_V1")
     out: Path | None = setting(
         None,
-        "output NAME.onnx (card: NAME.json)",
+        "output NAME.onnx (card: NAME.json; with --int8 also NAME.int8.onnx and its card "
+        "NAME.int8.json)",
         check=_onnx_file,
-        required=True,
     )
     opset: int = setting(
         17,
@@ -106,8 +124,8 @@ class ExportConfig:
     )
     int8: Path | None = setting(
         None,
-        "write an int8 model, calibrated on these images (the model's own training images; "
-        "32-128 are enough)",
+        "also write the int8 model NAME.int8.onnx, calibrated on these images (the model's own "
+        "training images; 32-128 are enough); serve, video and watch run it on the CPU",
         check=_calibration_images,
         metavar="CALIB_IMAGES",
     )
@@ -127,12 +145,15 @@ class ExportConfig:
     def validate(self, spell: Spelling | None = None) -> None:
         """The checks that involve several settings; `ConfigError` in ``spell``'s spelling."""
         spell = spell or Spelling(ExportConfig, FLAGS)
-        if (self.checkpoint is None) == (self.pretrained is None):
+        sources = [self.checkpoint, self.pretrained, self.model]
+        if sum(source is not None for source in sources) != 1:
             raise spell.problem(
-                f"give {spell('checkpoint')} CKPT or {spell('pretrained')} NAME "
-                "(`detect models` lists them)"
+                f"give {spell('checkpoint')} CKPT, {spell('pretrained')} NAME (`detect models` "
+                f"lists them) or {spell('model')} NAME.onnx (with {spell('int8')}: its int8 model)"
             )
-        if self.out is None:
+        if self.model is not None:
+            self._validate_int8_of_model(spell)
+        elif self.out is None:
             raise spell.problem(f"give {spell('out')} NAME.onnx (the model card goes next to it)")
         if any(size < 2 for size in self.batch_sizes):
             raise spell.error("batch_sizes", self.batch_sizes, "give sizes of 2 or more")
@@ -154,6 +175,28 @@ class ExportConfig:
                 "leave those out"
             )
 
+    def _validate_int8_of_model(self, spell: Spelling) -> None:
+        """``--model``: only ``--int8`` and its settings, which make its int8 model."""
+        model = f"{spell('model')} {self.model}"
+        if self.int8 is None:
+            raise spell.problem(
+                f"{model}: an exported model is only made int8 here; give {spell('int8')} "
+                f"CALIB_IMAGES and {spell('int8_val')} GT_JSON (or export a checkpoint with "
+                f"{spell('checkpoint')})"
+            )
+        if self.out is not None:
+            raise spell.problem(
+                f"{model} writes its int8 model {int8_sibling(self.model)} beside it; leave "
+                f"{spell('out')} out"
+            )
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        of_export = ("weights", "opset", "score", "agnostic_nms", "agnostic_nms_iou")
+        given = [spell(name) for name in of_export if getattr(self, name) != defaults[name]]
+        if given:
+            raise spell.problem(
+                f"{model} keeps its graph and card as they are; leave {', '.join(given)} out"
+            )
+
 
 def check_export(config: ExportConfig) -> None:
     """Every mistake of ``config`` that needs no model, before torch is even loaded (`detect
@@ -162,10 +205,24 @@ def check_export(config: ExportConfig) -> None:
     check(config)
     if config.checkpoint is not None:
         check_checkpoint_file(config.checkpoint)
+    if config.model is not None:
+        _check_fp32_model(config.model)
     if config.pretrained is not None:
         check_zoo_name(config.pretrained)
     if config.int8 is not None:
         _check_int8_inputs(config)
+
+
+def _check_fp32_model(path: Path) -> None:
+    """`ModelError` unless ``path`` is an exported fp32 model whose card matches it."""
+    from detect.runtime.detector import check_model
+
+    precision = check_model(path).precision
+    if precision != "fp32":
+        raise ModelError(
+            f"--model {path} is an {precision} model; give the fp32 NAME.onnx it was exported "
+            "beside"
+        )
 
 
 def _check_int8_inputs(config: ExportConfig) -> None:

@@ -5,6 +5,7 @@ held-out images is within ``--max-ap-drop`` points of fp32's on every installed 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from detect.errors import ModelError
 from detect.export.config import ExportConfig
 from detect.progress import StartProgress, silent
 from detect.runtime.model_card import ModelCard, card_path, sha256_file
+from detect.runtime.precision import FP32_SHA256, INT8
 from detect.runtime.sources import list_images
 
 log = logging.getLogger(__name__)
@@ -27,20 +29,26 @@ class Int8RefusedError(ModelError):
 
 
 def int8_model(
-    model_path: Path, card: ModelCard, config: ExportConfig, progress: StartProgress = silent
-) -> tuple[Path, ModelCard]:
-    """The int8 model beside ``model_path`` (fp32, its card written) and its card, with its AP
-    on ``config.int8_val`` against fp32's per engine in the card's ``quantization``; an
-    `Int8RefusedError` when it loses more than ``config.max_ap_drop`` points (unless ``force``).
-    The calibration's and each AP measurement's images done go to ``progress``."""
+    model_path: Path,
+    card: ModelCard,
+    int8_path: Path,
+    config: ExportConfig,
+    progress: StartProgress = silent,
+) -> ModelCard:
+    """Write ``int8_path``, the int8 model of ``model_path`` (fp32, its card ``card`` written
+    beside it), and its card beside it; return that card, with its AP on ``config.int8_val``
+    against fp32's per engine and the fp32 model's sha256 (`FP32_SHA256`) in its
+    ``quantization``. An `Int8RefusedError` when it loses more than ``config.max_ap_drop``
+    points (unless ``force``). The calibration's and each AP measurement's images done go to
+    ``progress``."""
     from detect.quantize import held_out_ap, quantization_record, quantize_int8
     from detect.runtime.engines import installed_engines
 
     calibration = list_images([config.int8])
-    int8_path = model_path.with_name("int8.onnx")
     log.info("int8: calibrating on %d images of %s", len(calibration), config.int8)
     quantize_int8(model_path, int8_path, calibration, progress)
-    int8_card = ModelCard(**{**card.__dict__, "precision": "int8"})
+    # the graph's own card, but for what the int8 file lacks: batch graphs, fp32's parity
+    int8_card = replace(card, precision=INT8, batch_graphs={}, parity={}, quantization={})
     int8_card.sha256 = sha256_file(int8_path)
     int8_card.write(card_path(int8_path))
     engines = installed_engines()
@@ -57,5 +65,5 @@ def int8_model(
             "images, raise --max-ap-drop, or --force",
             record,
         )
-    int8_card.quantization = record
-    return int8_path, int8_card
+    int8_card.quantization = record | {FP32_SHA256: card.sha256}
+    return int8_card

@@ -82,6 +82,14 @@ def open_engine(path: Path, engine: str, device: str, threads: int) -> Engine:
     return OrtEngine(path, device, threads)
 
 
+def runs_on_cpu(device: str, engine: str) -> bool:
+    """Whether `open_engine` runs a model on the CPU for ``device`` and ``engine``: OpenVINO
+    and ``--device cpu`` always, ``--device auto`` when ONNX Runtime has no CUDA."""
+    if engine == "openvino" or device == "cpu":
+        return True
+    return device == "auto" and not _ort_has_cuda()
+
+
 def _ort_has_cuda() -> bool:
     import onnxruntime as ort
 

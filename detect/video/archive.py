@@ -428,11 +428,12 @@ def _run_clips(
             yield k, process_clip(job, local, progress, f"video {k + 1}/{total} {job.name}")
         return
     from detect.cluster import RayPool
+    from detect.runtime.precision import file_to_run
 
     assert config.clip.model is not None
     engine = config.clip.engine
-    opened = {
-        "model": config.clip.model,
+    opened = {  # the file chosen here, once, for every worker
+        "model": file_to_run(config.clip.model, engine),
         "device": engine.device,
         "engine": engine.backend,
         "threads": engine.threads,

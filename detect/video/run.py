@@ -82,10 +82,14 @@ class LocalModel:
     @classmethod
     @contextlib.contextmanager
     def open(cls, config: VideoConfig) -> Iterator[LocalModel]:
+        """The backend of ``config.model``, or of its int8 model by ``config.engine.precision``
+        (`detect.runtime.precision`)."""
         from detect.runtime.backend import open_backend
+        from detect.runtime.precision import file_to_run
 
+        assert config.model is not None
         backend = open_backend(
-            model=config.model,
+            model=file_to_run(config.model, config.engine),
             device=config.engine.device,
             engine=config.engine.backend,
             threads=config.engine.threads,

@@ -202,6 +202,18 @@ class _Camera:
         self.running = answer["running"]
 
 
+def _chosen_model(config: VideoConfig) -> VideoConfig:
+    """``config`` running the file its ``precision`` picks of its local ``model``, chosen here
+    (and said once) rather than by each camera's actor (`detect.runtime.precision`)."""
+    if config.model is None:
+        return config
+    from detect.runtime.precision import file_to_run
+
+    chosen = file_to_run(config.model, config.engine)
+    exact = dataclasses.replace(config.engine, precision="fp32")  # fp32: the file given
+    return dataclasses.replace(config, model=chosen, engine=exact)
+
+
 def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -> WatchResult:
     """`detect.watch.run.watch` with each camera a Ray actor (see the module docstring); the
     summaries (`WatchResult`)."""
@@ -211,7 +223,8 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
     from detect.watch.run import FINISH_S, WatchResult, model_info, site_client
 
     started = time.perf_counter()
-    first = site.cameras[0]
+    configs = [_chosen_model(config) for config in site.cameras]
+    first = configs[0]
     model: dict[str, str] = {}  # what the site's page says of it (``--ui``)
     if first.server is not None:  # a wrong address: one error now, not retries
         with site_client(first) as client:
@@ -234,7 +247,7 @@ def watch_on_ray(site: Site, status_every: float, stream: TextIO = sys.stderr) -
         n = len(site.cameras)
         cameras = [
             _Camera(config.name, remote.remote(config.absolute(), (k + 1, n)))
-            for k, config in enumerate(site.cameras)
+            for k, config in enumerate(configs)
         ]
         board = StatusBoard(cameras, status_every, stream)
         asked: list[str] = []  # SIGTERM/SIGINT: the handler only records it, the loop acts
