@@ -8,7 +8,8 @@ and runs `detect watch` on the whole site through it twice, motion gating off an
 per run: the site's processed camera-frames/s (all cameras' processed frames over the watch's
 wall time), the speed-up over fp32 without gating, the share of frames the model ran on, the
 count F1 pooled over the cameras (zone and line events against the ground truth,
-`detect.metrics.counting`) and IDF1 (TrackEval's, per camera, weighted by ground-truth boxes).
+`detect.metrics.counting`) and IDF1 (TrackEval's, per camera, weighted by ground-truth boxes);
+then where each run's frame time went (`detect.video.stages`).
 
     python benchmarks/site_cost.py --model models/demo.onnx --frames 400
 """
@@ -59,6 +60,7 @@ def _watch(site_file: Path, address: str, gating: bool, tag: str) -> dict[str, A
     matched = true = counted = 0
     weighted = boxes = 0.0
     processed = inferred = 0
+    stage_ms: dict[str, float] = {}
     for camera in site["cameras"]:
         figures = summary["cameras"][camera["name"]]
         pooled = figures["ground_truth"]["counting"]["all"]
@@ -68,6 +70,8 @@ def _watch(site_file: Path, address: str, gating: bool, tag: str) -> dict[str, A
             counted + pooled["counted"],
         )
         processed += figures["frames_processed"]
+        for stage, ms in figures["ms_per_frame"].items():
+            stage_ms[stage] = stage_ms.get(stage, 0.0) + ms * figures["frames_processed"]
         inferred += figures["frames_inferred"]
         root = path.parent
         scores = score_video(ClipRun.read(root / camera["truth"], root / camera["jsonl"]))
@@ -78,6 +82,7 @@ def _watch(site_file: Path, address: str, gating: bool, tag: str) -> dict[str, A
         "model_on": inferred / processed,
         "count_f1": 2 * matched / (true + counted) if true + counted else float("nan"),
         "idf1": weighted / boxes if boxes else float("nan"),
+        "stages": {stage: ms / processed for stage, ms in stage_ms.items()},
     }
 
 
@@ -126,6 +131,10 @@ def main() -> None:
             f"{r['fps'] / base:.2f}x | {r['model_on']:.0%} | {r['count_f1']:.3f} | "
             f"{r['idf1']:.3f} |"
         )
+    print("\nmean ms per processed frame and stage (a camera's thread; the 4 share 2 cores):")
+    for precision, gating, r in rows:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items())
+        print(f"  {precision} gating {'on' if gating else 'off'}: {stages}")
 
 
 if __name__ == "__main__":
