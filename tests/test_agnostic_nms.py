@@ -85,7 +85,8 @@ def images(dataset: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    process = start_server(DEMO, "--backend", "onnxruntime")  # the local runs use it too
+    # the local runs use the same engine and file (not its int8 model, which a CPU would serve)
+    process = start_server(DEMO, "--backend", "onnxruntime", "--precision", "fp32")
     yield process
     assert process.stop() == 0
 
@@ -231,11 +232,10 @@ def test_video_through_the_server_and_locally_give_the_same_agnostic_detections(
         assert result.returncode == 0, result.stderr[-2000:]
         return [json.loads(line)["detections"] for line in jsonl.read_text().splitlines()]
 
-    local = detections(
-        "--model", str(DEMO), "--device", "cpu", "--backend", "onnxruntime", "--agnostic-nms"
-    )
+    fp32 = ("--model", str(DEMO), "--device", "cpu", "--precision", "fp32")  # as the server's
+    local = detections(*fp32, "--backend", "onnxruntime", "--agnostic-nms")
     remote = detections("--server", server.address, "--agnostic-nms")
-    plain = detections("--model", str(DEMO), "--device", "cpu")
+    plain = detections(*fp32)
     assert len(local) == len(remote) == len(plain) == 6
     assert [[d["label"] for d in frame] for frame in remote] == [
         [d["label"] for d in frame] for frame in local

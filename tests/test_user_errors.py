@@ -137,7 +137,11 @@ def test_an_image_over_the_servers_message_limit_names_its_size_the_limit_and_th
     )
 
 
-SERVE_LOG = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO detect\.serve: ")
+# the server's own lines, and which file of the model it runs (its int8 model on a CPU)
+SERVE_LOG = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} "
+    r"(INFO detect\.serve|WARNING detect\.runtime\.precision): "
+)
 
 
 def test_a_server_and_a_bad_source_print_only_their_own_lines_unless_verbose(

@@ -129,8 +129,8 @@ def test_a_bad_clip_is_named_and_skipped_the_others_finish_and_the_run_exits_1(
     out = tmp_path / "out"
     result = _video(folder, "--out", out, "--max-frames", "3")
     assert result.returncode == 1, result.stderr
-    warnings = [t for t in result.stderr.splitlines() if t.startswith("warning:")]
-    assert len(warnings) == 2, result.stderr
+    warnings = [t for t in result.stderr.splitlines() if t.startswith("warning: clip ")]
+    assert len(warnings) == 2, result.stderr  # (the other: the CPU runs the int8 model)
     assert f"warning: clip b: cannot open video {folder / 'b.mp4'}" in warnings[0]
     assert "empty" in warnings[1] and warnings[1].endswith("; skipped")
     assert "error: 2 of 4 clips failed (b, empty; " in result.stderr
