@@ -22,7 +22,8 @@ picture then becomes the reference: a change of light is never motion for more t
 A frame also goes to the model when ``force_s`` seconds of video have passed since the last one
 that did (``forced``): stationary objects stay detected, and a model's misses get another chance.
 
-Cost: about 0.3 ms per 320x240 frame on this project's 2-core CPU (`benchmarks/site_cost.py`).
+Cost: 0.2-0.7 ms per 320x240 frame on this project's 2-core CPU (the ``motion`` stage of
+`benchmarks/site_cost.py`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import cv2
 import numpy as np
 
 from detect.errors import ConfigError
-from detect.settings import at_least, between, setting
+from detect.settings import KEYS, Spelling, at_least, between, checked_keys, construct, setting
 
 HEIGHT = 120
 """Rows of the grey copy the gate compares (its width keeps the frame's aspect)."""
@@ -99,8 +100,6 @@ class MotionSettings:
 def motion_setting(value: Any, root: Path, what: str) -> MotionSettings | bool:
     """The ``motion`` key or flag: true (the default tuning), false (off), or a mapping of
     `MotionSettings` keys."""
-    from detect.settings import KEYS, Spelling, checked_keys, construct
-
     if isinstance(value, bool):
         return MotionSettings() if value else False
     if not isinstance(value, dict):
