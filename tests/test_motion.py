@@ -4,6 +4,9 @@ synthetic clip through the demo model, locally and through a server."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +18,7 @@ from helpers import REPO, run_detect
 from serving import start_server
 
 from detect.data.synth_video import site_layout
-from detect.errors import ConfigError
+from detect.errors import ConfigError, DetectError
 from detect.metrics.clip import ClipRun
 from detect.metrics.counting import score_counting
 from detect.video.budget import Budget
@@ -238,3 +241,68 @@ def test_the_budget_serves_frames_with_motion_first_then_in_order_and_a_late_one
         thread.join()
     assert served == ["busy 1", "busy 2", "quiet forced"]
     assert budget.acquire(urgent=False, timeout=0)  # every slot came back
+
+
+def test_a_quiet_camera_whose_server_goes_away_retries_and_stops_at_once_when_asked(
+    quiet_clip: Path, tmp_path: Path
+) -> None:
+    """While the stream waits for the server, its still frames wait in line behind the frame
+    in flight; SIGTERM still ends the run at once, its outputs complete."""
+    server = start_server(DEMO)
+    jsonl = tmp_path / "away.jsonl"
+    video = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "detect", "video", str(quiet_clip), "--realtime"),
+            *("--server", server.address, "--retry", "forever", "--jsonl", str(jsonl)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not jsonl.exists() or len(_lines(jsonl)) < 20):
+            time.sleep(0.1)
+        server.stop()
+        time.sleep(2.0)  # retrying now
+        video.send_signal(signal.SIGTERM)
+        stdout, stderr = video.communicate(timeout=15)
+    finally:
+        video.kill()
+    assert video.returncode == 0, stderr[-2000:]
+    assert "retrying in" in stderr and "Traceback" not in stderr
+    frames = [r["frame"] for r in _lines(jsonl)]
+    assert frames == list(range(len(frames))) and len(frames) >= 20
+    assert "SIGTERM" in stdout
+
+
+def test_every_budget_slot_comes_back_when_a_gated_stream_ends_or_loses_its_server(
+    quiet_clip: Path,
+) -> None:
+    from detect.client import DetectorClient
+    from detect.video.remote import gated_stream
+    from detect.video.run import StreamLostError
+    from detect.video.source import FrameSource
+
+    budget = Budget(1)
+    server = start_server(DEMO)
+    try:
+        with DetectorClient(server.address, timeout=None) as client:
+            config = VideoConfig(source=str(quiet_clip), server=server.address, max_frames=60)
+            frames = FrameSource(config)
+            gate = MotionGate(MotionSettings())
+            out = list(gated_stream(client, frames, gate, config.options, budget=budget))
+            frames.close()
+            assert [r[0] for r in out] == list(range(60))
+            assert budget.acquire(urgent=True, timeout=0)  # the slot came back
+            budget.release()
+            frames = FrameSource(VideoConfig(source=str(quiet_clip), server=server.address))
+            results = gated_stream(client, frames, None, config.options, budget=budget)
+            next(results)
+            server.stop()  # gone mid-stream, no retries
+            with pytest.raises((StreamLostError, DetectError)):
+                list(results)
+            frames.close()
+    finally:
+        server.stop()
+    assert budget.acquire(urgent=True, timeout=0)

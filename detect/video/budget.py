@@ -20,6 +20,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections.abc import Callable
 
 DEFER_S = 1.0
 """Seconds a frame without motion lets frames with motion go ahead of it."""
@@ -37,9 +38,16 @@ class Budget:
         self._arrival = itertools.count()
         self._lock = threading.Lock()
 
-    def acquire(self, urgent: bool, timeout: float | None = None) -> bool:
+    def acquire(
+        self,
+        urgent: bool,
+        timeout: float | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> bool:
         """Wait for a slot (by arrival, urgent frames `DEFER_S` ahead), at most ``timeout``
-        seconds (None: as long as it takes); whether one was had (then `release` it)."""
+        seconds (None: as long as it takes) or until ``cancelled()`` (checked every 0.25 s);
+        whether one was had (then `release` it). The frame keeps its place in line while it
+        waits."""
         with self._lock:
             if self._busy < self.slots and not self._waiting:
                 self._busy += 1
@@ -47,8 +55,13 @@ class Budget:
             turn = time.monotonic() + (0.0 if urgent else DEFER_S)
             ticket = (turn, next(self._arrival), threading.Event())
             heapq.heappush(self._waiting, ticket)
-        if ticket[2].wait(timeout):
-            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = 0.25 if deadline is None else min(0.25, deadline - time.monotonic())
+            if ticket[2].wait(max(0.0, left)):
+                return True
+            if cancelled() or (deadline is not None and time.monotonic() >= deadline):
+                break
         with self._lock:
             if ticket[2].is_set():  # given a slot as the wait ended
                 return True

@@ -41,8 +41,12 @@ from detect.settings import KEYS, Spelling, at_least, between, checked_keys, con
 HEIGHT = 120
 """Rows of the grey copy the gate compares (its width keeps the frame's aspect)."""
 
-INFERRED = ("first", "motion", "lighting", "forced")
-"""The gate's reasons for sending a frame to the model; ``still`` keeps the last detections."""
+URGENT = ("", "first", "motion")
+"""Reasons whose frames go ahead in a site's budget (`detect.video.budget`; ``""``: a camera
+without gating)."""
+HELD = ("still", "budget")
+"""Reasons of frames that do not go to the model: ``still`` (nothing moved since the last that
+did), ``budget`` (no slot of the site's budget in time); they keep the last detections."""
 
 Mask = tuple[tuple[tuple[float, float], ...], ...]
 """Polygons of ``(x, y)`` frame pixels, each at least 3 points."""
@@ -114,8 +118,9 @@ def motion_setting(value: Any, root: Path, what: str) -> MotionSettings | bool:
 class MotionGate:
     """Decides, frame by frame, whether a frame goes to the model (see the module docstring).
 
-    `decide` takes each frame in order; `inferred` tells it when a frame it sent was not run
-    after all (a frame the compute budget refused keeps the old reference)."""
+    `decide` takes each frame in order; `refused` tells it that the frame it just sent was not
+    run after all (the site's budget), `forget` that a frame it sent earlier was not run (the
+    server dropped it): either way the next change is seen again."""
 
     def __init__(self, settings: MotionSettings) -> None:
         self.settings = settings
@@ -130,7 +135,7 @@ class MotionGate:
         size = (max(1, round(width * HEIGHT / height)), HEIGHT)
         grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
         small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-        if self._keep is None:
+        if self._keep is None or self._keep.shape != small.shape:  # a stream reopened resized
             self._keep = np.ones(small.shape, bool)
             scale = HEIGHT / height
             for polygon in self.settings.mask:
@@ -157,6 +162,12 @@ class MotionGate:
         if self._candidate is not None:
             self._reference, self._reference_ms = self._candidate
             self._candidate = None
+
+    def forget(self) -> None:
+        """A frame sent earlier was not run (a server dropped it, `--frame-deadline-ms`): the
+        next frame goes to the model (``first``) and becomes the reference. Safe from another
+        thread than `decide`'s."""
+        self._reference = None
 
     def _why(self, grey: np.ndarray, timestamp_ms: float) -> str:
         reference, settings = self._reference, self.settings

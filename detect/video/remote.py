@@ -11,14 +11,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
 
 from detect.client import DetectorClient, Frame, MessageTooLargeError, ServerError
 from detect.structures import Detections, DetectOptions
-from detect.video.run import StreamLostError, take_slot, timed_read
+from detect.video.motion import HELD
+from detect.video.run import StreamLostError, admit, timed_read
 from detect.video.source import FrameSource, attempt_label, attempts_left, backoff
 from detect.video.stages import StageTimes
 
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+END = object()
+"""The end of ``stream``'s ``items``."""
 
 Result = tuple[int, float, np.ndarray, Detections | None]
 """``(frame index, timestamp ms, frame (H, W, 3) uint8 BGR, detections)``; detections None: the
@@ -42,7 +47,8 @@ def stream(
     retry: int | None = 0,
     frame_deadline_ms: int = 0,
     on_move: Callable[[], None] = lambda: None,
-    items: Iterator[tuple[int, float, np.ndarray]] | None = None,
+    items: Iterator[tuple[int, float, np.ndarray] | None] | None = None,
+    halted: Callable[[], bool] | None = None,
 ) -> Iterator[Result]:
     """Results of one ``DetectStream`` call with up to ``in_flight`` frames on their way,
     reopened after UNAVAILABLE up to ``retry`` times in a row (None: for ever); frames the
@@ -58,8 +64,12 @@ def stream(
     The request generator runs on gRPC's thread; it pulls frames from one shared iterator
     (``items``, else ``frames``'), so a reopened stream goes on where the failed one stopped,
     after sending again, in order, the frames that were in flight when the server went away.
+    ``items`` may give None while it has no frame yet (a quiet camera), so that a failed call's
+    generator is not left waiting on it. ``halted()`` (default: ``frames`` stopped) ends the
+    stream between frames and its retry pauses.
     """
     source = iter(frames) if items is None else items
+    halted = halted or frames.stopped.is_set
     pull = threading.Lock()  # one generator at a time: the old call's may still be running
     pending: dict[str, tuple[int, float, np.ndarray]] = {}  # sent, not answered
     backlog: list[tuple[int, float, np.ndarray]] = []  # in flight when a call failed
@@ -72,20 +82,26 @@ def stream(
     def requests(mine: int, slots: threading.Semaphore) -> Iterator[Frame]:
         while True:
             while not slots.acquire(timeout=0.5):
-                if frames.stopped.is_set() or current[0] != mine:
+                if halted() or current[0] != mine:
                     return
             with pull:
                 if current[0] != mine:
                     return
                 try:
-                    item = backlog.pop(0) if backlog else next(source, None)
+                    item = backlog.pop(0) if backlog else next(source, END)
                 except Exception as exc:  # gRPC would end the call with UNKNOWN instead
                     failed.append(exc)
                     return
-                if item is None:
+                if item is END:
                     return
-                index, timestamp, frame = item
-                pending[str(index)] = item
+                if item is not None:
+                    index, timestamp, frame = item
+                    pending[str(index)] = item
+            if item is None:  # nothing to send yet: look again, the lock let go
+                slots.release()
+                if halted():
+                    return
+                continue
             yield Frame(frame, str(index), round(timestamp), "BGR")
 
     while True:
@@ -137,8 +153,11 @@ def stream(
             label = attempt_label(attempt, retry)
             log.warning("%s; retrying in %g s (%s)", exc, pause, label)
             with frames.reconnection():
-                if frames.stopped.wait(pause):
-                    return
+                until = time.monotonic() + pause
+                while time.monotonic() < until:
+                    if halted():
+                        return
+                    time.sleep(min(0.1, max(0.0, until - time.monotonic())))
 
 
 Gated = tuple[int, float, np.ndarray, Detections | None, str]
@@ -161,28 +180,35 @@ def gated_stream(
 ) -> Iterator[Gated]:
     """`stream`'s results, and between them, in the source's order, the frames that ``gate``
     kept from the server (``still``) and those refused a slot of the site's ``budget`` within
-    ``wait`` seconds (``budget``; `detect.video.run.take_slot`).
+    ``wait`` seconds (``budget``; `detect.video.run.admit`).
 
-    A reader thread takes each frame from the source and asks the gate; the frames with motion
-    go to `stream` (running on a thread of its own), the still ones wait in line only behind
-    frames sent before them, so a quiet camera's frames come out as they are read, not at its
-    next motion. At most ``in_flight`` frames wait in line (the source is not read
-    further ahead). An error of either thread is raised here, after the frames before it.
-    ``stages`` gets the time of reading, the gate, the budget's queue and the server's round
-    trip (``model``: from the frame's turn to be sent to its answer).
+    A reader thread takes each frame from the source, asks the gate, waits for room in line
+    (at most ``in_flight`` frames: the source is not read further ahead) and then for a budget
+    slot; the frames to run go to `stream` (on a thread of its own), the others wait in line
+    only behind frames sent before them, so a quiet camera's frames come out as they are read,
+    not at its next motion. Each slot is given back once: when its frame is answered, or when
+    the stream ends without answering it. When both threads have ended, the frames still
+    waiting for an answer are left out (a stop, or the server lost: that error is raised after
+    the frames answered before it). ``stages`` gets the time of reading, the gate, the budget's
+    queue and the server's round trip (``model``: from sending to the answer).
     """
     stages = stages or StageTimes()
-    line: deque[list[Any]] = deque()  # [index, timestamp, frame, why, detections, ready, sent at]
-    sent: dict[int, list[Any]] = {}
-    to_send: queue.Queue[tuple[int, float, np.ndarray] | None] = queue.Queue()
+    line: deque[_Entry] = deque()
+    sent: dict[int, _Entry] = {}
+    to_send: queue.Queue[tuple[int, float, np.ndarray] | object] = queue.Queue()
     ready = threading.Condition()
     errors: list[BaseException] = []
-    running = [2]  # threads not finished
+    ended = {"read": False, "answer": False}
     closing = threading.Event()
-    room = in_flight
 
     def halted() -> bool:
-        return closing.is_set() or frames.stopped.is_set()
+        return closing.is_set() or frames.stopped.is_set() or ended["answer"]
+
+    def give_back(entry: _Entry) -> None:
+        with ready:
+            holds, entry.slot = entry.slot, False
+        if holds and budget is not None:
+            budget.release()
 
     def read() -> None:
         try:
@@ -191,66 +217,60 @@ def gated_stream(
                 if gate is not None:
                     with stages.timed("motion"):
                         why = gate.decide(frame, timestamp)
-                if why != "still" and budget is not None:
-                    with stages.timed("queue"):
-                        slot = take_slot(budget, why, wait, halted)
-                    if not slot:
-                        if gate is not None:
-                            gate.refused()
-                        why = "budget"
-                    elif errors or closing.is_set():  # the stream has ended: nobody answers
-                        budget.release()
-                        return
-                held = why in ("still", "budget")
-                entry = [index, timestamp, frame, why, None, held, time.perf_counter()]
                 with ready:
-                    while len(line) >= room and not closing.is_set():
-                        ready.wait(0.5)
-                    if closing.is_set():
+                    while len(line) >= in_flight and not halted() and not ended["answer"]:
+                        ready.wait(0.25)
+                    if halted() or ended["answer"]:
                         return
+                slot = False
+                if why not in HELD and budget is not None:
+                    queued = time.perf_counter()
+                    why = admit(budget, why, wait, halted, gate)
+                    stages.add("queue", time.perf_counter() - queued)
+                    slot = why != "budget"
+                entry = _Entry(index, timestamp, frame, why, held=why in HELD, slot=slot)
+                with ready:
                     line.append(entry)
-                    if not held:
+                    if not entry.held:
                         sent[index] = entry
                     ready.notify_all()
-                if not held:
+                if not entry.held:
+                    entry.sent_at = time.perf_counter()
                     to_send.put((index, timestamp, frame))
         except BaseException as exc:  # the source's error, raised by the caller's thread
             errors.append(exc)
         finally:
-            to_send.put(None)
+            to_send.put(END)
             with ready:
-                running[0] -= 1
+                ended["read"] = True
                 ready.notify_all()
+
+    def items() -> Iterator[tuple[int, float, np.ndarray] | None]:
+        while True:
+            try:
+                item = to_send.get(timeout=0.25)
+            except queue.Empty:
+                yield None  # nothing yet: `stream`'s generator lets its lock go
+                continue
+            if item is END:
+                return
+            yield item  # type: ignore[misc]
 
     def answer() -> None:
         try:
-            results = stream(
-                client,
-                frames,
-                options,
-                in_flight,
-                retry,
-                frame_deadline_ms,
-                on_move,
-                iter(to_send.get, None),
-            )
-            for index, _, _, detections in results:
-                if budget is not None:
-                    budget.release()
+            how = (options, in_flight, retry, frame_deadline_ms, on_move)
+            for index, _, _, detections in stream(client, frames, *how, items(), halted):
                 with ready:
                     entry = sent.pop(index)
-                    entry[4], entry[5] = detections, True
+                    entry.detections, entry.held = detections, True
                     ready.notify_all()
-                stages.add("model", time.perf_counter() - entry[6])
+                stages.add("model", time.perf_counter() - entry.sent_at)
+                give_back(entry)
         except BaseException as exc:
             errors.append(exc)
         finally:
             with ready:
-                unanswered = len(sent)
-            for _ in range(unanswered if budget is not None else 0):
-                budget.release()  # type: ignore[union-attr]
-            with ready:
-                running[0] -= 1
+                ended["answer"] = True
                 ready.notify_all()
 
     threads = [threading.Thread(target=t, daemon=True) for t in (read, answer)]
@@ -259,19 +279,38 @@ def gated_stream(
     try:
         while True:
             with ready:
-                while not (line and line[0][5]) and not errors and (line or running[0]):
-                    ready.wait()
-                if not (line and line[0][5]):
+                # the answer thread ends last (the reader's end ends its stream): after it, no
+                # frame still in line will be answered
+                while not (line and line[0].held) and not ended["answer"]:
+                    ready.wait(0.25)
+                if not (line and line[0].held):
                     if errors:
                         raise errors[0]
                     return
-                index, timestamp, frame, why, detections, *_ = line.popleft()
+                entry = line.popleft()
                 ready.notify_all()
-            yield index, timestamp, frame, detections, why
+            yield entry.index, entry.timestamp, entry.frame, entry.detections, entry.why
     finally:  # both threads end before the caller goes on (and before the process exits)
         closing.set()
-        to_send.put(None)
+        to_send.put(END)
         with ready:
             ready.notify_all()
         for thread in threads:
             thread.join(timeout=10)
+        for entry in [*line, *sent.values()]:
+            give_back(entry)
+
+
+@dataclass(eq=False)
+class _Entry:
+    """A frame in `gated_stream`'s line: ``held`` once it may come out (kept from the server, or
+    answered: ``detections``), ``slot`` while it holds a budget slot."""
+
+    index: int
+    timestamp: float
+    frame: np.ndarray
+    why: str
+    held: bool
+    slot: bool
+    detections: Detections | None = None
+    sent_at: float = 0.0

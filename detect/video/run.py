@@ -31,7 +31,7 @@ from detect.video.budget import Budget
 from detect.video.clips import EventClips
 from detect.video.config import VideoConfig
 from detect.video.health import HealthMonitor
-from detect.video.motion import MotionGate
+from detect.video.motion import HELD, URGENT, MotionGate
 from detect.video.proof import Proof, event_proof
 from detect.video.source import FrameSource, SourceCounts, is_live
 from detect.video.stages import StageTimes
@@ -64,14 +64,26 @@ class LocalModel:
     backend: Backend
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def detect(self, frame: np.ndarray, options: DetectOptions, stages: StageTimes) -> Detections:
-        """Detections of one ``(H, W, 3)`` uint8 BGR frame; the time it waited for the model,
-        the model's and post-processing's to ``stages`` (post-processing runs outside the lock,
-        beside the next camera's model run)."""
-        backend, start = self.backend, time.perf_counter()
+    def detect(
+        self,
+        frame: np.ndarray,
+        options: DetectOptions,
+        stages: StageTimes,
+        queued_since: float | None = None,
+        done: Callable[[], None] = lambda: None,
+    ) -> Detections:
+        """Detections of one ``(H, W, 3)`` uint8 BGR frame. To ``stages``: the time it waited
+        for the model (since ``queued_since``, `time.perf_counter`'s, when it waited for a
+        budget slot before), the model's run and post-processing's. ``done`` is called as soon
+        as the model has run (a budget slot given back), so that post-processing, outside the
+        lock, runs beside the next camera's model run. Not `detect_batch`: that times the three
+        together."""
+        backend = self.backend
+        start = time.perf_counter() if queued_since is None else queued_since
         with self.lock:
             taken = time.perf_counter()
             (raw,) = backend.infer_batch([backend.prepare(frame, "BGR")], options)
+        done()
         ran = time.perf_counter()
         detections = Detections.from_list(backend.postprocess(raw, options))
         stages.add("queue", taken - start)
@@ -112,9 +124,9 @@ def _results(
 ) -> Iterator[Gated]:
     """Each frame with its detections and the motion gate's reason (``""`` without ``gate``;
     ``still``: not sent to the model, ``budget``: refused a slot of the site's ``budget``;
-    detections None for both): through the server (`detect.video.remote.stream`, on ``client``,
-    else a client opened here) or a local backend (``local``, else opened here), one frame at a
-    time. The time of each stage goes to ``stages`` (`detect.video.stages`)."""
+    detections None for both): through the server (`detect.video.remote.gated_stream`, on
+    ``client``, else a client opened here) or a local backend (``local``, else opened here), one
+    frame at a time. The time of each stage goes to ``stages`` (`detect.video.stages`)."""
     stages = stages or StageTimes()
     wait = None  # a real-time camera's frame waits for a slot one frame interval at most
     if config.realtime and budget is not None:
@@ -139,23 +151,34 @@ def _results(
             if gate is not None:
                 with stages.timed("motion"):
                     why = gate.decide(frame, timestamp)
-            if why == "still":
+            if why != "still" and budget is not None:
+                queued = time.perf_counter()
+                why = admit(budget, why, wait, frames.stopped.is_set, gate)
+                if why != "budget":
+                    release = once(budget.release)
+                    try:
+                        detections = local.detect(frame, config.options, stages, queued, release)
+                    finally:
+                        release()
+                    yield index, timestamp, frame, detections, why
+                    continue
+                stages.add("queue", time.perf_counter() - queued)
+            if why in HELD:
                 yield index, timestamp, frame, None, why
                 continue
-            if budget is not None:
-                with stages.timed("queue"):
-                    slot = take_slot(budget, why, wait, frames.stopped.is_set)
-                if not slot:
-                    if gate is not None:
-                        gate.refused()
-                    yield index, timestamp, frame, None, "budget"
-                    continue
-            try:
-                detections = local.detect(frame, config.options, stages)
-            finally:
-                if budget is not None:
-                    budget.release()
-            yield index, timestamp, frame, detections, why
+            yield index, timestamp, frame, local.detect(frame, config.options, stages), why
+
+
+def once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action``, done the first time the result is called and never again."""
+    done = threading.Event()
+
+    def call() -> None:
+        if not done.is_set():
+            done.set()
+            action()
+
+    return call
 
 
 def timed_read(
@@ -172,17 +195,22 @@ def timed_read(
         yield item
 
 
-def take_slot(budget: Budget, why: str, wait: float | None, stopped: Callable[[], bool]) -> bool:
-    """A slot of ``budget`` for a frame the gate sent for ``why`` (``motion``, ``first``:
-    urgent), waiting ``wait`` seconds at most (None: until one is free, or the run is
-    ``stopped``)."""
-    urgent = why in ("motion", "first", "")
-    if wait is not None:
-        return budget.acquire(urgent, wait)
-    while not stopped():
-        if budget.acquire(urgent, 0.5):
-            return True
-    return False
+def admit(
+    budget: Budget,
+    why: str,
+    wait: float | None,
+    halted: Callable[[], bool],
+    gate: MotionGate | None,
+) -> str:
+    """A slot of the site's ``budget`` for a frame the gate sends to the model for ``why``
+    (`URGENT` reasons go ahead), waiting ``wait`` seconds at most (None: until one is free, or
+    ``halted()``). ``why`` when the frame has its slot (`Budget.release` it), else ``budget``
+    (the gate keeps its old reference: `MotionGate.refused`)."""
+    if budget.acquire(why in URGENT, wait, halted):
+        return why
+    if gate is not None:
+        gate.refused()
+    return "budget"
 
 
 @contextlib.contextmanager
@@ -309,18 +337,15 @@ class VideoRun:
                     self.budget,
                     summary.stages,
                 ):
-                    if detections is None and why not in ("still", "budget"):  # server dropped
+                    if detections is None and why not in HELD:  # the server dropped it
+                        if self.gate is not None:
+                            self.gate.forget()  # its change was never seen by the model
                         summary.frames_dropped_by_server += 1
                         progress()
                         continue
                     if writer is None and config.out_video is not None:
                         writer = self._open_writer(frame)
-                    detections = self._process(index, timestamp, frame, detections, why)
-                    if writer is not None:
-                        with summary.stages.timed("drawing"):
-                            picture = self._frame(frame, index, detections)
-                        with summary.stages.timed("writing"):
-                            writer.write(picture)
+                    self._process(index, timestamp, frame, detections, why, writer)
                     progress()
         except StreamLostError as exc:
             self.stop("server lost mid-stream")
@@ -359,9 +384,11 @@ class VideoRun:
         frame: np.ndarray,
         detections: Detections | None,
         why: str = "",
-    ) -> Detections:
+        writer: VideoWriter | None = None,
+    ) -> None:
         """Track and count one frame's detections (``frame``: its ``(H, W, 3)`` BGR pixels),
-        write its JSONL line (when asked); the detections with their track ids. A ``still``
+        give its events, write its JSONL line and its annotated frame to ``writer`` (when
+        asked); each stage's time once per frame. A ``still``
         frame (the motion gate's; ``detections`` None) keeps the last inferred frame's tracked
         detections: nothing moved since, so its tracks are held where they are (not advanced,
         not aged); so does a frame the site's ``budget`` refused (the next is on its way)."""
@@ -405,6 +432,9 @@ class VideoRun:
                 events = events + self.health.update(
                     frame, index, timestamp, found, now, self._rate
                 )
+        if writer is not None:
+            with timed("drawing"):
+                picture = self._frame(frame, index, detections)
         with timed("writing"):
             if self.on_event is not None:
                 for event in events:
@@ -414,7 +444,8 @@ class VideoRun:
             if self.on_picture is not None:
                 self.on_picture(frame, detections, self.counting)
             self._write(record)
-        return detections
+            if writer is not None:
+                writer.write(picture)
 
     def _tell(
         self, event: dict[str, Any], frame: np.ndarray, timestamp: float, detections: Detections

@@ -92,7 +92,12 @@ class StageTimes:
         return {s: round(1000 * t / frames, 3) for s, t in self.seconds.items() if self.counts[s]}
 
     def __getstate__(self) -> dict:  # a camera's summary crosses processes on Ray
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        with self._lock:  # a consistent copy while the run adds to it
+            return {
+                "seconds": dict(self.seconds),
+                "counts": dict(self.counts),
+                "buckets": {s: list(b) for s, b in self.buckets.items()},
+            }
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _lock=threading.Lock())

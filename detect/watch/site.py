@@ -168,7 +168,7 @@ class SiteSettings:
     budget: int | None = setting(
         None,
         "model runs under way at once over the cameras, frames with motion served first "
-        "(default: 1 for a local model, 2 per server; 0: no budget; not with --ray; "
+        "(default: 1 for a local model, 2 per server listed; 0: no budget; not with --ray; "
         "detect.video.budget)",
         flag="",
         check=at_least(0),
