@@ -105,16 +105,10 @@ def say_chosen(given: Path, chosen: Path, precision: str) -> None:
         _say_once(given, chosen, log.info, f"running {chosen}, the int8 model of {given}")
 
 
-def file_to_run(path: Path, engine: Engine, elsewhere: bool = False) -> Path:
+def file_to_run(path: Path, engine: Engine) -> Path:
     """`chosen_file` for the model ``path`` with the ``engine`` settings (precision, device,
-    backend), said by `say_chosen`. ``elsewhere``: the model runs on other machines (Ray
-    workers), whose devices this one cannot see: there ``auto`` takes the int8 model only for
-    ``device`` cpu, and with ``device`` auto keeps the file given (a GPU worker would run int8
-    on CUDA)."""
-    device = engine.device
-    if elsewhere and device == "auto" and engine.precision == "auto":
-        return Path(path)
-    chosen = chosen_file(path, engine.precision, device, engine.backend)
+    backend), said by `say_chosen`."""
+    chosen = chosen_file(path, engine.precision, engine.device, engine.backend)
     say_chosen(path, chosen, engine.precision)
     return chosen
 

@@ -433,7 +433,7 @@ def _run_clips(
     assert config.clip.model is not None
     engine = config.clip.engine
     opened = {  # the file chosen here, once, for every worker
-        "model": file_to_run(config.clip.model, engine, elsewhere=True),
+        "model": file_to_run(config.clip.model, engine),
         "device": engine.device,
         "engine": engine.backend,
         "threads": engine.threads,

@@ -209,7 +209,7 @@ def _chosen_model(config: VideoConfig) -> VideoConfig:
         return config
     from detect.runtime.precision import file_to_run
 
-    chosen = file_to_run(config.model, config.engine, elsewhere=True)
+    chosen = file_to_run(config.model, config.engine)
     exact = dataclasses.replace(config.engine, precision="fp32")  # fp32: the file given
     return dataclasses.replace(config, model=chosen, engine=exact)
 
