@@ -417,7 +417,7 @@ class VideoRun:
             "detections": detection_records(detections),
         }
         if why:
-            record["inferred"] = why != "still"
+            record["inferred"] = why not in HELD
             record["motion"] = why
         events: list[dict[str, Any]] = []
         with timed("counting"):
