@@ -47,8 +47,9 @@ def stream(
     retry: int | None = 0,
     frame_deadline_ms: int = 0,
     on_move: Callable[[], None] = lambda: None,
-    items: Iterator[tuple[int, float, np.ndarray] | None] | None = None,
-    halted: Callable[[], bool] | None = None,
+    *,
+    items: Iterator[tuple[int, float, np.ndarray] | None],
+    halted: Callable[[], bool],
 ) -> Iterator[Result]:
     """Results of one ``DetectStream`` call with up to ``in_flight`` frames on their way,
     reopened after UNAVAILABLE up to ``retry`` times in a row (None: for ever); frames the
@@ -61,15 +62,13 @@ def stream(
     among the healthy ones, without counting as a retry; ``on_move`` is told. A stream that
     fails before answering anything goes by ``retry``, as with one server.
 
-    The request generator runs on gRPC's thread; it pulls frames from one shared iterator
-    (``items``, else ``frames``'), so a reopened stream goes on where the failed one stopped,
-    after sending again, in order, the frames that were in flight when the server went away.
-    ``items`` may give None while it has no frame yet (a quiet camera), so that a failed call's
-    generator is not left waiting on it. ``halted()`` (default: ``frames`` stopped) ends the
-    stream between frames and its retry pauses.
+    The request generator runs on gRPC's thread; it pulls frames from one shared iterator,
+    ``items`` (``frames``' after `gated_stream`'s gate), so a reopened stream goes on where the
+    failed one stopped, after sending again, in order, the frames that were in flight when the
+    server went away. ``items`` may give None while it has no frame yet (a quiet camera), so
+    that a failed call's generator is not left waiting on it. ``halted()`` ends the stream
+    between frames and its retry pauses.
     """
-    source = iter(frames) if items is None else items
-    halted = halted or frames.stopped.is_set
     pull = threading.Lock()  # one generator at a time: the old call's may still be running
     pending: dict[str, tuple[int, float, np.ndarray]] = {}  # sent, not answered
     backlog: list[tuple[int, float, np.ndarray]] = []  # in flight when a call failed
@@ -88,7 +87,7 @@ def stream(
                 if current[0] != mine:
                     return
                 try:
-                    item = backlog.pop(0) if backlog else next(source, END)
+                    item = backlog.pop(0) if backlog else next(items, END)
                 except Exception as exc:  # gRPC would end the call with UNKNOWN instead
                     failed.append(exc)
                     return
@@ -198,11 +197,11 @@ def gated_stream(
     to_send: queue.Queue[tuple[int, float, np.ndarray] | object] = queue.Queue()
     ready = threading.Condition()
     errors: list[BaseException] = []
-    ended = {"read": False, "answer": False}
+    answered_all = threading.Event()  # the answer thread has ended: nothing more is answered
     closing = threading.Event()
 
     def halted() -> bool:
-        return closing.is_set() or frames.stopped.is_set() or ended["answer"]
+        return closing.is_set() or frames.stopped.is_set() or answered_all.is_set()
 
     def give_back(entry: _Entry) -> None:
         with ready:
@@ -218,9 +217,9 @@ def gated_stream(
                     with stages.timed("motion"):
                         why = gate.decide(frame, timestamp)
                 with ready:
-                    while len(line) >= in_flight and not halted() and not ended["answer"]:
+                    while len(line) >= in_flight and not halted():
                         ready.wait(0.25)
-                    if halted() or ended["answer"]:
+                    if halted():
                         return
                 slot = False
                 if why not in HELD and budget is not None:
@@ -241,9 +240,6 @@ def gated_stream(
             errors.append(exc)
         finally:
             to_send.put(END)
-            with ready:
-                ended["read"] = True
-                ready.notify_all()
 
     def items() -> Iterator[tuple[int, float, np.ndarray] | None]:
         while True:
@@ -259,7 +255,8 @@ def gated_stream(
     def answer() -> None:
         try:
             how = (options, in_flight, retry, frame_deadline_ms, on_move)
-            for index, _, _, detections in stream(client, frames, *how, items(), halted):
+            answers = stream(client, frames, *how, items=items(), halted=halted)
+            for index, _, _, detections in answers:
                 with ready:
                     entry = sent.pop(index)
                     entry.detections, entry.held = detections, True
@@ -270,7 +267,7 @@ def gated_stream(
             errors.append(exc)
         finally:
             with ready:
-                ended["answer"] = True
+                answered_all.set()
                 ready.notify_all()
 
     threads = [threading.Thread(target=t, daemon=True) for t in (read, answer)]
@@ -281,7 +278,7 @@ def gated_stream(
             with ready:
                 # the answer thread ends last (the reader's end ends its stream): after it, no
                 # frame still in line will be answered
-                while not (line and line[0].held) and not ended["answer"]:
+                while not (line and line[0].held) and not answered_all.is_set():
                     ready.wait(0.25)
                 if not (line and line[0].held):
                     if errors:

@@ -74,16 +74,18 @@ class LocalModel:
     ) -> Detections:
         """Detections of one ``(H, W, 3)`` uint8 BGR frame. To ``stages``: the time it waited
         for the model (since ``queued_since``, `time.perf_counter`'s, when it waited for a
-        budget slot before), the model's run and post-processing's. ``done`` is called as soon
-        as the model has run (a budget slot given back), so that post-processing, outside the
-        lock, runs beside the next camera's model run. Not `detect_batch`: that times the three
-        together."""
+        budget slot before), the model's run and post-processing's. ``done`` is called once, as
+        soon as the model has run or failed (a budget slot given back), so that
+        post-processing, outside the lock, runs beside the next camera's model run. Not
+        `detect_batch`: that times the three together."""
         backend = self.backend
         start = time.perf_counter() if queued_since is None else queued_since
-        with self.lock:
-            taken = time.perf_counter()
-            (raw,) = backend.infer_batch([backend.prepare(frame, "BGR")], options)
-        done()
+        try:
+            with self.lock:
+                taken = time.perf_counter()
+                (raw,) = backend.infer_batch([backend.prepare(frame, "BGR")], options)
+        finally:
+            done()
         ran = time.perf_counter()
         detections = Detections.from_list(backend.postprocess(raw, options))
         stages.add("queue", taken - start)
@@ -151,34 +153,19 @@ def _results(
             if gate is not None:
                 with stages.timed("motion"):
                     why = gate.decide(frame, timestamp)
+            queued, release = None, lambda: None
             if why != "still" and budget is not None:
                 queued = time.perf_counter()
                 why = admit(budget, why, wait, frames.stopped.is_set, gate)
-                if why != "budget":
-                    release = once(budget.release)
-                    try:
-                        detections = local.detect(frame, config.options, stages, queued, release)
-                    finally:
-                        release()
-                    yield index, timestamp, frame, detections, why
-                    continue
-                stages.add("queue", time.perf_counter() - queued)
+                if why == "budget":
+                    stages.add("queue", time.perf_counter() - queued)
+                else:
+                    release = budget.release
             if why in HELD:
                 yield index, timestamp, frame, None, why
                 continue
-            yield index, timestamp, frame, local.detect(frame, config.options, stages), why
-
-
-def once(action: Callable[[], None]) -> Callable[[], None]:
-    """``action``, done the first time the result is called and never again."""
-    done = threading.Event()
-
-    def call() -> None:
-        if not done.is_set():
-            done.set()
-            action()
-
-    return call
+            detections = local.detect(frame, config.options, stages, queued, release)
+            yield index, timestamp, frame, detections, why
 
 
 def timed_read(
