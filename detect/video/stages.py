@@ -15,11 +15,11 @@ Stages, in a frame's order:
 * ``drawing``: the annotated frame of the MP4;
 * ``writing``: the MP4, the JSONL line, the events with their pictures and clips.
 
-Each stage keeps its total seconds, its count and a histogram over `BUCKETS` (cumulative, as
-Prometheus has them): `detect.watch.metrics` serves them as ``detect_watch_stage_seconds``,
-the summary gives the mean milliseconds per processed frame. A frame the gate kept from the
-model adds nothing to ``queue``, ``model`` and ``postprocess``; the means are per processed frame
-all the same, so that they add up to the frame's time.
+Each stage keeps its total seconds and a histogram over `BUCKETS` (its counts add up to the
+stage's observations): `detect.watch.metrics` serves them, cumulative as Prometheus has them,
+as ``detect_watch_stage_seconds``; the summary gives the mean milliseconds per processed frame.
+A frame the gate kept from the model adds nothing to ``queue``, ``model`` and ``postprocess``;
+the means are per processed frame all the same, so that they add up to the frame's time.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ class StageTimes:
     threads (a camera's reader and answer threads, `detect.video.remote.gated_stream`)."""
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
     buckets: dict[str, list[int]] = field(
         default_factory=lambda: {s: [0] * (len(BUCKETS) + 1) for s in STAGES}
     )
@@ -63,7 +62,6 @@ class StageTimes:
         """One observation of ``stage`` (one of `STAGES`)."""
         with self._lock:
             self.seconds[stage] += seconds
-            self.counts[stage] += 1
             self.buckets[stage][bisect.bisect_left(BUCKETS, seconds)] += 1
 
     @contextlib.contextmanager
@@ -82,20 +80,23 @@ class StageTimes:
             return {
                 s: (list(itertools.accumulate(self.buckets[s])), self.seconds[s])
                 for s in STAGES
-                if self.counts[s]
+                if self._ran(s)
             }
 
     def per_frame_ms(self, frames: int) -> dict[str, float]:
         """Mean milliseconds per processed frame in each stage that ran (``frames`` of them)."""
         if not frames:
             return {}
-        return {s: round(1000 * t / frames, 3) for s, t in self.seconds.items() if self.counts[s]}
+        return {s: round(1000 * t / frames, 3) for s, t in self.seconds.items() if self._ran(s)}
+
+    def _ran(self, stage: str) -> bool:
+        """Whether ``stage`` has an observation (its buckets count them)."""
+        return any(self.buckets[stage])
 
     def __getstate__(self) -> dict:  # a camera's summary crosses processes on Ray
         with self._lock:  # a consistent copy while the run adds to it
             return {
                 "seconds": dict(self.seconds),
-                "counts": dict(self.counts),
                 "buckets": {s: list(b) for s, b in self.buckets.items()},
             }
 
