@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +42,7 @@ from pathlib import Path
 
 from detect.errors import DetectError, UsageError
 from detect.runtime.detector import Detector, check_model
-from detect.runtime.model_card import ModelCard, card_path
+from detect.runtime.model_card import ModelCard, card_fields, card_path
 from detect.runtime.precision import file_to_run
 from detect.structures import ModelInfo
 from server.batcher import Batcher
@@ -186,9 +185,11 @@ def file_version(path: Path, choose: Choose) -> OnDisk:
         return OnDisk(path.stem, None, path, (), exc)
     try:
         stamp = _stamp(chosen)
-        sha256 = json.loads(card_path(chosen).read_text(encoding="utf-8"))["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except OSError:
         return OnDisk(path.stem, None, chosen, ())  # check_model says what is wrong
+    sha256 = card_fields(chosen).get("sha256")
+    if sha256 is None:
+        return OnDisk(path.stem, None, chosen, ())
     return OnDisk(path.stem, str(sha256)[:12], chosen, stamp)
 
 

@@ -63,6 +63,17 @@ def card_path(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
+def card_fields(model_path: Path) -> dict[str, Any]:
+    """The card of ``model_path`` as raw JSON fields, empty when it cannot be read: for a
+    glance that must not fail (which file to run, a version's name); `ModelCard.read` checks
+    a card and says what is wrong."""
+    try:
+        data = json.loads(card_path(model_path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def batch_graph_path(model_path: Path, batch: int) -> Path:
     """`models/NAME.bB.onnx`, the graph of `models/NAME.onnx` that takes ``batch`` images."""
     model_path = Path(model_path)

@@ -19,17 +19,16 @@ No torch here; ONNX Runtime is loaded only to ask whether it runs on CUDA (`runs
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from detect.config import PRECISIONS
 from detect.errors import ConfigError
 from detect.runtime.engines import runs_on_cpu
-from detect.runtime.model_card import card_path
+from detect.runtime.model_card import card_fields, card_path
 
 if TYPE_CHECKING:
     from detect.config import Engine
@@ -78,7 +77,7 @@ def chosen_file(path: Path, precision: str, device: str = "auto", engine: str = 
         if stale is not None:
             raise ConfigError(f"precision int8: {stale}")
         return sibling
-    if _card(path).get("precision") == INT8:
+    if card_fields(path).get("precision") == INT8:
         return path
     raise ConfigError(
         f"precision int8: no int8 model {sibling} beside {path}; make it with `detect export "
@@ -124,9 +123,9 @@ def _say_once(given: Path, chosen: Path, say: Callable[[str], None], message: st
 def _quantized_from_another(sibling: Path, path: Path) -> str | None:
     """Why the int8 ``sibling`` is not the int8 model of ``path``: its card records another
     fp32 sha256 than ``path``'s card (None when either card cannot say: their loader will)."""
-    record = _card(sibling).get("quantization")
+    record = card_fields(sibling).get("quantization")
     made_from = record.get(FP32_SHA256) if isinstance(record, dict) else None
-    sha256 = _card(path).get("sha256")
+    sha256 = card_fields(path).get("sha256")
     if made_from is None or sha256 is None or made_from == sha256:
         return None
     return (
@@ -134,12 +133,3 @@ def _quantized_from_another(sibling: Path, path: Path) -> str | None:
         f"{sha256[:12]}); make it again with `detect export --model {path} --int8 CALIB_IMAGES "
         "--int8-val GT_JSON`, or remove it"
     )
-
-
-def _card(path: Path) -> dict[str, Any]:
-    """The model card of ``path`` as JSON, empty when it cannot be read."""
-    try:
-        data = json.loads(card_path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
