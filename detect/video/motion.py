@@ -124,10 +124,13 @@ class MotionGate:
 
     def __init__(self, settings: MotionSettings) -> None:
         self.settings = settings
-        self._reference: np.ndarray | None = None  # float32 grey copy of the last inferred frame
+        # float32 grey copy of the last inferred frame, its video time and its mean grey level
+        self._reference: np.ndarray | None = None
         self._reference_ms = 0.0
+        self._reference_level = 0.0
         self._keep: np.ndarray | None = None  # bool, the pixels the mask leaves
-        self._candidate: tuple[np.ndarray, float] | None = None
+        self._kept = 0  # how many
+        self._candidate: tuple[np.ndarray | None, float, float] | None = None
 
     def _grey(self, frame: np.ndarray) -> np.ndarray:
         """The ``(HEIGHT, W')`` float32 blurred grey copy of an ``(H, W, 3)`` BGR frame."""
@@ -143,6 +146,7 @@ class MotionGate:
                 hole = np.zeros(small.shape, np.uint8)
                 cv2.fillPoly(hole, [points], 1)
                 self._keep &= hole == 0
+            self._kept = int(self._keep.sum())
         return cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32)
 
     def decide(self, frame: np.ndarray, timestamp_ms: float) -> str:
@@ -150,17 +154,19 @@ class MotionGate:
         becomes the reference, unless `refused` says otherwise), or ``still``.
         ``frame``: ``(H, W, 3)`` uint8 BGR; ``timestamp_ms``: its video time."""
         grey = self._grey(frame)
-        why = self._why(grey, timestamp_ms)
+        assert self._keep is not None
+        level = float(grey[self._keep].mean()) if self._kept else 0.0
+        why = self._why(grey, level, timestamp_ms)
         if why != "still":
-            self._candidate = (self._reference, self._reference_ms)
-            self._reference, self._reference_ms = grey, timestamp_ms
+            self._candidate = (self._reference, self._reference_ms, self._reference_level)
+            self._reference, self._reference_ms, self._reference_level = grey, timestamp_ms, level
         return why
 
     def refused(self) -> None:
         """The frame just sent was not run (the site's compute budget): the reference stays the
         last frame that was, so its change is seen again next frame."""
         if self._candidate is not None:
-            self._reference, self._reference_ms = self._candidate
+            self._reference, self._reference_ms, self._reference_level = self._candidate
             self._candidate = None
 
     def forget(self) -> None:
@@ -169,22 +175,21 @@ class MotionGate:
         thread than `decide`'s."""
         self._reference = None
 
-    def _why(self, grey: np.ndarray, timestamp_ms: float) -> str:
+    def _why(self, grey: np.ndarray, level: float, timestamp_ms: float) -> str:
+        """The reason for ``grey`` (`_grey`'s copy; ``level``: its mean over the pixels the
+        mask leaves)."""
         reference, settings = self._reference, self.settings
         if reference is None or reference.shape != grey.shape:
             return "first"
         if settings.force_s and timestamp_ms - self._reference_ms >= settings.force_s * 1000:
             return "forced"
-        keep = self._keep
-        assert keep is not None
-        mean = float(grey[keep].mean()) if keep.any() else 0.0
-        if mean > 1.0:  # the frame's light scaled to the reference's
-            grey = grey * (float(reference[keep].mean()) / mean)
-        changed = (np.abs(grey - reference) > settings.threshold) & keep
+        if level > 1.0:  # the frame's light scaled to the reference's
+            grey = grey * (self._reference_level / level)
+        changed = (np.abs(grey - reference) > settings.threshold) & self._keep
         moved = int(changed.sum())
         if not moved:
             return "still"
-        if moved > settings.lighting * max(1, int(keep.sum())):
+        if moved > settings.lighting * max(1, self._kept):
             return "lighting"
         _, _, stats, _ = cv2.connectedComponentsWithStats(changed.view(np.uint8), connectivity=8)
         largest = int(stats[1:, cv2.CC_STAT_AREA].max())
